@@ -1,0 +1,75 @@
+"""The part record: one JSON object per tested part, and its validation.
+
+Identity fields name the part; ``tests`` maps a test key (``"<TEST_NUM>:<TEST_TXT>"`` or a
+short name) to a float result; ``limits`` (optional, sent at least once per test program)
+maps a test key to ``{"lo", "hi", "units"}``; outcome fields are present when known.
+
+>>> rec = {"lot_id": "L1", "wafer_id": "W1", "part_id": "7", "ts": 1.0, "tests": {"a": 1.5}}
+>>> validate_record(rec) is None
+True
+>>> part_key(rec)
+'L1/W1/7'
+>>> validate_record({"lot_id": "L1"})
+'missing field: wafer_id'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+IDENTITY_FIELDS = ("lot_id", "wafer_id", "part_id")
+OPTIONAL_IDENTITY = ("x", "y", "head", "site", "tester", "fab", "test_program", "test_program_rev")
+OUTCOME_FIELDS = ("hard_bin", "soft_bin", "passed", "test_time_ms")
+
+#: STDF writers use huge magnitudes (for example 9.9e37) for "no result".
+SENTINEL_ABS = 1e30
+#: STDF's value for a missing X or Y coordinate.
+MISSING_COORD = -32768
+
+
+def part_key(record: dict[str, Any]) -> str:
+    """The message key of a part: ``lot/wafer/part``."""
+    return f"{record['lot_id']}/{record['wafer_id']}/{record['part_id']}"
+
+
+def is_sentinel(value: float) -> bool:
+    """True for results that are not measurements: NaN, infinities and huge sentinels."""
+    return not math.isfinite(value) or abs(value) >= SENTINEL_ABS
+
+
+def validate_record(record: Any) -> str | None:
+    """Return why ``record`` is not a valid part record, or None when it is.
+
+    Sentinel results (NaN, 9.9e37) are valid here: the record is kept and the value is
+    treated as missing downstream. Wrong types are not.
+    """
+    if not isinstance(record, dict):
+        return f"record is a JSON {type(record).__name__}, not an object"
+    for name in IDENTITY_FIELDS:
+        if name not in record:
+            return f"missing field: {name}"
+        if not isinstance(record[name], (str, int)) or isinstance(record[name], bool):
+            return f"field {name} must be a string or integer"
+    ts = record.get("ts")
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):
+        return "field ts must be a finite number (epoch seconds)"
+    tests = record.get("tests")
+    if not isinstance(tests, dict) or not tests:
+        return "field tests must be a non-empty object of test results"
+    for name, value in tests.items():
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"test {name!r} result must be a number or null"
+    for name in ("x", "y", "head", "site", "hard_bin", "soft_bin"):
+        value = record.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"field {name} must be an integer"
+    passed = record.get("passed")
+    if passed is not None and not isinstance(passed, bool):
+        return "field passed must be true or false"
+    limits = record.get("limits")
+    if limits is not None and not isinstance(limits, dict):
+        return "field limits must be an object"
+    return None

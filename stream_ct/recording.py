@@ -1,0 +1,110 @@
+"""Recorded topics: one Kafka message per JSON line, exact to the byte.
+
+A recording line looks like::
+
+    {"key": "LOT1/W01/17", "value": "{\\"lot_id\\": ...}", "timestamp": 1700000000123,
+     "headers": [["source", "sim"]], "partition": 0}
+
+``key`` and ``value`` hold the message bytes as text when they are valid UTF-8 and are
+replaced by ``key_b64`` / ``value_b64`` otherwise, so malformed input survives a round trip.
+Header values follow the same rule (``[name, text]`` or ``[name, {"b64": ...}]``).
+
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "t.jsonl")
+>>> n = write_recording(path, [Message(b"k", b"\\xff", 5, [("h", b"v")], 0)])
+>>> list(read_recording(path)) == [Message(b"k", b"\\xff", 5, [("h", b"v")], 0)]
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import orjson
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka message as recorded: raw key and value bytes, timestamp in ms, headers."""
+
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
+
+
+def _encode_bytes(data: bytes) -> str | dict:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _decode_bytes(obj: str | dict) -> bytes:
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    return base64.b64decode(obj["b64"])
+
+
+def message_to_line(msg: Message) -> bytes:
+    """Serialize one message to a recording line (without the newline)."""
+    line: dict = {"timestamp": msg.timestamp, "partition": msg.partition}
+    for name, data in (("key", msg.key), ("value", msg.value)):
+        if data is None:
+            line[name] = None
+            continue
+        encoded = _encode_bytes(data)
+        if isinstance(encoded, str):
+            line[name] = encoded
+        else:
+            line[f"{name}_b64"] = encoded["b64"]
+    line["headers"] = [[name, _encode_bytes(value)] for name, value in msg.headers]
+    return orjson.dumps(line)
+
+
+def line_to_message(line: bytes | str) -> Message:
+    """Parse one recording line back into a message."""
+    obj = orjson.loads(line)
+    fields = {}
+    for name in ("key", "value"):
+        if f"{name}_b64" in obj:
+            fields[name] = base64.b64decode(obj[f"{name}_b64"])
+        else:
+            text = obj.get(name)
+            fields[name] = None if text is None else text.encode("utf-8")
+    headers = [(name, _decode_bytes(value)) for name, value in obj.get("headers") or []]
+    return Message(fields["key"], fields["value"], int(obj["timestamp"]), headers, obj.get("partition"))
+
+
+def _open(path: str, mode: str):
+    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
+
+
+def write_recording(path: str, messages: Iterable[Message]) -> int:
+    """Write messages to ``path`` (gzip when it ends in .gz); return how many were written."""
+    count = 0
+    with _open(path, "wb") as out:
+        for msg in messages:
+            out.write(message_to_line(msg))
+            out.write(b"\n")
+            count += 1
+    return count
+
+
+def read_recording(path: str) -> Iterator[Message]:
+    """Yield the messages of a recording in file order.
+
+    A line that is not a valid recording line raises ``ValueError`` naming the file and line.
+    """
+    with _open(path, "rb") as src:
+        for number, line in enumerate(src, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_to_message(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: not a recording line ({exc})") from exc
