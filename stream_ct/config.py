@@ -1,0 +1,188 @@
+"""Consumer definitions: one TOML file per use case, validated before anything starts.
+
+>>> cfg = ConsumerConfig.from_dict({"consumer": {"name": "y", "input_topic": "parts"},
+...                                 "model": {"task": "classification", "target": "passed"}})
+>>> cfg.consumer.group_id, cfg.model.name, cfg.predictions_topic, cfg.dlq_topic
+('stream-ct-y', 'y', 'parts.predictions', 'parts.dlq')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A consumer definition is invalid; the message names the key and the fix."""
+
+
+TASKS = ("classification", "regression")
+ESTIMATORS = {
+    "classification": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
+    "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
+}
+
+
+@dataclass(frozen=True)
+class ConsumerSection:
+    name: str
+    input_topic: str
+    group_id: str = ""
+    poll_max_records: int = 2000
+    poll_timeout_ms: int = 500
+
+
+@dataclass(frozen=True)
+class FeatureSection:
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    task: str = "classification"
+    target: str = "passed"
+    name: str = ""
+    estimator: str = "hist_gradient_boosting"
+
+
+@dataclass(frozen=True)
+class DriftSection:
+    arl0: float = 100_000.0
+    window: int = 1000
+    stride: int = 250
+    reference_size: int = 5000
+
+
+@dataclass(frozen=True)
+class RetrainSection:
+    window_records: int = 5000
+    min_rows: int = 1000
+    min_minority: int = 20
+    holdout_fraction: float = 0.25
+    cooldown_records: int = 5000
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class GateSection:
+    min_metric: float = 0.70
+    min_improvement: float = 0.0
+
+
+@dataclass(frozen=True)
+class RegistrySection:
+    path: str = "registry"
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    consumer: ConsumerSection
+    features: FeatureSection = field(default_factory=FeatureSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    drift: DriftSection = field(default_factory=DriftSection)
+    retrain: RetrainSection = field(default_factory=RetrainSection)
+    gates: GateSection = field(default_factory=GateSection)
+    registry: RegistrySection = field(default_factory=RegistrySection)
+    source: str = ""
+
+    @property
+    def predictions_topic(self) -> str:
+        return f"{self.consumer.input_topic}.predictions"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.consumer.input_topic}.dlq"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ConsumerConfig":
+        """Read and validate a TOML consumer definition."""
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such consumer definition")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> "ConsumerConfig":
+        sections = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "source"}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ConfigError(f"{source}: unknown section [{sorted(unknown)[0]}]; "
+                              f"known sections: {', '.join(sections)}")
+        if "consumer" not in raw:
+            raise ConfigError(f"{source}: missing section [consumer] with name and input_topic")
+        built = {name: _section(globals()[typ] if isinstance(typ, str) else typ, raw.get(name, {}), name, source)
+                 for name, typ in sections.items()}
+        consumer = built["consumer"]
+        if not consumer.group_id:
+            built["consumer"] = dataclasses.replace(consumer, group_id=f"stream-ct-{consumer.name}")
+        if not built["model"].name:
+            built["model"] = dataclasses.replace(built["model"], name=consumer.name)
+        config = cls(**built, source=source)
+        config._check(source)
+        return config
+
+    def _check(self, source: str) -> None:
+        m = self.model
+        if m.task not in TASKS:
+            raise ConfigError(f"{source}: [model] task = {m.task!r}; use one of {', '.join(TASKS)}")
+        if m.estimator not in ESTIMATORS[m.task]:
+            raise ConfigError(f"{source}: [model] estimator = {m.estimator!r} does not fit task {m.task!r}; "
+                              f"use one of {', '.join(ESTIMATORS[m.task])}")
+        positive = {"[consumer] poll_max_records": self.consumer.poll_max_records,
+                    "[drift] window": self.drift.window, "[drift] stride": self.drift.stride,
+                    "[drift] reference_size": self.drift.reference_size, "[drift] arl0": self.drift.arl0,
+                    "[retrain] window_records": self.retrain.window_records,
+                    "[retrain] min_rows": self.retrain.min_rows}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{source}: {key} = {value}; it must be positive")
+        if not 0 < self.retrain.holdout_fraction < 0.9:
+            raise ConfigError(f"{source}: [retrain] holdout_fraction = {self.retrain.holdout_fraction}; "
+                              "use a fraction between 0 and 0.9 such as 0.25")
+        if self.drift.stride > self.drift.window:
+            raise ConfigError(f"{source}: [drift] stride ({self.drift.stride}) exceeds window "
+                              f"({self.drift.window}); use a stride at most the window")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+
+def _section(cls, values: Any, name: str, source: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key [{name}] {key}; known keys: {', '.join(known)}")
+    kwargs = {}
+    for key, value in values.items():
+        default = known[key].default
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                value = (value,)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: [{name}] {key} must be a list of strings")
+            value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif default is not dataclasses.MISSING and not isinstance(value, type(default)):
+            raise ConfigError(f"{source}: [{name}] {key} = {value!r} must be a {type(default).__name__}")
+        kwargs[key] = value
+    missing = [k for k, f in known.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and k not in kwargs]
+    if missing:
+        raise ConfigError(f"{source}: missing key [{name}] {missing[0]}")
+    if name == "consumer":
+        for key in ("name", "input_topic"):
+            if not isinstance(kwargs[key], str) or not kwargs[key]:
+                raise ConfigError(f"{source}: [consumer] {key} must be a non-empty string")
+    return cls(**kwargs)

@@ -1,0 +1,154 @@
+"""``stream-ct demo``: the whole continuous-training loop on a throwaway local broker.
+
+Simulates a stream with a process change, replays it at tester pace while ``serve`` and a
+``retrain-worker`` run as their own processes, waits until the stream is consumed and every
+retrain is settled, stops everything, and writes ``<out>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import TopicPartition
+
+from stream_ct.broker import LocalBroker
+from stream_ct.config import ConsumerConfig
+from stream_ct.kafka_io import EVENTS_TOPIC, make_consumer
+from stream_ct.progress import Progress
+from stream_ct.recording import read_recording
+from stream_ct.replay import record, replay
+from stream_ct.simulate import simulate_to_recording
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def topic_size(topic: str, bootstrap: str) -> int:
+    """Messages in ``topic`` (sum of end offsets; 0 when it does not exist)."""
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        return sum(consumer.end_offsets(parts).values()) if parts else 0
+    finally:
+        consumer.close()
+
+
+def read_events(bootstrap: str) -> list[dict[str, Any]]:
+    return [orjson.loads(m.value) for m in record(EVENTS_TOPIC, bootstrap)]
+
+
+def summarize(events: list[dict[str, Any]], truth: dict[str, Any], records_in: int, predictions: int,
+              dlq: int) -> dict[str, Any]:
+    """The demo's summary from ct.events and the simulator's ground truth."""
+    onsets = [o["record"] for o in truth.get("onsets", [])]
+    drift = [{"record_index": e["offset"], "onset": onsets[0] if onsets else None, "detector": e.get("detector"),
+              "features": e.get("features"), "stratum": e.get("stratum"), "effect_size": e.get("effect_size")}
+             for e in events if e["type"] == "drift"]
+    retrains = [{"version": e.get("version"), "reason": e.get("reason"), "decision": e.get("decision"),
+                 "gates": e.get("gates"), "metrics": e.get("metrics")}
+                for e in events if e["type"] == "retrain_decision"]
+    deploys = [e for e in events if e["type"] == "deploy"]
+    post = [e for e in events if e["type"] == "post_deploy_metric"]
+    last_deploy = deploys[-1] if deploys else None
+    after = next((e["metric"] for e in post if last_deploy and e["version"] == last_deploy["version"]), None)
+    return {
+        "records_in": records_in, "predictions_out": predictions, "dlq": dlq,
+        "scenario": truth.get("scenario"), "onsets": onsets,
+        "drift_events": drift, "retrains": retrains,
+        "champion_version": last_deploy["version"] if last_deploy else None,
+        "deploys": [{"version": e["version"], "position": e["position"], "reason": e.get("reason")} for e in deploys],
+        "metric_before_swap": last_deploy.get("metric_before") if last_deploy else None,
+        "metric_after_swap": after,
+        "alerts": [e for e in events if e["type"] == "alert"],
+    }
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    print("\n=== stream-ct demo summary ===")
+    print(f"records in {s['records_in']}, predictions out {s['predictions_out']}, dead-lettered {s['dlq']}")
+    print(f"scenario {s['scenario']}, drift onset at record {s['onsets']}")
+    first = s["drift_events"][0] if s["drift_events"] else None
+    if first:
+        print(f"drift signals: {len(s['drift_events'])}; first at record {first['record_index']} "
+              f"({first['record_index'] - first['onset']} after onset) by {first['detector']} on {first['features']}")
+    else:
+        print("drift signals: none")
+    for r in s["retrains"]:
+        gates = ", ".join(f"{g['name']}={'pass' if g['passed'] else 'FAIL'}" for g in r["gates"])
+        print(f"retrain ({r['reason']}): v{r['version']} {r['decision']} [{gates}]")
+    print(f"champion: v{s['champion_version']}; metric before swap {_fmt(s['metric_before_swap'])}, "
+          f"after swap {_fmt(s['metric_after_swap'])}")
+
+
+def _fmt(metric: dict[str, float] | None) -> str:
+    return "n/a" if not metric else ", ".join(f"{k} {v:.3f}" for k, v in metric.items())
+
+
+def run_demo(out: Path, records: int, onset: int, rate: float, seed: int, port: int) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    broker = LocalBroker(port=port, state_dir=str(out / "broker"))
+    print(f"demo: starting a local Apache Kafka broker on 127.0.0.1:{port} ...", flush=True)
+    bootstrap = broker.start()
+    env = dict(os.environ, STREAM_CT_BOOTSTRAP=bootstrap)
+    procs: list[subprocess.Popen] = []
+    try:
+        config_path = REPO / "consumers" / "yield.toml"
+        config = ConsumerConfig.load(config_path)
+        stream = out / "stream.jsonl"
+        print(f"demo: simulating {records} parts, process change at record {onset} ...", flush=True)
+        simulate_to_recording("process-change", records, seed, str(stream), onset=onset)
+        truth = json.loads(Path(str(stream) + ".truth.json").read_text())
+        cli = [sys.executable, "-m", "stream_ct"]
+        for name, args in (("retrain-worker", ["retrain-worker"]),
+                           ("serve", ["serve", str(config_path), "--exit-when-idle", "8"])):
+            log = open(out / f"{name}.log", "wb")
+            procs.append(subprocess.Popen(cli + args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT))
+        print(f"demo: serve and retrain-worker running (logs in {out}); replaying at {rate:.0f} records/s ...",
+              flush=True)
+        sent = replay(read_recording(str(stream)), config.consumer.input_topic, bootstrap, rate=rate,
+                      progress=Progress("replay", unit="records", total=records))
+        serve = procs[1]
+        deadline = time.monotonic() + 600
+        while serve.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if serve.returncode != 0:
+            raise RuntimeError(f"serve exited with {serve.returncode}: see {out / 'serve.log'}")
+        summary = summarize(read_events(bootstrap), truth, sent, topic_size(config.predictions_topic, bootstrap),
+                            topic_size(config.dlq_topic, bootstrap))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        broker.stop()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary)
+    print(f"\nwrote {out / 'summary.json'}")
+    return summary
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="run the whole loop end to end on a throwaway local broker",
+        description="Simulate, replay, serve, detect, retrain, gate, hot-swap; write a summary.",
+        epilog="example: stream-ct demo --out demo-out --records 60000")
+    p.add_argument("--out", default="demo-out")
+    p.add_argument("--records", type=int, default=60_000)
+    p.add_argument("--onset", type=int, default=30_000)
+    p.add_argument("--rate", type=float, default=5_000, help="replay pace in records/s")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--port", type=int, default=39092, help="port of the demo's own broker")
+    p.set_defaults(func=lambda a: 0 if run_demo(Path(a.out).resolve(), a.records, a.onset, a.rate, a.seed,
+                                                a.port) else 1)

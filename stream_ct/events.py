@@ -1,0 +1,53 @@
+"""Events: every check, decision, gate result, deploy, rollback and alert, on ``ct.events``.
+
+An event is a flat JSON object with ``type``, ``ts`` (epoch seconds), ``source`` (which
+process), ``consumer`` and the event's own fields. It is also appended to the audit log when
+one is configured, so a decision is on disk even when the broker is not reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stream_ct.kafka_io import EVENTS_TOPIC
+
+
+def _default(obj: Any):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class EventLog:
+    """Publishes events with a shared producer; ``emit`` never blocks on the broker."""
+
+    def __init__(self, producer, source: str, consumer: str, audit_path: str | Path | None = None,
+                 topic: str = EVENTS_TOPIC):
+        self.producer, self.topic = producer, topic
+        self.base = {"source": source, "consumer": consumer, "host": socket.gethostname(), "pid": os.getpid()}
+        self.audit_path = Path(audit_path) if audit_path else None
+        if self.audit_path:
+            self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": type_, "ts": time.time(), **self.base, **fields}
+        data = encode_event(event)
+        self.producer.send(self.topic, key=type_.encode(), value=data)
+        if self.audit_path:
+            with open(self.audit_path, "ab") as f:
+                f.write(data + b"\n")
+        return event

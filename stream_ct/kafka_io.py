@@ -1,0 +1,92 @@
+"""Kafka clients configured one way for every command, plus the topics stream-ct owns.
+
+Connection settings come from the environment so that one consumer definition runs
+unchanged on a laptop broker and on a secured cluster:
+
+=============================  =====================================
+``STREAM_CT_BOOTSTRAP``        bootstrap servers (default 127.0.0.1:9092)
+``STREAM_CT_SECURITY_PROTOCOL`` PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+``STREAM_CT_SASL_MECHANISM``   PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+``STREAM_CT_SASL_USERNAME``    SASL user
+``STREAM_CT_SASL_PASSWORD``    SASL password
+``STREAM_CT_SSL_CAFILE``       CA bundle for SSL
+=============================  =====================================
+"""
+
+from __future__ import annotations
+
+import os
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+RETRAIN_TOPIC = "ct.retrain"
+MODELS_TOPIC = "ct.models"
+EVENTS_TOPIC = "ct.events"
+CONTROL_TOPIC = "ct.control"
+
+_ENV_SETTINGS = {
+    "STREAM_CT_SECURITY_PROTOCOL": "security_protocol",
+    "STREAM_CT_SASL_MECHANISM": "sasl_mechanism",
+    "STREAM_CT_SASL_USERNAME": "sasl_plain_username",
+    "STREAM_CT_SASL_PASSWORD": "sasl_plain_password",
+    "STREAM_CT_SSL_CAFILE": "ssl_cafile",
+}
+
+
+def bootstrap_servers(explicit: str | None = None) -> str:
+    """The bootstrap address: an explicit value, else ``$STREAM_CT_BOOTSTRAP``, else the default."""
+    return explicit or os.environ.get("STREAM_CT_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+
+
+def connection_settings(bootstrap: str | None = None) -> dict:
+    """kafka-python keyword arguments shared by producers, consumers and admin clients."""
+    settings = {"bootstrap_servers": bootstrap_servers(bootstrap).split(",")}
+    for env, key in _ENV_SETTINGS.items():
+        if os.environ.get(env):
+            settings[key] = os.environ[env]
+    return settings
+
+
+def make_producer(bootstrap: str | None = None, **overrides) -> KafkaProducer:
+    """A producer that waits for the broker's acknowledgement of every record."""
+    options = dict(acks="all", linger_ms=5, batch_size=256 * 1024, max_request_size=2 * 1024 * 1024,
+                   retries=10, compression_type=None)
+    options.update(overrides)
+    return KafkaProducer(**connection_settings(bootstrap), **options)
+
+
+def make_consumer(*topics: str, group_id: str | None, bootstrap: str | None = None, **overrides) -> KafkaConsumer:
+    """A consumer with manual offset commits, reading from the earliest offset of a new group."""
+    options = dict(group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                   max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+    options.update(overrides)
+    return KafkaConsumer(*topics, **connection_settings(bootstrap), **options)
+
+
+def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> None:
+    """Create missing topics: ``{name: {"partitions": n, "config": {...}}}``."""
+    admin = KafkaAdminClient(**connection_settings(bootstrap))
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(name, spec.get("partitions", 1), 1, topic_configs=spec.get("config", {}))
+               for name, spec in topics.items() if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another instance created it between list and create
+    finally:
+        admin.close()
+
+
+def ensure_control_topics(bootstrap: str | None = None) -> None:
+    """The topics every stream-ct process uses; ``ct.models`` is compacted (latest per model)."""
+    ensure_topics({
+        RETRAIN_TOPIC: {"partitions": 1},
+        MODELS_TOPIC: {"partitions": 1, "config": {"cleanup.policy": "compact"}},
+        EVENTS_TOPIC: {"partitions": 1},
+        CONTROL_TOPIC: {"partitions": 1},
+    }, bootstrap)

@@ -1,0 +1,41 @@
+"""The online (river) model: predict each record, then learn from it once its label is known.
+
+>>> m = OnlineModel("classification")
+>>> m.predict_learn([{"a": 1.0}, {"a": -1.0}], [1.0, 0.0]).shape
+(2,)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from river import compose, linear_model, optim, preprocessing
+
+
+class OnlineModel:
+    """Standardize, then logistic (classification) or linear (regression) regression."""
+
+    def __init__(self, task: str, learning_rate: float = 0.01):
+        head = (linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
+                if task == "classification" else linear_model.LinearRegression(optimizer=optim.SGD(learning_rate)))
+        self.task = task
+        self.model = compose.Pipeline(preprocessing.StandardScaler(), head)
+        self.n_learned = 0
+
+    def predict_learn(self, rows: Sequence[dict[str, float]], labels: Sequence[float]) -> np.ndarray:
+        """Score every row with the model as it was before that row, then learn the labeled ones.
+
+        Returns P(positive) for classification, the predicted value for regression.
+        """
+        scores = np.empty(len(rows))
+        for i, (x, y) in enumerate(zip(rows, labels)):
+            if self.task == "classification":
+                scores[i] = self.model.predict_proba_one(x).get(True, 0.5)
+            else:
+                scores[i] = self.model.predict_one(x)
+            if not math.isnan(y):
+                self.model.learn_one(x, bool(y) if self.task == "classification" else y)
+                self.n_learned += 1
+        return scores

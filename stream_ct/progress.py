@@ -1,0 +1,38 @@
+"""A progress line on stderr for long-running commands (no dependency, quiet when piped).
+
+>>> p = Progress("replay", unit="records", stream=None)
+>>> p.update(10); p.done(10)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """Prints ``label: N unit (R/s)`` at most every ``interval_s`` seconds, and a final line."""
+
+    def __init__(self, label: str, *, unit: str = "items", total: int | None = None,
+                 interval_s: float = 1.0, stream=sys.stderr):
+        self.label, self.unit, self.total, self.interval_s = label, unit, total, interval_s
+        self.stream = stream
+        self.started = self._last = time.monotonic()
+        self._tty = bool(stream) and hasattr(stream, "isatty") and stream.isatty()
+
+    def _line(self, count: int) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        return f"{self.label}: {count}{of} {self.unit} ({count / elapsed:,.0f}/s)"
+
+    def update(self, count: int) -> None:
+        now = time.monotonic()
+        if self.stream is None or now - self._last < self.interval_s:
+            return
+        self._last = now
+        end = "\r" if self._tty else "\n"
+        print(self._line(count), end=end, file=self.stream, flush=True)
+
+    def done(self, count: int) -> None:
+        if self.stream is not None:
+            print(self._line(count) + " done", file=self.stream, flush=True)

@@ -1,0 +1,176 @@
+"""The model registry: versioned, content-addressed artifacts on a shared folder.
+
+Layout under ``root``::
+
+    <model>/v<N>/model.skops      scikit-learn estimator, saved with skops (no code runs on load)
+    <model>/v<N>/reference.npz    the training window: X, groups, strata (drift reference)
+    <model>/v<N>/meta.json        metadata, lineage, gate verdicts and the sha256 of each file
+    <model>/CHAMPION              {"version": N} - the champion pointer (mirrors ct.models)
+
+A version folder appears only complete: it is written under a temporary name and renamed.
+Files are verified against the sha256 recorded in ``meta.json`` before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+
+#: Types that skops may rebuild beyond its own defaults; anything else is refused.
+TRUSTED_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "numpy.dtype",
+]
+
+
+class IntegrityError(RuntimeError):
+    """An artifact does not match the checksum its registry record promises."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of the running code when available, else the package version."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        if out.returncode == 0:
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import version
+    return version("stream-ct")
+
+
+@dataclass
+class Artifact:
+    """A verified, loaded model version."""
+
+    name: str
+    version: int
+    meta: dict[str, Any]
+    estimator: Any
+    reference: dict[str, np.ndarray]
+
+
+class Registry:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _model_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def versions(self, name: str) -> list[int]:
+        folder = self._model_dir(name)
+        if not folder.exists():
+            return []
+        return sorted(int(p.name[1:]) for p in folder.iterdir() if p.name.startswith("v") and p.name[1:].isdigit())
+
+    def path(self, name: str, version: int) -> Path:
+        return self._model_dir(name) / f"v{version}"
+
+    def save(self, name: str, estimator: Any, reference: dict[str, np.ndarray], meta: dict[str, Any]) -> int:
+        """Write a new version atomically; return its number. ``meta`` gains files and sha256s."""
+        folder = self._model_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            files = {"model.skops": sio.dumps(estimator)}
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **reference)
+            files["reference.npz"] = buf.getvalue()
+            for fname, data in files.items():
+                _write_synced(tmp / fname, data)
+            meta = dict(meta, files={fname: sha256_bytes(data) for fname, data in files.items()})
+            while True:
+                version = max(self.versions(name), default=0) + 1
+                meta.update(name=name, version=version, created_at=time.time())
+                _write_synced(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default).encode())
+                try:
+                    os.rename(tmp, self.path(name, version))
+                    return version
+                except OSError:  # another worker took this number: take the next
+                    if not self.path(name, version).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def meta(self, name: str, version: int) -> dict[str, Any]:
+        path = self.path(name, version) / "meta.json"
+        if not path.exists():
+            raise FileNotFoundError(f"model {name} has no version {version} in {self.root}")
+        return json.loads(path.read_text())
+
+    def verify(self, name: str, version: int, expected: dict[str, str] | None = None) -> dict[str, Any]:
+        """Check every file against meta.json (and ``expected`` sha256s, e.g. from ct.models)."""
+        meta = self.meta(name, version)
+        promised = dict(meta["files"])
+        if expected and expected != promised:
+            raise IntegrityError(f"{name} v{version}: registry record and announcement disagree on checksums")
+        for fname, digest in promised.items():
+            actual = sha256_file(self.path(name, version) / fname)
+            if actual != digest:
+                raise IntegrityError(f"{name} v{version}: {fname} sha256 {actual[:12]} != recorded {digest[:12]}")
+        return meta
+
+    def load(self, name: str, version: int, expected: dict[str, str] | None = None) -> Artifact:
+        """Verify, then load a version; refuses anything whose checksum does not match."""
+        meta = self.verify(name, version, expected)
+        folder = self.path(name, version)
+        estimator = sio.load(folder / "model.skops", trusted=TRUSTED_TYPES)
+        with np.load(folder / "reference.npz", allow_pickle=False) as npz:
+            reference = {key: npz[key] for key in npz.files}
+        return Artifact(name, version, meta, estimator, reference)
+
+    def champion(self, name: str) -> int | None:
+        pointer = self._model_dir(name) / "CHAMPION"
+        if not pointer.exists():
+            return None
+        return int(json.loads(pointer.read_text())["version"])
+
+    def set_champion(self, name: str, version: int) -> None:
+        self.meta(name, version)  # refuses an unknown version
+        pointer = self._model_dir(name) / "CHAMPION"
+        tmp = pointer.with_suffix(f".tmp-{uuid.uuid4().hex}")
+        _write_synced(tmp, json.dumps({"version": version, "at": time.time()}).encode())
+        os.replace(tmp, pointer)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

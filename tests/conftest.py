@@ -1,0 +1,52 @@
+"""Shared fixtures. Integration tests get a real Apache Kafka broker started for the session.
+
+Set ``STREAM_CT_BOOTSTRAP`` to use a broker you run yourself instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STREAM_CT_SHARED_DIR", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """``host:port`` of a running broker; started (and stopped) here unless one is given."""
+    if os.environ.get("STREAM_CT_BOOTSTRAP"):
+        yield os.environ["STREAM_CT_BOOTSTRAP"]
+        return
+    from stream_ct.broker import LocalBroker
+
+    state = tempfile.mkdtemp(prefix="stream-ct-test-broker-")
+    broker = LocalBroker(port=int(os.environ.get("STREAM_CT_TEST_BROKER_PORT", 29092)), state_dir=state)
+    try:
+        bootstrap = broker.start()
+    except Exception as exc:  # the broker is part of the test environment: fail loudly
+        pytest.fail(f"could not start the test broker: {exc}")
+    os.environ["STREAM_CT_BOOTSTRAP"] = bootstrap  # for subprocesses started by tests
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+        os.environ.pop("STREAM_CT_BOOTSTRAP", None)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def topic():
+    """A topic name no other test uses."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def python_exe():
+    return sys.executable
