@@ -72,6 +72,8 @@ _BASE_TESTS = (
 
 _ARRAYS = ("index", "X", "lot_id", "wafer_id", "part_id", "wafer_index", "x", "y", "head",
            "site", "tester", "fab", "ts", "passed", "hard_bin", "soft_bin", "test_time_ms")
+_RECORD_ARRAYS = ("lot_id", "wafer_id", "part_id", "x", "y", "head", "site", "tester", "fab", "ts", "passed",
+                  "hard_bin", "soft_bin", "test_time_ms")
 
 
 @dataclass
@@ -109,10 +111,9 @@ class SimBatch:
     def records(self) -> Iterator[dict[str, Any]]:
         """Yield the parts as record dicts; ``limits`` only on each wafer's first part."""
         names = self.feature_names
-        cols = [getattr(self, name).tolist() for name in _ARRAYS if name not in ("index", "X", "wafer_index")]
-        rows = self.X.tolist()
+        cols = [getattr(self, name).tolist() for name in _RECORD_ARRAYS]
         for (lot, wafer, part, x, y, head, site, tester, fab, ts, passed, hard, soft, ttime), values in zip(
-            zip(*cols), rows
+            zip(*cols), self.X.tolist()
         ):
             rec = {
                 "lot_id": lot, "wafer_id": wafer, "part_id": part, "x": x, "y": y, "head": head,
