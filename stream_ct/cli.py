@@ -13,11 +13,13 @@ import sys
 #: module -> the commands it registers; imported lazily so ``--help`` stays fast.
 COMMAND_MODULES = (
     "stream_ct.broker",
+    "stream_ct.simulate",
 
     "stream_ct.replay",
     "stream_ct.serve",
     "stream_ct.retrain_worker",
     "stream_ct.stdf.cli",
+    "stream_ct.demo",
 
 )
 

@@ -24,7 +24,7 @@ from stream_ct.broker import LocalBroker
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import EVENTS_TOPIC, make_consumer
 from stream_ct.progress import Progress
-from stream_ct.recording import read_recording
+from stream_ct.recording import read_recording, write_recording
 from stream_ct.replay import record, replay
 from stream_ct.simulate import simulate_to_recording
 
@@ -41,8 +41,11 @@ def topic_size(topic: str, bootstrap: str) -> int:
         consumer.close()
 
 
-def read_events(bootstrap: str) -> list[dict[str, Any]]:
-    return [orjson.loads(m.value) for m in record(EVENTS_TOPIC, bootstrap)]
+def save_events(bootstrap: str, path: Path) -> list[dict[str, Any]]:
+    """Copy ct.events to a recording at ``path`` (for ``stream-ct report``) and return the events."""
+    messages = list(record(EVENTS_TOPIC, bootstrap))
+    write_recording(str(path), messages)
+    return [orjson.loads(m.value) for m in messages]
 
 
 def summarize(events: list[dict[str, Any]], truth: dict[str, Any], records_in: int, predictions: int,
@@ -122,7 +125,7 @@ def run_demo(out: Path, records: int, onset: int, rate: float, seed: int, port: 
             time.sleep(0.5)
         if serve.returncode != 0:
             raise RuntimeError(f"serve exited with {serve.returncode}: see {out / 'serve.log'}")
-        summary = summarize(read_events(bootstrap), truth, sent, topic_size(config.predictions_topic, bootstrap),
+        summary = summarize(save_events(bootstrap, out / "events.jsonl"), truth, sent, topic_size(config.predictions_topic, bootstrap),
                             topic_size(config.dlq_topic, bootstrap))
     finally:
         for proc in procs:

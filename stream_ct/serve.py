@@ -214,9 +214,11 @@ class Server:
         for s in signals:
             index = self.monitor_start + s.position - start
             message = sources[min(max(index, 0), len(sources) - 1)]
-            self.events.emit("drift", model=self.config.model.name, champion_version=self.champion.version,
-                             position=self.monitor_start + s.position, partition=message.partition,
-                             offset=message.offset, **s.to_event())
+            event = s.to_event()
+            event.update(model=self.config.model.name, champion_version=self.champion.version,
+                         monitor_position=s.position, position=self.monitor_start + s.position,
+                         partition=message.partition, offset=message.offset)
+            self.events.emit("drift", **event)
             self.counts["drift_signals"] += 1
         if not signals:
             return

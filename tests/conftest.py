@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
@@ -18,6 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STREAM_CT_SHARED_DIR", REPO.parent / "shared"))
 
 
+def free_port_pair() -> int:
+    """A loopback port ``p`` such that ``p`` and ``p + 1`` (the controller) are both free."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free loopback port pair found")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     """``host:port`` of a running broker; started (and stopped) here unless one is given."""
@@ -27,7 +40,8 @@ def kafka_bootstrap():
     from stream_ct.broker import LocalBroker
 
     state = tempfile.mkdtemp(prefix="stream-ct-test-broker-")
-    broker = LocalBroker(port=int(os.environ.get("STREAM_CT_TEST_BROKER_PORT", 29092)), state_dir=state)
+    port = int(os.environ.get("STREAM_CT_TEST_BROKER_PORT") or free_port_pair())
+    broker = LocalBroker(port=port, state_dir=state)
     try:
         bootstrap = broker.start()
     except Exception as exc:  # the broker is part of the test environment: fail loudly

@@ -1,0 +1,138 @@
+"""The whole loop on the real broker: serve + retrain-worker processes, asserted on ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from harness import Service, events_for, wait_for_event, write_config
+from stream_ct.config import ConsumerConfig
+from stream_ct.kafka_io import RETRAIN_TOPIC, make_producer
+from stream_ct.record import part_key
+from stream_ct.recording import Message
+from stream_ct.replay import record, replay
+from stream_ct.retrain_worker import retrain_request
+from stream_ct.simulate import Simulator
+
+pytestmark = pytest.mark.integration
+
+#: A 1.5-sigma mean shift in one of 50 tests must be signalled within this many records.
+DETECTION_BOUND = 3000
+
+
+def messages(records) -> list[Message]:
+    return [Message(part_key(r).encode(), orjson.dumps(r), int(r["ts"] * 1000), [("source", b"test")], None)
+            for r in records]
+
+
+def simulated(scenario: str, n: int, seed: int, **params) -> tuple[list[dict], dict]:
+    sim = Simulator(scenario=scenario, seed=seed, **params)
+    return list(sim.generate(n).records()), sim.ground_truth
+
+
+def start_loop(tmp_path, config):
+    worker = Service(["retrain-worker"], tmp_path / "worker.log", tmp_path)
+    serve = Service(["serve", str(config), "--exit-when-idle", "6"], tmp_path / "serve.log", tmp_path)
+    return worker, serve
+
+
+def run_stream(tmp_path, kafka_bootstrap, topic, records, reference_size=5000, **config_overrides):
+    """Replay the reference part, wait for the first champion, replay the rest; wait for serve to end."""
+    config = write_config(tmp_path, topic, reference_size=reference_size, **config_overrides)
+    worker, serve = start_loop(tmp_path, config)
+    try:
+        replay(messages(records[: reference_size + 500]), topic, kafka_bootstrap)
+        wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "deploy", 120, [worker, serve])
+        replay(messages(records[reference_size + 500:]), topic, kafka_bootstrap)
+        assert serve.wait(300) == 0, serve.output()
+    finally:
+        serve.stop()
+        worker.stop()
+    return ConsumerConfig.load(config), events_for(topic, kafka_bootstrap)
+
+
+def count(topic: str, bootstrap: str) -> int:
+    return sum(1 for _ in record(topic, bootstrap))
+
+
+def test_no_drift_means_no_retrain(tmp_path, kafka_bootstrap, topic):
+    records, _ = simulated("none", 30_000, seed=11)
+    config, events = run_stream(tmp_path, kafka_bootstrap, topic, records)
+    requests = [e for e in events if e["type"] == "retrain_requested"]
+    assert [r["reason"] for r in requests] == ["bootstrap"]
+    assert not [e for e in events if e["type"] == "drift"]
+    predictions = count(config.predictions_topic, kafka_bootstrap)
+    assert predictions == len(records)
+
+
+def test_mean_shift_fires_after_onset_and_promotes_a_new_champion(tmp_path, kafka_bootstrap, topic):
+    onset = 14_000
+    records, truth = simulated("process-change", 32_000, seed=5, onset=onset, shift_sigma=1.5)
+    config, events = run_stream(tmp_path, kafka_bootstrap, topic, records)
+    drift = [e for e in events if e["type"] == "drift"]
+    assert drift, "the shift was not detected"
+    first = min(e["offset"] for e in drift)
+    assert onset <= first <= onset + DETECTION_BOUND, (first, onset)
+    shifted = truth["onsets"][0]["tests"][0]
+    assert any(shifted in e["features"] for e in drift)
+    decisions = [e for e in events if e["type"] == "retrain_decision"]
+    assert [d["reason"] for d in decisions] == ["bootstrap", "drift"]
+    assert decisions[1]["decision"] == "promoted", decisions[1]["gates"]
+    deploys = [e["version"] for e in events if e["type"] == "deploy"]
+    assert deploys == [1, 2]
+    assert count(config.predictions_topic, kafka_bootstrap) == len(records)
+
+
+def test_candidate_on_corrupted_labels_is_rejected_and_champion_keeps_serving(tmp_path, kafka_bootstrap, topic):
+    records, _ = simulated("none", 12_000, seed=3)
+    rng = np.random.default_rng(0)
+    for r in records[6000:]:
+        r["passed"] = bool(rng.random() < 0.9)  # labels with no relation to the tests
+    config_path = write_config(tmp_path, topic)
+    config = ConsumerConfig.load(config_path)
+    worker, serve = start_loop(tmp_path, config_path)
+    try:
+        replay(messages(records[:5500]), topic, kafka_bootstrap)
+        wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "deploy", 120, [worker, serve])
+        replay(messages(records[5500:]), topic, kafka_bootstrap)
+        producer = make_producer(kafka_bootstrap)
+        start_ts = int(records[6000]["ts"] * 1000)
+        request = retrain_request(config, "manual", start_ts, {0: len(records)})
+        producer.send(RETRAIN_TOPIC, key=topic.encode(), value=orjson.dumps(request))
+        producer.flush()
+        decision = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "retrain_decision"
+                                  and e["request_id"] == request["request_id"], 120, [worker])
+        assert serve.wait(120) == 0
+    finally:
+        serve.stop()
+        worker.stop()
+    assert decision["decision"] == "rejected"
+    failed = {g["name"] for g in decision["gates"] if not g["passed"]}
+    assert "absolute_metric" in failed
+    versions = {orjson.loads(m.value)["version"] for m in record(config.predictions_topic, kafka_bootstrap)
+                if orjson.loads(m.value)["source"] == "champion"}
+    assert versions == {1}
+
+
+def test_bad_records_go_to_the_dlq_and_nothing_is_lost(tmp_path, kafka_bootstrap, topic):
+    records, _ = simulated("none", 7000, seed=9)
+    good = messages(records)
+    bad = [Message(b"k1", b"{not json", 1, [], None), Message(b"k2", b'{"lot_id": 1}', 2, [], None),
+           Message(b"k3", b"\xff\xfe", 3, [("h", b"\x00")], None), Message(b"k4", b"[1, 2]", 4, [], None)]
+    mixed = good[:6000] + bad + good[6000:]
+    config_path = write_config(tmp_path, topic)
+    config = ConsumerConfig.load(config_path)
+    worker, serve = start_loop(tmp_path, config_path)
+    try:
+        replay(mixed, topic, kafka_bootstrap)
+        assert serve.wait(180) == 0, serve.output()
+    finally:
+        serve.stop()
+        worker.stop()
+    dead = list(record(config.dlq_topic, kafka_bootstrap))
+    assert sorted(m.value for m in dead) == sorted(m.value for m in bad)
+    for m in dead:
+        headers = dict(m.headers)
+        assert headers["dlq.reason"] and headers["dlq.topic"] == topic.encode()
+    assert count(config.predictions_topic, kafka_bootstrap) + len(dead) == len(mixed)
