@@ -1,0 +1,89 @@
+"""``stream-ct stdf publish|convert``: STDF V4 files to a Kafka topic or a recording.
+
+Exit codes: 0 done, 2 a bad input file (the error line says how many parts went out
+before it), 3 Kafka is not reachable or did not acknowledge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from stream_ct.stdf.errors import StdfError
+
+EPILOG = """examples:
+  stream-ct stdf publish lot2.stdf.gz wafer3.stdf --topic ct.parts
+  stream-ct stdf convert lot2.stdf.gz --out lot2.jsonl
+Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files."""
+
+
+def register(subparsers) -> None:
+    """Add the ``stdf`` command and its ``publish`` and ``convert`` subcommands."""
+    stdf = subparsers.add_parser("stdf", help="publish or convert STDF V4 test data files",
+                                 description="Read STDF V4 files into part records.", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = stdf.add_subparsers(dest="stdf_command", metavar="ACTION", required=True)
+
+    pub = actions.add_parser("publish", help="send one message per part to a Kafka topic",
+                             epilog="example: stream-ct stdf publish lot2.stdf.gz --topic ct.parts",
+                             description="Publish the parts of STDF files to a Kafka topic "
+                                         "(key lot/wafer/part, timestamp = test time).")
+    pub.add_argument("files", nargs="+", metavar="FILE", help="STDF V4 files")
+    pub.add_argument("--topic", required=True, help="Kafka topic to publish to")
+    pub.add_argument("--bootstrap-servers", metavar="HOST:PORT", default=None,
+                     help="Kafka bootstrap servers (default: $STREAM_CT_BOOTSTRAP or 127.0.0.1:9092)")
+    pub.add_argument("--quiet", action="store_true", help="no progress lines")
+    pub.set_defaults(func=run_publish)
+
+    conv = actions.add_parser("convert", help="write the parts as a recording (JSON lines)",
+                              epilog="example: stream-ct stdf convert lot2.stdf.gz --out lot2.jsonl",
+                              description="Write the parts of STDF files to a recording that "
+                                          "`stream-ct replay` can publish (gzip if --out ends in .gz).")
+    conv.add_argument("files", nargs="+", metavar="FILE", help="STDF V4 files")
+    conv.add_argument("--out", required=True, metavar="RECORDING", help="output recording, e.g. parts.jsonl")
+    conv.add_argument("--quiet", action="store_true", help="no progress lines")
+    conv.set_defaults(func=run_convert)
+
+
+def _missing(files: list[str]) -> str | None:
+    for path in files:
+        if not os.path.isfile(path):
+            return f"error: {path}: no such file"
+    return None
+
+
+def run_convert(args) -> int:
+    from stream_ct.stdf.convert import convert
+
+    if (problem := _missing(args.files)):
+        print(problem, file=sys.stderr)
+        return 2
+    try:
+        convert(args.files, args.out, progress=not args.quiet)
+    except StdfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_publish(args) -> int:
+    from kafka.errors import KafkaError
+
+    from stream_ct.kafka_io import bootstrap_servers
+    from stream_ct.stdf.publish import PublishError, publish
+
+    if (problem := _missing(args.files)):
+        print(problem, file=sys.stderr)
+        return 2
+    bootstrap = bootstrap_servers(args.bootstrap_servers)
+    try:
+        publish(args.files, args.topic, bootstrap, progress=not args.quiet)
+    except StdfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KafkaError, PublishError) as exc:
+        print(f"error: Kafka at {bootstrap}: {exc} (is the broker running? "
+              f"try: stream-ct broker start)", file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,100 @@
+"""Turn STDF files into Kafka messages, and write them as a recording.
+
+>>> import os, tempfile
+>>> from stream_ct.stdf.writer import example_file
+>>> folder = tempfile.mkdtemp()
+>>> with open(os.path.join(folder, "a.stdf"), "wb") as f: _ = f.write(example_file())
+>>> result = convert([os.path.join(folder, "a.stdf")], os.path.join(folder, "a.jsonl"), progress=False)
+>>> result.parts, result.files[0].file
+(2, 'a.stdf')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import orjson
+
+from stream_ct.record import part_key
+from stream_ct.recording import Message, write_recording
+from stream_ct.stdf.errors import StdfError
+from stream_ct.stdf.progress import FileProgress
+from stream_ct.stdf.reader import ReadStats, StdfReader
+from stream_ct.stdf.source import source_name
+
+
+@dataclass
+class FileResult:
+    """One input file: parts written or published, and what the reader counted."""
+
+    file: str
+    parts: int = 0
+    stats: ReadStats = field(default_factory=ReadStats)
+
+    def summary(self, verb: str) -> str:
+        s = self.stats
+        text = f"{self.parts} parts {verb} ({s.prr} PRRs, {s.ptr} PTRs, {s.mpr} MPRs, {s.ftr} FTRs)"
+        if s.parts_without_tests:
+            text += f"; {s.parts_without_tests} parts without test results skipped"
+        if s.unclosed_parts:
+            text += f"; {s.unclosed_parts} parts without a PRR skipped"
+        return text
+
+
+@dataclass
+class ConvertResult:
+    """What ``convert`` wrote; ``error`` is set when a bad file stopped it."""
+
+    out_path: str
+    files: list[FileResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def parts(self) -> int:
+        return sum(f.parts for f in self.files)
+
+
+def open_reader(path, progress: bool) -> tuple[StdfReader, FileProgress | None]:
+    """A reader for one file, with its progress line on stderr when ``progress``."""
+    name = source_name(path)
+    shown = FileProgress(name) if progress else None
+    return StdfReader(path, name, progress=shown), shown
+
+
+def part_messages(reader: StdfReader) -> Iterator[Message]:
+    """Kafka messages of one STDF file: key ``lot/wafer/part``, value the JSON record,
+    timestamp the part's event time in ms, headers ``source=stdf`` and ``file=<name>``."""
+    headers = [("source", b"stdf"), ("file", reader.name.encode("utf-8"))]
+    for record in reader:
+        yield Message(part_key(record).encode("utf-8"), orjson.dumps(record),
+                      round(record["ts"] * 1000), headers, None)
+
+
+def convert(paths: Iterable, out_path, progress: bool = True) -> ConvertResult:
+    """Write the parts of STDF ``paths`` to the recording ``out_path`` (gzip if ``.gz``).
+
+    A bad file raises ``StdfError`` that says how many parts were written before it (the
+    recording keeps them) and carries the partial ``ConvertResult`` as ``.result``.
+    """
+    result = ConvertResult(os.fspath(out_path))
+
+    def messages() -> Iterator[Message]:
+        for path in paths:
+            reader, shown = open_reader(path, progress)
+            entry = FileResult(reader.name, 0, reader.stats)
+            result.files.append(entry)
+            for message in part_messages(reader):
+                yield message
+                entry.parts += 1  # resumed: the recording has written the message
+            if shown:
+                shown.done(entry.summary("written"))
+
+    try:
+        write_recording(result.out_path, messages())
+    except StdfError as exc:
+        note = f"{result.parts} parts were written to {result.out_path} before the error"
+        result.error = f"{exc}: {note}"
+        raise exc.with_note(note, result) from exc
+    return result

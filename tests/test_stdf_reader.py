@@ -1,0 +1,416 @@
+"""The STDF V4 reader: exact counts on real files, multi-site pairing, flags, limits, bad input.
+
+The expected counts are hard-coded. They were cross-checked with pystdf 1.4 (run outside the
+project) and are re-derived on every run by ``walk``, a record-header walker in this file
+that shares no code with the reader under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import collections
+import gzip
+import os
+import struct
+import zipfile
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream_ct.record import part_key, validate_record
+from stream_ct.recording import read_recording
+from stream_ct.stdf import StdfError, StdfReader
+from stream_ct.stdf.cli import register
+from stream_ct.stdf.convert import convert
+from stream_ct.stdf.writer import record
+
+
+def main(argv: list[str]) -> int:
+    """``stream-ct`` with only the ``stdf`` command (independent of the other commands)."""
+    parser = argparse.ArgumentParser(prog="stream-ct")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+STDF_DIR = Path(os.environ.get("STREAM_CT_STDF_DIR")
+                or Path(__file__).resolve().parents[2] / "shared/data/stdf")
+needs_data = pytest.mark.skipif(
+    not (STDF_DIR / "lot2.stdf.gz").is_file(),
+    reason=f"STDF sample files not found in {STDF_DIR} (set STREAM_CT_STDF_DIR to the folder)")
+
+# -- an independent walker: record headers, PIR/PRR pairing, PTR flags ------------------
+
+
+def walk(data: bytes) -> dict:
+    """Count records, and per PRR: (tests since its PIR, HARD_BIN, passed)."""
+    e = ">" if data[4] == 1 else "<"
+    pos, counts, open_, parts, invalid = 0, collections.Counter(), {}, [], 0
+    while pos < len(data):
+        length, typ, sub = struct.unpack_from(e + "HBB", data, pos)
+        body = data[pos + 4:pos + 4 + length]
+        counts[(typ, sub)] += 1
+        if (typ, sub) == (5, 10):
+            open_[body[:2]] = 0
+        elif (typ, sub) in ((15, 10), (15, 15), (15, 20)):
+            if body[4:6] in open_:
+                open_[body[4:6]] += 1
+            if (typ, sub) == (15, 10) and (body[6] & 0x3F or body[7] & 0x07):
+                invalid += 1
+        elif (typ, sub) == (5, 20):
+            hard_bin = struct.unpack_from(e + "H", body, 5)[0]
+            parts.append((open_.pop(body[:2], 0), hard_bin, not body[2] & 0x08))
+        pos += 4 + length
+    return {"counts": counts, "parts": parts, "invalid_ptr": invalid}
+
+
+def load(name: str) -> bytes:
+    data = (STDF_DIR / name).read_bytes()
+    return gzip.decompress(data) if name.endswith(".gz") else data
+
+
+# Verified with the walker above and with pystdf 1.4.
+LOT2_PRR, LOT2_PTR, LOT2_TESTS, LOT2_INVALID_PTR = 1569, 52403, 74, 15
+LOT2_PARTS_WITH_TESTS = 784  # every other PIR/PRR pair carries no PTR at all
+LOT2_TESTS_PER_PART = {
+    1: 8, 8: 1, 12: 1, 13: 1, 17: 1, 18: 1, 19: 1, 23: 1, 29: 8, 32: 21, 33: 3, 35: 4, 36: 2,
+    37: 1, 39: 3, 40: 1, 43: 1, 44: 1, 46: 1, 51: 4, 53: 3, 54: 60, 55: 4, 56: 11, 57: 1,
+    62: 3, 63: 1, 64: 4, 72: 513, 74: 119}
+LOT2_BINS_ALL_PRR = {(1, True): 1389, (2, False): 41, (4, False): 6, (5, False): 20, (7, False): 6,
+                     (8, False): 79, (10, False): 10, (15, False): 1, (17, False): 1, (20, False): 16}
+LOT2_BINS_WITH_TESTS = {(1, True): 703, (2, False): 21, (4, False): 4, (5, False): 9, (7, False): 2,
+                        (8, False): 33, (10, False): 1, (15, False): 1, (17, False): 1, (20, False): 9}
+
+
+@needs_data
+def test_walker_agrees_with_the_verified_lot2_counts():
+    w = walk(load("lot2.stdf.gz"))
+    assert w["counts"][(5, 10)] == w["counts"][(5, 20)] == LOT2_PRR
+    assert w["counts"][(15, 10)] == LOT2_PTR and w["invalid_ptr"] == LOT2_INVALID_PTR
+    with_tests = [p for p in w["parts"] if p[0]]
+    assert len(with_tests) == LOT2_PARTS_WITH_TESTS
+    assert dict(collections.Counter(p[0] for p in with_tests)) == LOT2_TESTS_PER_PART
+    assert dict(collections.Counter(p[1:] for p in w["parts"])) == LOT2_BINS_ALL_PRR
+    assert dict(collections.Counter(p[1:] for p in with_tests)) == LOT2_BINS_WITH_TESTS
+
+
+@needs_data
+def test_lot2_parts_tests_and_bins():
+    reader = StdfReader(STDF_DIR / "lot2.stdf.gz")
+    records = list(reader)
+    s = reader.stats
+    assert (s.prr, s.ptr, s.mpr, s.ftr) == (LOT2_PRR, LOT2_PTR, 0, 0)
+    assert len(records) == s.parts == LOT2_PARTS_WITH_TESTS
+    assert s.parts_without_tests == LOT2_PRR - LOT2_PARTS_WITH_TESTS and s.unclosed_parts == 0
+    assert sum(len(r["tests"]) for r in records) == LOT2_PTR
+    assert dict(collections.Counter(len(r["tests"]) for r in records)) == LOT2_TESTS_PER_PART
+    assert dict(collections.Counter((r["hard_bin"], r["passed"]) for r in records)) == LOT2_BINS_WITH_TESTS
+    assert sum(v is None for r in records for v in r["tests"].values()) == LOT2_INVALID_PTR
+    assert len({k for r in records for k in r["tests"]}) == LOT2_TESTS
+    # limits: every test once, on the first part that carries it; 'no low limit' is None
+    limits = [(k, v) for r in records for k, v in r.get("limits", {}).items()]
+    assert len(limits) == len(dict(limits)) == LOT2_TESTS
+    assert dict(limits)["1000:glxy_SS_IH     <> glxy_pin2"] == {
+        "lo": pytest.approx(-0.9), "hi": pytest.approx(-0.4), "units": "v"}
+    assert dict(limits)["1300:Uvlo hysteresis  <> UVLO_HYS"]["lo"] is None
+    first = records[0]
+    assert {k: first[k] for k in ("lot_id", "wafer_id", "part_id", "x", "y", "head", "site", "tester",
+                                  "fab", "test_program", "test_program_rev", "ts")} == {
+        "lot_id": "GAL-LOT", "wafer_id": "GAL-LOT-02", "part_id": "2", "x": 20, "y": -3, "head": 1,
+        "site": 0, "tester": "galaxy-t", "fab": "", "test_program": "mobile-05", "test_program_rev": "16",
+        "ts": 991774222.0}
+    assert "test_time_ms" not in first  # TEST_T is 0 in this file
+    assert len({part_key(r) for r in records}) == len(records)
+    assert all(validate_record(r) is None for r in records)
+
+
+@needs_data
+def test_makechip_final_test_with_ftrs_and_test_time():
+    w = walk(load("makechip_d10_1.std"))
+    assert (w["counts"][(15, 10)], w["counts"][(15, 20)], w["parts"]) == (133, 94, [(227, 1, True)])
+    reader = StdfReader(STDF_DIR / "makechip_d10_1.std")
+    (part,) = list(reader)
+    assert (reader.stats.ptr, reader.stats.ftr) == (133, 94)
+    assert len(part["tests"]) == 227 and len(part["limits"]) == 133
+    assert part["tests"]["100000:Continuity"] == 1.0  # FTR passed
+    assert sorted(v for k, v in part["tests"].items() if k not in part["limits"]) == [1.0] * 94
+    assert {k: part[k] for k in ("lot_id", "wafer_id", "part_id", "x", "y", "head", "site", "tester",
+                                 "test_program", "hard_bin", "soft_bin", "passed", "test_time_ms")} == {
+        "lot_id": "LOT_NUMBER_IS_XXXX", "wafer_id": "", "part_id": "6", "x": None, "y": None, "head": 0,
+        "site": 0, "tester": "d10-1", "test_program": "AD7226", "hard_bin": 1, "soft_bin": 1,
+        "passed": True, "test_time_ms": 5382}
+    assert part["ts"] == 1333071710 + 5.382  # MIR START_T + TEST_T
+    assert validate_record(part) is None
+
+
+@needs_data
+def test_makechip_x_mpr_keys_and_results_outside_any_pir():
+    reader = StdfReader(STDF_DIR / "makechip_x.stdf")
+    (part,) = list(reader)
+    # MPR 22 has 4 results but 2 RTN_INDX entries: keyed by position; the PTR and MPR come
+    # before the PIR of their site, which adopts them; the FTRs on head 2 site 1 never get a PRR.
+    assert part["tests"] == {"22:text[0]": 1.0, "22:text[1]": 2.0, "22:text[2]": 3.0, "22:text[3]": 4.0,
+                             "44:text": 5.5}
+    assert part["limits"]["22:text[2]"] == {"lo": 1.0, "hi": 3.0, "units": "units"}
+    assert (part["lot_id"], part["fab"], part["part_id"], part["passed"]) == ("lotID", "facilityID", "partID", True)
+    assert (reader.stats.mpr, reader.stats.ftr, reader.stats.unclosed_parts) == (1, 2, 1)
+
+
+# -- synthetic multi-site files ----------------------------------------------------------
+
+
+def multisite(e: str) -> bytes:
+    """Four sites, interleaved; limits on the first PTR of each test only."""
+    r = lambda name, **kw: record(name, e, **kw)  # noqa: E731
+    return b"".join([
+        r("FAR"),
+        r("MIR", START_T=1_700_000_000, LOT_ID=" L1 ", TSTR_TYP="T9", JOB_NAM="p", JOB_REV="3", FLOOR_ID="F2"),
+        r("WIR", START_T=1_700_000_100, WAFER_ID="W7"),
+        r("PIR", SITE_NUM=1), r("PIR", SITE_NUM=2), r("PIR", SITE_NUM=3),
+        r("PTR", TEST_NUM=10, SITE_NUM=1, RESULT=1.0, TEST_TXT="idd", LO_LIMIT=0.0, HI_LIMIT=5.0, UNITS="mA"),
+        r("PTR", TEST_NUM=10, SITE_NUM=2, RESULT=2.0, TEST_TXT="idd", upto="TEST_TXT"),
+        r("PTR", TEST_NUM=10, SITE_NUM=3, RESULT=3.0, TEST_FLG=0x10, upto="RESULT"),  # not executed
+        r("PTR", TEST_NUM=20, SITE_NUM=2, RESULT=-1.0, TEST_TXT="vt", OPT_FLAG=0x4E, HI_LIMIT=9.0),
+        r("PTR", TEST_NUM=20, SITE_NUM=1, RESULT=7.0, PARM_FLG=0x04, TEST_TXT="vt", upto="ALARM_ID"),
+        r("PTR", TEST_NUM=20, SITE_NUM=3, RESULT=9.9e37, TEST_FLG=0xC0, TEST_TXT="vt", upto="ALARM_ID"),
+        r("PRR", SITE_NUM=2, HARD_BIN=1, SOFT_BIN=11, X_COORD=-32768, Y_COORD=5, TEST_T=100, PART_ID="b"),
+        r("PIR", SITE_NUM=4),
+        r("PTR", TEST_NUM=10, SITE_NUM=4, RESULT=4.0, TEST_TXT="idd", upto="TEST_TXT"),
+        r("MPR", TEST_NUM=30, SITE_NUM=3, RTN_ICNT=2, RSLT_CNT=2, RTN_STAT=[1, 2], RTN_RSLT=[0.5, 0.25],
+          TEST_TXT="leak", LO_LIMIT=0.0, HI_LIMIT=1.0, RTN_INDX=[7, 9], UNITS="uA"),
+        r("FTR", TEST_NUM=40, SITE_NUM=4, TEST_FLG=0x80, TEST_TXT="func"),
+        r("FTR", TEST_NUM=40, SITE_NUM=1, TEST_FLG=0x40, TEST_TXT="func"),
+        r("FTR", TEST_NUM=40, SITE_NUM=3, upto="TEST_FLG"),
+        r("PRR", SITE_NUM=1, PART_FLG=0x08, HARD_BIN=5, X_COORD=1, Y_COORD=2, TEST_T=300, PART_ID="a"),
+        r("PRR", SITE_NUM=3, PART_FLG=0x10, HARD_BIN=1, X_COORD=3, Y_COORD=-32768, PART_ID=""),
+        r("PRR", SITE_NUM=4, HARD_BIN=1, X_COORD=4, Y_COORD=4, TEST_T=50, PART_ID="d"),
+        r("PIR", SITE_NUM=1),
+        r("PTR", TEST_NUM=10, SITE_NUM=1, RESULT=1.5, TEST_TXT="idd", OPT_FLAG=0x30, LO_LIMIT=99.0),
+        r("MPR", TEST_NUM=30, SITE_NUM=1, RTN_ICNT=0, RSLT_CNT=2, RTN_RSLT=[0.1, 0.2], upto="RTN_RSLT"),
+        r("PRR", SITE_NUM=1, HARD_BIN=1, TEST_T=200, PART_ID="e"),
+        r("WRR", WAFER_ID="W7"), r("MRR"),
+    ])
+
+
+@pytest.mark.parametrize("endian", [">", "<"])
+def test_interleaved_sites_pair_with_their_own_pir(endian):
+    reader = StdfReader(multisite(endian), name="multi.stdf")
+    parts = {r["part_id"]: r for r in reader}
+    assert list(parts) == ["b", "a", "3", "d", "e"]  # PRR order; empty PART_ID -> PRR ordinal
+    b, a, c, d, e = parts.values()
+    assert b["tests"] == {"10:idd": 2.0, "20:vt": -1.0}
+    assert a["tests"] == {"10:idd": 1.0, "20:vt": None, "40:func": None}  # PARM_FLG bit 2; FTR bit 6
+    # sentinel kept (as the float32 the file holds); the short FTR takes the test's first name
+    assert c["tests"] == {"10:idd": None, "20:vt": struct.unpack("f", struct.pack("f", 9.9e37))[0],
+                          "30:leak[7]": 0.5, "30:leak[9]": 0.25, "40:func": 1.0}
+    assert d["tests"] == {"10:idd": 4.0, "40:func": 0.0}
+    assert e["tests"] == {"10:idd": 1.5, "30:leak[7]": pytest.approx(0.1), "30:leak[9]": pytest.approx(0.2)}
+    # limits ride on the part whose PTR first carried them, and only there
+    assert b["limits"] == {"20:vt": {"lo": None, "hi": 9.0, "units": ""}}
+    assert a["limits"] == {"10:idd": {"lo": 0.0, "hi": 5.0, "units": "mA"}}
+    assert c["limits"] == {"30:leak[7]": {"lo": 0.0, "hi": 1.0, "units": "uA"},
+                           "30:leak[9]": {"lo": 0.0, "hi": 1.0, "units": "uA"}}
+    assert "limits" not in d and "limits" not in e
+    assert (b["x"], b["y"], c["x"], c["y"], a["x"], a["y"]) == (None, 5, 3, None, 1, 2)
+    assert (a["passed"], b["passed"], c["passed"]) == (False, True, None)
+    assert (b["soft_bin"], a["soft_bin"]) == (11, None)
+    assert {(r["head"], r["site"]) for r in parts.values()} == {(1, 1), (1, 2), (1, 3), (1, 4)}
+    assert {(r["lot_id"], r["wafer_id"], r["tester"], r["fab"], r["test_program"], r["test_program_rev"])
+            for r in parts.values()} == {("L1", "W7", "T9", "F2", "p", "3")}
+    # ts: WIR START_T plus the cumulative TEST_T of the part's site
+    assert (b["ts"], a["ts"], c["ts"], e["ts"]) == (1_700_000_100.1, 1_700_000_100.3, 1_700_000_100.0, 1_700_000_100.5)
+    assert "test_time_ms" not in c and a["test_time_ms"] == 300
+    assert all(validate_record(r) is None for r in parts.values())
+    assert orjson.loads(orjson.dumps(c))["tests"]["10:idd"] is None
+
+
+def test_both_byte_orders_give_the_same_records():
+    assert list(StdfReader(multisite(">"))) == list(StdfReader(multisite("<")))
+
+
+def test_pir_without_prr_and_prr_without_tests_are_counted_not_emitted():
+    data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("PIR"),
+                     record("PTR", TEST_NUM=1, RESULT=1.0), record("PIR"), record("PRR", PART_ID="1"),
+                     record("PIR", SITE_NUM=2), record("PTR", TEST_NUM=1, SITE_NUM=2, RESULT=2.0)])
+    reader = StdfReader(data, name="x")
+    assert list(reader) == []
+    assert (reader.stats.parts_without_tests, reader.stats.unclosed_parts) == (1, 2)
+
+
+def test_unsupported_inputs_are_refused():
+    with pytest.raises(StdfError, match="x.stdf: not an STDF file"):
+        list(StdfReader(b"hello world", name="x.stdf"))
+    with pytest.raises(StdfError, match="empty file"):
+        list(StdfReader(b"", name="x.stdf"))
+    with pytest.raises(StdfError, match="CPU_TYPE 0"):
+        list(StdfReader(record("FAR", CPU_TYPE=0), name="x.stdf"))
+    with pytest.raises(StdfError, match="STDF version 3"):
+        list(StdfReader(record("FAR", STDF_VER=3), name="x.stdf"))
+    with pytest.raises(StdfError, match=r"PRR\) before the MIR"):
+        list(StdfReader(record("FAR") + record("PIR") + record("PTR") + record("PRR"), name="x.stdf"))
+
+
+# -- truncated and corrupt files ----------------------------------------------------------
+
+
+def record_starts(data: bytes) -> list[int]:
+    e = ">" if data[4] == 1 else "<"
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        pos += 4 + struct.unpack_from(e + "H", data, pos)[0]
+    return starts
+
+
+@needs_data
+@pytest.mark.parametrize("record_index,cut_into", [(5, 2), (40, 9), (-30, 4), (-1, 1)])
+def test_truncated_file_names_file_and_offset(tmp_path, record_index, cut_into):
+    data = load("makechip_d10_1.std")
+    start = record_starts(data)[record_index]
+    path = tmp_path / "cut.std"
+    path.write_bytes(data[:start + cut_into])
+    with pytest.raises(StdfError) as info:
+        list(StdfReader(path))
+    assert info.value.offset == start
+    assert str(info.value).startswith(f"cut.std: truncated record {'header ' if cut_into < 4 else ''}at byte {start}")
+
+
+@needs_data
+def test_truncated_gzip_stream_and_truncated_record_in_gzip(tmp_path):
+    raw = load("lot2.stdf.gz")
+    starts = record_starts(raw)
+    cut = starts[len(starts) // 2] + 7
+    (tmp_path / "a.stdf.gz").write_bytes(gzip.compress(raw[:cut]))
+    with pytest.raises(StdfError, match=rf"a.stdf.gz: truncated record at byte {starts[len(starts) // 2]} \(REC_TYP"):
+        list(StdfReader(tmp_path / "a.stdf.gz"))
+    packed = (STDF_DIR / "lot2.stdf.gz").read_bytes()
+    (tmp_path / "b.stdf.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(StdfError, match="b.stdf.gz: corrupt or truncated compressed data"):
+        list(StdfReader(tmp_path / "b.stdf.gz"))
+
+
+def test_corrupt_records_name_the_record():
+    data = bytearray(multisite("<"))
+    starts = record_starts(bytes(data))
+    ptr = starts[6]  # the first PTR
+    bad_text = bytearray(data)
+    bad_text[ptr + 16] = 200  # TEST_TXT length beyond the record
+    with pytest.raises(StdfError, match=rf"m.stdf: corrupt record: TEST_TXT .* byte {ptr} \(REC_TYP 15 REC_SUB 10\)"):
+        list(StdfReader(bytes(bad_text), name="m.stdf"))
+    bad_type = bytearray(data)
+    bad_type[ptr + 2] = 99
+    with pytest.raises(StdfError, match=rf"unknown record type .* at byte {ptr} \(REC_TYP 99"):
+        list(StdfReader(bytes(bad_type), name="m.stdf"))
+    prr = starts[12]
+    after_prr = prr + 4 + struct.unpack_from("<H", data, prr)[0]
+    short_prr = bytes(data[:prr]) + struct.pack("<HBB", 1, 5, 20) + b"\x01" + bytes(data[after_prr:])
+    with pytest.raises(StdfError, match=rf"too short .* at byte {prr} \(REC_TYP 5 REC_SUB 20\)"):
+        list(StdfReader(short_prr, name="m.stdf"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_mutations_fail_only_with_stdf_error(data):
+    original = multisite(data.draw(st.sampled_from(["<", ">"])))
+    blob = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 6))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    blob = blob[:data.draw(st.integers(0, len(blob)))]
+    try:
+        records = list(StdfReader(bytes(blob), name="fuzz.stdf"))
+    except StdfError as exc:
+        assert str(exc).startswith("fuzz.stdf: ")
+        return
+    assert all(validate_record(r) is None for r in records)
+    orjson.dumps(records)
+
+
+# -- compressed inputs --------------------------------------------------------------------
+
+
+@needs_data
+def test_gz_bz2_and_zip_read_like_the_plain_file(tmp_path):
+    raw = load("lot2.stdf.gz")
+    expected = list(StdfReader(raw, name="plain"))
+    assert expected == list(StdfReader(STDF_DIR / "lot2.stdf.gz"))
+    (tmp_path / "l.stdf.bz2").write_bytes(bz2.compress(raw))
+    with zipfile.ZipFile(tmp_path / "l.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("lot2.stdf", raw)
+    assert list(StdfReader(tmp_path / "l.stdf.bz2")) == expected
+    assert list(StdfReader(tmp_path / "l.zip")) == expected
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.writestr("a.stdf", raw[:100])
+        z.writestr("b.stdf", raw[:100])
+    with pytest.raises(StdfError, match="two.zip: zip archive must hold exactly one file, it holds 2"):
+        list(StdfReader(tmp_path / "two.zip"))
+
+
+def test_small_chunks_give_the_same_records():
+    data = multisite("<")
+    assert list(StdfReader(data, chunk_size=7)) == list(StdfReader(data))
+
+
+# -- convert and the command line ---------------------------------------------------------
+
+
+@needs_data
+def test_convert_writes_one_message_per_part(tmp_path):
+    out = tmp_path / "parts.jsonl"
+    result = convert([STDF_DIR / "lot2.stdf.gz", STDF_DIR / "makechip_d10_1.std"], out, progress=False)
+    assert [(f.file, f.parts) for f in result.files] == [("lot2.stdf.gz", 784), ("makechip_d10_1.std", 1)]
+    messages = list(read_recording(str(out)))
+    assert len(messages) == result.parts == 785
+    for message in messages[:50] + messages[-1:]:
+        rec = orjson.loads(message.value)
+        assert validate_record(rec) is None
+        assert message.key == part_key(rec).encode()
+        assert message.timestamp == round(rec["ts"] * 1000)
+        assert message.headers[0] == ("source", b"stdf") and message.headers[1][0] == "file"
+        assert message.partition is None
+    assert messages[-1].headers[1] == ("file", b"makechip_d10_1.std")
+
+
+@needs_data
+def test_convert_stops_at_a_bad_file_and_says_what_was_written(tmp_path):
+    data = load("makechip_d10_1.std")
+    prr = next(s for s in record_starts(data) if data[s + 2:s + 4] == b"\x05\x14")
+    (tmp_path / "bad.std").write_bytes(data[:prr + 5])  # inside its only PRR
+    out = tmp_path / "parts.jsonl"
+    with pytest.raises(StdfError) as info:
+        convert([STDF_DIR / "lot2.stdf.gz", tmp_path / "bad.std"], out, progress=False)
+    assert str(info.value).endswith(f"784 parts were written to {out} before the error")
+    assert info.value.result.parts == 784 and info.value.result.error
+    assert len(list(read_recording(str(out)))) == 784
+
+
+@needs_data
+def test_cli_convert(tmp_path, capsys):
+    out = tmp_path / "p.jsonl"
+    assert main(["stdf", "convert", str(STDF_DIR / "makechip_x.stdf"), "--out", str(out)]) == 0
+    assert "makechip_x.stdf: 1 parts written" in capsys.readouterr().err
+    (tmp_path / "cut.stdf").write_bytes(load("makechip_x.stdf")[:1000])
+    assert main(["stdf", "convert", str(STDF_DIR / "makechip_x.stdf"), str(tmp_path / "cut.stdf"),
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cut.stdf: truncated record at byte 988 (REC_TYP 50 REC_SUB 10, REC_LEN 16, "
+                   f"8 bytes left): 1 parts were written to {out} before the error"]
+    assert main(["stdf", "convert", str(tmp_path / "missing.stdf"), "--out", str(out)]) == 2
+
+
+def test_cli_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["stdf", "publish", "--help"])
+    assert "example: stream-ct stdf publish" in capsys.readouterr().out
+
+
+def test_ptr_cut_before_its_result_counts_and_reads_as_none():
+    data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("PIR"),
+                     record("PTR", TEST_NUM=5, TEST_TXT="a", RESULT=1.0), record("PRR", PART_ID="1"),
+                     record("PIR"), record("PTR", TEST_NUM=5, upto="TEST_FLG"), record("PRR", PART_ID="2")])
+    reader = StdfReader(data, chunk_size=16)
+    assert [r["tests"] for r in reader] == [{"5:a": 1.0}, {"5:a": None}]
+    assert reader.stats.ptr == 2
