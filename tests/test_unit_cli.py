@@ -1,0 +1,95 @@
+"""Unit tests for stream_ct.cli: help, and user errors as one ``error:`` line with exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_ct import cli
+from stream_ct.cli import UserError, main
+
+CORE_COMMANDS = ("broker", "replay", "record", "serve", "retrain-worker")
+
+
+def test_help_exits_0_and_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: stream-ct ")
+    for command in CORE_COMMANDS:
+        assert f"\n    {command} " in out or f"\n    {command}\n" in out, command
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert capsys.readouterr().out.startswith("usage: stream-ct ")
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_serve_missing_config_is_one_error_line(tmp_path, capsys):
+    path = tmp_path / "missing.toml"
+    assert main(["serve", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {path}: no such consumer definition\n"
+    assert captured.out == ""
+
+
+def test_serve_invalid_config_is_one_error_line(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('[consumer]\nname = "y"\ninput_topic = "p"\n[drift]\nwindow = 0\n')
+    assert main(["serve", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: [drift] window = 0; it must be positive\n"
+
+
+class _FakeModule:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def register(self, subparsers):
+        p = subparsers.add_parser("boom")
+        p.set_defaults(func=self.run)
+
+    def run(self, args):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, code, err", [
+    (UserError("fix the thing"), 2, "error: fix the thing\n"),
+    (FileNotFoundError("no such file: x"), 2, "error: no such file: x\n"),
+    (ValueError("bad value"), 2, "error: bad value\n"),
+    (KeyboardInterrupt(), 130, ""),
+])
+def test_error_mapping(monkeypatch, capsys, exc, code, err):
+    import importlib
+
+    real_import = importlib.import_module
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name: _FakeModule(exc) if name == "fake_boom_module" else real_import(name))
+    assert main(["boom"]) == code
+    assert capsys.readouterr().err == err
+
+
+def test_unexpected_exception_is_not_swallowed(monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name: _FakeModule(RuntimeError("bug")) if name == "fake_boom_module" else real_import(name))
+    with pytest.raises(RuntimeError, match="bug"):
+        main(["boom"])
+
+
+def test_missing_optional_command_module_is_skipped(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("stream_ct.broker", "stream_ct.not_in_this_build"))
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "broker" in capsys.readouterr().out

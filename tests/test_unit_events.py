@@ -1,0 +1,94 @@
+"""Unit tests for stream_ct.events.EventLog with a fake producer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_ct.events import EventLog, encode_event
+from stream_ct.kafka_io import EVENTS_TOPIC
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, key=None, value=None):
+        self.sent.append((topic, key, value))
+
+
+def test_emit_sends_json_with_base_fields():
+    p = FakeProducer()
+    log = EventLog(p, source="serve", consumer="yield")
+    before = time.time()
+    event = log.emit("trigger_check", fire=False, reason="no drift signal")
+    after = time.time()
+    assert len(p.sent) == 1
+    topic, key, value = p.sent[0]
+    assert topic == EVENTS_TOPIC == "ct.events"
+    assert key == b"trigger_check"
+    payload = orjson.loads(value)
+    assert payload == event
+    assert payload["type"] == "trigger_check"
+    assert before <= payload["ts"] <= after
+    assert payload["source"] == "serve" and payload["consumer"] == "yield"
+    assert payload["host"] == socket.gethostname() and payload["pid"] == os.getpid()
+    assert payload["fire"] is False and payload["reason"] == "no drift signal"
+
+
+def test_numpy_values_are_serialized():
+    p = FakeProducer()
+    log = EventLog(p, source="worker", consumer="c", topic="my.events")
+    grid = np.arange(6, dtype=np.int32).reshape(2, 3)
+    log.emit("gate", auc=np.float64(0.75), rows=np.int64(1200), ok=np.bool_(True), f32=np.float32(0.5),
+             vec=np.array([1.5, 2.5]), grid=grid, column=grid[:, 1], nested={"p": [np.float64(0.25)]})
+    topic, key, value = p.sent[0]
+    assert topic == "my.events"
+    payload = orjson.loads(value)
+    assert payload["auc"] == 0.75 and payload["rows"] == 1200 and payload["ok"] is True and payload["f32"] == 0.5
+    assert payload["vec"] == [1.5, 2.5] and payload["grid"] == [[0, 1, 2], [3, 4, 5]]
+    assert payload["column"] == [1, 4]  # not C-contiguous: through the fallback
+    assert payload["nested"] == {"p": [0.25]}
+
+
+def test_event_starts_with_type_and_ts():
+    p = FakeProducer()
+    event = EventLog(p, source="s", consumer="c").emit("deploy", version=3)
+    assert list(event)[:2] == ["type", "ts"]
+    assert event["version"] == 3
+
+
+def test_audit_log_appended(tmp_path):
+    audit = tmp_path / "deep" / "dir" / "audit.jsonl"
+    p = FakeProducer()
+    log = EventLog(p, source="s", consumer="c", audit_path=audit)
+    assert audit.parent.is_dir()
+    log.emit("a", n=1)
+    log.emit("b", n=np.int64(2))
+    lines = audit.read_bytes().splitlines()
+    assert lines == [v for _, _, v in p.sent]
+    assert [orjson.loads(line)["type"] for line in lines] == ["a", "b"]
+    # a second log on the same file appends, it does not truncate
+    EventLog(FakeProducer(), source="s2", consumer="c", audit_path=str(audit)).emit("c")
+    assert [orjson.loads(line)["type"] for line in audit.read_bytes().splitlines()] == ["a", "b", "c"]
+    assert audit.read_bytes().endswith(b"\n")
+
+
+def test_no_audit_file_without_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    EventLog(FakeProducer(), source="s", consumer="c").emit("x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unserializable_value_raises_type_error():
+    with pytest.raises(TypeError):
+        encode_event({"type": "x", "obj": object()})
+
+
+def test_nan_is_encoded_as_null():
+    assert orjson.loads(encode_event({"v": float("nan"), "a": np.array([np.nan])})) == {"v": None, "a": [None]}

@@ -1,0 +1,76 @@
+"""Unit tests for stream_ct.features: feature selection, matrix and target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_ct.features import feature_matrix, select_features, target_vector
+
+RECORDS = [
+    {"tests": {"1:VDD": 1.0, "2:IDD": 2.0, "10:FREQ": 3.0, "9:temp": 4.0}},
+    {"tests": {"1:VDD": 5.0, "300:Leak": None, "2:IDD_hi": 6.0}},
+]
+
+
+def test_select_all_sorted_lexicographically():
+    assert select_features(RECORDS) == ["10:FREQ", "1:VDD", "2:IDD", "2:IDD_hi", "300:Leak", "9:temp"]
+
+
+def test_select_include_globs():
+    assert select_features(RECORDS, include=("1*", "9:*")) == ["10:FREQ", "1:VDD", "9:temp"]
+    assert select_features(RECORDS, include=("2:IDD",)) == ["2:IDD"]
+    assert select_features(RECORDS, include=("?:*",)) == ["1:VDD", "2:IDD", "2:IDD_hi", "9:temp"]
+
+
+def test_select_exclude_globs_win_over_include():
+    assert select_features(RECORDS, exclude=("2:*", "*Leak")) == ["10:FREQ", "1:VDD", "9:temp"]
+    assert select_features(RECORDS, include=("1:*",), exclude=("1:*",)) == []
+
+
+def test_select_is_case_sensitive():
+    assert select_features(RECORDS, include=("*:TEMP",)) == []
+    assert select_features(RECORDS, include=("*:temp",)) == ["9:temp"]
+
+
+def test_select_no_records():
+    assert select_features([]) == []
+
+
+def test_feature_matrix_column_order_follows_names():
+    names = ["2:IDD", "1:VDD", "10:FREQ"]
+    X = feature_matrix(RECORDS, names)
+    assert X.shape == (2, 3) and X.dtype == np.float64
+    np.testing.assert_array_equal(X, np.array([[2.0, 1.0, 3.0], [np.nan, 5.0, np.nan]]))
+
+
+def test_feature_matrix_missing_null_and_sentinels_are_nan():
+    records = [{"tests": {"a": 9.9e37, "b": -9.9e37, "c": float("-inf"), "d": float("inf"),
+                          "e": float("nan"), "f": None, "g": 1e30, "h": 9.99e29, "i": -3}}]
+    names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "missing"]
+    X = feature_matrix(records, names)
+    expected = [np.nan] * 7 + [9.99e29, -3.0, np.nan]
+    np.testing.assert_array_equal(X, np.array([expected]))
+
+
+def test_feature_matrix_ignores_unselected_tests():
+    X = feature_matrix([{"tests": {"a": 1.0, "zzz": 9.9e37}}], ["a"])
+    np.testing.assert_array_equal(X, [[1.0]])
+
+
+def test_feature_matrix_empty_shapes():
+    assert feature_matrix([], ["a", "b"]).shape == (0, 2)
+    assert feature_matrix([{"tests": {"a": 1.0}}], []).shape == (1, 0)
+    X = feature_matrix([{"tests": {"a": None}}], ["a"])
+    assert X.shape == (1, 1) and np.isnan(X[0, 0])
+
+
+def test_target_vector_missing_labels_are_nan():
+    records = [{"passed": True}, {"passed": False}, {}, {"passed": None}, {"passed": 1}, {"passed": 0.25}]
+    y = target_vector(records, "passed")
+    np.testing.assert_array_equal(y, [1.0, 0.0, np.nan, np.nan, 1.0, 0.25])
+    assert y.dtype == np.float64
+
+
+def test_target_vector_empty():
+    assert target_vector([], "passed").shape == (0,)

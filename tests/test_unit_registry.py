@@ -1,0 +1,183 @@
+"""Unit tests for stream_ct.registry: versioned, checksummed, safely loaded artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import FunctionTransformer
+
+from stream_ct.registry import IntegrityError, Registry, sha256_bytes, sha256_file
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(60, 3))
+Y = (X[:, 0] > 0).astype(float)
+REFERENCE = {"X": X, "groups": np.arange(60) // 10}
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return LogisticRegression().fit(X, Y)
+
+
+@pytest.fixture
+def reg(tmp_path):
+    return Registry(tmp_path / "registry")
+
+
+def flip_byte(path, at=None):
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if at is None else at
+    data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_save_increments_versions(reg, estimator):
+    assert reg.versions("m") == []
+    assert reg.save("m", estimator, REFERENCE, {"note": "a"}) == 1
+    assert reg.save("m", estimator, REFERENCE, {"note": "b"}) == 2
+    assert reg.save("other", estimator, REFERENCE, {}) == 1
+    assert reg.versions("m") == [1, 2]
+    assert sorted(p.name for p in (reg.root / "m").iterdir()) == ["v1", "v2"]
+
+
+def test_meta_records_sha256_of_each_file(reg, estimator):
+    meta_in = {"metrics": {"auc": np.float64(0.75)}, "rows": np.int64(60), "arr": np.array([1, 2])}
+    v = reg.save("m", estimator, REFERENCE, meta_in)
+    assert set(meta_in) == {"metrics", "rows", "arr"}  # the caller's dict is not mutated
+    meta = reg.meta("m", v)
+    assert meta["name"] == "m" and meta["version"] == v and isinstance(meta["created_at"], float)
+    assert meta["metrics"] == {"auc": 0.75} and meta["rows"] == 60 and meta["arr"] == [1, 2]
+    assert set(meta["files"]) == {"model.skops", "reference.npz"}
+    folder = reg.path("m", v)
+    for fname, digest in meta["files"].items():
+        assert digest == sha256_file(folder / fname)
+        assert digest == sha256_bytes((folder / fname).read_bytes())
+        assert len(digest) == 64
+    assert json.loads((folder / "meta.json").read_text()) == meta
+    assert reg.verify("m", v) == meta
+
+
+def test_load_returns_working_estimator_and_reference(reg, estimator):
+    v = reg.save("m", estimator, REFERENCE, {})
+    art = reg.load("m", v)
+    assert (art.name, art.version) == ("m", v)
+    np.testing.assert_array_equal(art.estimator.predict_proba(X), estimator.predict_proba(X))
+    assert set(art.reference) == {"X", "groups"}
+    np.testing.assert_array_equal(art.reference["X"], X)
+    np.testing.assert_array_equal(art.reference["groups"], REFERENCE["groups"])
+
+
+@pytest.mark.parametrize("fname", ["model.skops", "reference.npz"])
+def test_tampered_file_refused_by_verify_and_load(reg, estimator, fname):
+    v = reg.save("m", estimator, REFERENCE, {})
+    flip_byte(reg.path("m", v) / fname)
+    with pytest.raises(IntegrityError, match=rf"^m v{v}: {fname} sha256 [0-9a-f]{{12}} != recorded [0-9a-f]{{12}}$"):
+        reg.verify("m", v)
+    with pytest.raises(IntegrityError, match=rf"^m v{v}: {fname} sha256"):
+        reg.load("m", v)
+
+
+def test_announcement_checksum_disagreement(reg, estimator):
+    v = reg.save("m", estimator, REFERENCE, {})
+    files = reg.meta("m", v)["files"]
+    assert reg.verify("m", v, expected=dict(files))["version"] == v
+    assert reg.load("m", v, expected=dict(files)).version == v
+    wrong = dict(files, **{"model.skops": "0" * 64})
+    msg = f"m v{v}: registry record and announcement disagree on checksums"
+    with pytest.raises(IntegrityError) as exc:
+        reg.verify("m", v, expected=wrong)
+    assert str(exc.value) == msg
+    with pytest.raises(IntegrityError) as exc:
+        reg.load("m", v, expected={"model.skops": files["model.skops"]})  # a file missing from the announcement
+    assert str(exc.value) == msg
+
+
+def test_champion_pointer(reg, estimator):
+    assert reg.champion("m") is None
+    v1 = reg.save("m", estimator, REFERENCE, {})
+    v2 = reg.save("m", estimator, REFERENCE, {})
+    reg.set_champion("m", v2)
+    assert reg.champion("m") == v2
+    reg.set_champion("m", v1)  # rollback
+    assert reg.champion("m") == v1
+    assert json.loads((reg.root / "m" / "CHAMPION").read_text())["version"] == v1
+    assert sorted(p.name for p in (reg.root / "m").iterdir()) == ["CHAMPION", "v1", "v2"]
+
+
+def test_unknown_version(reg, estimator):
+    reg.save("m", estimator, REFERENCE, {})
+    for call in (lambda: reg.meta("m", 7), lambda: reg.verify("m", 7), lambda: reg.load("m", 7),
+                 lambda: reg.set_champion("m", 7), lambda: reg.load("nobody", 1)):
+        with pytest.raises(FileNotFoundError):
+            call()
+    with pytest.raises(FileNotFoundError) as exc:
+        reg.load("m", 7)
+    assert str(exc.value) == f"model m has no version 7 in {reg.root}"
+    assert reg.champion("m") is None
+
+
+def test_failed_save_leaves_no_temp_folder(reg, estimator, monkeypatch):
+    reg.save("m", estimator, REFERENCE, {})
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        reg.save("m", estimator, REFERENCE, {})
+    assert sorted(p.name for p in (reg.root / "m").iterdir()) == ["v1"]
+    assert reg.versions("m") == [1]
+
+
+def test_failed_meta_serialization_leaves_no_temp_folder(reg, estimator):
+    with pytest.raises(TypeError):
+        reg.save("m", estimator, REFERENCE, {"bad": object()})
+    assert list((reg.root / "m").iterdir()) == []
+
+
+def test_save_takes_next_number_when_another_worker_won_the_race(reg, estimator, monkeypatch):
+    reg.save("m", estimator, REFERENCE, {"who": "other worker"})
+    real = Registry.versions
+    calls = []
+
+    def stale(self, name):  # first look misses the version the other worker just wrote
+        calls.append(name)
+        return [] if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(Registry, "versions", stale)
+    assert reg.save("m", estimator, REFERENCE, {"who": "me"}) == 2
+    monkeypatch.undo()
+    assert reg.meta("m", 1)["who"] == "other worker"
+    assert reg.meta("m", 2)["who"] == "me" and reg.meta("m", 2)["version"] == 2
+    assert sorted(p.name for p in (reg.root / "m").iterdir()) == ["v1", "v2"]
+
+
+SIDE_EFFECTS: list[str] = []
+
+
+class Untrusted:
+    """Not in TRUSTED_TYPES: loading it must be refused before any of its code runs."""
+
+    def __init__(self):
+        self.a = 1
+
+    def __setstate__(self, state):
+        SIDE_EFFECTS.append("setstate")
+        self.__dict__.update(state)
+
+
+@pytest.mark.parametrize("make", [lambda: FunctionTransformer(os.system), Untrusted],
+                         ids=["function-transformer-os.system", "custom-class"])
+def test_untrusted_type_is_refused_on_load(reg, make):
+    SIDE_EFFECTS.clear()
+    obj = make()
+    v = reg.save("m", obj, REFERENCE, {})
+    reg.verify("m", v)  # checksums are fine: the refusal must come from the type check
+    with pytest.raises(sio.exceptions.UntrustedTypesFoundException):
+        reg.load("m", v)
+    assert SIDE_EFFECTS == []
