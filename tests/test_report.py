@@ -1,0 +1,268 @@
+"""The HTML report: content from realistic events, empty input, the command, and a headless browser."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream_ct.recording import Message, write_recording
+from stream_ct.report import build_report, filter_consumer, load_events, nice_ticks, summarize
+
+
+def synthetic_events(seed: int = 3) -> list[dict]:
+    """A serve + retrain-worker run: bootstrap v1, drift at 20,000, v2 promoted, v3 rejected,
+    v4 promoted then rolled back, a lost retrain; as the two processes would write them."""
+    rng = random.Random(seed)
+    t0 = 1_700_000_000.0
+    serve = {"source": "serve", "consumer": "yield", "host": "tf1", "pid": 11}
+    worker = {"source": "retrain-worker", "consumer": "*", "host": "tf1", "pid": 12}
+    events: list[dict] = []
+
+    def at(when: int, type_: str, base=serve, /, **fields):  # when: the record count at the event
+        events.append({"type": type_, "ts": t0 + when / 3000, **base, **fields})
+
+    def decision(position, request_id, reason, version, verdict, auc, champion_auc):
+        gates = [{"name": "data_quality", "passed": True, "value": 5000, "threshold": 1000,
+                  "detail": "5000 labeled rows"},
+                 {"name": "absolute_metric", "passed": auc >= 0.7, "value": auc, "threshold": 0.7,
+                  "detail": f"auc {auc:.4f} >= floor 0.7000"}]
+        if champion_auc is None:
+            gates.append({"name": "beats_champion", "passed": True, "value": None, "threshold": None,
+                          "detail": "no champion yet"})
+        else:
+            gain = auc - champion_auc
+            gates.append({"name": "beats_champion", "passed": gain >= 0, "value": gain, "threshold": 0.0,
+                          "detail": f"auc gain {gain:+.4f} vs champion on the same holdout"})
+        at(position, "retrain_started", worker, request_id=request_id, model="yield", reason=reason)
+        at(position + 1500, "retrain_decision", worker, request_id=request_id, model="yield", reason=reason,
+           version=version, decision=verdict, gates=gates, rows=5000, read_seconds=0.8, seconds=21.5,
+           metrics={"candidate": {"auc": auc, "accuracy": 0.94, "f1": 0.97},
+                    "champion": None if champion_auc is None else {"auc": champion_auc, "accuracy": 0.9, "f1": 0.95}})
+
+    at(5000, "retrain_requested", request_id="r1", reason="bootstrap", model="yield", position=5000,
+       window_records=5000)
+    decision(5000, "r1", "bootstrap", 1, "promoted", 0.889, None)
+    at(6600, "deploy", model="yield", version=1, previous_version=None, position=6600, reason="bootstrap",
+       metric_before=None, primary_metric="auc")
+    auc = 0.89
+    for position in range(8000, 40001, 1000):
+        if 20000 < position <= 27000:
+            auc -= 0.012
+        elif 27000 < position <= 30000:
+            auc = 0.9
+        elif 33000 < position <= 36000:
+            auc -= 0.02
+        elif position > 36000:
+            auc = 0.9
+        at(position, "model_metrics", model="yield", version=1, position=position,
+           metrics={"auc": round(auc + rng.uniform(-0.004, 0.004), 4), "f1": round(0.95 + rng.uniform(-0.01, 0.01), 4)})
+    features = ["1001:VDD_LEAK", "1002:IDDQ", "2001:VTH_N", "2002:VTH_P", "3005:FREQ_MAX", "3006:RING_OSC",
+                "4001:VREF"]
+    for k, position in enumerate(range(20250, 23001, 250)):
+        for detector, scale, limit in (("ks", 0.05, 0.06), ("psi", 0.1, 0.12), ("cusum", 4.0, 11.5)):
+            hit = features[: 2 + k % 4]
+            stat = {f: round(limit * (1.1 + 0.15 * k) * (1 - 0.1 * i) + rng.uniform(0, scale), 4)
+                    for i, f in enumerate(hit)}
+            limits = {f: limit * (1 + 0.05 * i) if detector == "cusum" else limit for i, f in enumerate(hit)}
+            event = dict(position=position, offset=position, partition=0, detector=detector, features=hit,
+                         statistic=stat, threshold=limits, p_value=1e-6 if detector == "ks" else None,
+                         effect_size=max(stat.values()), stratum={"tester": "T2"} if detector == "cusum" else None,
+                         champion_version=1, model="yield")
+            if detector == "ks":
+                edges = [-3.0 + 0.5 * i for i in range(13)]
+                ref = [round(1000 * pow(2.718, -((e + 0.25) ** 2) / 2)) for e in edges[:-1]]
+                cur = [round(1000 * pow(2.718, -((e - 0.5) ** 2) / 2)) for e in edges[:-1]]
+                event["histogram"] = {"feature": hit[k % len(hit)], "edges": edges, "reference": ref, "current": cur}
+            at(position, "drift", **event)
+        at(position, "trigger_check", kind="drift", fire=k == 0, reason="cooldown" if k else "drift",
+           position=position, signals=3)
+    at(25250, "retrain_requested", request_id="r2", reason="drift", model="yield", position=25250,
+       window_records=6000)
+    decision(25250, "r2", "drift", 2, "promoted", 0.905, 0.81)
+    at(27000, "deploy", model="yield", version=2, previous_version=1, position=27000, reason="drift",
+       metric_before={"auc": 0.81, "f1": 0.93}, primary_metric="auc")
+    at(29000, "post_deploy_metric", model="yield", version=2, labeled=2000, metric={"auc": 0.9, "f1": 0.96},
+       position=29000)
+    at(30000, "retrain_requested", request_id="r3", reason="schedule", model="yield", position=30000,
+       window_records=5000)
+    decision(30000, "r3", "schedule", 3, "rejected", 0.893, 0.902)
+    at(32000, "retrain_requested", request_id="r4", reason="manual", model="yield", position=32000,
+       window_records=5000)
+    decision(32000, "r4", "manual", 4, "promoted", 0.91, 0.9)
+    at(33600, "deploy", model="yield", version=4, previous_version=2, position=33600, reason="manual",
+       metric_before={"auc": 0.9, "f1": 0.95}, primary_metric="auc")
+    at(36000, "rollback", model="yield", version=2, from_version=4, position=36000,
+       metric={"auc": 0.84}, reason="auc fell 0.06 below the pre-deploy 0.90")
+    at(37000, "alert", severity="warning", kind="retrain_lost", request_id="r5", detail="no decision within 600 s")
+    at(40000, "serve_stopped", records=40000, counts={"predictions_champion": 33400}, champion_version=2)
+    events.append({"type": "retrain_decision", "ts": t0 + 5, "source": "retrain-worker", "consumer": "*",
+                   "model": "other", "request_id": "x", "decision": "skipped", "version": None, "gates": []})
+    return events
+
+
+def test_report_has_every_section_with_plots_and_gate_rows():
+    events = synthetic_events()
+    page = build_report(filter_consumer(events, "yield"))
+    for heading in ("Drift statistics over time", "Model metric over time",
+                    "Reference versus current distributions", "Candidates and gates", "Timeline"):
+        assert heading in page
+    assert page.count("<svg") >= 3 + 2 + 1  # ks, psi, cusum; auc, f1; at least one distribution
+    assert page.count("<polyline") > 10 and "<circle" in page and "<rect" in page
+    assert "deploy v2" in page and "rollback to v2" in page and "retrain (drift)" in page
+    # 4 decisions for yield x 3 gates; the other model's decision is filtered out
+    assert page.count("<tr class='gate'>") == 12
+    assert "beats_champion</td><td><span class='bad'>FAIL</span>" in page
+    assert "auc gain -0.0090 vs champion on the same holdout" in page
+    assert "No distribution data" not in page and "1001:VDD_LEAK" in page
+    assert "[tester=T2]" in page  # strata are named in the legend
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_summary_counts():
+    s = summarize(filter_consumer(synthetic_events(), "yield"))
+    assert s["records"] == 40000 and s["champion"] == 2 and s["versions"] == [1, 2, 3, 4]
+    assert s["decisions"] == {"promoted": 3, "rejected": 1}
+    assert (s["deploys"], s["rollbacks"], s["alerts"], s["triggers_fired"]) == (3, 1, 1, 1)
+
+
+def test_empty_and_partial_event_lists_say_so_instead_of_plotting():
+    page = build_report([])
+    assert "No drift signals" in page and "No model metric values" in page
+    assert "No distribution data in these events" in page and "No retrain decisions" in page
+    assert "<svg" not in page
+    no_hist = [e for e in synthetic_events() if e["type"] != "model_metrics"]
+    for e in no_hist:
+        e.pop("histogram", None)
+    page = build_report(no_hist)
+    assert "No distribution data in these events" in page
+    assert "Model metric over time" in page and page.count("<svg") >= 4  # before/after deploy points remain
+
+
+def test_time_axis_when_several_instances_wrote_events():
+    events = synthetic_events()
+    for e in events[::2]:
+        if e["source"] == "serve":
+            e["source"] = "serve-b"
+    assert "event time (UTC)" in build_report(events)
+
+
+def test_nice_ticks_cover_the_range():
+    ticks = nice_ticks(20250, 40000, 8)
+    assert ticks[0] <= 20250 and ticks[-1] >= 40000 and len(ticks) <= 10
+    assert nice_ticks(5, 5) == [5.0, 5.5, 6.0] or nice_ticks(5, 5)[0] <= 5
+
+
+def test_load_events_from_a_recording_and_an_audit_log(tmp_path):
+    events = synthetic_events()[:20]
+    recording = tmp_path / "events.jsonl"
+    write_recording(str(recording), [Message(e["type"].encode(), orjson.dumps(e), int(e["ts"] * 1000), [], 0)
+                                     for e in events])
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    assert load_events(recording) == events == load_events(audit)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"no": "type"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        load_events(bad)
+    with pytest.raises(FileNotFoundError, match="stream-ct record"):
+        load_events(tmp_path / "missing.jsonl")
+
+
+def test_report_command(tmp_path, capsys):
+    import argparse
+
+    from stream_ct.report import register
+
+    parser = argparse.ArgumentParser(prog="stream-ct")
+    register(parser.add_subparsers())
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"\n".join(orjson.dumps(e) for e in synthetic_events()))
+    out = tmp_path / "r" / "report.html"
+    args = parser.parse_args(["report", "--events", str(audit), "--consumer", "yield", "--out", str(out)])
+    assert args.func(args) == 0
+    assert "stream-ct report: yield" in out.read_text()
+    assert "-> " in capsys.readouterr().out
+
+
+# -- headless browser ----------------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def png_rows(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and unfiltered rows of an 8-bit RGB or RGBA PNG (what Chromium writes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0, f"unsupported PNG {header}"
+    bpp = 3 if color == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = previous[i], previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        previous = line
+    return width, height, rows
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium); the browser check needs it")
+    page = tmp_path / "report.html"
+    page.write_text(build_report(filter_consumer(synthetic_events(), "yield")), encoding="utf-8")
+    png = tmp_path / "shot.png"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+              "--v=0"]
+    shot = subprocess.run(common + [f"--screenshot={png}", "--window-size=1280,2000", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert png.exists(), f"chromium wrote no screenshot (exit {shot.returncode}): {shot.stderr[-2000:]}"
+    assert "Uncaught" not in shot.stderr and "ERROR:CONSOLE" not in shot.stderr, shot.stderr[-2000:]
+
+    width, height, rows = png_rows(png.read_bytes())
+    assert (width, height) == (1280, 2000)
+    sampled = rows[::40]
+    assert len({bytes(r) for r in sampled}) > 10, "the screenshot is (almost) blank"
+    colours = {r[i:i + 3] for r in sampled for i in range(0, len(r), 3 * 17)}
+    assert len(colours) > 20, "the screenshot has hardly any colours: plots did not render"
+
+    dom = subprocess.run(common + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert len(re.findall(r"<svg", dom.stdout)) >= 6 and "Candidates and gates" in dom.stdout
