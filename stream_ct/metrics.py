@@ -272,17 +272,19 @@ class MetricsServer:
 def add_arguments(parser) -> None:
     """``--metrics-port`` / ``--metrics-host`` for a long-running command."""
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
-                        help="serve /metrics, /healthz and /readyz on this port (default: off; 0 = any free port)")
+                        help="serve /metrics, /healthz and /readyz on this port (0 = any free port; "
+                             "default: [events] metrics_port of the consumer definition, else off)")
     parser.add_argument("--metrics-host", default="127.0.0.1",
                         help="address for the metrics endpoint (0.0.0.0 in a container)")
 
 
 def start_from_args(args, metrics: Metrics, ready: Callable[[], bool] = lambda: True,
-                    stale_after_s: float = 60.0) -> MetricsServer | None:
-    """A ``MetricsServer`` when ``--metrics-port`` was given, else None."""
-    if args.metrics_port is None:
+                    stale_after_s: float = 60.0, config_port: int = -1) -> MetricsServer | None:
+    """A ``MetricsServer`` on ``--metrics-port``, else on ``config_port`` when >= 0, else None."""
+    port = args.metrics_port if args.metrics_port is not None else config_port
+    if port is None or port < 0:
         return None
-    server = MetricsServer(metrics, args.metrics_host, args.metrics_port, ready, stale_after_s)
+    server = MetricsServer(metrics, args.metrics_host, port, ready, stale_after_s)
     print(f"metrics: http://{server.host}:{server.port}/metrics", flush=True)
     return server
 

@@ -160,6 +160,10 @@ def test_metrics_arguments_start_a_server_only_when_asked():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert start_from_args(parser.parse_args([]), Metrics()) is None
+    assert start_from_args(parser.parse_args([]), Metrics(), config_port=-1) is None
+    from_config = start_from_args(parser.parse_args([]), Metrics(), config_port=0)
+    assert from_config is not None
+    from_config.close()
     server = start_from_args(parser.parse_args(["--metrics-port", "0"]), Metrics())
     try:
         assert server.port > 0 and _get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
