@@ -445,7 +445,7 @@ class WorkerMetrics:
                                                  RETRAIN_BUCKETS, ("model",))
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Count ``retrain_decision`` and ``retrain_failed`` events; returns the event."""
+        """Count ``retrain_decision`` and final ``retrain_failed`` events; returns the event."""
         model = str(event.get("model") or "unknown")
         if event.get("type") == "retrain_decision":
             self.retrains.inc(model=model, decision=event.get("decision", "unknown"))
@@ -454,7 +454,7 @@ class WorkerMetrics:
                                        passed=str(bool(gate.get("passed"))).lower())
             if isinstance(event.get("seconds"), (int, float)):
                 self.retrain_seconds.observe(event["seconds"], model=model)
-        elif event.get("type") == "retrain_failed":
+        elif event.get("type") == "retrain_failed" and event.get("final", True):  # not a retried attempt
             self.retrains.inc(model=model, decision="failed")
         return event
 

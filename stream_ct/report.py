@@ -484,8 +484,11 @@ def _gate_section(events: list[dict[str, Any]]) -> str:
     parts = []
     for e in decisions:
         if e["type"] == "retrain_failed":
-            parts.append(f"<h3 class='bad'>retrain failed at {_clock(e.get('ts', 0))}</h3>"
-                         f"<p><code>{_E(str(e.get('error')))}</code></p>")
+            retry = "" if e.get("final", True) else " (will be retried)"
+            attempt = f" attempt {e['attempt']}" if e.get("attempt") else ""
+            parts.append(f"<h3>{_E(str(e.get('model', '')))} retrain{attempt}: <span class='bad'>failed</span>"
+                         f"{retry}</h3><p class='facts'>{_clock(e['ts']) if _finite(e.get('ts')) else ''} · "
+                         f"reason {_E(str(e.get('reason')))}</p><p><code>{_E(str(e.get('error')))}</code></p>")
             continue
         decision = str(e.get("decision"))
         css = {"promoted": "good", "rejected": "bad"}.get(decision, "warn")
@@ -542,7 +545,7 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
             key = f"{e.get('source')}@{e.get('host')}:{e.get('pid')}"
             records[key] = max(records.get(key, 0), int(value))
     decisions = collections.Counter(str(e.get("decision")) for e in events if e.get("type") == "retrain_decision")
-    decisions.update("failed" for e in events if e.get("type") == "retrain_failed")
+    decisions.update("failed" for e in events if e.get("type") == "retrain_failed" and e.get("final", True))
     versions = sorted({e["version"] for e in events if e.get("type") in ("retrain_decision", "deploy")
                        and isinstance(e.get("version"), int)})
     deploys = [e for e in events if e.get("type") in ("deploy", "rollback")]

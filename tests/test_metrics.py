@@ -145,7 +145,9 @@ def test_worker_metrics_from_decisions():
     wm = worker_metrics(Metrics())
     wm.on_event({"type": "retrain_decision", "model": "yield", "decision": "rejected", "seconds": 12.5,
                  "gates": [{"name": "data_quality", "passed": True}, {"name": "beats_champion", "passed": False}]})
-    wm.on_event({"type": "retrain_failed", "error": "boom"})
+    wm.on_event({"type": "retrain_failed", "model": "yield", "attempt": 1, "final": False, "error": "boom"})
+    assert wm.retrains.value(model="yield", decision="failed") == 0.0
+    wm.on_event({"type": "retrain_failed", "error": "unreadable request"})
     assert wm.retrains.value(model="yield", decision="rejected") == 1.0
     assert wm.retrains.value(model="unknown", decision="failed") == 1.0
     assert wm.gate_verdicts.value(model="yield", gate="beats_champion", passed="false") == 1.0

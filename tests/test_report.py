@@ -101,6 +101,8 @@ def synthetic_events(seed: int = 3) -> list[dict]:
        metric_before={"auc": 0.9, "f1": 0.95}, primary_metric="auc")
     at(36000, "rollback", model="yield", version=2, from_version=4, position=36000,
        metric={"auc": 0.84}, reason="auc fell 0.06 below the pre-deploy 0.90")
+    at(34000, "retrain_failed", worker, request_id="r5", model="yield", reason="schedule", attempt=1, final=False,
+       error="TimeoutError: training took longer than 300 s")
     at(37000, "alert", severity="warning", kind="retrain_lost", request_id="r5", detail="no decision within 600 s")
     at(40000, "serve_stopped", records=40000, counts={"predictions_champion": 33400}, champion_version=2)
     events.append({"type": "retrain_decision", "ts": t0 + 5, "source": "retrain-worker", "consumer": "*",
@@ -121,6 +123,7 @@ def test_report_has_every_section_with_plots_and_gate_rows():
     assert page.count("<tr class='gate'>") == 12
     assert "beats_champion</td><td><span class='bad'>FAIL</span>" in page
     assert "auc gain -0.0090 vs champion on the same holdout" in page
+    assert "retrain attempt 1: <span class='bad'>failed</span> (will be retried)" in page
     assert "No distribution data" not in page and "1001:VDD_LEAK" in page
     assert "[tester=T2]" in page  # strata are named in the legend
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
