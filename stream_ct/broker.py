@@ -86,7 +86,7 @@ def install_jars(version: str = KAFKA_VERSION) -> Path:
         capture_output=True, text=True,
     )
     if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        tail = (result.stdout + "\n" + result.stderr).strip().splitlines()[-5:]
         raise BrokerError("Maven could not fetch the Kafka jars: " + " | ".join(tail))
     shutil.rmtree(libs, ignore_errors=True)
     tmp.rename(libs)

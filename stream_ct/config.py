@@ -65,12 +65,60 @@ class RetrainSection:
     holdout_fraction: float = 0.25
     cooldown_records: int = 5000
     timeout_s: float = 300.0
+    max_attempts: int = 2
+    recency_half_life: int = 0
+
+
+@dataclass(frozen=True)
+class TriggerSection:
+    policy: str = "drift or performance or schedule"
+    schedule_records: int = 0
+    schedule_seconds: float = 0.0
+    performance_floor: float = 0.0
+    performance_margin: float = 0.05
+    performance_min_labels: int = 500
+    drift_memory_records: int = 20_000
+
+
+@dataclass(frozen=True)
+class LabelSection:
+    topic: str = ""
+    buffer_size: int = 200_000
+    ttl_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class QualitySection:
+    max_missing_fraction: float = 0.2
+    max_sentinel_fraction: float = 0.05
+    max_constant_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
 class GateSection:
     min_metric: float = 0.70
     min_improvement: float = 0.0
+    min_f1: float = 0.0
+    max_mape: float = 0.0
+    fairness_by: str = "fab"
+    max_group_spread: float = 0.15
+    min_group_rows: int = 100
+    max_fail_rate_gap: float = 0.05
+    max_latency_p99_ms: float = 100.0
+
+
+@dataclass(frozen=True)
+class DeploySection:
+    shadow_records: int = 0
+    rollback_drop: float = 0.05
+    rollback_min_labels: int = 1000
+
+
+@dataclass(frozen=True)
+class EventSection:
+    audit_log: str = ""
+    webhook_url: str = ""
+    metrics_port: int = -1
 
 
 @dataclass(frozen=True)
@@ -85,7 +133,12 @@ class ConsumerConfig:
     model: ModelSection = field(default_factory=ModelSection)
     drift: DriftSection = field(default_factory=DriftSection)
     retrain: RetrainSection = field(default_factory=RetrainSection)
+    triggers: TriggerSection = field(default_factory=TriggerSection)
+    labels: LabelSection = field(default_factory=LabelSection)
+    quality: QualitySection = field(default_factory=QualitySection)
     gates: GateSection = field(default_factory=GateSection)
+    deploy: DeploySection = field(default_factory=DeploySection)
+    events: EventSection = field(default_factory=EventSection)
     registry: RegistrySection = field(default_factory=RegistrySection)
     source: str = ""
 
@@ -147,6 +200,12 @@ class ConsumerConfig:
         if not 0 < self.retrain.holdout_fraction < 0.9:
             raise ConfigError(f"{source}: [retrain] holdout_fraction = {self.retrain.holdout_fraction}; "
                               "use a fraction between 0 and 0.9 such as 0.25")
+        from stream_ct.triggers import parse_policy
+
+        try:
+            parse_policy(self.triggers.policy)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [triggers] policy: {exc}") from None
         if self.drift.stride > self.drift.window:
             raise ConfigError(f"{source}: [drift] stride ({self.drift.stride}) exceeds window "
                               f"({self.drift.window}); use a stride at most the window")
@@ -175,8 +234,10 @@ def _section(cls, values: Any, name: str, source: str):
             value = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        elif default is not dataclasses.MISSING and not isinstance(value, type(default)):
-            raise ConfigError(f"{source}: [{name}] {key} = {value!r} must be a {type(default).__name__}")
+        elif default is not dataclasses.MISSING and (not isinstance(value, type(default))
+                                                     or isinstance(value, bool) != isinstance(default, bool)):
+            kind = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+            raise ConfigError(f"{source}: [{name}] {key} = {value!r} must be {kind[type(default).__name__]}")
         kwargs[key] = value
     missing = [k for k, f in known.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and k not in kwargs]
     if missing:

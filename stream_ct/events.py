@@ -36,8 +36,8 @@ class EventLog:
     """Publishes events with a shared producer; ``emit`` never blocks on the broker."""
 
     def __init__(self, producer, source: str, consumer: str, audit_path: str | Path | None = None,
-                 topic: str = EVENTS_TOPIC):
-        self.producer, self.topic = producer, topic
+                 topic: str = EVENTS_TOPIC, webhook=None):
+        self.producer, self.topic, self.webhook = producer, topic, webhook
         self.base = {"source": source, "consumer": consumer, "host": socket.gethostname(), "pid": os.getpid()}
         self.audit_path = Path(audit_path) if audit_path else None
         if self.audit_path:
@@ -50,4 +50,6 @@ class EventLog:
         if self.audit_path:
             with open(self.audit_path, "ab") as f:
                 f.write(data + b"\n")
+        if type_ == "alert" and self.webhook is not None:
+            self.webhook.post(event)
         return event

@@ -56,3 +56,13 @@ def feature_matrix(records: Sequence[dict[str, Any]], names: Sequence[str]) -> n
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     """The target field of each record as floats; NaN where the record has no label yet."""
     return np.array([np.nan if r.get(field) is None else float(r[field]) for r in records])
+
+
+def count_sentinels(records: Sequence[dict[str, Any]], names: Sequence[str]) -> tuple[int, int]:
+    """``(sentinels, values)``: how many of the selected results are NaN, inf or |v| >= 1e30."""
+    wanted = set(names)
+    values = [v for r in records for k, v in r["tests"].items() if k in wanted and v is not None]
+    if not values:
+        return 0, 0
+    arr = np.asarray(values, dtype=float)
+    return int((~np.isfinite(arr) | (np.abs(arr) >= SENTINEL_ABS)).sum()), len(arr)

@@ -1,9 +1,11 @@
-"""Follow ``ct.models`` and retrain outcomes in a background thread; load champions off the hot path.
+"""Follow ``ct.models``, ``ct.events`` and ``ct.control`` in a background thread.
 
 The watcher reads the compacted ``ct.models`` topic from its beginning (so a new instance
-starts from the current champion), verifies and loads each announced version, builds its
-drift monitor, and hands it over through ``take()``; the serving loop swaps between batches.
-It also reads ``ct.events`` to learn when retrain requests it is waiting for are settled.
+starts from the current champion), verifies and loads each announced version (key = model
+name for the champion, ``<model>.shadow`` for a shadow candidate), builds its drift monitor,
+and hands it over through ``take()``; the serving loop swaps between batches. It also reads
+``ct.events`` to learn when retrain requests are settled, and ``ct.control`` for manual
+commands addressed to its consumer.
 """
 
 from __future__ import annotations
@@ -15,11 +17,8 @@ from typing import Any, Callable
 import orjson
 from kafka import TopicPartition
 
-from stream_ct.kafka_io import EVENTS_TOPIC, MODELS_TOPIC, make_consumer
+from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, make_consumer
 from stream_ct.registry import Artifact, IntegrityError, Registry
-
-SETTLED_EVENTS = ("retrain_decision", "retrain_failed")
-
 
 @dataclass
 class LoadedChampion:
@@ -29,16 +28,21 @@ class LoadedChampion:
 
 
 class ModelWatcher(threading.Thread):
-    def __init__(self, model_name: str, registry: Registry, build_monitor: Callable[[Artifact], Any],
-                 on_event: Callable[..., Any], bootstrap: str | None = None):
+    def __init__(self, model_name: str, consumer_name: str, registry: Registry,
+                 build_monitor: Callable[[Artifact], Any], on_event: Callable[..., Any], bootstrap: str | None = None):
         super().__init__(name=f"model-watcher-{model_name}", daemon=True)
-        self.model_name, self.registry, self.build_monitor = model_name, registry, build_monitor
+        self.model_name, self.consumer_name = model_name, consumer_name
+        self.registry, self.build_monitor = registry, build_monitor
         self.on_event, self.bootstrap = on_event, bootstrap
         self._lock = threading.Lock()
         self._pending: LoadedChampion | None = None
+        self._shadow: LoadedChampion | None = None
+        self._commands: list[dict[str, Any]] = []
         self._settled: set[str] = set()
         self._stop = threading.Event()
         self.loaded_version: int | None = None
+        self.promoted_version = 0  # the newest promotion seen on ct.events
+        self.attempted_version = 0  # the newest champion version a load was tried for
         self.ready = threading.Event()
 
     def take(self) -> LoadedChampion | None:
@@ -47,9 +51,20 @@ class ModelWatcher(threading.Thread):
             pending, self._pending = self._pending, None
             return pending
 
-    def has_pending(self) -> bool:
+    def take_shadow(self) -> LoadedChampion | None:
         with self._lock:
-            return self._pending is not None
+            shadow, self._shadow = self._shadow, None
+            return shadow
+
+    def take_commands(self) -> list[dict[str, Any]]:
+        with self._lock:
+            commands, self._commands = self._commands, []
+            return commands
+
+    def has_pending(self) -> bool:
+        """True while a champion is announced or promoted but not yet handed over."""
+        with self._lock:
+            return self._pending is not None or self.promoted_version > self.attempted_version
 
     def settled(self, request_ids: set[str]) -> set[str]:
         """Which of ``request_ids`` have a decision or a failure on ``ct.events``."""
@@ -62,58 +77,81 @@ class ModelWatcher(threading.Thread):
     def run(self) -> None:
         consumer = make_consumer(group_id=None, bootstrap=self.bootstrap)
         try:
-            partitions = [TopicPartition(t, p) for t in (MODELS_TOPIC, EVENTS_TOPIC)
+            partitions = [TopicPartition(t, p) for t in (MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC)
                           for p in sorted(consumer.partitions_for_topic(t) or [0])]
             consumer.assign(partitions)
             models = [tp for tp in partitions if tp.topic == MODELS_TOPIC]
             consumer.seek_to_beginning(*models)
-            consumer.seek_to_end(*[tp for tp in partitions if tp.topic == EVENTS_TOPIC])
+            consumer.seek_to_end(*[tp for tp in partitions if tp.topic != MODELS_TOPIC])
             end = consumer.end_offsets(models)
-            latest: dict[str, Any] | None = None
+            latest: dict[str, dict[str, Any]] = {}
             while not self._stop.is_set():
-                batch = consumer.poll(timeout_ms=200)
-                for tp, messages in batch.items():
+                for tp, messages in consumer.poll(timeout_ms=200).items():
                     for message in messages:
                         if tp.topic == MODELS_TOPIC:
-                            if message.key == self.model_name.encode() and message.value:
-                                latest = orjson.loads(message.value)
-                        else:
+                            key = (message.key or b"").decode()
+                            if key in (self.model_name, self.shadow_key) and message.value:
+                                latest[key] = orjson.loads(message.value)
+                        elif tp.topic == EVENTS_TOPIC:
                             self._note_event(message.value)
+                        else:
+                            self._note_command(message.value)
                 caught_up = all(consumer.position(tp) >= end[tp] for tp in models)
-                if latest is not None and caught_up:
-                    self._load(latest)
-                    latest = None
                 if caught_up:
+                    for key, announcement in latest.items():
+                        self._load(announcement, shadow=key == self.shadow_key)
+                    latest.clear()
                     self.ready.set()
         finally:
             consumer.close()
+
+    @property
+    def shadow_key(self) -> str:
+        return f"{self.model_name}.shadow"
+
+    def _note_command(self, value: bytes) -> None:
+        try:
+            command = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(command, dict) and command.get("consumer") == self.consumer_name:
+            with self._lock:
+                self._commands.append(command)
 
     def _note_event(self, value: bytes) -> None:
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError:
             return
-        if event.get("type") in SETTLED_EVENTS and event.get("request_id"):
+        settled = event.get("type") == "retrain_decision" or (event.get("type") == "retrain_failed"
+                                                               and event.get("final"))
+        if settled and event.get("request_id"):
             with self._lock:
                 self._settled.add(event["request_id"])
+        if event.get("decision") == "promoted" and event.get("model") == self.model_name:
+            self.promoted_version = max(self.promoted_version, int(event.get("version") or 0))
 
-    def _load(self, announcement: dict[str, Any]) -> None:
+    def _load(self, announcement: dict[str, Any], shadow: bool = False) -> None:
         version = int(announcement["version"])
-        if version == self.loaded_version:
-            return
+        if not shadow:
+            if version == self.loaded_version:
+                return
+            self.attempted_version = max(self.attempted_version, version)
         try:
             artifact = self.registry.load(self.model_name, version, expected=announcement.get("files"))
-            monitor = self.build_monitor(artifact)
+            monitor = None if shadow else self.build_monitor(artifact)
         except IntegrityError as exc:
             self.on_event("alert", severity="critical", kind="checksum_mismatch", model=self.model_name,
                           version=version, error=str(exc))
-            self.loaded_version = version  # do not retry a tampered artifact; the champion keeps serving
-            return
+            return  # a tampered artifact is never loaded; the champion keeps serving
         except Exception as exc:  # a broken artifact must not stop the watcher: alert, keep serving
             self.on_event("alert", severity="error", kind="model_load_failed", model=self.model_name,
                           version=version, error=f"{type(exc).__name__}: {exc}")
-            self.loaded_version = version
             return
+        loaded = LoadedChampion(artifact, monitor, announcement)
         with self._lock:
-            self._pending = LoadedChampion(artifact, monitor, announcement)
-        self.loaded_version = version
+            if shadow:
+                self._shadow = loaded
+            else:
+                self._pending = loaded
+                self.loaded_version = version

@@ -29,6 +29,8 @@ class OnlineModel:
 
         Returns P(positive) for classification, the predicted value for regression.
         """
+        if len(rows) != len(labels):
+            raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
         scores = np.empty(len(rows))
         for i, (x, y) in enumerate(zip(rows, labels)):
             if self.task == "classification":
@@ -36,6 +38,10 @@ class OnlineModel:
             else:
                 scores[i] = self.model.predict_one(x)
             if not math.isnan(y):
-                self.model.learn_one(x, bool(y) if self.task == "classification" else y)
-                self.n_learned += 1
+                self.learn(x, y)
         return scores
+
+    def learn(self, row: dict[str, float], label: float) -> None:
+        """Learn one labeled row (a label that arrived after its prediction)."""
+        self.model.learn_one(row, bool(label) if self.task == "classification" else label)
+        self.n_learned += 1

@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import base64
+import binascii
 import gzip
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -47,7 +48,9 @@ def _encode_bytes(data: bytes) -> str | dict:
 def _decode_bytes(obj: str | dict) -> bytes:
     if isinstance(obj, str):
         return obj.encode("utf-8")
-    return base64.b64decode(obj["b64"])
+    if isinstance(obj, dict) and isinstance(obj.get("b64"), str):
+        return base64.b64decode(obj["b64"], validate=True)
+    raise ValueError(f"expected text or {{\"b64\": ...}}, got {type(obj).__name__}")
 
 
 def message_to_line(msg: Message) -> bytes:
@@ -69,15 +72,24 @@ def message_to_line(msg: Message) -> bytes:
 def line_to_message(line: bytes | str) -> Message:
     """Parse one recording line back into a message."""
     obj = orjson.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError(f"a line must be a JSON object, not {type(obj).__name__}")
     fields = {}
     for name in ("key", "value"):
         if f"{name}_b64" in obj:
-            fields[name] = base64.b64decode(obj[f"{name}_b64"])
+            fields[name] = _decode_bytes({"b64": obj[f"{name}_b64"]})
         else:
             text = obj.get(name)
-            fields[name] = None if text is None else text.encode("utf-8")
-    headers = [(name, _decode_bytes(value)) for name, value in obj.get("headers") or []]
-    return Message(fields["key"], fields["value"], int(obj["timestamp"]), headers, obj.get("partition"))
+            fields[name] = None if text is None else _decode_bytes(text)
+    timestamp = obj["timestamp"]
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        raise ValueError(f"timestamp must be an integer (ms), not {timestamp!r}")
+    headers = []
+    for header in obj.get("headers") or []:
+        if not isinstance(header, list) or len(header) != 2 or not isinstance(header[0], str):
+            raise ValueError(f"a header must be [name, value], not {header!r}")
+        headers.append((header[0], _decode_bytes(header[1])))
+    return Message(fields["key"], fields["value"], timestamp, headers, obj.get("partition"))
 
 
 def _open(path: str, mode: str):
@@ -107,5 +119,5 @@ def read_recording(path: str) -> Iterator[Message]:
                 continue
             try:
                 yield line_to_message(line)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, binascii.Error) as exc:
                 raise ValueError(f"{path}:{number}: not a recording line ({exc})") from exc

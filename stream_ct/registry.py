@@ -4,6 +4,8 @@ Layout under ``root``::
 
     <model>/v<N>/model.skops      scikit-learn estimator, saved with skops (no code runs on load)
     <model>/v<N>/reference.npz    the training window: X, groups, strata (drift reference)
+    <model>/v<N>/drift.pkl        the calibrated drift monitor (promoted versions; pickle, loaded
+                                  only after its sha256 matched)
     <model>/v<N>/meta.json        metadata, lineage, gate verdicts and the sha256 of each file
     <model>/CHAMPION              {"version": N} - the champion pointer (mirrors ct.models)
 
@@ -17,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import time
@@ -74,6 +77,7 @@ class Artifact:
     meta: dict[str, Any]
     estimator: Any
     reference: dict[str, np.ndarray]
+    drift_state: dict[str, Any] | None = None
 
 
 class Registry:
@@ -92,7 +96,8 @@ class Registry:
     def path(self, name: str, version: int) -> Path:
         return self._model_dir(name) / f"v{version}"
 
-    def save(self, name: str, estimator: Any, reference: dict[str, np.ndarray], meta: dict[str, Any]) -> int:
+    def save(self, name: str, estimator: Any, reference: dict[str, np.ndarray], meta: dict[str, Any],
+             drift_state: dict[str, Any] | None = None) -> int:
         """Write a new version atomically; return its number. ``meta`` gains files and sha256s."""
         folder = self._model_dir(name)
         folder.mkdir(parents=True, exist_ok=True)
@@ -103,6 +108,8 @@ class Registry:
             buf = io.BytesIO()
             np.savez_compressed(buf, **reference)
             files["reference.npz"] = buf.getvalue()
+            if drift_state is not None:
+                files["drift.pkl"] = pickle.dumps(drift_state, protocol=pickle.HIGHEST_PROTOCOL)
             for fname, data in files.items():
                 _write_synced(tmp / fname, data)
             meta = dict(meta, files={fname: sha256_bytes(data) for fname, data in files.items()})
@@ -145,7 +152,10 @@ class Registry:
         estimator = sio.load(folder / "model.skops", trusted=TRUSTED_TYPES)
         with np.load(folder / "reference.npz", allow_pickle=False) as npz:
             reference = {key: npz[key] for key in npz.files}
-        return Artifact(name, version, meta, estimator, reference)
+        drift_state = None
+        if "drift.pkl" in meta["files"]:  # verified above: its sha256 matches the registry record
+            drift_state = pickle.loads((folder / "drift.pkl").read_bytes())
+        return Artifact(name, version, meta, estimator, reference, drift_state)
 
     def champion(self, name: str) -> int | None:
         pointer = self._model_dir(name) / "CHAMPION"

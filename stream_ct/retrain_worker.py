@@ -1,35 +1,43 @@
 """The retrain worker: its own process and consumer group on ``ct.retrain``.
 
 For each request it reads the training window back from the input topic by time
-(``offsets_for_times``), checks the data, trains a candidate, judges it against the champion
-on the same holdout, registers it (passed or not), and announces a promotion on the
-compacted ``ct.models`` topic. A request is committed only after it was handled, so a worker
-killed mid-training leaves it to the next worker.
+(``offsets_for_times``), joins labels that arrived later, checks the data, trains a
+candidate in a child process under a time limit, judges it against the champion on the same
+holdout, registers it (passed or not), and announces a promotion on the compacted
+``ct.models`` topic. A request is committed only after it was settled, so a worker killed
+mid-training leaves it to the next worker; a failed attempt is retried up to
+``[retrain] max_attempts`` times and then reported.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import feature_matrix, select_features, target_vector
+from stream_ct.features import count_sentinels, feature_matrix, select_features, target_vector
+from stream_ct.gates import run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer)
+from stream_ct.quality import check_window
 from stream_ct.record import part_key
 from stream_ct.registry import Registry, code_version
-from stream_ct.training import PRIMARY_METRIC, build_estimator, data_quality, evaluate, judge
+from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 
 WORKER_GROUP = "stream-ct-retrain"
+#: Record fields the drift monitor stratifies by.
+STRATA = ("tester", "site", "fab")
 
 
 def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_offsets: dict[int, int],
@@ -42,38 +50,74 @@ def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_o
             **extra}
 
 
-def read_window(topic: str, start_ts_ms: int, end_offsets: dict[str, int], bootstrap: str | None = None
-                ) -> list[dict[str, Any]]:
-    """Valid part records of ``topic`` from ``start_ts_ms`` (by timestamp) up to ``end_offsets``."""
+def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
+               bootstrap: str | None = None, parts: bool = True) -> list[dict[str, Any]]:
+    """Records of ``topic`` from ``start_ts_ms`` (by timestamp) up to ``end_offsets`` (default: the
+    end of each partition now), in timestamp order: valid part records, or with ``parts=False``
+    any JSON object (label records)."""
     consumer = make_consumer(group_id=None, bootstrap=bootstrap)
     try:
-        partitions = [TopicPartition(topic, int(p)) for p in end_offsets]
+        if end_offsets is None:
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            ends = {tp: off for tp, off in consumer.end_offsets(partitions).items()}
+        else:
+            partitions = [TopicPartition(topic, int(p)) for p in end_offsets]
+            ends = {tp: end_offsets[str(tp.partition)] for tp in partitions}
+        if not partitions:
+            return []
         consumer.assign(partitions)
         starts = consumer.offsets_for_times({tp: start_ts_ms for tp in partitions})
         remaining = {}
         for tp in partitions:
-            end = end_offsets[str(tp.partition)]
-            start = starts[tp].offset if starts[tp] is not None else end
-            if start < end:
+            start = starts[tp].offset if starts[tp] is not None else ends[tp]
+            if start < ends[tp]:
                 consumer.seek(tp, start)
-                remaining[tp] = end
+                remaining[tp] = ends[tp]
         consumer.pause(*[tp for tp in partitions if tp not in remaining])
-        records: list[tuple[int, int, dict[str, Any]]] = []
+        out: list[tuple[int, int, dict[str, Any]]] = []
         while remaining:
             for tp, messages in consumer.poll(timeout_ms=1000, max_records=5000).items():
                 end = remaining.get(tp)
                 if end is None:
                     continue
                 in_window = [m for m in messages if m.offset < end]
-                valid, _ = decode_batch([m.value for m in in_window])
-                records.extend((in_window[i].timestamp, tp.partition, rec) for i, rec in valid)
+                valid = decode_batch([m.value for m in in_window])[0] if parts else _json_objects(in_window)
+                out.extend((in_window[i].timestamp, tp.partition, rec) for i, rec in valid)
                 if consumer.position(tp) >= end or len(in_window) < len(messages):
                     del remaining[tp]
                     consumer.pause(tp)
-        records.sort(key=lambda item: (item[0], item[1]))
-        return [rec for _, _, rec in records]
+        out.sort(key=lambda item: (item[0], item[1]))
+        return [rec for _, _, rec in out]
     finally:
         consumer.close()
+
+
+def _json_objects(messages) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    for i, m in enumerate(messages):
+        try:
+            obj = orjson.loads(m.value or b"")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            out.append((i, obj))
+    return out
+
+
+def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """The window's part records, with labels from the labels topic joined by key."""
+    window = request["window"]
+    records = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap)
+    if config.labels.topic:
+        target = config.model.target
+        labels = {part_key(rec): rec[target]
+                  for rec in read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False)
+                  if target in rec and all(k in rec for k in ("lot_id", "wafer_id", "part_id"))}
+        for rec in records:
+            if rec.get(target) is None:
+                rec[target] = labels.get(part_key(rec))
+    return records
 
 
 @dataclass
@@ -84,19 +128,33 @@ class Outcome:
     metrics: dict[str, Any]
 
 
+def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
+    """Fit, with recency weights ``0.5 ** (age / half_life)`` when a half-life is set."""
+    if half_life <= 0:
+        return estimator.fit(X, y)
+    weights = 0.5 ** (np.arange(len(y))[::-1] / half_life)
+    if hasattr(estimator, "steps"):
+        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": weights})
+    return estimator.fit(X, y, sample_weight=weights)
+
+
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry) -> Outcome:
-    """Everything after the data is read: quality check, fit, gates, registration."""
+    """Everything after the data is read: quality checks, fit, gates, registration."""
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
     labeled = [r for r in records if r.get(target) is not None]
     y = target_vector(labeled, target)
-    quality = data_quality(task, y, config.retrain.min_rows, config.retrain.min_minority)
-    if not quality.passed:
-        return Outcome(None, "skipped", [quality.to_dict()], {"rows": len(labeled)})
     names = select_features(labeled, config.features.include, config.features.exclude)
     X = feature_matrix(labeled, names)
-    split = int(len(labeled) * (1 - config.retrain.holdout_fraction))
-    candidate = build_estimator(task, config.model.estimator).fit(X[:split], y[:split])
+    sentinels, values = count_sentinels(labeled, names)
+    r, q = config.retrain, config.quality
+    quality = check_window(task, X, y, names, sentinels=sentinels, values=values, min_rows=r.min_rows,
+                           min_minority=r.min_minority, max_missing=q.max_missing_fraction,
+                           max_sentinel=q.max_sentinel_fraction, max_constant=q.max_constant_fraction)
+    if not all(g.passed for g in quality):
+        return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)})
+    split = int(len(labeled) * (1 - r.holdout_fraction))
+    candidate = _fit(build_estimator(task, config.model.estimator), X[:split], y[:split], r.recency_half_life)
     candidate_metrics = evaluate(task, candidate, X[split:], y[split:])
 
     champion_version = registry.champion(name)
@@ -105,15 +163,13 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         champion = registry.load(name, champion_version)
         Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
         champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
-    gates = [quality] + judge(task, candidate_metrics, champion_metrics, config.gates.min_metric,
-                              config.gates.min_improvement)
+    groups = np.array([str(rec.get(config.gates.fairness_by, "")) for rec in labeled[split:]])
+    gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics, champion_metrics)
     passed = all(g.passed for g in gates)
     reference = {
         "X": X,
-        "groups": np.array([f"{r['lot_id']}/{r['wafer_id']}" for r in labeled]),
-        "tester": np.array([str(r.get("tester", "")) for r in labeled]),
-        "site": np.array([str(r.get("site", "")) for r in labeled]),
-        "fab": np.array([str(r.get("fab", "")) for r in labeled]),
+        "groups": np.array([f"{rec['lot_id']}/{rec['wafer_id']}" for rec in labeled]),
+        **{s: np.array([str(rec.get(s, "")) for rec in labeled]) for s in STRATA},
     }
     window = request["window"]
     meta = {
@@ -127,12 +183,59 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "end_offsets": window["end_offsets"], "rows": len(labeled),
                         "rows_train": split, "rows_holdout": len(labeled) - split,
-                        "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1])},
+                        "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),
+                        "first_ts": labeled[0]["ts"], "last_ts": labeled[-1]["ts"]},
     }
-    version = registry.save(name, candidate, reference, meta)
+    drift_state = calibrated_monitor(config, reference, names).state_dict() if passed else None
+    version = registry.save(name, candidate, reference, meta, drift_state)
     if passed:
         registry.set_champion(name, version)
     return Outcome(version, meta["decision"], meta["gates"], meta["metrics"])
+
+
+def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray], feature_names: list[str]):
+    """A drift monitor on a training window, its thresholds calibrated for ``[drift] arl0``."""
+    from stream_ct.drift import DriftMonitor
+
+    return DriftMonitor(reference["X"], feature_names, reference_groups=reference["groups"],
+                        reference_strata={s: reference[s] for s in STRATA if s in reference},
+                        arl0=config.drift.arl0, window=config.drift.window, stride=config.drift.stride)
+
+
+def _train_child(request, records, registry_root, conn) -> None:
+    try:
+        conn.send(("ok", asdict(train_and_judge(request, records, Registry(registry_root)))))
+    except Exception as exc:  # reported to the parent, which decides on a retry
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def train_in_child(request: dict[str, Any], records: list[dict[str, Any]], registry_root: str,
+                   timeout_s: float) -> Outcome:
+    """Run ``train_and_judge`` in a fresh child process; kill it after ``timeout_s``.
+
+    Killing never leaves a half-written version: the registry renames complete folders only.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_train_child, args=(request, records, registry_root, sender), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            raise TimeoutError(f"training did not finish within {timeout_s:.0f} s; the child was killed")
+        status, payload = receiver.recv()
+    except EOFError:
+        raise RuntimeError(f"the training process died (exit code {child.exitcode})") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receiver.close()
+    if status != "ok":
+        raise RuntimeError(payload)
+    return Outcome(**payload)
 
 
 def announcement(registry: Registry, name: str, version: int, reason: str) -> bytes:
@@ -150,31 +253,44 @@ class RetrainWorker:
         self.stopping = False
 
     def handle(self, request: dict[str, Any], producer, events: EventLog) -> Outcome:
-        started = time.monotonic()
-        window = request["window"]
-        events.emit("retrain_started", request_id=request["request_id"], model=request["model"],
-                    reason=request["reason"])
-        records = read_window(window["topic"], window["start_ts_ms"], window["end_offsets"], self.bootstrap)
-        read_s = time.monotonic() - started
-        registry = Registry(self.registry_path or request["config"]["registry"]["path"])
-        outcome = train_and_judge(request, records, registry)
-        if outcome.decision == "promoted":
-            producer.send(MODELS_TOPIC, key=request["model"].encode(),
-                          value=announcement(registry, request["model"], outcome.version, request["reason"]))
-            producer.flush()  # the announcement is in the log before the decision is
-        events.emit("retrain_decision", request_id=request["request_id"], model=request["model"],
-                    reason=request["reason"], version=outcome.version, decision=outcome.decision,
-                    gates=outcome.gates, metrics=outcome.metrics, rows=len(records),
-                    read_seconds=round(read_s, 3), seconds=round(time.monotonic() - started, 3))
-        producer.flush()
-        return outcome
+        """Settle one request: read, train (with retries), announce; returns the outcome."""
+        config = ConsumerConfig.from_dict(request["config"], source=f"request {request.get('request_id')}")
+        ids = {"request_id": request["request_id"], "model": request["model"], "reason": request["reason"]}
+        registry_root = self.registry_path or config.registry.path
+        attempts = max(1, config.retrain.max_attempts)
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            events.emit("retrain_started", attempt=attempt, **ids)
+            try:
+                records = training_window(request, config, self.bootstrap)
+                read_s = time.monotonic() - started
+                outcome = train_in_child(request, records, registry_root, config.retrain.timeout_s)
+            except Exception as exc:  # a failed retrain is reported; the champion keeps serving
+                final = attempt == attempts
+                events.emit("retrain_failed", attempt=attempt, final=final, error=f"{type(exc).__name__}: {exc}",
+                            **ids)
+                producer.flush()
+                if final:
+                    return Outcome(None, "failed", [], {"error": str(exc)})
+                continue
+            if outcome.decision == "promoted":
+                registry = Registry(registry_root)
+                producer.send(MODELS_TOPIC, key=request["model"].encode(),
+                              value=announcement(registry, request["model"], outcome.version, request["reason"]))
+                producer.flush()  # the announcement is in the log before the decision is
+            events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
+                        metrics=outcome.metrics, rows=len(records), attempt=attempt, read_seconds=round(read_s, 3),
+                        seconds=round(time.monotonic() - started, 3), **ids)
+            producer.flush()
+            return outcome
+        raise AssertionError("unreachable: the last attempt returns")
 
     def run(self) -> int:
         ensure_control_topics(self.bootstrap)
         producer = make_producer(self.bootstrap)
         events = EventLog(producer, "retrain-worker", consumer="*")
         consumer = make_consumer(RETRAIN_TOPIC, group_id=WORKER_GROUP, bootstrap=self.bootstrap,
-                                 max_poll_records=1, max_poll_interval_ms=15 * 60 * 1000)
+                                 max_poll_records=1, max_poll_interval_ms=30 * 60 * 1000)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         idle_since = time.monotonic()
         print("retrain-worker: waiting for requests on ct.retrain", flush=True)
@@ -188,7 +304,7 @@ class RetrainWorker:
                 for tp, messages in batch.items():
                     for message in messages:
                         self._handle_message(message.value, producer, events)
-                        consumer.commit({tp: _offset_after(message)})
+                        consumer.commit({tp: OffsetAndMetadata(message.offset + 1, "", -1)})
                 idle_since = time.monotonic()
         finally:
             producer.flush()
@@ -199,20 +315,17 @@ class RetrainWorker:
     def _handle_message(self, value: bytes, producer, events: EventLog) -> None:
         try:
             request = orjson.loads(value)
-            outcome = self.handle(request, producer, events)
-            print(f"retrain-worker: {request['model']} {request['reason']} -> {outcome.decision}"
-                  f" v{outcome.version}", flush=True)
-        except Exception as exc:  # a failed retrain is reported; the champion keeps serving
-            events.emit("retrain_failed", error=f"{type(exc).__name__}: {exc}",
+            missing = [k for k in ("request_id", "model", "reason", "config", "window") if k not in request]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            events.emit("retrain_failed", final=True, error=f"unreadable request: {exc}",
                         request=value[:2000].decode("utf-8", "replace"))
             producer.flush()
-            print(f"retrain-worker: request failed: {type(exc).__name__}: {exc}", flush=True)
-
-
-def _offset_after(message):
-    from kafka.structs import OffsetAndMetadata
-
-    return OffsetAndMetadata(message.offset + 1, "", -1)
+            return
+        outcome = self.handle(request, producer, events)
+        print(f"retrain-worker: {request['model']} {request['reason']} -> {outcome.decision} v{outcome.version}",
+              flush=True)
 
 
 def register(subparsers) -> None:

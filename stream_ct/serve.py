@@ -2,9 +2,10 @@
 
 Per polled batch: decode and validate (bad records to ``<topic>.dlq`` with the reason and
 original bytes), predict with the champion (or, before the first champion exists, with the
-online model, marked ``source: online``), let the online model learn labeled records, feed the
-drift monitor, decide on triggers; then flush every output and only then commit the offsets.
-A new champion is swapped in between batches.
+online model, marked ``source: online``), let the online model learn labeled records, join
+labels that arrive later, feed the drift monitor, check triggers, rollback and shadow; then
+flush every output and only then commit the offsets. A new champion is swapped in between
+batches.
 """
 
 from __future__ import annotations
@@ -13,63 +14,43 @@ import collections
 import math
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
+from threadpoolctl import threadpool_limits
 
+from stream_ct.alerts import Webhook
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import feature_matrix, target_vector
-from stream_ct.kafka_io import RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer, make_producer
+from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
+                                make_producer)
+from stream_ct.labels import LabelJoiner
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.record import SENTINEL_ABS, part_key
 from stream_ct.registry import Artifact, Registry
-from stream_ct.retrain_worker import retrain_request
-from stream_ct.training import PRIMARY_METRIC, metrics_from_scores, score
-from stream_ct.triggers import DriftTrigger
+from stream_ct.retrain_worker import STRATA, announcement, calibrated_monitor, retrain_request
+from stream_ct.rolling import RollingMetric
+from stream_ct.training import PRIMARY_METRIC, score
+from stream_ct.triggers import TriggerPolicy
 
-#: Labeled predictions kept for a champion's rolling metric.
-METRIC_WINDOW = 2000
-STRATA = ("tester", "site", "fab")
 
 
 def build_monitor(config: ConsumerConfig, artifact: Artifact):
-    """A drift monitor whose reference is the champion's training window."""
+    """The champion's drift monitor: calibrated by the retrain job, or calibrated here if absent."""
     from stream_ct.drift import DriftMonitor
 
-    ref = artifact.reference
-    return DriftMonitor(ref["X"], artifact.meta["feature_names"], reference_groups=ref["groups"],
-                        arl0=config.drift.arl0, window=config.drift.window, stride=config.drift.stride)
+    if artifact.drift_state is not None:
+        return DriftMonitor.from_state(artifact.drift_state)
+    return calibrated_monitor(config, artifact.reference, artifact.meta["feature_names"])
 
 
-@dataclass
-class RollingMetric:
-    """Scores and labels of the last ``size`` labeled predictions of one model version."""
-
-    task: str
-    size: int = METRIC_WINDOW
-    scores: collections.deque = field(default_factory=collections.deque)
-    labels: collections.deque = field(default_factory=collections.deque)
-    seen: int = 0
-
-    def add(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        keep = ~np.isnan(labels)
-        for s, y in zip(scores[keep], labels[keep]):
-            self.scores.append(float(s))
-            self.labels.append(float(y))
-            if len(self.scores) > self.size:
-                self.scores.popleft()
-                self.labels.popleft()
-        self.seen += int(keep.sum())
-
-    def value(self) -> dict[str, float] | None:
-        if len(self.scores) < 50:
-            return None
-        return metrics_from_scores(self.task, np.array(self.scores), np.array(self.labels))
+def measurements(tests: dict[str, Any]) -> dict[str, float]:
+    """The results of one record that are real measurements (for the online model)."""
+    return {k: v for k, v in tests.items() if v is not None and math.isfinite(v) and abs(v) < SENTINEL_ABS}
 
 
 class Server:
@@ -78,21 +59,30 @@ class Server:
         self.config, self.bootstrap, self.exit_when_idle_s = config, bootstrap, exit_when_idle_s
         self.instance = instance
         self.task = config.model.task
+        self.key_metric = PRIMARY_METRIC[self.task]
         self.registry = Registry(config.registry.path)
         self.online = OnlineModel(self.task)
         self.champion: Artifact | None = None
+        self.champion_reason = ""
+        self.previous_version: int | None = None
         self.monitor = None
         self.monitor_start = 0
-        self.trigger = DriftTrigger(config.retrain.cooldown_records)
+        self.shadow: Artifact | None = None
+        self.shadow_metrics: tuple[RollingMetric, RollingMetric] | None = None
+        t = config.triggers
+        self.trigger = TriggerPolicy(t.policy, config.retrain.cooldown_records, t.schedule_records,
+                                     t.schedule_seconds, t.drift_memory_records)
+        self.joiner = LabelJoiner(config.labels.buffer_size, config.labels.ttl_seconds)
         self.position = 0  # valid records seen by this instance
         self.timestamps: collections.deque = collections.deque(
-            maxlen=max(config.retrain.window_records, config.drift.reference_size))
+            maxlen=max(config.retrain.window_records, config.drift.reference_size) + config.drift.window)
         self.end_offsets: dict[int, int] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
         self.last_settled_at = 0.0
         self.champion_metric: RollingMetric | None = None
-        self.post_deploy_reported = True
+        self.online_metric = RollingMetric(self.task)
+        self.post_deploy_reported = self.rollback_checked = True
         self.counts = collections.Counter()
         self.stopping = False
 
@@ -100,23 +90,28 @@ class Server:
 
     def run(self) -> int:
         cfg = self.config
+        # One thread per process: OpenMP across cores under load turns a 7 ms batch into 400 ms
+        # at p99; serving scales out by partitions and processes instead.
+        threadpool_limits(1)
         ensure_control_topics(self.bootstrap)
         ensure_topics({cfg.dlq_topic: {}, cfg.predictions_topic: {}}, self.bootstrap)
         self.producer = make_producer(self.bootstrap)
-        self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name)
-        self.watcher = ModelWatcher(cfg.model.name, self.registry, lambda a: build_monitor(cfg, a),
-                                    self.events.emit, self.bootstrap)
+        webhook = Webhook(cfg.events.webhook_url) if cfg.events.webhook_url else None
+        self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
+                               audit_path=cfg.events.audit_log or None, webhook=webhook)
+        self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, self.registry,
+                                    lambda a: build_monitor(cfg, a), self.events.emit, self.bootstrap)
         self.watcher.start()
         self.watcher.ready.wait(timeout=30)
-        consumer = make_consumer(cfg.consumer.input_topic, group_id=cfg.consumer.group_id,
-                                 bootstrap=self.bootstrap, max_poll_records=cfg.consumer.poll_max_records)
+        topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
+        consumer = make_consumer(*topics, group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
+                                 max_poll_records=cfg.consumer.poll_max_records)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         idle_since = time.monotonic()
-        print(f"serve: {cfg.consumer.name} consuming {cfg.consumer.input_topic} as {cfg.consumer.group_id}",
-              flush=True)
+        print(f"serve: {cfg.consumer.name} consuming {', '.join(topics)} as {cfg.consumer.group_id}", flush=True)
         try:
             while not self.stopping:
-                self._swap_if_ready()
+                self._between_batches()
                 batch = consumer.poll(timeout_ms=cfg.consumer.poll_timeout_ms)
                 if batch:
                     self._process(batch)
@@ -132,6 +127,8 @@ class Server:
             self.events.emit("serve_stopped", **self.summary())
             self.producer.flush()
             self.producer.close()
+            if webhook:
+                webhook.flush()
         print(f"serve: stopped after {self.position} records ({dict(self.counts)})", flush=True)
         return 0
 
@@ -147,15 +144,27 @@ class Server:
         return not self.in_flight and settled_long_enough and not self.watcher.has_pending()
 
     def summary(self) -> dict[str, Any]:
-        return {"records": self.position, "counts": dict(self.counts),
-                "champion_version": self.champion.version if self.champion else None}
+        return {"records": self.position, "counts": dict(self.counts), "labels": dict(self.joiner.counts),
+                "champion_version": self.champion.version if self.champion else None,
+                "champion_metric": self.champion_metric.value() if self.champion_metric else None,
+                "online_metric": self.online_metric.value()}
 
     # -- the batch --------------------------------------------------------------------------
 
     def _process(self, batch: dict) -> None:
-        messages = [m for tp in sorted(batch, key=lambda t: t.partition) for m in batch[tp]]
-        for m in messages:
-            self.end_offsets[m.partition] = m.offset + 1
+        labels_topic = self.config.labels.topic
+        parts, labels = [], []
+        for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
+            (labels if tp.topic == labels_topic else parts).extend(batch[tp])
+            if tp.topic != labels_topic:
+                self.end_offsets[tp.partition] = batch[tp][-1].offset + 1
+        if parts:
+            self._process_parts(parts)
+        if labels:
+            self._process_labels(labels)
+        self._check_performance()
+
+    def _process_parts(self, messages: list) -> None:
         valid, invalid = decode_batch([m.value for m in messages])
         for i, reason in invalid:
             self._dead_letter(messages[i], reason)
@@ -164,27 +173,30 @@ class Server:
         records = [rec for _, rec in valid]
         sources = [messages[i] for i, _ in valid]
         labels = target_vector(records, self.config.model.target)
-        rows = [{k: v for k, v in r["tests"].items() if v is not None and math.isfinite(v) and abs(v) < SENTINEL_ABS}
-                for r in records]
+        rows = [measurements(r["tests"]) for r in records]
         online_scores = self.online.predict_learn(rows, labels)
+        self.online_metric.add(online_scores, labels)
+        X = shadow_scores = None
         if self.champion is not None:
             X = feature_matrix(records, self.champion.meta["feature_names"])
             scores = score(self.task, self.champion.estimator, X)
             self._emit_predictions(records, sources, scores, "champion", self.champion.version)
             self.champion_metric.add(scores, labels)
-            self._report_post_deploy()
+            if self.shadow is not None:
+                shadow_scores = score(self.task, self.shadow.estimator,
+                                      feature_matrix(records, self.shadow.meta["feature_names"]))
+                self.shadow_metrics[0].add(shadow_scores, labels)
+                self.shadow_metrics[1].add(scores, labels)
         else:
-            X = None
-            self._emit_predictions(records, sources, online_scores, "online", None)
+            scores = online_scores
+            self._emit_predictions(records, sources, scores, "online", None)
+        if self.config.labels.topic:
+            self._await_labels(records, rows, labels, scores, shadow_scores)
         start = self.position
         self.position += len(records)
         self.timestamps.extend(m.timestamp for m in sources)
         if self.monitor is not None:
             self._detect(X, records, sources, start)
-        self._bootstrap_if_needed()
-        self._dispatch_deferred()
-        if self.in_flight:
-            self._settle_requests()
 
     def _dead_letter(self, message, reason: str) -> None:
         headers = list(message.headers or []) + [
@@ -206,6 +218,39 @@ class Server:
                                timestamp_ms=message.timestamp)
         self.counts[f"predictions_{source}"] += len(records)
 
+    # -- labels that arrive later -------------------------------------------------------------
+
+    def _await_labels(self, records, rows, labels, scores, shadow_scores) -> None:
+        version = self.champion.version if self.champion else None
+        for i, record in enumerate(records):
+            if math.isnan(labels[i]):
+                self.joiner.add_prediction(part_key(record), (version, scores[i], None if shadow_scores is None
+                                                              else shadow_scores[i], rows[i]))
+        self._learn_from(self.joiner.take_early_matches())
+
+    def _process_labels(self, messages: list) -> None:
+        target = self.config.model.target
+        pairs = []
+        for m in messages:
+            try:
+                label = orjson.loads(m.value or b"")
+                pairs.append((part_key(label), float(label[target])))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                self._dead_letter(m, f"bad label record: {type(exc).__name__}: {exc}")
+        self._learn_from(self.joiner.add_labels(pairs))
+        self.counts["labels"] += len(pairs)
+
+    def _learn_from(self, joined) -> None:
+        """Labeled predictions: update the rolling metrics and let the online model learn."""
+        current = self.champion.version if self.champion else None
+        for (version, s, shadow_s, row), y in joined:
+            if version is not None and version == current:
+                self.champion_metric.add(np.array([s]), np.array([y]))
+                if shadow_s is not None and self.shadow_metrics:
+                    self.shadow_metrics[0].add(np.array([shadow_s]), np.array([y]))
+                    self.shadow_metrics[1].add(np.array([s]), np.array([y]))
+            self.online.learn(row, y)
+
     # -- drift and triggers -----------------------------------------------------------------
 
     def _detect(self, X, records, sources, start: int) -> None:
@@ -220,25 +265,49 @@ class Server:
                          partition=message.partition, offset=message.offset)
             self.events.emit("drift", **event)
             self.counts["drift_signals"] += 1
-        if not signals:
+        if signals:
+            self.trigger.note_drift(self.position)
+
+    def _performance_low(self) -> bool:
+        t = self.config.triggers
+        if self.champion_metric is None or self.champion_metric.seen < t.performance_min_labels:
+            return False
+        value = (self.champion_metric.value() or {}).get(self.key_metric)
+        if value is None:
+            return False
+        gate_value = self.champion.meta["metrics"]["candidate"][self.key_metric]
+        return bool((t.performance_floor and value < t.performance_floor) or value < gate_value - t.performance_margin)
+
+    def _check_performance(self) -> None:
+        if self.champion is None:
             return
-        decision = self.trigger.check(self.position, len(signals), busy=bool(self.in_flight or self.deferred))
-        self.events.emit("trigger_check", kind="drift", fire=decision.fire, reason=decision.reason,
-                         position=self.position, signals=len(signals))
-        if decision.fire:
-            self.deferred = {"reason": "drift", "position": self.position,
-                             "signals": [s.to_event() for s in signals[:20]]}
+        self._check_rollback()
+        decision = self.trigger.check(self.position, self._performance_low(),
+                                      busy=bool(self.in_flight or self.deferred))
+        if not any(decision.conditions.values()):
+            return
+        if decision.fire or self.counts["last_check_reason"] != hash(decision.reason):
+            self.events.emit("trigger_check", fire=decision.fire, reason=decision.reason,
+                             conditions=decision.conditions, position=self.position)
+            self.counts["last_check_reason"] = hash(decision.reason)
+        if not decision.fire:
+            return
+        self.counts[f"triggers_{decision.reason}"] += 1
+        self.trigger.dispatched(self.position)
+        if decision.conditions["drift"]:
+            # Train on data after the change: wait for window_records new records first.
+            self.deferred = {"reason": decision.reason, "position": self.position}
+        else:
+            self._request(decision.reason, self.config.retrain.window_records)
 
     def _dispatch_deferred(self, force: bool = False) -> None:
         """Publish a drift retrain once enough post-drift records have arrived."""
         if self.deferred is None:
             return
         after = self.position - self.deferred["position"]
-        needed = self.config.retrain.window_records
-        if after < needed and not force:
+        if after < self.config.retrain.window_records and not force:
             return
-        window = min(after + self.config.drift.window, len(self.timestamps))
-        self._request(self.deferred["reason"], window, signals=self.deferred["signals"])
+        self._request(self.deferred["reason"], after + self.config.drift.window)
         self.deferred = None
 
     def _bootstrap_if_needed(self) -> None:
@@ -249,10 +318,9 @@ class Server:
             self._request("bootstrap", self.config.drift.reference_size)
             self.counts["bootstrap_requests"] += 1
 
-    def _request(self, reason: str, window_records: int, **extra) -> None:
+    def _request(self, reason: str, window_records: int) -> None:
         window_records = max(1, min(window_records, len(self.timestamps)))
-        start_ts = self.timestamps[-window_records]
-        request = retrain_request(self.config, reason, start_ts, dict(self.end_offsets), **extra)
+        request = retrain_request(self.config, reason, self.timestamps[-window_records], dict(self.end_offsets))
         self.producer.send(RETRAIN_TOPIC, key=self.config.model.name.encode(), value=orjson.dumps(request))
         self.in_flight[request["request_id"]] = {"at": time.monotonic(), "reason": reason}
         self.events.emit("retrain_requested", request_id=request["request_id"], reason=reason,
@@ -261,7 +329,7 @@ class Server:
 
     def _settle_requests(self) -> None:
         done = self.watcher.settled(set(self.in_flight))
-        timeout = 2 * self.config.retrain.timeout_s
+        timeout = 2 * self.config.retrain.timeout_s * self.config.retrain.max_attempts
         for request_id, info in list(self.in_flight.items()):
             if request_id in done:
                 del self.in_flight[request_id]
@@ -271,7 +339,27 @@ class Server:
                 self.events.emit("alert", severity="warning", kind="retrain_lost", request_id=request_id,
                                  detail=f"no decision within {timeout:.0f} s")
 
-    # -- hot swap ----------------------------------------------------------------------------
+    # -- between batches: swaps, shadow, rollback, manual commands ----------------------------
+
+    def _between_batches(self) -> None:
+        self._swap_if_ready()
+        shadow = self.watcher.take_shadow()
+        if shadow is not None:
+            self.shadow = shadow.artifact
+            self.shadow_metrics = (RollingMetric(self.task, size=10**9), RollingMetric(self.task, size=10**9))
+            self.events.emit("shadow_started", model=self.config.model.name, version=self.shadow.version,
+                             records=self.config.deploy.shadow_records)
+        self._judge_shadow()
+        for command in self.watcher.take_commands():
+            if command.get("command") == "retrain":
+                self.events.emit("trigger_check", fire=True, reason=f"manual: {command.get('reason', '')}",
+                                 conditions={"manual": True}, position=self.position)
+                self.trigger.dispatched(self.position)
+                self._request(f"manual: {command.get('reason', '')}", self.config.retrain.window_records)
+        self._bootstrap_if_needed()
+        self._dispatch_deferred()
+        if self.in_flight:
+            self._settle_requests()
 
     def _swap_if_ready(self) -> None:
         loaded = self.watcher.take()
@@ -280,24 +368,69 @@ class Server:
         previous = self.champion
         before = self.champion_metric.value() if self.champion_metric else None
         self.champion, self.monitor = loaded.artifact, loaded.monitor
+        self.champion_reason = loaded.announcement.get("reason", "")
+        self.previous_version = previous.version if previous else self.champion.meta.get("parent_version")
         self.monitor_start = self.position
         self.champion_metric = RollingMetric(self.task)
         self.post_deploy_reported = False
+        self.rollback_checked = self.champion_reason == "rollback"  # a rolled-back-to version stays
+        if self.shadow is not None and self.shadow.version == self.champion.version:
+            self.shadow = self.shadow_metrics = None
         self.counts["deploys"] += 1
         self.events.emit("deploy", model=self.config.model.name, version=self.champion.version,
                          previous_version=previous.version if previous else None, position=self.position,
-                         reason=loaded.announcement.get("reason"), metric_before=before,
-                         primary_metric=PRIMARY_METRIC[self.task])
+                         reason=self.champion_reason, metric_before=before, primary_metric=self.key_metric)
         print(f"serve: now serving {self.config.model.name} v{self.champion.version} at record {self.position}",
               flush=True)
 
-    def _report_post_deploy(self) -> None:
-        if self.post_deploy_reported or self.champion_metric.seen < METRIC_WINDOW:
+    def _check_rollback(self) -> None:
+        """Roll back once if the new champion's live metric falls below its holdout value by too much."""
+        metric = self.champion_metric
+        if not self.post_deploy_reported and metric.seen >= metric.size:
+            self.post_deploy_reported = True
+            self.events.emit("post_deploy_metric", model=self.config.model.name, version=self.champion.version,
+                             labeled=metric.seen, metric=metric.value(), position=self.position)
+        d = self.config.deploy
+        if self.rollback_checked or metric.seen < d.rollback_min_labels:
             return
-        self.post_deploy_reported = True
-        self.events.emit("post_deploy_metric", model=self.config.model.name, version=self.champion.version,
-                         labeled=self.champion_metric.seen, metric=self.champion_metric.value(),
-                         position=self.position)
+        self.rollback_checked = True
+        live = metric.value()[self.key_metric]
+        holdout = self.champion.meta["metrics"]["candidate"][self.key_metric]
+        if live >= holdout - d.rollback_drop:
+            return
+        detail = (f"live {self.key_metric} {live:.4f} < holdout {holdout:.4f} - {d.rollback_drop} "
+                  f"after {metric.seen} labels")
+        if self.previous_version is None:
+            self.events.emit("alert", severity="warning", kind="degraded_no_rollback", model=self.config.model.name,
+                             version=self.champion.version, detail=detail + "; no previous version")
+            return
+        self._announce(self.previous_version, "rollback")
+        self.counts["rollbacks"] += 1
+        self.events.emit("rollback", model=self.config.model.name, from_version=self.champion.version,
+                         to_version=self.previous_version, detail=detail, position=self.position)
+        self.events.emit("alert", severity="critical", kind="rollback", model=self.config.model.name,
+                         version=self.champion.version, detail=detail)
+
+    def _judge_shadow(self) -> None:
+        if self.shadow is None or self.shadow_metrics[0].seen < self.config.deploy.shadow_records:
+            return
+        shadow_value = self.shadow_metrics[0].value()[self.key_metric]
+        champion_value = self.shadow_metrics[1].value()[self.key_metric]
+        gain = shadow_value - champion_value
+        passed = gain >= self.config.gates.min_improvement
+        self.events.emit("shadow_result", model=self.config.model.name, version=self.shadow.version,
+                         passed=bool(passed), shadow_metric=shadow_value, champion_metric=champion_value,
+                         gain=gain, labeled=self.shadow_metrics[0].seen)
+        if passed:
+            self._announce(self.shadow.version, "shadow")
+        self.shadow = self.shadow_metrics = None
+
+    def _announce(self, version: int, reason: str) -> None:
+        """Make ``version`` the champion everywhere: registry pointer and ``ct.models``."""
+        name = self.config.model.name
+        self.registry.set_champion(name, version)
+        self.producer.send(MODELS_TOPIC, key=name.encode(), value=announcement(self.registry, name, version, reason))
+        self.producer.flush()
 
 
 def register(subparsers) -> None:

@@ -1,6 +1,6 @@
-"""Train a candidate on a window of part records and judge it against the champion.
+"""Estimators and metrics for candidates and champions.
 
-Pure functions, no Kafka: the retrain worker reads the window, this module decides.
+Pure functions, no Kafka: the retrain worker reads the window, this module fits and scores.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -11,9 +11,6 @@ True
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
@@ -63,46 +60,3 @@ def metrics_from_scores(task: str, scores: np.ndarray, y: np.ndarray) -> dict[st
 
 def evaluate(task: str, estimator, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return metrics_from_scores(task, score(task, estimator, X), y)
-
-
-@dataclass(frozen=True)
-class GateResult:
-    name: str
-    passed: bool
-    value: float | None
-    threshold: float | None
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def data_quality(task: str, y: np.ndarray, min_rows: int, min_minority: int) -> GateResult:
-    """Enough labeled rows, and for classification enough of the rarer class."""
-    rows = int(len(y))
-    if rows < min_rows:
-        return GateResult("data_quality", False, rows, min_rows, f"{rows} labeled rows < minimum {min_rows}")
-    if task == "classification":
-        minority = int(min((y == 1).sum(), (y == 0).sum()))
-        if minority < min_minority:
-            return GateResult("data_quality", False, minority, min_minority,
-                              f"minority class has {minority} rows < minimum {min_minority}")
-    return GateResult("data_quality", True, rows, min_rows, f"{rows} labeled rows")
-
-
-def judge(task: str, candidate: dict[str, float], champion: dict[str, float] | None,
-          min_metric: float, min_improvement: float) -> list[GateResult]:
-    """The metric gates: an absolute floor, and better than the champion on the same holdout."""
-    key = PRIMARY_METRIC[task]
-    value = candidate[key]
-    gates = [GateResult("absolute_metric", bool(value >= min_metric), value, min_metric,
-                        f"{key} {value:.4f} {'>=' if value >= min_metric else '<'} floor {min_metric:.4f}")]
-    if champion is None:
-        gates.append(GateResult("beats_champion", True, None, None, "no champion yet"))
-    else:
-        gain = value - champion[key]
-        ok = bool(gain >= min_improvement)
-        gates.append(GateResult("beats_champion", ok, gain, min_improvement,
-                                f"{key} {value:.4f} vs champion {champion[key]:.4f}: gain {gain:+.4f} "
-                                f"{'>=' if ok else '<'} margin {min_improvement:+.4f}"))
-    return gates

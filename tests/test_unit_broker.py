@@ -74,8 +74,6 @@ def test_install_jars_maven_failure_reports_tail(home, monkeypatch):
     assert not (home / "kafka-9.9.9" / "libs" / ".complete").exists()
 
 
-@pytest.mark.xfail(reason="BUG: broker.install_jars joins stdout+stderr without a newline, so the last stdout "
-                          "line and the first stderr line run together ('line9Could not resolve')", strict=True)
 def test_install_jars_maven_failure_keeps_lines_apart(home, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/bin/{tool}")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(

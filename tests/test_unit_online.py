@@ -81,9 +81,6 @@ def test_empty_batch():
     assert m.n_learned == 0
 
 
-@pytest.mark.xfail(reason="BUG: online.OnlineModel.predict_learn zips rows with labels and returns np.empty "
-                          "garbage for rows without a label when the lengths differ; it should raise",
-                   strict=True)
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         OnlineModel("classification").predict_learn(ROWS[:3], [1.0])

@@ -1,4 +1,4 @@
-"""Unit tests for stream_ct.training: estimators, metrics, data quality and the gates."""
+"""Unit tests for stream_ct.training: estimators and metrics (gates: test_unit_gates.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ from threadpoolctl import threadpool_limits
 from stream_ct.config import ESTIMATORS
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate, metrics_from_scores, score
 
-
-def gates_api():
-    """data_quality / judge / GateResult (imported per test so the estimator tests stand alone)."""
-    from stream_ct.training import GateResult, data_quality, judge
-
-    return GateResult, data_quality, judge
 
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(300, 4))
@@ -105,77 +99,3 @@ def test_regression_mape_skips_zero_targets():
 
 def test_primary_metric():
     assert PRIMARY_METRIC == {"classification": "auc", "regression": "r2"}
-
-
-def test_data_quality_too_few_rows():
-    GateResult, data_quality, judge = gates_api()
-    g = data_quality("classification", np.array([0.0, 1.0] * 5), min_rows=11, min_minority=1)
-    assert g == GateResult("data_quality", False, 10, 11, "10 labeled rows < minimum 11")
-
-
-def test_data_quality_minority_too_small():
-    GateResult, data_quality, judge = gates_api()
-    y = np.array([1.0] * 98 + [0.0] * 2)
-    g = data_quality("classification", y, min_rows=50, min_minority=3)
-    assert g == GateResult("data_quality", False, 2, 3, "minority class has 2 rows < minimum 3")
-    y = np.array([0.0] * 100)
-    assert data_quality("classification", y, 50, 1).detail == "minority class has 0 rows < minimum 1"
-
-
-def test_data_quality_pass():
-    GateResult, data_quality, judge = gates_api()
-    y = np.array([1.0] * 97 + [0.0] * 3)
-    assert data_quality("classification", y, 100, 3) == GateResult("data_quality", True, 100, 100, "100 labeled rows")
-
-
-def test_data_quality_regression_ignores_minority():
-    GateResult, data_quality, judge = gates_api()
-    g = data_quality("regression", np.zeros(20), min_rows=20, min_minority=1000)
-    assert g.passed and g.detail == "20 labeled rows"
-
-
-def test_judge_floor_pass_no_champion():
-    GateResult, data_quality, judge = gates_api()
-    gates = judge("classification", {"auc": 0.8}, None, min_metric=0.7, min_improvement=0.0)
-    assert [g.to_dict() for g in gates] == [
-        {"name": "absolute_metric", "passed": True, "value": 0.8, "threshold": 0.7,
-         "detail": "auc 0.8000 >= floor 0.7000"},
-        {"name": "beats_champion", "passed": True, "value": None, "threshold": None, "detail": "no champion yet"},
-    ]
-
-
-def test_judge_floor_fail():
-    GateResult, data_quality, judge = gates_api()
-    gates = judge("regression", {"r2": 0.3}, None, min_metric=0.5, min_improvement=0.0)
-    assert gates[0] == GateResult("absolute_metric", False, 0.3, 0.5, "r2 0.3000 < floor 0.5000")
-    assert isinstance(gates[0].passed, bool)
-
-
-def test_judge_floor_equal_passes():
-    GateResult, data_quality, judge = gates_api()
-    assert judge("classification", {"auc": 0.7}, None, 0.7, 0.0)[0].passed is True
-
-
-def test_judge_beats_champion_pass_and_fail_with_margin():
-    GateResult, data_quality, judge = gates_api()
-    ok = judge("classification", {"auc": 0.80}, {"auc": 0.75}, 0.7, 0.02)[1]
-    assert ok.name == "beats_champion" and ok.passed is True
-    assert ok.value == pytest.approx(0.05) and ok.threshold == 0.02
-    assert ok.detail == "auc 0.8000 vs champion 0.7500: gain +0.0500 >= margin +0.0200"
-    bad = judge("classification", {"auc": 0.80}, {"auc": 0.75}, 0.7, 0.10)[1]
-    assert bad.passed is False
-    assert bad.detail == "auc 0.8000 vs champion 0.7500: gain +0.0500 < margin +0.1000"
-    worse = judge("regression", {"r2": 0.6}, {"r2": 0.7}, 0.5, 0.0)[1]
-    assert worse.passed is False and worse.value == pytest.approx(-0.1)
-    assert worse.detail == "r2 0.6000 vs champion 0.7000: gain -0.1000 < margin +0.0000"
-
-
-def test_judge_equal_to_champion_passes_zero_margin():
-    GateResult, data_quality, judge = gates_api()
-    assert judge("classification", {"auc": 0.8}, {"auc": 0.8}, 0.7, 0.0)[1].passed is True
-
-
-def test_judge_nan_candidate_fails_floor():
-    GateResult, data_quality, judge = gates_api()
-    gates = judge("classification", {"auc": float("nan")}, None, 0.7, 0.0)
-    assert gates[0].passed is False

@@ -1,0 +1,71 @@
+"""Join labels that arrive later (on a labels topic) to the predictions served earlier.
+
+Predictions wait in a bounded, insertion-ordered buffer keyed by part key; a label takes its
+prediction out. Labels that arrive before their part wait in a second bounded buffer. Both
+buffers drop their oldest entries past ``capacity`` or ``ttl_s`` and count what they drop,
+so memory never grows without bound.
+
+>>> j = LabelJoiner(capacity=2, ttl_s=60)
+>>> j.add_prediction("a", {"score": 0.9})
+>>> j.add_prediction("b", {"score": 0.2}); j.add_prediction("c", {"score": 0.4})
+>>> j.counts["evicted_predictions"], [p["score"] for p, y in j.add_labels([("b", 1.0), ("z", 0.0)])]
+(1, [0.2])
+>>> j.add_prediction("z", {"score": 0.3})
+>>> j.take_early_matches()
+[({'score': 0.3}, 0.0)]
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable, Iterable
+
+
+class LabelJoiner:
+    def __init__(self, capacity: int = 200_000, ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+        self.capacity, self.ttl_s, self.clock = capacity, ttl_s, clock
+        self.predictions: collections.OrderedDict[str, tuple[float, Any]] = collections.OrderedDict()
+        self.early_labels: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
+        self.matched_early: list[tuple[Any, float]] = []
+        self.counts = collections.Counter()
+
+    def add_prediction(self, key: str, prediction: Any) -> None:
+        label = self.early_labels.pop(key, None)
+        if label is not None:
+            self.matched_early.append((prediction, label[1]))
+            self.counts["joined"] += 1
+            return
+        self.predictions[key] = (self.clock(), prediction)
+        self.predictions.move_to_end(key)
+        self._trim(self.predictions, "predictions")
+
+    def add_labels(self, labels: Iterable[tuple[str, float]]) -> list[tuple[Any, float]]:
+        """``(prediction, label)`` for every label whose prediction is waiting."""
+        joined = []
+        for key, label in labels:
+            entry = self.predictions.pop(key, None)
+            if entry is None:
+                self.early_labels[key] = (self.clock(), label)
+                self._trim(self.early_labels, "labels")
+            else:
+                joined.append((entry[1], label))
+                self.counts["joined"] += 1
+        return joined
+
+    def take_early_matches(self) -> list[tuple[Any, float]]:
+        """Predictions that met a label which had arrived before them."""
+        out, self.matched_early = self.matched_early, []
+        return out
+
+    def _trim(self, buffer: collections.OrderedDict, what: str) -> None:
+        while len(buffer) > self.capacity:
+            buffer.popitem(last=False)
+            self.counts[f"evicted_{what}"] += 1
+        horizon = self.clock() - self.ttl_s
+        while buffer and next(iter(buffer.values()))[0] < horizon:
+            buffer.popitem(last=False)
+            self.counts[f"expired_{what}"] += 1
+
+    def __len__(self) -> int:
+        return len(self.predictions)

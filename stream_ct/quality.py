@@ -1,0 +1,56 @@
+"""Data-quality checks on a training window, before any training is attempted.
+
+Each check returns a ``GateResult`` named ``quality:<check>``; a window that fails any of
+them is not trained on, and the reasons go with the decision.
+
+>>> import numpy as np
+>>> X = np.array([[1.0, np.nan], [2.0, 5.0], [3.0, 5.0]]); y = np.array([1.0, 0.0, 1.0])
+>>> [r.name for r in check_window("classification", X, y, ["a", "b"], sentinels=0, values=6,
+...                                min_rows=2, min_minority=1, max_missing=0.5, max_sentinel=0.1,
+...                                max_constant=0.6)]
+['quality:rows', 'quality:schema', 'quality:missing', 'quality:sentinels', 'quality:constant', 'quality:labels']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream_ct.gates import GateResult
+
+
+def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[str], *, sentinels: int,
+                 values: int, min_rows: int, min_minority: int, max_missing: float, max_sentinel: float,
+                 max_constant: float) -> list[GateResult]:
+    """Rows, schema, missing and sentinel fractions, constant columns, label balance."""
+    rows, d = X.shape
+    results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
+                          f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}")]
+    results.append(GateResult("quality:schema", d > 0, d, 1,
+                              f"{d} features" if d else "no test results matched the feature patterns"))
+    if rows == 0 or d == 0:
+        return results
+    missing = float(np.isnan(X).mean())
+    worst = feature_names[int(np.argmax(np.isnan(X).mean(axis=0)))]
+    results.append(GateResult("quality:missing", missing <= max_missing, missing, max_missing,
+                              f"{missing:.1%} of values missing (worst: {worst}); limit {max_missing:.0%}"))
+    sentinel_share = sentinels / max(values, 1)
+    results.append(GateResult("quality:sentinels", sentinel_share <= max_sentinel, sentinel_share, max_sentinel,
+                              f"{sentinels} sentinel results (NaN, inf, |v| >= 1e30) = {sentinel_share:.2%}; "
+                              f"limit {max_sentinel:.0%}"))
+    with np.errstate(invalid="ignore"):
+        spread = np.nanmax(X, axis=0) - np.nanmin(X, axis=0) if rows else np.zeros(d)
+    constant = np.isnan(spread) | (spread == 0)
+    share = float(constant.mean())
+    names = [n for n, c in zip(feature_names, constant) if c][:5]
+    results.append(GateResult("quality:constant", share <= max_constant, share, max_constant,
+                              f"{int(constant.sum())} of {d} features constant or empty"
+                              + (f" ({', '.join(names)})" if names else "") + f"; limit {max_constant:.0%}"))
+    if task == "classification":
+        minority = int(min((y == 1).sum(), (y == 0).sum()))
+        results.append(GateResult("quality:labels", minority >= min_minority, minority, min_minority,
+                                  f"minority class has {minority} rows; minimum {min_minority}"))
+    else:
+        ok = bool(np.nanstd(y) > 0)
+        results.append(GateResult("quality:labels", ok, float(np.nanstd(y)), 0.0,
+                                  "target varies" if ok else "target is constant"))
+    return results
