@@ -1,7 +1,7 @@
 """The ``stream-ct`` command line: each command lives in its own module's ``register``.
 
 Exit codes: 0 success, 1 a check or gate said no, 2 bad input or configuration, 3 a service
-is not running, 130 interrupted.
+(the broker) is not running or not reachable, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,22 +10,19 @@ import argparse
 import importlib
 import sys
 
-#: module -> the commands it registers; imported lazily so ``--help`` stays fast.
+#: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
 COMMAND_MODULES = (
     "stream_ct.broker",
     "stream_ct.simulate",
-
     "stream_ct.replay",
     "stream_ct.serve",
     "stream_ct.retrain_worker",
     "stream_ct.stdf.cli",
     "stream_ct.demo",
-
+    "stream_ct.models_cli",
+    "stream_ct.report",
+    "stream_ct.check",
 )
-
-
-class UserError(Exception):
-    """A failure the user can fix; printed as one ``error:`` line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command module that is not part of this build
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -52,13 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
     from stream_ct.broker import BrokerError
+    from stream_ct.kafka_io import bootstrap_servers
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, BrokerError, FileNotFoundError, ValueError) as exc:
+    except (BrokerError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (KafkaConnectionError, KafkaTimeoutError) as exc:
+        address = getattr(args, "bootstrap_servers", None) or bootstrap_servers()
+        print(f"error: cannot reach Kafka at {address} ({type(exc).__name__}): start a broker with "
+              "`stream-ct broker start` or point STREAM_CT_BOOTSTRAP at yours", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

@@ -36,8 +36,9 @@ class EventLog:
     """Publishes events with a shared producer; ``emit`` never blocks on the broker."""
 
     def __init__(self, producer, source: str, consumer: str, audit_path: str | Path | None = None,
-                 topic: str = EVENTS_TOPIC, webhook=None):
+                 topic: str = EVENTS_TOPIC, webhook=None, listeners: tuple = ()):
         self.producer, self.topic, self.webhook = producer, topic, webhook
+        self.listeners = tuple(listeners)  # called with every event, e.g. to update metrics
         self.base = {"source": source, "consumer": consumer, "host": socket.gethostname(), "pid": os.getpid()}
         self.audit_path = Path(audit_path) if audit_path else None
         if self.audit_path:
@@ -52,4 +53,6 @@ class EventLog:
                 f.write(data + b"\n")
         if type_ == "alert" and self.webhook is not None:
             self.webhook.post(event)
+        for listener in self.listeners:
+            listener(event)
         return event

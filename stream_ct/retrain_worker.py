@@ -30,6 +30,7 @@ from stream_ct.features import count_sentinels, feature_matrix, select_features,
 from stream_ct.gates import run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer)
+from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
 from stream_ct.quality import check_window
 from stream_ct.record import part_key
 from stream_ct.registry import Registry, code_version
@@ -247,8 +248,9 @@ def announcement(registry: Registry, name: str, version: int, reason: str) -> by
 
 class RetrainWorker:
     def __init__(self, registry_path: str | None = None, bootstrap: str | None = None,
-                 exit_when_idle_s: float | None = None):
+                 exit_when_idle_s: float | None = None, metrics_args=None):
         self.registry_path, self.bootstrap = registry_path, bootstrap
+        self.metrics_args = metrics_args
         self.exit_when_idle_s = exit_when_idle_s
         self.stopping = False
 
@@ -288,7 +290,11 @@ class RetrainWorker:
     def run(self) -> int:
         ensure_control_topics(self.bootstrap)
         producer = make_producer(self.bootstrap)
-        events = EventLog(producer, "retrain-worker", consumer="*")
+        metrics = Metrics()
+        events = EventLog(producer, "retrain-worker", consumer="*", listeners=[worker_metrics(metrics).on_event])
+        # one training job holds the loop for up to max_poll_interval_ms: allow that before /healthz says stale
+        metrics_server = start_from_args(self.metrics_args, metrics, stale_after_s=30 * 60 + 60) \
+            if self.metrics_args else None
         consumer = make_consumer(RETRAIN_TOPIC, group_id=WORKER_GROUP, bootstrap=self.bootstrap,
                                  max_poll_records=1, max_poll_interval_ms=30 * 60 * 1000)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
@@ -296,6 +302,8 @@ class RetrainWorker:
         print("retrain-worker: waiting for requests on ct.retrain", flush=True)
         try:
             while not self.stopping:
+                if metrics_server:
+                    metrics_server.heartbeat()
                 batch = consumer.poll(timeout_ms=500)
                 if not batch:
                     if self.exit_when_idle_s and time.monotonic() - idle_since > self.exit_when_idle_s:
@@ -307,6 +315,8 @@ class RetrainWorker:
                         consumer.commit({tp: OffsetAndMetadata(message.offset + 1, "", -1)})
                 idle_since = time.monotonic()
         finally:
+            if metrics_server:
+                metrics_server.close()
             producer.flush()
             consumer.close()
             producer.close()
@@ -337,4 +347,6 @@ def register(subparsers) -> None:
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
                    help="exit after this long without requests (for batch runs and tests)")
-    p.set_defaults(func=lambda a: RetrainWorker(a.registry, a.bootstrap_servers, a.exit_when_idle).run())
+    add_arguments(p)
+    p.set_defaults(func=lambda a: RetrainWorker(a.registry, a.bootstrap_servers, a.exit_when_idle,
+                                                metrics_args=a).run())

@@ -28,6 +28,7 @@ from stream_ct.features import feature_matrix, target_vector
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer)
 from stream_ct.labels import LabelJoiner
+from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.record import SENTINEL_ABS, part_key
@@ -55,7 +56,7 @@ def measurements(tests: dict[str, Any]) -> dict[str, float]:
 
 class Server:
     def __init__(self, config: ConsumerConfig, bootstrap: str | None = None,
-                 exit_when_idle_s: float | None = None, instance: str = ""):
+                 exit_when_idle_s: float | None = None, instance: str = "", metrics_args=None):
         self.config, self.bootstrap, self.exit_when_idle_s = config, bootstrap, exit_when_idle_s
         self.instance = instance
         self.task = config.model.task
@@ -85,6 +86,10 @@ class Server:
         self.post_deploy_reported = self.rollback_checked = True
         self.counts = collections.Counter()
         self.stopping = False
+        self.metrics = Metrics()
+        self.sm = serve_metrics(self.metrics)
+        self.metrics_args = metrics_args
+        self.assigned = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,7 +103,8 @@ class Server:
         self.producer = make_producer(self.bootstrap)
         webhook = Webhook(cfg.events.webhook_url) if cfg.events.webhook_url else None
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
-                               audit_path=cfg.events.audit_log or None, webhook=webhook)
+                               audit_path=cfg.events.audit_log or None, webhook=webhook,
+                               listeners=[self.sm.on_event])
         self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, self.registry,
                                     lambda a: build_monitor(cfg, a), self.events.emit, self.bootstrap)
         self.watcher.start()
@@ -107,20 +113,35 @@ class Server:
         consumer = make_consumer(*topics, group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
                                  max_poll_records=cfg.consumer.poll_max_records)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        metrics_server = start_from_args(self.metrics_args, self.metrics, ready=lambda: self.assigned,
+                                         config_port=cfg.events.metrics_port) if self.metrics_args else None
         idle_since = time.monotonic()
         print(f"serve: {cfg.consumer.name} consuming {', '.join(topics)} as {cfg.consumer.group_id}", flush=True)
         try:
             while not self.stopping:
+                if metrics_server:
+                    metrics_server.heartbeat()
                 self._between_batches()
                 batch = consumer.poll(timeout_ms=cfg.consumer.poll_timeout_ms)
+                self.assigned = bool(consumer.assignment())
                 if batch:
+                    started, position, before = time.monotonic(), self.position, self.counts.copy()
                     self._process(batch)
                     self.producer.flush()
                     consumer.commit()
                     idle_since = time.monotonic()
-                elif self._idle_done(idle_since):
-                    break
+                    self.sm.batch_done(cfg.consumer.name, records=self.position - position,
+                                       seconds=idle_since - started, dlq=self.counts["dlq"] - before["dlq"],
+                                       predictions={src: self.counts[f"predictions_{src}"] - before[f"predictions_{src}"]
+                                                    for src in ("champion", "online")})
+                    self.sm.lag(cfg.consumer.name, consumer)
+                else:
+                    self.sm.idle(cfg.consumer.name)
+                    if self._idle_done(idle_since):
+                        break
         finally:
+            if metrics_server:
+                metrics_server.close()
             self.producer.flush()
             consumer.close()
             self.watcher.stop()
@@ -443,5 +464,6 @@ def register(subparsers) -> None:
     p.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
                    help="exit once the input is idle this long and no retrain is in flight (batch runs, tests)")
     p.add_argument("--instance", default="", help="a name for this instance in events")
+    add_arguments(p)
     p.set_defaults(func=lambda a: Server(ConsumerConfig.load(a.config), a.bootstrap_servers,
-                                         a.exit_when_idle, a.instance).run())
+                                         a.exit_when_idle, a.instance, metrics_args=a).run())

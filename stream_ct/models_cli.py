@@ -1,0 +1,145 @@
+"""``stream-ct models list|show|promote|rollback`` and ``stream-ct retrain``: the operator's hands.
+
+``promote`` and ``rollback`` verify the artifact, move the registry's champion pointer and
+announce the version on ``ct.models``, so every serve instance swaps to it; ``retrain`` asks
+the serve instances of a consumer, over ``ct.control``, to request a retrain now.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import orjson
+
+from stream_ct.config import ConsumerConfig
+from stream_ct.events import EventLog
+from stream_ct.kafka_io import CONTROL_TOPIC, MODELS_TOPIC, ensure_control_topics, make_producer
+from stream_ct.registry import IntegrityError, Registry
+from stream_ct.retrain_worker import announcement
+
+
+def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:
+    champion = registry.champion(name)
+    rows = []
+    for version in registry.versions(name):
+        meta = registry.meta(name, version)
+        key = meta.get("primary_metric")
+        failed = [g["name"] for g in meta.get("gates", []) if not g["passed"]]
+        rows.append({"version": version, "champion": version == champion, "decision": meta.get("decision"),
+                     "reason": meta.get("trigger", {}).get("reason"), "created_at": meta.get("created_at"),
+                     "rows": meta.get("data_window", {}).get("rows"),
+                     key: (meta.get("metrics", {}).get("candidate") or {}).get(key),
+                     "failed_gates": failed, "parent_version": meta.get("parent_version")})
+    return rows
+
+
+def publish_champion(registry: Registry, name: str, version: int, reason: str, bootstrap: str | None,
+                     consumer: str) -> None:
+    """Verify, move the pointer, announce on ct.models, and record the event."""
+    registry.verify(name, version)
+    ensure_control_topics(bootstrap)
+    producer = make_producer(bootstrap)
+    try:
+        registry.set_champion(name, version)
+        producer.send(MODELS_TOPIC, key=name.encode(), value=announcement(registry, name, version, reason))
+        EventLog(producer, "models-cli", consumer).emit(reason, model=name, version=version, manual=True)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def _print(data: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def _run_models(args) -> int:
+    config = ConsumerConfig.load(args.config)
+    registry = Registry(args.registry or config.registry.path)
+    name = config.model.name
+    if args.action == "list":
+        rows = version_rows(registry, name)
+        lines = [f"{'':2}{'version':>7}  {'decision':9} {'reason':24} {'rows':>7}  metric   failed gates"]
+        for r in rows:
+            key = registry.meta(name, r["version"]).get("primary_metric")
+            value = r.get(key)
+            lines.append(f"{'*' if r['champion'] else ' ':2}{r['version']:>7}  {r['decision'] or '':9} "
+                         f"{(r['reason'] or '')[:24]:24} {r['rows'] or 0:>7}  "
+                         f"{'' if value is None else f'{value:.4f}':8} {', '.join(r['failed_gates'])}")
+        _print(rows, args.json, "\n".join(lines) if rows else f"no versions of {name} in {registry.root}")
+        return 0
+    if args.action == "show":
+        version = args.version or registry.champion(name)
+        if version is None:
+            raise ValueError(f"{name} has no champion yet; name a version with --version")
+        meta = registry.meta(name, version)
+        try:
+            registry.verify(name, version)
+            meta["verified"] = True
+        except IntegrityError as exc:
+            meta["verified"] = f"NO: {exc}"
+        gates = "\n".join(f"  {'pass' if g['passed'] else 'FAIL'}  {g['name']:18} {g['detail']}"
+                          for g in meta.get("gates", []))
+        text = (f"{name} v{version} ({meta.get('decision')}, trigger {meta.get('trigger', {}).get('reason')}, "
+                f"parent v{meta.get('parent_version')}, code {meta.get('code_version')}, "
+                f"verified {meta['verified']})\nwindow: {meta.get('data_window')}\nmetrics: {meta.get('metrics')}\n"
+                f"gates:\n{gates}")
+        _print(meta, args.json, text)
+        return 0
+    if args.action == "promote":
+        if args.version is None:
+            raise ValueError("promote needs --version N")
+        publish_champion(registry, name, args.version, "promote", args.bootstrap_servers, config.consumer.name)
+        _print({"model": name, "champion": args.version}, args.json, f"{name}: v{args.version} is now the champion")
+        return 0
+    current = registry.champion(name)
+    target = args.version
+    if target is None:
+        parent = registry.meta(name, current).get("parent_version") if current else None
+        if parent is None:
+            raise ValueError(f"{name} v{current} has no previous version to roll back to; name one with --version")
+        target = parent
+    publish_champion(registry, name, target, "rollback", args.bootstrap_servers, config.consumer.name)
+    _print({"model": name, "champion": target, "from": current}, args.json,
+           f"{name}: rolled back from v{current} to v{target}")
+    return 0
+
+
+def _run_retrain(args) -> int:
+    config = ConsumerConfig.load(args.config)
+    ensure_control_topics(args.bootstrap_servers)
+    producer = make_producer(args.bootstrap_servers)
+    try:
+        producer.send(CONTROL_TOPIC, key=config.consumer.name.encode(), value=orjson.dumps(
+            {"consumer": config.consumer.name, "command": "retrain", "reason": args.reason, "at": time.time()}))
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"asked the serve instances of {config.consumer.name} to retrain: {args.reason}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "models", help="list, show, promote or roll back model versions",
+        description="Inspect the registry and move the champion; promote/rollback reach every serve instance.",
+        epilog="examples: stream-ct models list consumers/yield.toml\n"
+               "          stream-ct models show consumers/yield.toml --version 3 --json\n"
+               "          stream-ct models rollback consumers/yield.toml")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("config", help="consumer definition (TOML)")
+    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--registry", default=None, help="registry folder (default: the definition's [registry] path)")
+    p.add_argument("--bootstrap-servers", default=None)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_run_models)
+
+    r = subparsers.add_parser(
+        "retrain", help="request a retrain now (manual trigger)",
+        description="Publish a manual retrain command on ct.control for a consumer's serve instances.",
+        epilog='example: stream-ct retrain consumers/yield.toml --reason "new probe card"')
+    r.add_argument("config", help="consumer definition (TOML)")
+    r.add_argument("--reason", required=True)
+    r.add_argument("--bootstrap-servers", default=None)
+    r.set_defaults(func=_run_retrain)
