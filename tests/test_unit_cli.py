@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from stream_ct import cli
-from stream_ct.cli import UserError, main
+from kafka.errors import KafkaTimeoutError
+
+from stream_ct.broker import BrokerError
+from stream_ct.cli import main
 
 CORE_COMMANDS = ("broker", "replay", "record", "serve", "retrain-worker")
 
@@ -60,7 +63,9 @@ class _FakeModule:
 
 
 @pytest.mark.parametrize("exc, code, err", [
-    (UserError("fix the thing"), 2, "error: fix the thing\n"),
+    (BrokerError("install Java"), 2, "error: install Java\n"),
+    (KafkaTimeoutError("bootstrap"), 3, "error: cannot reach Kafka at 127.0.0.1:1 (KafkaTimeoutError): start a broker "
+                                        "with `stream-ct broker start` or point STREAM_CT_BOOTSTRAP at yours\n"),
     (FileNotFoundError("no such file: x"), 2, "error: no such file: x\n"),
     (ValueError("bad value"), 2, "error: bad value\n"),
     (KeyboardInterrupt(), 130, ""),
@@ -68,6 +73,7 @@ class _FakeModule:
 def test_error_mapping(monkeypatch, capsys, exc, code, err):
     import importlib
 
+    monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
     monkeypatch.setattr(importlib, "import_module",
