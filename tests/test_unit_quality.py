@@ -1,0 +1,206 @@
+"""Unit tests for stream_ct.quality.check_window (every check's pass and fail, with detail texts),
+stream_ct.features.count_sentinels and the [quality] config section."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from stream_ct.config import ConfigError, ConsumerConfig, QualitySection
+from stream_ct.features import count_sentinels
+from stream_ct.gates import GateResult
+from stream_ct.quality import check_window
+
+RNG = np.random.default_rng(5)
+NAMES = ["a", "b", "c"]
+X_GOOD = RNG.normal(size=(200, 3))
+Y_GOOD = (np.arange(200) % 4 != 0).astype(float)  # 150 pass, 50 fail
+LIMITS = dict(min_rows=100, min_minority=20, max_missing=0.2, max_sentinel=0.05, max_constant=0.5)
+CHECKS = ["quality:rows", "quality:schema", "quality:missing", "quality:sentinels", "quality:constant",
+          "quality:labels"]
+
+
+def check(X=X_GOOD, y=Y_GOOD, names=NAMES, task="classification", sentinels=0, values=600, **limits):
+    return {r.name: r for r in check_window(task, X, y, names, sentinels=sentinels, values=values,
+                                            **dict(LIMITS, **limits))}
+
+
+def test_good_window_passes_every_check_with_details():
+    results = check_window("classification", X_GOOD, Y_GOOD, NAMES, sentinels=0, values=600, **LIMITS)
+    assert [r.name for r in results] == CHECKS
+    assert all(r.passed is True for r in results)
+    by = {r.name: r for r in results}
+    assert by["quality:rows"] == GateResult("quality:rows", True, 200, 100, "200 labeled rows >= minimum 100")
+    assert by["quality:schema"] == GateResult("quality:schema", True, 3, 1, "3 features")
+    assert by["quality:missing"].value == 0.0
+    assert by["quality:sentinels"] == GateResult(
+        "quality:sentinels", True, 0.0, 0.05, "0 sentinel results (NaN, inf, |v| >= 1e30) = 0.00%; limit 5%")
+    assert by["quality:constant"] == GateResult(
+        "quality:constant", True, 0.0, 0.5, "0 of 3 features constant or empty; limit 50%")
+    assert by["quality:labels"] == GateResult(
+        "quality:labels", True, 50, 20, "minority class has 50 rows; minimum 20")
+
+
+# --- rows and schema ----------------------------------------------------------------------------
+
+def test_rows_fail():
+    r = check(min_rows=500)["quality:rows"]
+    assert r == GateResult("quality:rows", False, 200, 500, "200 labeled rows < minimum 500")
+
+
+def test_rows_at_minimum_pass():
+    assert check(min_rows=200)["quality:rows"].passed is True
+
+
+def test_zero_rows_stops_after_schema():
+    results = check_window("classification", np.empty((0, 3)), np.empty(0), NAMES, sentinels=0, values=0, **LIMITS)
+    assert [r.name for r in results] == ["quality:rows", "quality:schema"]
+    assert results[0] == GateResult("quality:rows", False, 0, 100, "0 labeled rows < minimum 100")
+
+
+def test_schema_with_zero_features_fails():
+    results = check_window("classification", np.empty((200, 0)), Y_GOOD, [], sentinels=0, values=0, **LIMITS)
+    assert [r.name for r in results] == ["quality:rows", "quality:schema"]
+    assert results[1] == GateResult("quality:schema", False, 0, 1, "no test results matched the feature patterns")
+
+
+# --- missing -------------------------------------------------------------------------------------
+
+def X_missing():
+    X = X_GOOD.copy()
+    X[:120, 1] = np.nan  # 120 of 600 values = 20.0%, all in b
+    return X
+
+
+def test_missing_fraction_fail_names_the_worst_feature():
+    r = check(X=X_missing(), max_missing=0.15)["quality:missing"]
+    assert (r.name, r.passed, r.threshold) == ("quality:missing", False, 0.15)
+    assert r.value == pytest.approx(0.2)
+    assert r.detail == "20.0% of values missing (worst: b); limit 15%"
+
+
+def test_missing_fraction_at_limit_passes():
+    r = check(X=X_missing(), max_missing=0.2)["quality:missing"]
+    assert r.passed is True and r.detail == "20.0% of values missing (worst: b); limit 20%"
+
+
+# --- sentinels -----------------------------------------------------------------------------------
+
+def test_sentinel_fraction_fail_and_pass():
+    r = check(sentinels=33, values=600)["quality:sentinels"]
+    assert (r.passed, r.value, r.threshold) == (False, 0.055, 0.05)
+    assert r.detail == "33 sentinel results (NaN, inf, |v| >= 1e30) = 5.50%; limit 5%"
+    r = check(sentinels=30, values=600)["quality:sentinels"]
+    assert (r.passed, r.value) == (True, 0.05)
+    assert r.detail == "30 sentinel results (NaN, inf, |v| >= 1e30) = 5.00%; limit 5%"
+
+
+def test_sentinel_share_with_no_values_is_zero():
+    assert check(sentinels=0, values=0)["quality:sentinels"].value == 0.0
+
+
+# --- constant columns ----------------------------------------------------------------------------
+
+def X_constant():
+    X = X_GOOD.copy()
+    X[:, 1] = 5.0  # constant
+    X[:, 2] = np.nan  # empty
+    return X
+
+
+def test_constant_columns_fail_lists_them():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy: all-NaN slice
+        r = check(X=X_constant(), max_missing=1.0)["quality:constant"]
+    assert (r.name, r.passed, r.threshold) == ("quality:constant", False, 0.5)
+    assert r.value == pytest.approx(2 / 3)
+    assert r.detail == "2 of 3 features constant or empty (b, c); limit 50%"
+
+
+def test_constant_columns_within_limit_pass():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = check(X=X_constant(), max_missing=1.0, max_constant=0.7)["quality:constant"]
+    assert r.passed is True and r.detail == "2 of 3 features constant or empty (b, c); limit 70%"
+
+
+def test_constant_columns_named_at_most_five():
+    X = np.ones((150, 8))
+    X[:, 7] = np.arange(150)
+    names = [f"t{j}" for j in range(8)]
+    r = check(X=X, y=Y_GOOD[:150], names=names)["quality:constant"]
+    assert r.passed is False and r.value == 7 / 8
+    assert r.detail == "7 of 8 features constant or empty (t0, t1, t2, t3, t4); limit 50%"
+
+
+def test_column_with_values_and_nan_is_not_constant_if_values_differ():
+    X = X_GOOD.copy()
+    X[:199, 0] = np.nan
+    X[199, 0] = 1.0  # one value: constant
+    X[:100, 1] = np.nan  # half missing, rest varies: not constant
+    r = check(X=X, max_missing=1.0)["quality:constant"]
+    assert r.detail == "1 of 3 features constant or empty (a); limit 50%"
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+def test_label_balance_fail_classification():
+    y = np.ones(200)
+    y[:3] = 0.0
+    assert check(y=y)["quality:labels"] == GateResult(
+        "quality:labels", False, 3, 20, "minority class has 3 rows; minimum 20")
+
+
+def test_label_balance_single_class_is_zero_minority():
+    assert check(y=np.zeros(200))["quality:labels"] == GateResult(
+        "quality:labels", False, 0, 20, "minority class has 0 rows; minimum 20")
+
+
+def test_regression_constant_target_fails():
+    r = check(y=np.full(200, 12.5), task="regression")["quality:labels"]
+    assert r == GateResult("quality:labels", False, 0.0, 0.0, "target is constant")
+
+
+def test_regression_varying_target_passes():
+    y = np.arange(200, dtype=float)
+    r = check(y=y, task="regression")["quality:labels"]
+    assert (r.passed, r.threshold, r.detail) == (True, 0.0, "target varies")
+    assert r.value == pytest.approx(float(np.std(y)))
+
+
+def test_every_verdict_is_a_real_bool():
+    for task, y in (("classification", Y_GOOD), ("regression", np.arange(200.0))):
+        for r in check_window(task, X_GOOD, y, NAMES, sentinels=50, values=600, **LIMITS):
+            assert type(r.passed) is bool, r
+
+
+# --- count_sentinels -----------------------------------------------------------------------------
+
+def test_count_sentinels():
+    records = [
+        {"tests": {"a": 1.0, "b": 9.9e37, "c": 1e30}},  # b: huge; c (unselected) ignored
+        {"tests": {"a": float("nan"), "b": None}},  # None (missing) is not a value
+        {"tests": {"a": float("inf"), "b": -1e30}},  # exactly 1e30 in magnitude counts
+        {"tests": {"a": 9.99e29, "b": float("-inf")}},
+        {"tests": {}},
+    ]
+    assert count_sentinels(records, ["a", "b"]) == (5, 7)
+    assert count_sentinels(records, ["c"]) == (1, 1)
+    assert count_sentinels(records, ["zzz"]) == (0, 0)
+    assert count_sentinels([], ["a"]) == (0, 0)
+
+
+# --- [quality] config section --------------------------------------------------------------------
+
+def test_quality_section_defaults_and_override():
+    base = {"consumer": {"name": "y", "input_topic": "parts"}}
+    assert ConsumerConfig.from_dict(base).quality == QualitySection(
+        max_missing_fraction=0.2, max_sentinel_fraction=0.05, max_constant_fraction=0.5)
+    cfg = ConsumerConfig.from_dict(dict(base, quality={"max_missing_fraction": 0.5, "max_constant_fraction": 1}))
+    assert cfg.quality.max_missing_fraction == 0.5 and cfg.quality.max_constant_fraction == 1.0
+    with pytest.raises(ConfigError) as exc:
+        ConsumerConfig.from_dict(dict(base, quality={"max_missing": 0.5}))
+    assert str(exc.value) == ("<dict>: unknown key [quality] max_missing; known keys: max_missing_fraction, "
+                              "max_sentinel_fraction, max_constant_fraction")

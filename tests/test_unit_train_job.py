@@ -1,0 +1,249 @@
+"""Unit tests for the pure parts of stream_ct.retrain_worker (no Kafka): train_and_judge on simulated
+records with a tmp registry (promote, reject, skip), _fit's recency weights, train_in_child and its
+time limit."""
+
+from __future__ import annotations
+
+import copy
+import random
+import shutil
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from stream_ct.config import ConsumerConfig
+from stream_ct.record import part_key
+from stream_ct.registry import Registry
+from stream_ct.retrain_worker import Outcome, _fit, retrain_request, train_and_judge, train_in_child
+from stream_ct.simulate import Simulator
+from stream_ct.training import build_estimator, evaluate
+
+# Gates relaxed where the result would depend on the machine (latency on a shared host) or on
+# wafer-to-wafer yield variation between training rows and the 750-row holdout (predicted rate).
+RAW = {"consumer": {"name": "yield", "input_topic": "parts", "poll_max_records": 200},
+       "gates": {"max_latency_p99_ms": 60_000.0, "max_fail_rate_gap": 0.15}}
+CONFIG = ConsumerConfig.from_dict(RAW)
+QUALITY = ["quality:rows", "quality:schema", "quality:missing", "quality:sentinels", "quality:constant",
+           "quality:labels"]
+GATES = QUALITY + ["absolute_metric", "beats_champion", "f1_floor", "fairness", "predicted_rate", "latency_p99"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def records():
+    return list(Simulator(scenario="none", seed=1).generate(3000).records())
+
+
+def shuffled_labels(records, seed=0):
+    out = copy.deepcopy(records)
+    labels = [r["passed"] for r in out]
+    random.Random(seed).shuffle(labels)
+    for r, y in zip(out, labels):
+        r["passed"] = y
+    return out
+
+
+@pytest.fixture(scope="module")
+def promoted(records, tmp_path_factory):
+    """A registry whose first request was judged: (root, request, outcome)."""
+    root = tmp_path_factory.mktemp("registry")
+    with threadpool_limits(1):
+        request = retrain_request(CONFIG, "manual", 0, {0: 3000})
+        outcome = train_and_judge(request, records, Registry(root))
+    return root, request, outcome
+
+
+def test_first_request_is_promoted_without_champion(promoted, records):
+    root, request, outcome = promoted
+    reg = Registry(root)
+    assert outcome.decision == "promoted", [g["detail"] for g in outcome.gates if not g["passed"]]
+    assert outcome.version == 1
+    assert reg.versions("yield") == [1] and reg.champion("yield") == 1
+    assert [g["name"] for g in outcome.gates] == GATES
+    assert all(g["passed"] for g in outcome.gates)
+    by = {g["name"]: g for g in outcome.gates}
+    assert by["beats_champion"]["detail"] == "no champion yet"
+    assert by["quality:rows"]["detail"] == "3000 labeled rows >= minimum 1000"
+    assert outcome.metrics["champion"] is None
+    assert outcome.metrics["candidate"]["auc"] > 0.75
+
+    meta = reg.meta("yield", 1)
+    assert meta["decision"] == "promoted" and meta["gates"] == outcome.gates
+    assert meta["parent_version"] is None
+    assert meta["trigger"] == {"reason": "manual", "request_id": request["request_id"], "signals": []}
+    assert meta["task"] == "classification" and meta["target"] == "passed"
+    assert len(meta["feature_names"]) == 50
+    assert meta["data_window"] == {
+        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000,
+        "rows_train": 2250, "rows_holdout": 750,
+        "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
+        "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}
+    artifact = reg.load("yield", 1)  # checksums verified
+    assert artifact.reference["X"].shape == (3000, 50)
+
+
+def test_shuffled_labels_are_rejected_and_champion_stays(promoted, records, tmp_path):
+    root, _, first = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    reg = Registry(tmp_path / "reg")
+    request = retrain_request(CONFIG, "drift", 0, {0: 3000})
+    outcome = train_and_judge(request, shuffled_labels(records), reg)
+    assert outcome.decision == "rejected" and outcome.version == 2
+    by = {g["name"]: g for g in outcome.gates}
+    assert by["absolute_metric"]["passed"] is False
+    assert by["absolute_metric"]["value"] < 0.7
+    assert by["absolute_metric"]["detail"] == f"auc {by['absolute_metric']['value']:.4f} < floor 0.7000"
+    # the champion was judged on the same holdout (against the shuffled labels)
+    assert outcome.metrics["champion"] is not None
+    assert by["beats_champion"]["value"] == pytest.approx(
+        outcome.metrics["candidate"]["auc"] - outcome.metrics["champion"]["auc"])
+    assert reg.champion("yield") == 1
+    assert reg.versions("yield") == [1, 2]
+    meta = reg.meta("yield", 2)
+    assert meta["decision"] == "rejected" and meta["parent_version"] == 1
+    assert "drift.pkl" not in meta["files"]
+
+
+def test_too_few_rows_is_skipped(records, tmp_path):
+    reg = Registry(tmp_path)
+    request = retrain_request(CONFIG, "schedule", 0, {0: 500})
+    outcome = train_and_judge(request, records[:500], reg)
+    assert outcome == Outcome(None, "skipped", outcome.gates, {"rows": 500})
+    by = {g["name"]: g for g in outcome.gates}
+    assert [g["name"] for g in outcome.gates] == QUALITY
+    assert by["quality:rows"] == {"name": "quality:rows", "passed": False, "value": 500, "threshold": 1000,
+                                  "detail": "500 labeled rows < minimum 1000"}
+    assert reg.versions("yield") == [] and reg.champion("yield") is None
+
+
+def test_unlabeled_records_do_not_count(records, tmp_path):
+    recs = copy.deepcopy(records[:1500])
+    for r in recs[:600]:
+        r["passed"] = None  # labels not arrived yet
+    outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 1500}), recs, Registry(tmp_path))
+    assert outcome.decision == "skipped" and outcome.metrics == {"rows": 900}
+    assert outcome.gates[0]["detail"] == "900 labeled rows < minimum 1000"
+
+
+def test_no_matching_features_is_skipped(records, tmp_path):
+    cfg = ConsumerConfig.from_dict(dict(RAW, features={"include": ["nothing:*"]}))
+    outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), records, Registry(tmp_path))
+    assert outcome.decision == "skipped"
+    assert [(g["name"], g["passed"]) for g in outcome.gates] == [("quality:rows", True), ("quality:schema", False)]
+
+
+# --- _fit: recency weights -----------------------------------------------------------------------
+
+class Capture:
+    """Records the keyword arguments of fit."""
+
+    def __init__(self):
+        self.kwargs = None
+
+    def fit(self, X, y, **kwargs):
+        self.kwargs = kwargs
+        return self
+
+
+class CapturePipeline(Capture):
+    steps = [("imputer", None), ("clf", None)]
+
+
+def test_fit_without_half_life_passes_no_weights():
+    est = Capture()
+    assert _fit(est, np.zeros((4, 1)), np.zeros(4), 0) is est
+    assert est.kwargs == {}
+
+
+def test_fit_weights_halve_every_half_life():
+    est = Capture()
+    _fit(est, np.zeros((9, 1)), np.zeros(9), 4)
+    w = est.kwargs["sample_weight"]
+    np.testing.assert_allclose(w, 0.5 ** (np.arange(8, -1, -1) / 4))
+    assert w[-1] == 1.0 and w[-5] == 0.5 and w[0] == 0.25  # the newest row weighs most
+
+
+def test_fit_weights_go_to_the_pipeline_final_step():
+    est = CapturePipeline()
+    _fit(est, np.zeros((3, 1)), np.zeros(3), 1)
+    assert list(est.kwargs) == ["clf__sample_weight"]
+    np.testing.assert_allclose(est.kwargs["clf__sample_weight"], [0.25, 0.5, 1.0])
+
+
+def flipped_history(n=3000, recent=600, seed=0):
+    """Old rows follow the flipped rule, the most recent ``recent`` rows the current one."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    y = (X[:, 0] > 0).astype(float)
+    y[: n - recent] = 1.0 - y[: n - recent]
+    X_test = rng.normal(size=(1000, 2))
+    return X, y, X_test, (X_test[:, 0] > 0).astype(float)
+
+
+@pytest.mark.parametrize("kind", ["logistic_regression", "hist_gradient_boosting"])
+def test_recency_weights_make_old_flipped_labels_matter_less(kind):
+    X, y, X_test, y_test = flipped_history()
+    plain = _fit(build_estimator("classification", kind), X, y, 0)
+    recent = _fit(build_estimator("classification", kind), X, y, 200)
+    assert evaluate("classification", plain, X_test, y_test)["auc"] < 0.2  # learns the old, flipped rule
+    assert evaluate("classification", recent, X_test, y_test)["auc"] > 0.75  # follows the recent rule
+
+
+def test_recency_half_life_in_train_and_judge(records, tmp_path):
+    """The oldest half of the window has flipped labels: recency weights make them matter less."""
+    recs = copy.deepcopy(records)
+    for r in recs[:1500]:
+        r["passed"] = 1 - r["passed"]
+    raw = dict(RAW, model={"estimator": "logistic_regression"},
+               gates=dict(RAW["gates"], min_metric=0.99))  # rejected either way: no drift calibration
+    plain = train_and_judge(retrain_request(ConsumerConfig.from_dict(raw), "manual", 0, {0: 3000}), recs,
+                            Registry(tmp_path / "a"))
+    raw["retrain"] = {"recency_half_life": 200}
+    weighted = train_and_judge(retrain_request(ConsumerConfig.from_dict(raw), "manual", 0, {0: 3000}), recs,
+                               Registry(tmp_path / "b"))
+    assert plain.metrics["candidate"]["auc"] < 0.5  # dominated by the flipped history
+    assert weighted.metrics["candidate"]["auc"] > plain.metrics["candidate"]["auc"] + 0.15
+
+
+# --- train_in_child ------------------------------------------------------------------------------
+
+def test_train_in_child_returns_the_outcome(records, tmp_path):
+    """A rejected candidate (floor set out of reach) keeps this test quick: no drift calibration."""
+    cfg = ConsumerConfig.from_dict(dict(RAW, gates=dict(RAW["gates"], min_metric=0.999)))
+    outcome = train_in_child(retrain_request(cfg, "manual", 0, {0: 3000}), records, str(tmp_path), timeout_s=120)
+    assert isinstance(outcome, Outcome)
+    assert outcome.decision == "rejected" and outcome.version == 1
+    assert Registry(tmp_path).versions("yield") == [1] and Registry(tmp_path).champion("yield") is None
+
+
+def test_train_in_child_reports_an_error(records, tmp_path):
+    request = retrain_request(CONFIG, "manual", 0, {0: 3000})
+    request["config"]["model"]["task"] = "clustering"
+    with pytest.raises(RuntimeError, match=r"ConfigError: request .*: \[model\] task = 'clustering'"):
+        train_in_child(request, records, str(tmp_path), timeout_s=120)
+
+
+def test_train_in_child_timeout_leaves_no_version(promoted, records, tmp_path):
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    reg = Registry(tmp_path / "reg")
+    before = reg.versions("yield")
+    with pytest.raises(TimeoutError, match="training did not finish within"):
+        train_in_child(retrain_request(CONFIG, "manual", 0, {0: 3000}), records, str(reg.root), timeout_s=0.01)
+    assert reg.versions("yield") == before == [1]
+    assert sorted(p.name for p in (reg.root / "yield").iterdir() if p.name.startswith("v")) == ["v1"]
+    assert reg.champion("yield") == 1
+
+
+def test_train_in_child_timeout_on_an_empty_registry(records, tmp_path):
+    with pytest.raises(TimeoutError):
+        train_in_child(retrain_request(CONFIG, "manual", 0, {0: 3000}), records, str(tmp_path), timeout_s=0.01)
+    assert Registry(tmp_path).versions("yield") == []
+    folder = tmp_path / "yield"
+    assert not folder.exists() or all(p.name.startswith(".tmp-") for p in folder.iterdir())
