@@ -1,0 +1,151 @@
+"""Thresholds for a target false-alarm rate, from a block bootstrap of the reference.
+
+Null streams are built by resampling whole wafers (``reference_groups``) with replacement and
+concatenating them in their original part order, each replicate starting at a random part of
+its first wafer, so windows and subgroups straddle wafers as they do on the floor. Each
+replicate also re-estimates the reference mean from a wafer resample, which puts the
+reference's own estimation error into the null. Null statistics are extrapolated to the tiny
+per-look error rates a large ARL0 needs by an exponential tail fitted to their exceedances
+over the 90th percentile (exact for the Kolmogorov tail in ``D**2``, conservative for chi-square
+and half-normal shapes), never below the i.i.d. value.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> float(np.round(exp_tail_quantile(rng.exponential(size=(20000, 1)), 1e-6)[0], 0))
+14.0
+>>> round(siegmund_h(0.5, 10_000), 2)
+7.35
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import optimize, stats
+
+
+def wafer_blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
+    """Row indices of each group, in order of first appearance (one row each if ``None``)."""
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    groups = np.asarray(groups)
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse))[:-1]
+    blocks = np.split(order, bounds)
+    return [blocks[i] for i in np.argsort(first)]
+
+
+def bootstrap_stream(blocks: list[np.ndarray], length: int, rng,
+                     run: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Reference row indices of one null stream of ``length`` records, and each row's run.
+
+    Runs of ``run`` consecutive groups (wafers; consecutive wafers share a lot) are drawn
+    with replacement, circularly, and concatenated; the stream starts at a random record of
+    its first group so subgroups and windows straddle wafers.
+    """
+    n_groups = len(blocks)
+    run = max(1, min(run, n_groups))
+    mean_run = np.mean([len(b) for b in blocks]) * run
+    rows, labels, have, r = [], [], 0, 0
+    first = None
+    while have < length + (0 if first is None else len(first)):
+        start = int(rng.integers(0, n_groups))
+        part = np.concatenate([blocks[(start + i) % n_groups] for i in range(run)])
+        first = blocks[start] if first is None else first
+        rows.append(part)
+        labels.append(np.full(len(part), r))
+        have, r = have + len(part), r + 1
+    offset = int(rng.integers(0, len(first)))
+    return (np.concatenate(rows)[offset:offset + length],
+            np.concatenate(labels)[offset:offset + length])
+
+
+def spread_inflation(n_runs: float, level: float = 0.1) -> float:
+    """Factor on run-mean deviations for a reference holding only ``n_runs`` independent runs.
+
+    The square root of ``(L - 1) / chi2.ppf(level, L - 1)``: an upper confidence bound on the
+    between-run (lot-to-lot) standard deviation relative to its estimate from ``L`` runs.
+    """
+    df = max(1.0, n_runs - 1)
+    return float(np.sqrt(df / stats.chi2.ppf(level, df)))
+
+
+def grid_step(sorted_values: np.ndarray) -> float:
+    """Resolution of a quantized feature: its smallest gap between distinct values (0 if none)."""
+    gaps = np.diff(np.unique(sorted_values))
+    return float(gaps.min()) if gaps.size else 0.0
+
+
+def exp_tail_quantile(samples: np.ndarray, p: float | np.ndarray, q: float = 0.9) -> np.ndarray:
+    """Per-column level exceeded with probability ``p`` under an exponential tail.
+
+    ``samples`` is (n x d); the tail is fitted by maximum likelihood to the exceedances over
+    the ``q`` quantile. For ``p`` above ``1 - q`` the empirical quantile is returned.
+    """
+    samples = np.asarray(samples, dtype=float)
+    u = np.quantile(samples, q, axis=0)
+    above = samples > u
+    p_u = above.mean(axis=0)
+    with np.errstate(invalid="ignore"):
+        scale = np.where(above, samples - u, 0.0).sum(axis=0) / np.maximum(above.sum(axis=0), 1)
+    p = np.broadcast_to(np.asarray(p, dtype=float), u.shape)
+    tail = u + scale * np.log(np.maximum(p_u, 1e-300) / p)
+    if (p < p_u).all():
+        return tail
+    empirical = np.array([np.quantile(col, min(1.0, 1 - pj)) for col, pj in zip(samples.T, p)])
+    return np.where(p < p_u, tail, empirical)
+
+
+def siegmund_arl(k: float, h: float) -> float:
+    """Siegmund's in-control ARL of a one-sided CUSUM on N(0, 1) with slack ``k``."""
+    b = h + 1.166
+    return (np.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
+
+
+def siegmund_h(k: float, arl: float) -> float:
+    """Threshold giving a one-sided N(0, 1) CUSUM the in-control ARL ``arl`` (Siegmund)."""
+    return float(optimize.brentq(lambda h: siegmund_arl(k, h) - arl, 0.0, 300.0 / k))
+
+
+def siegmund_delay(shift: float, k: float, h: float) -> float:
+    """Siegmund's out-of-control ARL (mean delay) of that chart under a mean ``shift``."""
+    delta = shift - k
+    b = h + 1.166
+    if abs(delta) < 1e-9:
+        return b * b
+    return (np.exp(-2 * delta * b) + 2 * delta * b - 1) / (2 * delta * delta)
+
+
+def long_run_variance(z: np.ndarray, bandwidth: int) -> np.ndarray:
+    """Per-column long-run variance of a standardized series (Bartlett/Newey-West), >= 1.
+
+    ``z`` is (n x d) with unit variance per column; lags up to ``bandwidth`` are weighted by
+    ``1 - lag / (bandwidth + 1)``. Positive autocorrelation (wafers and lots sharing offsets)
+    makes it exceed 1; a CUSUM on ``z`` behaves like one on i.i.d. data with this variance.
+    """
+    n = z.shape[0]
+    bandwidth = int(max(0, min(bandwidth, n - 1)))
+    f = np.fft.rfft(z - z.mean(axis=0), n=2 * n, axis=0)
+    acov = np.fft.irfft(f * np.conj(f), axis=0)[: bandwidth + 1] / n
+    weights = 1.0 - np.arange(bandwidth + 1) / (bandwidth + 1)
+    v = (acov[0] + 2.0 * (weights[1:, None] * acov[1:]).sum(axis=0)) / np.maximum(acov[0], 1e-300)
+    return np.maximum(v, 1.0)
+
+
+def cusum_threshold(k: float, arl: float, variance: float = 1.0, mean_sd: float = 0.0) -> float:
+    """Threshold of a one-sided CUSUM with slack ``k`` on increments of long-run ``variance``.
+
+    Brownian scaling of Siegmund's formula: ``h = s * siegmund_h((k - mean_sd) / s, arl)``
+    with ``s = sqrt(variance)``; ``mean_sd`` (the sd of the reference mean's error, in the
+    same units) is taken off the slack because that error acts as a persistent shift.
+    """
+    s = float(np.sqrt(variance))
+    slack = max(k - mean_sd, 0.05 * k)
+    return s * siegmund_h(slack / s, arl)
+
+
+def ks_shift(sorted_ref: np.ndarray, delta: float) -> float:
+    """KS distance between a sample's ECDF and the same ECDF shifted by ``delta``."""
+    n = len(sorted_ref)
+    moved = np.searchsorted(sorted_ref, sorted_ref + abs(delta), "right")
+    return float((moved - np.searchsorted(sorted_ref, sorted_ref, "right")).max() / n)

@@ -1,0 +1,398 @@
+"""DriftMonitor: windowed KS and PSI plus CUSUM charts against a reference, at one ARL0.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> wafer = np.repeat(np.arange(40), 100)                       # 40 wafers of 100 parts
+>>> ref = rng.normal(size=(4000, 3)) + rng.normal(0, 0.2, (40, 3))[wafer]
+>>> mon = DriftMonitor(ref, ["a", "b", "c"], reference_groups=wafer, arl0=10_000,
+...                    window=500, stride=250, block=4, n_boot=40_000, seed=0)
+>>> X = rng.normal(size=(3000, 3)); X[:, 2] += 2.0              # feature c shifts 2 sigma
+>>> signals = mon.update(X, strata={"tester": np.where(np.arange(3000) % 2, "T1", "T2")})
+>>> signals[0].detector, signals[0].features, 0 < signals[0].position < 500, mon.n_seen
+('cusum', ['c'], True, 3000)
+>>> mon2 = DriftMonitor.from_state(mon.state_dict()); mon2.n_seen
+3000
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, grid_step, ks_shift,
+                                         cusum_threshold, long_run_variance, spread_inflation,
+                                         wafer_blocks)
+from stream_ct.drift.cusum import CusumBank
+from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
+from stream_ct.drift.psi import PsiBins, psi
+from stream_ct.drift.signal import DriftSignal
+from stream_ct.drift.values import valid_mask
+
+#: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
+DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3}
+_CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "k", "psi_bins",
+           "psi_smoothing", "min_ks", "min_psi", "center", "strata", "budget", "block",
+           "n_boot", "seed")
+
+
+class DriftMonitor:
+    """Drift detection for a stream of ``d`` parametric tests against a reference window.
+
+    Detectors, each on every feature: windowed two-sample KS and PSI (window of ``window``
+    records evaluated every ``stride`` records) for shape and variance changes, and a ladder
+    of two-sided CUSUM charts (slack ``k``) on standardized means of ``subgroups``
+    consecutive records (``None`` = the median wafer size) for persistent mean shifts of
+    any size, on the whole stream and within each level of every key in ``strata``.
+
+    Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
+    all detectors, features and strata: ``budget`` splits the rate over families (the strata
+    share evenly over the keys, and by record count over a key's levels), then Bonferroni
+    over features, sides, charts and looks. Null statistics come from a moving-block
+    bootstrap of the reference: runs of ``block`` consecutive groups (``reference_groups``:
+    wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
+    mean deviation scaled up by the upper confidence bound of the run-to-run spread (few
+    runs in the reference mean wide thresholds). ``min_ks``/``min_psi`` are effect-size
+    floors. NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
+    """
+
+    def __init__(self, reference, feature_names, reference_groups=None, reference_strata=None,
+                 arl0: float = 100_000,
+                 window: int = 2000, stride: int = 2000, subgroups=(1, 4, 16, 64, None),
+                 k: float = 0.5, psi_bins: int = 10, psi_smoothing: float = 0.5,
+                 min_ks: float = 0.05, min_psi: float = 0.05, center: bool = True,
+                 strata=("tester", "site", "fab"),
+                 budget: dict | None = None, block: int = 25, n_boot: int = 200_000,
+                 seed: int = 0, _calibration: dict | None = None):
+        reference = np.asarray(reference, dtype=float)
+        self.feature_names = [str(f) for f in feature_names]
+        if reference.ndim != 2 or reference.shape[1] != len(self.feature_names):
+            raise ValueError("reference must be (n x d) with one column per feature name")
+        self.reference, self.reference_groups = reference, reference_groups
+        self.reference_strata = {k: np.asarray(v).astype(str)
+                                 for k, v in (reference_strata or {}).items()}
+        self.arl0, self.window, self.stride = float(arl0), int(window), int(stride)
+        if self.window % 4 or self.stride <= 0 or self.window % self.stride:
+            raise ValueError("window must be a multiple of 4 and of stride")
+        blocks = wafer_blocks(reference_groups, len(reference))
+        wafer = int(np.median([len(b) for b in blocks])) if reference_groups is not None else 256
+        self.subgroups = tuple(subgroups)
+        self.sizes = sorted({wafer if m is None else int(m) for m in self.subgroups})
+        self.k, self.psi_bins, self.psi_smoothing = float(k), psi_bins, psi_smoothing
+        self.min_ks, self.min_psi, self.center = min_ks, min_psi, bool(center)
+        self.strata, self.block = tuple(strata), int(block)
+        self.budget = dict(DEFAULT_BUDGET if budget is None else budget)
+        self.n_boot, self.seed = int(n_boot), seed
+
+        valid = valid_mask(reference)
+        self.ranks = ReferenceRanks(reference)
+        self.bins = PsiBins(reference, psi_bins)
+        self.mean = np.array([r.mean() for r in self.ranks.sorted])
+        self.sd = np.array([r.std() for r in self.ranks.sorted])
+        self.sd[~(self.sd > 0)] = 1.0
+        self.ref_median = np.array([np.median(r) for r in self.ranks.sorted])
+        self.grid = np.array([grid_step(r) for r in self.ranks.sorted])
+        self.cal = _calibration or self._calibrate(blocks, valid)
+        masked = np.where(valid, reference, np.nan)
+        self.level_means = {}  # (key, level) -> in-control mean of that stratum
+        for key, levels in self.reference_strata.items():
+            for level in np.unique(levels).tolist():
+                with np.errstate(invalid="ignore"):
+                    mu = np.nanmean(masked[levels == level], axis=0)
+                self.level_means[(key, level)] = np.where(np.isnan(mu), self.mean, mu)
+
+        d, w = len(self.feature_names), self.window
+        self.global_banks = self._banks(self.budget["cusum"])
+        self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
+        self.n_seen = 0
+        self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
+        self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
+        self.invalid_counts = np.zeros(d, dtype=np.int64)
+        self.signal_counts: dict[str, int] = {}
+        self.latest = {"ks": np.full(d, np.nan), "psi": np.full(d, np.nan)}
+
+    # -- calibration -------------------------------------------------------------------
+    def _calibrate(self, blocks, valid) -> dict:
+        rng = np.random.default_rng(self.seed)
+        d, w = len(self.feature_names), self.window
+        ref = np.where(valid, self.reference, np.nan)
+        spread = spread_inflation(len(blocks) / self.block, level=0.05) - 1.0
+        n_rep = 8
+        length = max(self.n_boot // n_rep, 4 * w, 20 * max(self.sizes))
+        step = math.gcd(self.stride, w // 4)  # windows every `step`, paired `w` apart
+        lag = w // step
+        ks_null, psi_null = [], []
+        for _ in range(n_rep):
+            rows, runs = bootstrap_stream(blocks, length, rng, self.block)
+            x = ref[rows]
+            run_dev = _group_means(x, runs) - self.mean
+            extra = spread * run_dev
+            extra = np.where(self.grid > 0, np.round(extra / np.where(self.grid > 0, self.grid, 1))
+                             * self.grid, extra)
+            x = x + extra[runs]
+            stats_ = np.array([self.window_statistics(x[s:s + w])
+                               for s in range(0, length - w + 1, step)])  # (looks, 2, d)
+            pair = np.minimum(stats_[:-lag], stats_[lag:])  # alarm needs both windows high
+            ks_null.append(pair[:, 0])
+            psi_null.append(pair[:, 1])
+        cal = {"h": {}}
+        cal.update(self._cusum_calibration(ref, blocks))
+        # Location part: window means wander with wafers and lots (sd sigma_w, upper bound);
+        # sampling part: i.i.d. critical values; each gets half the per-look error rate.
+        alpha_ks = self.budget["ks"] * self.stride / (self.arl0 * d)
+        alpha_psi = self.budget["psi"] * self.stride / (self.arl0 * d)
+        shift_ks = stats.norm.isf(alpha_ks / 4) * cal["window_sd"]
+        shift_psi = stats.norm.isf(alpha_psi / 4) * cal["window_sd"]
+        n = self.ranks.n
+        noise_ks = stats.kstwo.isf(alpha_ks / 2, np.round(w * n / (w + n)))
+        noise_psi = (1 / w + 1 / n) * stats.chi2.isf(alpha_psi / 2, self.bins.n_bins - 1)
+        if self.center:  # windows are location-aligned: no location part
+            shift_ks, shift_psi = np.zeros(d), np.zeros(d)
+        ks_model = np.array([ks_shift(r, t) for r, t in zip(self.ranks.sorted, shift_ks)]) + noise_ks
+        psi_model = (np.sqrt(self._psi_shift(shift_psi)) + np.sqrt(noise_psi)) ** 2
+        inflate = 1.0 + w / n  # the reference is a sample too
+        ks_boot = np.sqrt(exp_tail_quantile(np.concatenate(ks_null) ** 2 * inflate, alpha_ks))
+        psi_boot = exp_tail_quantile(np.concatenate(psi_null) * inflate, alpha_psi)
+        cal["ks"] = np.maximum.reduce([ks_model, ks_boot, np.full(d, self.min_ks)])
+        cal["psi"] = np.maximum.reduce([psi_model, psi_boot, np.full(d, self.min_psi)])
+        return cal
+
+    def _psi_shift(self, delta: np.ndarray) -> np.ndarray:
+        """PSI of the reference moved by +-``delta`` (per feature) against itself, the larger."""
+        out = np.zeros(len(delta))
+        for sign in (1.0, -1.0):
+            moved = [r + sign * t for r, t in zip(self.ranks.sorted, delta)]
+            counts = np.stack([np.bincount((m[:, None] > e[None, :]).sum(axis=1),
+                                           minlength=e.shape[0] + 1)
+                               for m, e in zip(moved, self.bins.edges)])
+            out = np.maximum(out, psi(self.bins.ref_counts, counts, self.psi_smoothing,
+                                      self.bins.n_bins))
+        return out
+
+    def _cusum_calibration(self, ref, blocks) -> dict:
+        """Per subgroup size: sd of subgroup means, long-run variance, reference-mean error.
+
+        Computed on the reference in stream order, with the sd of ``window``-record means
+        (for KS and PSI). The long-run variance uses a Bartlett window of three runs
+        (``block`` groups); its excess over 1 (what shared wafer and lot offsets add) is
+        raised to its chi-square upper confidence bound for the runs the reference holds.
+        """
+        run_records = self.block * np.mean([len(b) for b in blocks])
+        n_runs = len(ref) / run_records
+        bound = spread_inflation(n_runs, level=0.01) ** 2
+        out = {"sigma": {}, "v": {}, "mean_sd": {}}
+        filled = np.where(np.isnan(ref), self.mean, ref)
+        w = min(self.window, len(ref) // 4)
+        out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
+            axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
+        for m in self.sizes:
+            n = len(ref) // m * m
+            g = filled[:n].reshape(-1, m, ref.shape[1]).mean(axis=1)
+            sigma = g.std(axis=0)
+            sigma[~(sigma > 0)] = 1.0
+            excess = long_run_variance((g - self.mean) / sigma, int(3 * run_records / m)) - 1.0
+            v = 1.0 + excess * bound
+            out["sigma"][str(m)], out["v"][str(m)] = sigma, v
+            out["mean_sd"][str(m)] = np.sqrt(v / len(g))
+        return out
+
+    def _cusum_h(self, share: float, m: int) -> np.ndarray:
+        """Per-feature thresholds of the subgroup-``m`` charts for a per-record rate ``share/arl0``."""
+        arl = self.arl0 * 2 * len(self.feature_names) * len(self.sizes) / (share * m)
+        return np.array([cusum_threshold(self.k, arl, v, e) for v, e in
+                         zip(self.cal["v"][str(m)], self.cal["mean_sd"][str(m)])])
+
+    def _banks(self, share: float, mean=None) -> list[CusumBank]:
+        h = self.cal["h"].setdefault(repr(share), {})
+        for m in self.sizes:
+            if str(m) not in h:
+                h[str(m)] = self._cusum_h(share, m)
+        mean = self.mean if mean is None else mean
+        return [CusumBank(mean, self.cal["sigma"][str(m)], self.k, h[str(m)], m)
+                for m in self.sizes]
+
+    # -- streaming -----------------------------------------------------------------------
+    def update(self, X, strata: dict | None = None) -> list[DriftSignal]:
+        """Consume a batch (b x d, stream order); return the signals it raised, by position.
+
+        ``strata`` maps a key of ``self.strata`` (e.g. "tester") to a length-b array of
+        levels; each level gets its own CUSUM charts.
+        """
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise ValueError(f"X must be (b x {len(self.feature_names)})")
+        b = X.shape[0]
+        valid = valid_mask(X)
+        self.invalid_counts += (~valid).sum(axis=0)
+        positions = self.n_seen + np.arange(b, dtype=np.int64)
+        signals = self._cusum_signals(self.global_banks, X, valid, positions, None)
+        share = self.budget["strata"] / max(1, len(self.strata))
+        for key in self.strata:
+            if strata is None or key not in strata:
+                continue
+            levels, inverse = np.unique(np.asarray(strata[key]).astype(str), return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            for level, rows in zip(levels.tolist(), np.split(order, np.cumsum(np.bincount(inverse))[:-1])):
+                banks = self.strata_banks.get((key, level))
+                if banks is None:
+                    banks = self.strata_banks[(key, level)] = self._banks(
+                        share, self.level_means.get((key, level)))
+                signals += self._cusum_signals(banks, X[rows], valid[rows], positions[rows],
+                                               {key: level})
+        signals += self._window_signals(X, valid)
+        self.n_seen += b
+        for s in signals:
+            self.signal_counts[s.detector] = self.signal_counts.get(s.detector, 0) + 1
+        return sorted(signals, key=lambda s: s.position)
+
+    def _cusum_signals(self, banks, X, valid, positions, stratum) -> list[DriftSignal]:
+        """One "cusum" signal per batch and stratum: every feature whose chart crossed."""
+        first = {}  # feature -> (alarm, bank) of its earliest crossing
+        for bank in banks:
+            for a in bank.update(X, valid, positions):
+                if a.feature not in first or a.position < first[a.feature][0].position:
+                    first[a.feature] = (a, bank)
+        if not first:
+            return []
+        names = self.feature_names
+        ranked = sorted(first, key=lambda j: -first[j][0].statistic / first[j][1].h[j])
+        top, bank = first[ranked[0]]
+        return [DriftSignal(
+            position=min(a.position for a, _ in first.values()), detector="cusum",
+            features=[names[j] for j in ranked],
+            statistic={names[j]: first[j][0].statistic for j in ranked},
+            threshold={names[j]: float(first[j][1].h[j]) for j in ranked},
+            p_value=None, effect_size=top.shift * bank.sigma[top.feature] / self.sd[top.feature],
+            stratum=stratum)]
+
+    def _window_signals(self, X, valid) -> list[DriftSignal]:
+        """Fill the ring buffer; evaluate KS and PSI at every look inside this batch."""
+        w, b, start = self.window, X.shape[0], self.n_seen
+        X = np.where(valid, X, np.nan)
+        out, i = [], 0
+        while i < b:
+            pos = start + i  # stream position of row i
+            # the next look follows the record at position p with (p + 1 - w) % stride == 0
+            nxt = max(w - 1, pos + (-(pos + 1 - w)) % self.stride)
+            j = min(b, nxt - start + 1)
+            self.ring[np.arange(pos, start + j) % w] = X[i:j]
+            if start + j - 1 == nxt:
+                out += self._look(nxt)
+            i = j
+        return out
+
+    def window_statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """KS distance and PSI per feature of one window (rows x d, NaN = invalid).
+
+        With ``center`` the window is first moved so its median matches the reference's
+        (by a whole number of quantization steps), so the statistics measure shape.
+        """
+        ok = ~np.isnan(x)
+        if self.center:
+            with warnings.catch_warnings():  # all-NaN columns: no offset
+                warnings.simplefilter("ignore", RuntimeWarning)
+                offset = np.nanmedian(x, axis=0) - self.ref_median
+            offset = np.where(self.grid > 0, np.round(offset / np.where(self.grid > 0, self.grid, 1))
+                              * self.grid, offset)
+            x = x - np.nan_to_num(offset)
+        d_ks = ks_statistic(self.ranks, self.ranks.keys(x, ok))
+        counts = self.bins.counts_of_bins(self.bins.bin_index(np.where(ok, x, 0.0)), ok)
+        return d_ks, psi(self.bins.ref_counts, counts, self.psi_smoothing, self.bins.n_bins)
+
+    def _look(self, position: int) -> list[DriftSignal]:
+        names, out = self.feature_names, []
+        d_ks, v_psi = self.window_statistics(self.ring)
+        self.latest = {"ks": d_ks, "psi": v_psi}
+        slot = (position + 1 - self.window) // self.stride % len(self.history)
+        before = self.history[slot].copy()  # the window just before this one (no overlap)
+        self.history[slot] = d_ks, v_psi
+        for i, (name, value, h) in enumerate((("ks", d_ks, self.cal["ks"]),
+                                              ("psi", v_psi, self.cal["psi"]))):
+            with np.errstate(invalid="ignore"):
+                hit = np.flatnonzero((value > h) & (before[i] > h))
+            if not hit.size:
+                continue
+            hit = hit[np.argsort(-(value[hit] / h[hit]))]
+            top = hit[0]
+            p = ks_pvalue(value[top], self.ranks.n[top], int((~np.isnan(self.ring[:, top])).sum())) \
+                if name == "ks" else None
+            out.append(DriftSignal(
+                position=position, detector=name, features=[names[j] for j in hit],
+                statistic={names[j]: float(value[j]) for j in hit},
+                threshold={names[j]: float(h[j]) for j in hit},
+                p_value=p, effect_size=float(value[top]), stratum=None))
+        return out
+
+    # -- reporting and persistence -------------------------------------------------------
+    def snapshot(self, top_k: int = 10) -> dict:
+        """Latest statistics, thresholds and counts, JSON-safe (for metrics and reports)."""
+        names = self.feature_names
+        cusum = np.max([bank.state.max(axis=0) / bank.h for bank in self.global_banks], axis=0)
+        ratio = np.nan_to_num(np.nanmax(np.vstack([self.latest["ks"] / self.cal["ks"],
+                                                   self.latest["psi"] / self.cal["psi"],
+                                                   cusum]), axis=0), nan=0.0)
+        top = np.argsort(-ratio)[:top_k]
+
+        def per(a):
+            return {names[j]: (None if not np.isfinite(a[j]) else float(a[j])) for j in range(len(names))}
+        return {
+            "n_seen": int(self.n_seen), "arl0": self.arl0, "window": self.window,
+            "stride": self.stride, "subgroups": self.sizes,
+            "top_features": [{"feature": names[j], "ratio_to_threshold": float(ratio[j]),
+                              "ks": float(self.latest["ks"][j]), "psi": float(self.latest["psi"][j]),
+                              "cusum_ratio": float(cusum[j])} for j in top],
+            "latest": {"ks": per(self.latest["ks"]), "psi": per(self.latest["psi"]),
+                       "cusum_ratio": per(cusum)},
+            "thresholds": {"ks": per(self.cal["ks"]), "psi": per(self.cal["psi"]),
+                           **{f"cusum_m{b.subgroup}": per(b.h) for b in self.global_banks}},
+            "invalid_counts": {n: int(c) for n, c in zip(names, self.invalid_counts)},
+            "signal_counts": dict(self.signal_counts),
+            "strata": sorted(f"{k}={v}" for k, v in self.strata_banks),
+        }
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: config, reference, calibration and stream state."""
+        config = {name: getattr(self, name) for name in _CONFIG}
+        config["strata"], config["budget"] = list(self.strata), dict(self.budget)
+        return {
+            "version": 1, "config": config, "reference": self.reference,
+            "reference_strata": self.reference_strata,
+            "reference_groups": None if self.reference_groups is None else np.asarray(self.reference_groups),
+            "calibration": self.cal, "n_seen": self.n_seen,
+            "ring": self.ring, "history": self.history,
+            "invalid_counts": self.invalid_counts, "signal_counts": dict(self.signal_counts),
+            "latest": self.latest,
+            "global_banks": [b.state_dict() for b in self.global_banks],
+            "strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
+                             for (k, v), banks in self.strata_banks.items()],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "DriftMonitor":
+        """Rebuild a monitor from ``state_dict()`` without recalibrating."""
+        mon = cls(state["reference"], reference_groups=state["reference_groups"],
+                  reference_strata=state["reference_strata"],
+                  _calibration=state["calibration"], **state["config"])
+        mon.n_seen = int(state["n_seen"])
+        mon.ring = np.array(state["ring"], dtype=float)
+        mon.history = np.array(state["history"], dtype=float)
+        mon.invalid_counts = np.array(state["invalid_counts"], dtype=np.int64)
+        mon.signal_counts = dict(state["signal_counts"])
+        mon.latest = {k: np.array(v, dtype=float) for k, v in state["latest"].items()}
+        mon.global_banks = [CusumBank.from_state(s) for s in state["global_banks"]]
+        mon.strata_banks = {(e["key"], e["level"]): [CusumBank.from_state(s) for s in e["banks"]]
+                            for e in state["strata_banks"]}
+        return mon
+
+
+def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Column means of the rows of ``x`` per label 0..L-1, NaN ignored (0 if none)."""
+    ok = ~np.isnan(x)
+    n = labels.max() + 1
+    sums = np.zeros((n, x.shape[1]))
+    counts = np.zeros((n, x.shape[1]))
+    np.add.at(sums, labels, np.where(ok, x, 0.0))
+    np.add.at(counts, labels, ok)
+    return sums / np.maximum(counts, 1)

@@ -1,0 +1,94 @@
+"""Vectorized CUSUM charts against a plain per-record loop; calibration helpers."""
+
+import numpy as np
+
+from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, long_run_variance,
+                                         siegmund_arl, siegmund_h, wafer_blocks)
+from stream_ct.drift.cusum import CusumBank, lindley
+
+
+def _loop(z, k, h):
+    s_hi = s_lo = 0.0
+    alarms = []
+    for t, v in enumerate(z):
+        s_hi, s_lo = max(0.0, s_hi + v - k), max(0.0, s_lo - v - k)
+        if s_hi > h:
+            alarms.append((t, 1))
+            s_hi = 0.0
+        if s_lo > h:
+            alarms.append((t, -1))
+            s_lo = 0.0
+    return alarms, s_hi, s_lo
+
+
+def test_lindley_matches_recursion():
+    rng = np.random.default_rng(0)
+    y = rng.normal(-0.2, 1, size=(500, 3))
+    s0 = np.array([0.0, 2.0, 5.0])
+    path = lindley(y, s0)
+    s = s0.copy()
+    for t in range(500):
+        s = np.maximum(0, s + y[t])
+        assert np.allclose(path[t], s)
+
+
+def test_bank_alarms_and_resets_match_loop_across_batches():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=3000)
+    z[1000:] += 0.8
+    bank = CusumBank(mean=np.zeros(1), sigma=np.ones(1), k=0.5, h=np.array([4.0]))
+    got = []
+    for a, b in ((0, 7), (7, 1000), (1000, 1333), (1333, 3000)):
+        got += [(al.position, al.side) for al in bank.update(
+            z[a:b, None], np.ones((b - a, 1), bool), np.arange(a, b))]
+    want, s_hi, s_lo = _loop(z, 0.5, 4.0)
+    assert sorted(got) == sorted(want) and len(want) > 10
+    assert np.allclose(bank.state[:, 0], [s_hi, s_lo])
+
+
+def test_subgroup_means_wait_for_complete_groups_and_skip_missing():
+    bank = CusumBank(mean=np.zeros(1), sigma=np.ones(1), k=0.0, h=np.array([2.5]), subgroup=3)
+    x = np.array([1.0, 1.0, np.nan, 1.0, 1.0, 1.0, 1.0])[:, None]
+    valid = ~np.isnan(x)
+    alarms = bank.update(np.nan_to_num(x[:4]), valid[:4], np.arange(4))
+    assert alarms == [] and bank.state[0, 0] == 1.0 and len(bank.pending) == 1
+    alarms = bank.update(np.nan_to_num(x[4:]), valid[4:], np.arange(4, 7))
+    assert [a.position for a in alarms] == [] and bank.state[0, 0] == 2.0
+    alarms = bank.update(np.ones((3, 1)), np.ones((3, 1), bool), np.arange(7, 10))
+    assert [a.position for a in alarms] == [8]
+
+
+def test_siegmund_against_simulation():
+    rng = np.random.default_rng(2)
+    k, h = 0.5, 3.0
+    y = rng.normal(size=(200_000, 4)) - k
+    alarms = sum(len(_loop(col + k, k, h)[0]) for col in y[:50_000].T)
+    arl = 4 * 50_000 / max(1, alarms / 2)  # two-sided: alarms of one side
+    assert 0.7 < arl / siegmund_arl(k, h) < 1.4
+    assert abs(siegmund_arl(k, siegmund_h(k, 5000)) - 5000) < 1
+
+
+def test_exp_tail_quantile_is_exact_for_exponential_data():
+    rng = np.random.default_rng(3)
+    sample = rng.exponential(2.0, size=(50_000, 2))
+    q = exp_tail_quantile(sample, 1e-6)
+    assert np.allclose(q, 2.0 * np.log(1e6), rtol=0.05)
+
+
+def test_long_run_variance_sees_shared_offsets():
+    rng = np.random.default_rng(4)
+    iid = rng.normal(size=(20_000, 1))
+    blocky = np.repeat(rng.normal(size=200), 100)[:, None] + rng.normal(size=(20_000, 1))
+    blocky /= blocky.std()
+    assert long_run_variance(iid, 200)[0] < 1.3
+    assert long_run_variance(blocky, 300)[0] > 20
+
+
+def test_bootstrap_stream_keeps_whole_consecutive_wafers():
+    groups = np.repeat(np.arange(10), 5)
+    blocks = wafer_blocks(groups, 50)
+    rows, runs = bootstrap_stream(blocks, 40, np.random.default_rng(5), run=2)
+    assert len(rows) == 40
+    g = groups[rows]
+    changes = np.flatnonzero(np.diff(g)) + 1
+    assert all(np.all(g[a:b] == g[a]) and b - a == 5 for a, b in zip(changes[:-1], changes[1:]))

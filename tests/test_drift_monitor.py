@@ -1,0 +1,143 @@
+"""DriftMonitor end to end on synthetic and simulated streams (no broker)."""
+
+import copy
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_ct.drift import DriftMonitor, DriftSignal
+from stream_ct.simulate import Simulator
+
+IID = dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0)
+
+
+def _strata(batch):
+    return {"tester": batch.tester, "site": batch.site, "fab": batch.fab}
+
+
+def _monitor(sim, n_ref, **kw):
+    ref = sim.generate(n_ref)
+    return DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
+                        reference_strata=_strata(ref), **kw)
+
+
+def _first_after(mon, sim, onset, limit, step=5000):
+    """Stream until the first signal at or after ``onset`` (stream positions count from the
+    monitor's start); returns (signal, pre-onset signals)."""
+    early = []
+    while mon.n_seen < limit:
+        batch = sim.generate(step)
+        for s in mon.update(batch.X, strata=_strata(batch)):
+            if s.position >= onset:
+                return s, early
+            early.append(s)
+    return None, early
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    wafer = np.repeat(np.arange(60), 100)
+    ref = rng.normal(size=(6000, 4)) + rng.normal(0, 0.2, (60, 4))[wafer]
+    return DriftMonitor(ref, list("abcd"), reference_groups=wafer, arl0=10_000, window=400,
+                        stride=200, block=5, n_boot=30_000, seed=1)
+
+
+def test_invalid_values_are_counted_and_ignored(small):
+    mon = DriftMonitor.from_state(small.state_dict())
+    X = np.random.default_rng(1).normal(size=(1000, 4))
+    X[::10, 0] = np.nan
+    X[::20, 1] = 9.9e37
+    X[:5, 2] = -np.inf
+    signals = mon.update(X)
+    snap = mon.snapshot()
+    assert snap["invalid_counts"] == {"a": 100, "b": 50, "c": 5, "d": 0}
+    assert all(np.isfinite(v) for v in snap["latest"]["ks"].values())
+    assert signals == []
+    orjson.dumps(snap)
+
+
+def test_state_dict_round_trip_resumes_identically(small):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3000, 4))
+    X[1500:, 3] += 1.0
+    a = DriftMonitor.from_state(small.state_dict())
+    a.update(X[:1234], strata={"tester": np.array(["T1", "T2"] * 617)})
+    b = DriftMonitor.from_state(copy.deepcopy(a.state_dict()))
+    tester = np.array(["T1", "T2"] * 883)
+    sa = a.update(X[1234:], strata={"tester": tester})
+    sb = b.update(X[1234:], strata={"tester": tester})
+    assert [s.to_event() for s in sa] == [s.to_event() for s in sb] and sa
+    assert a.n_seen == b.n_seen == 3000
+    assert np.array_equal(a.cal["ks"], b.cal["ks"])
+
+
+def test_signal_event_is_json_safe(small):
+    mon = DriftMonitor.from_state(small.state_dict())
+    X = np.random.default_rng(3).normal(size=(2000, 4)) * np.array([1, 1, 3, 1])
+    signals = mon.update(X)
+    assert any(s.detector == "ks" and s.features[0] == "c" for s in signals)
+    ks = next(s for s in signals if s.detector == "ks")
+    event = orjson.loads(orjson.dumps(ks.to_event()))
+    assert event["detector"] == "ks" and 0 <= event["p_value"] < 1e-6
+    assert isinstance(ks, DriftSignal) and event["position"] == ks.position
+
+
+def test_iid_one_sigma_shift_near_cusum_optimum():
+    """i.i.d. parts: a 1-sigma shift in one of 20 tests is caught within 150 records
+    (oracle one-chart CUSUM at ARL0 = 1e5: about 20)."""
+    onset = 20_000 + 3000
+    sim = Simulator(scenario="mean-shift", seed=3, n_tests=20, onset=onset, **IID)
+    mon = _monitor(sim, 20_000)
+    signal, early = _first_after(mon, sim, onset - 20_000, 10_000, step=1000)
+    assert early == []
+    assert signal is not None and signal.position - (onset - 20_000) <= 150
+    assert signal.features[0] == sim.feature_names[sim.drift_test]
+
+
+@pytest.fixture(scope="module")
+def floor_state():
+    """A reference of 20 lots with the simulator's lot, wafer, fab and tester variation."""
+    sim = Simulator(scenario="none", seed=11, n_tests=20)
+    return _monitor(sim, 200_000, seed=0).state_dict()
+
+
+def test_floor_one_sigma_shift_caught(floor_state):
+    """Lot offsets (sd 0.3 part sigma) hide a persistent shift until about a lot has passed."""
+    onset = 200_000 + 20_000
+    sim = Simulator(scenario="mean-shift", seed=11, n_tests=20, onset=onset)
+    sim.generate(200_000)
+    mon = DriftMonitor.from_state(floor_state)
+    signal, _ = _first_after(mon, sim, onset - 200_000, 150_000)
+    assert signal is not None and signal.position - (onset - 200_000) <= 60_000
+    assert sim.feature_names[sim.drift_test] in signal.features
+
+
+def test_tester_offset_caught_and_attributed(floor_state):
+    onset = 200_000 + 20_000
+    sim = Simulator(scenario="tester-offset", seed=11, n_tests=20, onset=onset, shift_sigma=1.5)
+    sim.generate(200_000)
+    mon = DriftMonitor.from_state(floor_state)
+    drift_key = sim.feature_names[sim.drift_test]
+    found = None
+    while mon.n_seen < 200_000 and found is None:
+        batch = sim.generate(5000)
+        for s in mon.update(batch.X, strata=_strata(batch)):
+            if s.position >= onset - 200_000 and s.stratum and drift_key in s.features:
+                found = s
+                break
+    assert found is not None and found.stratum == {"tester": "T2"}
+    assert found.position - (onset - 200_000) <= 100_000
+
+
+@pytest.mark.slow
+def test_one_million_no_drift_records_within_target():
+    """ARL0 = 100,000: at most 10 false alarms expected in 1M records; allow no more."""
+    sim = Simulator(scenario="none", seed=1, n_tests=50)
+    mon = _monitor(sim, 200_000, seed=0)
+    alarms = 0
+    for _ in range(100):
+        batch = sim.generate(10_000)
+        alarms += len(mon.update(batch.X, strata=_strata(batch)))
+    assert alarms <= 10
