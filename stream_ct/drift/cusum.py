@@ -70,34 +70,35 @@ class CusumBank:
     def update(self, X: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> list[Alarm]:
         """Consume rows of ``X`` (stream ``positions``) and return the alarms, charts reset."""
         z, pos = self.increments(X, valid, np.asarray(positions, dtype=np.int64))
-        if z.shape[0] == 0:
+        t = z.shape[0]
+        if t == 0:
             return []
+        d = z.shape[1]
+        y = np.nan_to_num(np.concatenate([z, -z], axis=1) - self.k)  # upper | lower charts
+        path = lindley(y, self.state.ravel())
+        h = np.concatenate([self.h, self.h])
+        run = self.run.ravel()
         alarms = []
-        for side in (0, 1):
-            y = (z if side == 0 else -z) - self.k
-            y = np.where(np.isnan(y), 0.0, y)
-            path = lindley(y, self.state[side])
-            for j in np.flatnonzero((path > self.h).any(axis=0)):
-                alarms += self._resets(y[:, j], path[:, j], side, j, pos)
-            zero = path <= 0
-            last_zero = np.where(zero, np.arange(len(y))[:, None], -1).max(axis=0)
-            self.run[side] = np.where(last_zero >= 0, len(y) - 1 - last_zero,
-                                      self.run[side] + len(y))
-            self.state[side] = path[-1]
+        for c in np.flatnonzero(path.max(axis=0) > h):
+            alarms += self._resets(y[:, c], path[:, c], h[c], run[c], c, d, pos)
+        zero = (path <= 0)[::-1]
+        self.run = np.where(zero.any(axis=0), np.argmax(zero, axis=0), run + t).reshape(2, d)
+        self.state = path[-1].reshape(2, d)
         return sorted(alarms, key=lambda a: (a.position, a.feature))
 
-    def _resets(self, y, col, side, j, pos):
-        """Alarm at each crossing of column ``j``, restarting the chart from 0 after it."""
+    def _resets(self, y, col, h, run, c, d, pos):
+        """Alarm at each crossing of chart ``c`` (``side * d + feature``), restarting it at 0."""
+        side, j = divmod(int(c), d)
         out = []
-        t = int(np.argmax(col > self.h[j]))
+        t = int(np.argmax(col > h))
         while True:
             zeros = np.flatnonzero(col[:t] <= 0)
-            n = t - zeros[-1] if zeros.size else t + 1 + self.run[side, j]
-            out.append(Alarm(int(pos[t]), int(j), 1 - 2 * side, float(col[t]),
+            n = t - zeros[-1] if zeros.size else t + 1 + run
+            out.append(Alarm(int(pos[t]), j, 1 - 2 * side, float(col[t]),
                              float((self.k + col[t] / n) * (1 - 2 * side))))
             col[t] = 0.0
             col[t + 1:] = lindley(y[t + 1:, None], np.zeros(1))[:, 0]
-            later = np.flatnonzero(col[t + 1:] > self.h[j])
+            later = np.flatnonzero(col[t + 1:] > h)
             if not later.size:
                 return out
             t = t + 1 + int(later[0])

@@ -34,7 +34,7 @@ from stream_ct.drift.values import valid_mask
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
 DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3}
 _CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "k", "psi_bins",
-           "psi_smoothing", "min_ks", "min_psi", "center", "strata", "budget", "block",
+           "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata", "budget", "block",
            "n_boot", "seed")
 
 
@@ -55,7 +55,8 @@ class DriftMonitor:
     wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
     mean deviation scaled up by the upper confidence bound of the run-to-run spread (few
     runs in the reference mean wide thresholds). ``min_ks``/``min_psi`` are effect-size
-    floors. NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
+    floors; KS and PSI use at most ``ks_reference`` evenly spaced reference rows (speed).
+    NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
     """
 
     def __init__(self, reference, feature_names, reference_groups=None, reference_strata=None,
@@ -63,6 +64,7 @@ class DriftMonitor:
                  window: int = 2000, stride: int = 2000, subgroups=(1, 4, 16, 64, None),
                  k: float = 0.5, psi_bins: int = 10, psi_smoothing: float = 0.5,
                  min_ks: float = 0.05, min_psi: float = 0.05, center: bool = True,
+                 ks_reference: int = 20_000,
                  strata=("tester", "site", "fab"),
                  budget: dict | None = None, block: int = 25, n_boot: int = 200_000,
                  seed: int = 0, _calibration: dict | None = None):
@@ -87,15 +89,16 @@ class DriftMonitor:
         self.n_boot, self.seed = int(n_boot), seed
 
         valid = valid_mask(reference)
-        self.ranks = ReferenceRanks(reference)
-        self.bins = PsiBins(reference, psi_bins)
-        self.mean = np.array([r.mean() for r in self.ranks.sorted])
-        self.sd = np.array([r.std() for r in self.ranks.sorted])
+        self.ks_reference = int(ks_reference)
+        every = max(1, -(-len(reference) // self.ks_reference))  # evenly spaced rows
+        self.ranks = ReferenceRanks(reference[::every])
+        self.bins = PsiBins(reference[::every], psi_bins)
+        masked = np.where(valid, reference, np.nan)
+        self.mean, self.sd = np.nanmean(masked, axis=0), np.nanstd(masked, axis=0)
         self.sd[~(self.sd > 0)] = 1.0
         self.ref_median = np.array([np.median(r) for r in self.ranks.sorted])
         self.grid = np.array([grid_step(r) for r in self.ranks.sorted])
         self.cal = _calibration or self._calibrate(blocks, valid)
-        masked = np.where(valid, reference, np.nan)
         self.level_means = {}  # (key, level) -> in-control mean of that stratum
         for key, levels in self.reference_strata.items():
             for level in np.unique(levels).tolist():
@@ -291,9 +294,12 @@ class DriftMonitor:
         """
         ok = ~np.isnan(x)
         if self.center:
-            with warnings.catch_warnings():  # all-NaN columns: no offset
-                warnings.simplefilter("ignore", RuntimeWarning)
-                offset = np.nanmedian(x, axis=0) - self.ref_median
+            if ok.all():
+                offset = np.median(x, axis=0) - self.ref_median
+            else:
+                with warnings.catch_warnings():  # all-NaN columns: no offset
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    offset = np.nanmedian(x, axis=0) - self.ref_median
             offset = np.where(self.grid > 0, np.round(offset / np.where(self.grid > 0, self.grid, 1))
                               * self.grid, offset)
             x = x - np.nan_to_num(offset)

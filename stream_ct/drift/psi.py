@@ -52,7 +52,10 @@ class PsiBins:
 
     def bin_index(self, X: np.ndarray) -> np.ndarray:
         """Bin of each value (b x d): the number of edges strictly below it."""
-        return (X[:, :, None] > self.edges[None, :, :]).sum(axis=2)
+        out = np.empty(X.shape, dtype=np.int64)
+        for j, k in enumerate(self.n_bins):
+            out[:, j] = np.searchsorted(self.edges[j, : k - 1], X[:, j], "left")
+        return out
 
     def counts(self, X: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Per-feature bin counts (d x max_bins) of the valid values of ``X``."""
