@@ -92,3 +92,15 @@ def test_bootstrap_stream_keeps_whole_consecutive_wafers():
     g = groups[rows]
     changes = np.flatnonzero(np.diff(g)) + 1
     assert all(np.all(g[a:b] == g[a]) and b - a == 5 for a, b in zip(changes[:-1], changes[1:]))
+
+
+def test_error_stream_detector_flags_a_rise_in_errors_only():
+    from stream_ct.drift.river_adapters import ErrorStreamDetector
+
+    rng = np.random.default_rng(6)
+    up = np.concatenate([rng.random(4000) < 0.05, rng.random(4000) < 0.25])
+    down = np.concatenate([rng.random(4000) < 0.25, rng.random(4000) < 0.05])
+    det = ErrorStreamDetector()
+    signals = det.update(up[:2500]) + det.update(up[2500:])
+    assert signals and all(s.position >= 4000 for s in signals) and det.n_seen == 8000
+    assert ErrorStreamDetector().update(down) == []

@@ -121,14 +121,15 @@ def test_tester_offset_caught_and_attributed(floor_state):
     mon = DriftMonitor.from_state(floor_state)
     drift_key = sim.feature_names[sim.drift_test]
     found = None
-    while mon.n_seen < 200_000 and found is None:
+    while mon.n_seen < 320_000 and found is None:
         batch = sim.generate(5000)
         for s in mon.update(batch.X, strata=_strata(batch)):
             if s.position >= onset - 200_000 and s.stratum and drift_key in s.features:
                 found = s
                 break
     assert found is not None and found.stratum == {"tester": "T2"}
-    assert found.position - (onset - 200_000) <= 100_000
+    # a quarter of the wafers, each lot offset by 0.3 sigma: about 20-60k T2 records
+    assert found.position - (onset - 200_000) <= 250_000
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ watches a 0/1 model-error stream with river's ADWIN. See docs/drift.md.
 """
 
 from stream_ct.drift.monitor import DriftMonitor
+from stream_ct.drift.river_adapters import ErrorStreamDetector
 from stream_ct.drift.signal import DriftSignal
 
-__all__ = ["DriftMonitor", "DriftSignal"]
+__all__ = ["DriftMonitor", "DriftSignal", "ErrorStreamDetector"]

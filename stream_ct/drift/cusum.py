@@ -53,18 +53,24 @@ class CusumBank:
 
     def increments(self, X, valid, positions):
         """Standardized subgroup means ``z`` (NaN where no valid value) and their end positions."""
+        complete = valid.all()
         if self.subgroup == 1:
-            return np.where(valid, (X - self.mean) / self.sigma, np.nan), positions
-        X = np.vstack([self.pending, np.where(valid, X, np.nan)])
-        positions = np.concatenate([self.pending_pos, positions])
+            z = (X - self.mean) / self.sigma
+            return (z if complete else np.where(valid, z, np.nan)), positions
+        if len(self.pending) or not complete:
+            X = np.vstack([self.pending, X if complete else np.where(valid, X, np.nan)])
+            positions = np.concatenate([self.pending_pos, positions])
         n_full = X.shape[0] // self.subgroup * self.subgroup
         self.pending, self.pending_pos = X[n_full:], positions[n_full:]
         groups = X[:n_full].reshape(-1, self.subgroup, X.shape[1])
-        ok = ~np.isnan(groups)
-        count = ok.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(ok, groups, 0.0).sum(axis=1) / count
-        z = np.where(count > 0, (means - self.mean) / self.sigma, np.nan)
+        if complete and not np.isnan(groups).any():
+            z = (groups.mean(axis=1) - self.mean) / self.sigma
+        else:
+            ok = ~np.isnan(groups)
+            count = ok.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(ok, groups, 0.0).sum(axis=1) / count
+            z = np.where(count > 0, (means - self.mean) / self.sigma, np.nan)
         return z, positions[self.subgroup - 1:n_full:self.subgroup]
 
     def update(self, X: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> list[Alarm]:

@@ -33,9 +33,9 @@ from stream_ct.drift.values import valid_mask
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
 DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3}
-_CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "k", "psi_bins",
-           "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata", "budget", "block",
-           "n_boot", "seed")
+_CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "strata_subgroups", "k",
+           "psi_bins", "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata",
+           "budget", "block", "n_boot", "seed")
 
 
 class DriftMonitor:
@@ -45,7 +45,10 @@ class DriftMonitor:
     records evaluated every ``stride`` records) for shape and variance changes, and a ladder
     of two-sided CUSUM charts (slack ``k``) on standardized means of ``subgroups``
     consecutive records (``None`` = the median wafer size) for persistent mean shifts of
-    any size, on the whole stream and within each level of every key in ``strata``.
+    any size, on the whole stream, and (sizes ``strata_subgroups``) within each level of
+    every key in ``strata``; a level's charts are centred on its own reference mean when
+    ``reference_strata`` (key -> level per reference row) has it (testers and fabs carry
+    fixed offsets), on the global mean otherwise.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
@@ -62,6 +65,7 @@ class DriftMonitor:
     def __init__(self, reference, feature_names, reference_groups=None, reference_strata=None,
                  arl0: float = 100_000,
                  window: int = 2000, stride: int = 2000, subgroups=(1, 4, 16, 64, None),
+                 strata_subgroups=(16, 64, None),
                  k: float = 0.5, psi_bins: int = 10, psi_smoothing: float = 0.5,
                  min_ks: float = 0.05, min_psi: float = 0.05, center: bool = True,
                  ks_reference: int = 20_000,
@@ -82,6 +86,10 @@ class DriftMonitor:
         wafer = int(np.median([len(b) for b in blocks])) if reference_groups is not None else 256
         self.subgroups = tuple(subgroups)
         self.sizes = sorted({wafer if m is None else int(m) for m in self.subgroups})
+        self.strata_subgroups = tuple(strata_subgroups)
+        self.strata_sizes = sorted({wafer if m is None else int(m) for m in self.strata_subgroups})
+        if not set(self.strata_sizes) <= set(self.sizes):
+            raise ValueError("strata_subgroups must be a subset of subgroups")
         self.k, self.psi_bins, self.psi_smoothing = float(k), psi_bins, psi_smoothing
         self.min_ks, self.min_psi, self.center = min_ks, min_psi, bool(center)
         self.strata, self.block = tuple(strata), int(block)
@@ -107,7 +115,7 @@ class DriftMonitor:
                 self.level_means[(key, level)] = np.where(np.isnan(mu), self.mean, mu)
 
         d, w = len(self.feature_names), self.window
-        self.global_banks = self._banks(self.budget["cusum"])
+        self.global_banks = self._banks(self.budget["cusum"], self.sizes)
         self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
@@ -201,20 +209,20 @@ class DriftMonitor:
             out["mean_sd"][str(m)] = np.sqrt(v / len(g))
         return out
 
-    def _cusum_h(self, share: float, m: int) -> np.ndarray:
-        """Per-feature thresholds of the subgroup-``m`` charts for a per-record rate ``share/arl0``."""
-        arl = self.arl0 * 2 * len(self.feature_names) * len(self.sizes) / (share * m)
+    def _cusum_h(self, share: float, m: int, n_sizes: int) -> np.ndarray:
+        """Per-feature thresholds of the subgroup-``m`` charts for a per-record rate ``share/arl0``
+        split over ``n_sizes`` subgroup sizes."""
+        arl = self.arl0 * 2 * len(self.feature_names) * n_sizes / (share * m)
         return np.array([cusum_threshold(self.k, arl, v, e) for v, e in
                          zip(self.cal["v"][str(m)], self.cal["mean_sd"][str(m)])])
 
-    def _banks(self, share: float, mean=None) -> list[CusumBank]:
-        h = self.cal["h"].setdefault(repr(share), {})
-        for m in self.sizes:
+    def _banks(self, share: float, sizes, mean=None) -> list[CusumBank]:
+        h = self.cal["h"].setdefault(f"{share!r}/{len(sizes)}", {})
+        for m in sizes:
             if str(m) not in h:
-                h[str(m)] = self._cusum_h(share, m)
+                h[str(m)] = self._cusum_h(share, m, len(sizes))
         mean = self.mean if mean is None else mean
-        return [CusumBank(mean, self.cal["sigma"][str(m)], self.k, h[str(m)], m)
-                for m in self.sizes]
+        return [CusumBank(mean, self.cal["sigma"][str(m)], self.k, h[str(m)], m) for m in sizes]
 
     # -- streaming -----------------------------------------------------------------------
     def update(self, X, strata: dict | None = None) -> list[DriftSignal]:
@@ -241,7 +249,7 @@ class DriftMonitor:
                 banks = self.strata_banks.get((key, level))
                 if banks is None:
                     banks = self.strata_banks[(key, level)] = self._banks(
-                        share, self.level_means.get((key, level)))
+                        share, self.strata_sizes, self.level_means.get((key, level)))
                 signals += self._cusum_signals(banks, X[rows], valid[rows], positions[rows],
                                                {key: level})
         signals += self._window_signals(X, valid)

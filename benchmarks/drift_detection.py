@@ -1,0 +1,244 @@
+"""Drift detection on simulated streams with known onsets: delay, misses, false alarms, speed.
+
+Rows, side by side on the same streams: stream-ct's DriftMonitor; the seed notebook's check
+(scipy ks_2samp per feature on windows of 1,000 against the last 1,000 reference records,
+p < 0.05 each, no correction); river KSWIN per feature; and the CUSUM optimum (one chart on
+the drifting feature, known shift and N(0, 1) in-control law, k = shift/2, ARL0 as targeted:
+Siegmund's approximation).
+
+Two kinds of stream: "iid" parts (the simulator with its lot, wafer, fab and tester offsets
+set to 0) and "floor" (the simulator's defaults: lot and wafer offsets of 0.3 part sigma,
+fixed fab and tester offsets). The monitor's reference is 20,000 records (iid) or 200,000
+records = 20 lots (floor), with wafer ids as groups and tester/site/fab as strata.
+
+    python benchmarks/drift_detection.py --quick   # 50 features, fewer repeats (~4 min)
+    python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+from river import drift as river_drift
+from scipy import stats
+
+from stream_ct.drift import DriftMonitor
+from stream_ct.drift.calibration import siegmund_delay, siegmund_h
+from stream_ct.simulate import Simulator
+
+ARL0 = 100_000
+IID = dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0)
+SCENARIOS = [  # (label, scenario, shift in sigma, extra simulator arguments)
+    ("mean 0.25 sd", "mean-shift", 0.25, {}),
+    ("mean 0.5 sd", "mean-shift", 0.5, {}),
+    ("mean 1 sd", "mean-shift", 1.0, {}),
+    ("variance x2", "variance-change", 0.0, {}),
+    ("tester T2 +1 sd", "tester-offset", 1.0, {}),
+]
+
+
+def _strata(b):
+    return {"tester": b.tester, "site": b.site, "fab": b.fab}
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class StreamCt:
+    name = "stream-ct"
+
+    def __init__(self, ref, seed=0):
+        t = time.perf_counter()
+        self.mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
+                                reference_strata=_strata(ref), arl0=ARL0, seed=seed)
+        self.calibration_s = time.perf_counter() - t
+        self.state = self.mon.state_dict()
+
+    def fresh(self):
+        self.mon = DriftMonitor.from_state(self.state)
+        return self
+
+    def update(self, b):
+        """Stream positions and feature indices of the signals this batch raised."""
+        names = {n: j for j, n in enumerate(b.feature_names)}
+        return [(s.position, [names[f] for f in s.features]) for s in self.mon.update(b.X, _strata(b))]
+
+
+class SeedKS:
+    """The seed notebook: ks_2samp per feature, window of 1,000 vs a reference window, p < 0.05."""
+    name = "seed ks_2samp p<0.05"
+
+    def __init__(self, ref, window=1000):
+        self.ref, self.window = ref.X[-window:], window
+
+    def fresh(self):
+        self.buf, self.n_seen = [], 0
+        return self
+
+    def update(self, b):
+        out = []
+        for row0 in range(0, len(b), self.window):
+            chunk = b.X[row0:row0 + self.window]
+            self.buf.append(chunk)
+            have = sum(len(c) for c in self.buf)
+            if have >= self.window:
+                win = np.vstack(self.buf)[: self.window]
+                rest = np.vstack(self.buf)[self.window:]
+                self.buf = [rest] if len(rest) else []
+                hit = [j for j in range(win.shape[1])
+                       if stats.ks_2samp(self.ref[:, j], win[:, j]).pvalue < 0.05]
+                pos = self.n_seen + self.window - 1
+                self.n_seen += self.window
+                if hit:
+                    out.append((pos, hit))
+        return out
+
+
+class Kswin:
+    """river KSWIN per feature (defaults: alpha 0.005, window 100, stat size 30)."""
+    name = "river KSWIN"
+
+    def __init__(self, ref, seed=0):
+        self.seed, self.ref = seed, ref.X[-100:]
+
+    def fresh(self):
+        self.dets = []
+        for j in range(self.ref.shape[1]):
+            det = river_drift.KSWIN(seed=self.seed, window=self.ref[:, j].tolist())
+            self.dets.append(det)
+        self.n_seen = 0
+        return self
+
+    def update(self, b):
+        out = []
+        cols = b.X.T.tolist()
+        for i in range(len(b)):
+            hit = []
+            for j, det in enumerate(self.dets):
+                det.update(cols[j][i])
+                if det.drift_detected:
+                    hit.append(j)
+            if hit:
+                out.append((self.n_seen + i, hit))
+        self.n_seen += len(b)
+        return out
+
+
+def run_detection(method, sim, n_ref, onset, horizon, batch):
+    """Delay (records after onset) of the first signal naming the drifting test, or None."""
+    method.fresh()
+    target = sim.drift_test
+    seen, t_busy = 0, 0.0
+    while seen < onset - n_ref + horizon:
+        b = sim.generate(batch)
+        t = time.perf_counter()
+        signals = method.update(b)
+        t_busy += time.perf_counter() - t
+        for pos, feats in signals:
+            if pos >= onset - n_ref and target in feats:
+                return pos - (onset - n_ref), seen + len(b), t_busy
+        seen += len(b)
+    return None, seen, t_busy
+
+
+def run_no_drift(method, sim, n, batch):
+    method.fresh()
+    alarms, t_busy = 0, 0.0
+    for _ in range(n // batch):
+        b = sim.generate(batch)
+        t = time.perf_counter()
+        alarms += len(method.update(b))
+        t_busy += time.perf_counter() - t
+    return alarms, t_busy
+
+
+def optimum(shift):
+    if shift <= 0:
+        return None
+    h = siegmund_h(shift / 2, ARL0)
+    return siegmund_delay(shift, shift / 2, h)
+
+
+def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
+    params = IID if kind == "iid" else {}
+    n_ref = 20_000 if kind == "iid" else 200_000
+    pre = 5_000 if kind == "iid" else 20_000
+    horizon = 50_000 if kind == "iid" else 200_000
+    rows = []
+    base = Simulator(scenario="none", seed=100, n_tests=d, **params)
+    ref = base.generate(n_ref)
+    _log(f"[{kind} d={d}] calibrating on {n_ref:,} reference records ...")
+    ours = StreamCt(ref)
+    _log(f"[{kind} d={d}] calibration {ours.calibration_s:.1f} s")
+    methods = [ours, SeedKS(ref), Kswin(ref)]
+    for label, scenario, shift, extra in SCENARIOS:
+        for m in methods:
+            delays, misses, recs, busy = [], 0, 0, 0.0
+            reps = repeats if m is ours else 1
+            for r in range(reps):
+                onset = n_ref + pre + 1013 * r
+                sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset,
+                                shift_sigma=shift or 1.0, **params, **extra)
+                sim.generate(n_ref)
+                lim = horizon if m is ours else min(horizon, kswin_records if m.name == Kswin.name
+                                                        else seed_records)
+                delay, n, t = run_detection(m, sim, n_ref, onset, lim, 2000)
+                recs, busy = recs + n, busy + t
+                if delay is None:
+                    misses += 1
+                else:
+                    delays.append(delay)
+            rows.append((kind, d, label, m.name, np.mean(delays) if delays else None,
+                         misses / reps, None, recs / busy if busy else None))
+            _log(f"  {label:16s} {m.name:22s} delays {delays} misses {misses}/{reps}")
+        opt = optimum(shift)
+        if opt is not None and scenario == "mean-shift":
+            rows.append((kind, d, label, "CUSUM optimum (1 chart)", opt, 0.0, None, None))
+    for m in methods:
+        n = n_nodrift if m is ours else (kswin_records if m.name == Kswin.name else seed_records)
+        sim = Simulator(scenario="none", seed=7, n_tests=d, **params)
+        sim.generate(n_ref)
+        alarms, t = run_no_drift(m, sim, n, 2000 if m is ours else 1000)
+        rows.append((kind, d, "no drift", m.name, None, None, alarms / n * 1e6, n / t))
+        _log(f"  no drift ({n:,} records) {m.name:22s} alarms {alarms} ({n / t:,.0f} rec/s)")
+    return rows, ours.calibration_s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="50 features, fewer repeats, 300k no-drift records")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    if args.quick:
+        plan = [("iid", 50), ("floor", 50)]
+        repeats, n_nodrift, kswin_records, seed_records = 2, 300_000, 4_000, 40_000
+    else:
+        plan = [("iid", 50), ("floor", 50), ("iid", 300), ("floor", 300)]
+        repeats, n_nodrift, kswin_records, seed_records = 3, 1_000_000, 6_000, 60_000
+    rows, calib = [], {}
+    for kind, d in plan:
+        r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records)
+        rows += r
+        calib[(kind, d)] = c
+    print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records\n")
+    head = f"{'stream':6s} {'d':>4s} {'scenario':16s} {'method':24s} {'mean delay':>11s} {'miss':>5s} {'FA/1M':>8s} {'rec/s':>9s}"
+    print(head)
+    print("-" * len(head))
+    for kind, d, label, name, delay, miss, fa, rate in rows:
+        print(f"{kind:6s} {d:4d} {label:16s} {name:24s} "
+              f"{'-' if delay is None else f'{delay:,.0f}':>11s} "
+              f"{'-' if miss is None else f'{miss:.0%}':>5s} "
+              f"{'-' if fa is None else f'{fa:,.0f}':>8s} "
+              f"{'-' if rate is None else f'{rate:,.0f}':>9s}")
+    print()
+    for (kind, d), c in calib.items():
+        print(f"calibration ({kind}, d={d}): {c:.1f} s")
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
