@@ -11,7 +11,8 @@ import threading
 import urllib.request
 from typing import Any
 
-import orjson
+from stream_ct.events import encode_event
+
 
 
 class Webhook(threading.Thread):
@@ -31,13 +32,13 @@ class Webhook(threading.Thread):
     def run(self) -> None:
         while True:
             alert = self.queue.get()
-            request = urllib.request.Request(self.url, data=orjson.dumps(alert, option=orjson.OPT_SERIALIZE_NUMPY),
-                                             headers={"Content-Type": "application/json"}, method="POST")
             try:
+                request = urllib.request.Request(self.url, data=encode_event(alert), method="POST",
+                                                 headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     response.read()
                 self.sent += 1
-            except OSError:
+            except Exception:  # a bad alert or a bad receiver must not end the thread: count it
                 self.failed += 1
             finally:
                 self.queue.task_done()

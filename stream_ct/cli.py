@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
@@ -20,6 +21,7 @@ COMMAND_MODULES = (
     "stream_ct.stdf.cli",
     "stream_ct.demo",
     "stream_ct.models_cli",
+    "stream_ct.adaptive",
     "stream_ct.report",
     "stream_ct.check",
 )
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

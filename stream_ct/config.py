@@ -19,10 +19,12 @@ class ConfigError(ValueError):
     """A consumer definition is invalid; the message names the key and the fix."""
 
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "multiclass", "regression", "anomaly")
 ESTIMATORS = {
     "classification": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
+    "multiclass": ("hist_gradient_boosting", "logistic_regression", "random_forest"),
     "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
+    "anomaly": ("half_space_trees",),
 }
 
 
@@ -33,6 +35,8 @@ class ConsumerSection:
     group_id: str = ""
     poll_max_records: int = 2000
     poll_timeout_ms: int = 500
+    predictions_topic: str = ""
+    dlq_topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ModelSection:
     target: str = "passed"
     name: str = ""
     estimator: str = "hist_gradient_boosting"
+    contamination: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,9 @@ class GateSection:
     fairness_by: str = "fab"
     max_group_spread: float = 0.15
     min_group_rows: int = 100
-    max_fail_rate_gap: float = 0.05
-    max_latency_p99_ms: float = 100.0
+    max_fail_rate_gap: float = 0.10
+    max_latency_p99_ms: float = 250.0
+    max_flag_rate: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -144,15 +150,17 @@ class ConsumerConfig:
 
     @property
     def predictions_topic(self) -> str:
-        return f"{self.consumer.input_topic}.predictions"
+        """``[consumer] predictions_topic``, by default ``<input_topic>.predictions``."""
+        return self.consumer.predictions_topic or f"{self.consumer.input_topic}.predictions"
 
     @property
     def dlq_topic(self) -> str:
-        return f"{self.consumer.input_topic}.dlq"
+        """``[consumer] dlq_topic``, by default ``<input_topic>.dlq``."""
+        return self.consumer.dlq_topic or f"{self.consumer.input_topic}.dlq"
 
     @classmethod
-    def load(cls, path: str | Path) -> "ConsumerConfig":
-        """Read and validate a TOML consumer definition."""
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> "ConsumerConfig":
+        """Read and validate a TOML consumer definition, with ``section.key=value`` overrides."""
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"{path}: no such consumer definition")
@@ -160,6 +168,8 @@ class ConsumerConfig:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        for override in overrides:
+            apply_override(raw, override)
         return cls.from_dict(raw, source=str(path))
 
     @classmethod
@@ -193,10 +203,26 @@ class ConsumerConfig:
                     "[drift] window": self.drift.window, "[drift] stride": self.drift.stride,
                     "[drift] reference_size": self.drift.reference_size, "[drift] arl0": self.drift.arl0,
                     "[retrain] window_records": self.retrain.window_records,
-                    "[retrain] min_rows": self.retrain.min_rows}
+                    "[retrain] min_rows": self.retrain.min_rows, "[retrain] timeout_s": self.retrain.timeout_s,
+                    "[retrain] max_attempts": self.retrain.max_attempts,
+                    "[labels] buffer_size": self.labels.buffer_size, "[labels] ttl_seconds": self.labels.ttl_seconds,
+                    "[consumer] poll_timeout_ms": self.consumer.poll_timeout_ms,
+                    "[gates] max_latency_p99_ms": self.gates.max_latency_p99_ms}
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{source}: {key} = {value}; it must be positive")
+        fractions = {"[quality] max_missing_fraction": self.quality.max_missing_fraction,
+                     "[quality] max_sentinel_fraction": self.quality.max_sentinel_fraction,
+                     "[quality] max_constant_fraction": self.quality.max_constant_fraction,
+                     "[gates] max_fail_rate_gap": self.gates.max_fail_rate_gap,
+                     "[gates] max_flag_rate": self.gates.max_flag_rate,
+                     "[model] contamination": self.model.contamination}
+        for key, value in fractions.items():
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{source}: {key} = {value}; use a fraction between 0 and 1")
+        if not -1 <= self.events.metrics_port <= 65535:
+            raise ConfigError(f"{source}: [events] metrics_port = {self.events.metrics_port}; "
+                              "use a port number, 0 for any free port, or -1 for no metrics endpoint")
         if not 0 < self.retrain.holdout_fraction < 0.9:
             raise ConfigError(f"{source}: [retrain] holdout_fraction = {self.retrain.holdout_fraction}; "
                               "use a fraction between 0 and 0.9 such as 0.25")
@@ -214,6 +240,24 @@ class ConsumerConfig:
         out = dataclasses.asdict(self)
         out.pop("source")
         return out
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply ``section.key=value`` to a raw definition; the value is read as TOML, else as text.
+
+    >>> raw = {}; apply_override(raw, "drift.reference_size=400"); apply_override(raw, "registry.path=/r")
+    >>> raw
+    {'drift': {'reference_size': 400}, 'registry': {'path': '/r'}}
+    """
+    name, sep, text = override.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set {override!r}: use SECTION.KEY=VALUE, for example drift.reference_size=400")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    raw.setdefault(section, {})[key] = value
 
 
 def _section(cls, values: Any, name: str, source: str):

@@ -60,11 +60,13 @@ def beats_champion(task: str, candidate: dict[str, float], champion: dict[str, f
 
 
 def secondary_metric(task: str, candidate: dict[str, float], min_f1: float, max_mape: float) -> GateResult:
-    """F1 floor (classification) or MAPE ceiling (regression); a zero bound turns it off."""
-    if task == "classification":
-        value = candidate["f1"]
+    """F1 floor (classification: F1, multiclass: macro F1) or MAPE ceiling (regression);
+    a zero bound turns it off."""
+    if task in ("classification", "multiclass"):
+        key = "f1" if task == "classification" else "f1_macro"
+        value = candidate[key]
         ok = bool(value >= min_f1)
-        return GateResult("f1_floor", ok, value, min_f1, f"f1 {value:.4f} {_cmp(ok, '>=', '<')} floor {min_f1:.4f}")
+        return GateResult("f1_floor", ok, value, min_f1, f"{key} {value:.4f} {_cmp(ok, '>=', '<')} floor {min_f1:.4f}")
     value = candidate["mape"]
     ok = bool(max_mape <= 0 or value <= max_mape)
     limit = "no ceiling set" if max_mape <= 0 else f"{_cmp(ok, '<=', '>')} ceiling {max_mape:.4f}"
@@ -118,10 +120,21 @@ def latency(task: str, estimator, X: np.ndarray, batch_rows: int, max_p99_ms: fl
                       f"p99 {p99:.1f} ms per batch of {batch_rows} rows {_cmp(ok, '<=', '>')} {max_p99_ms:.1f} ms")
 
 
+def flag_rate(candidate: dict[str, float], max_rate: float) -> GateResult:
+    """Outlier models: the share of a clean holdout flagged stays under a ceiling."""
+    value = candidate["flag_rate"]
+    ok = bool(value <= max_rate)
+    return GateResult("flag_rate", ok, value, max_rate,
+                      f"{value:.2%} of the clean holdout flagged {_cmp(ok, '<=', '>')} ceiling {max_rate:.2%}")
+
+
 def run_gates(config, estimator, X_holdout: np.ndarray, y_holdout: np.ndarray, groups: np.ndarray,
               candidate: dict[str, float], champion: dict[str, float] | None) -> list[GateResult]:
     """Every configured metric gate for a candidate (data quality is checked before training)."""
     task, g = config.model.task, config.gates
+    latency_gate = latency(task, estimator, X_holdout, config.consumer.poll_max_records, g.max_latency_p99_ms)
+    if task == "anomaly":
+        return [flag_rate(candidate, g.max_flag_rate), latency_gate]
     scores = score(task, estimator, X_holdout)
     gates = [absolute_metric(task, candidate, g.min_metric),
              beats_champion(task, candidate, champion, g.min_improvement),
@@ -129,5 +142,5 @@ def run_gates(config, estimator, X_holdout: np.ndarray, y_holdout: np.ndarray, g
              fairness(task, scores, y_holdout, groups, g.fairness_by, g.max_group_spread, g.min_group_rows)]
     if task == "classification":
         gates.append(predicted_rate(scores, y_holdout, g.max_fail_rate_gap))
-    gates.append(latency(task, estimator, X_holdout, config.consumer.poll_max_records, g.max_latency_p99_ms))
+    gates.append(latency_gate)
     return gates

@@ -47,6 +47,7 @@ class LabelJoiner:
             entry = self.predictions.pop(key, None)
             if entry is None:
                 self.early_labels[key] = (self.clock(), label)
+                self.early_labels.move_to_end(key)  # keep the buffer in time order for the TTL
                 self._trim(self.early_labels, "labels")
             else:
                 joined.append((entry[1], label))

@@ -45,11 +45,13 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     results.append(GateResult("quality:constant", share <= max_constant, share, max_constant,
                               f"{int(constant.sum())} of {d} features constant or empty"
                               + (f" ({', '.join(names)})" if names else "") + f"; limit {max_constant:.0%}"))
-    if task == "classification":
-        minority = int(min((y == 1).sum(), (y == 0).sum()))
+    if task in ("classification", "multiclass"):
+        counts = np.unique(y, return_counts=True)[1]
+        minority = int(np.sort(counts)[-2]) if len(counts) > 1 else 0  # the second-largest class
+        which = "minority class" if task == "classification" else f"second-largest of {len(counts)} classes"
         results.append(GateResult("quality:labels", minority >= min_minority, minority, min_minority,
-                                  f"minority class has {minority} rows; minimum {min_minority}"))
-    else:
+                                  f"{which} has {minority} rows; minimum {min_minority}"))
+    elif task == "regression":
         ok = bool(np.nanstd(y) > 0)
         results.append(GateResult("quality:labels", ok, float(np.nanstd(y)), 0.0,
                                   "target varies" if ok else "target is constant"))

@@ -3,6 +3,7 @@
 Layout under ``root``::
 
     <model>/v<N>/model.skops      scikit-learn estimator, saved with skops (no code runs on load)
+    <model>/v<N>/model.pkl        or a river-based model (pickle, loaded only after its sha256 matched)
     <model>/v<N>/reference.npz    the training window: X, groups, strata (drift reference)
     <model>/v<N>/drift.pkl        the calibrated drift monitor (promoted versions; pickle, loaded
                                   only after its sha256 matched)
@@ -30,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import skops.io as sio
+
+from stream_ct.anomaly import AnomalyModel
 
 #: Types that skops may rebuild beyond its own defaults; anything else is refused.
 TRUSTED_TYPES = [
@@ -104,7 +107,8 @@ class Registry:
         tmp = folder / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            files = {"model.skops": sio.dumps(estimator)}
+            files = ({"model.pkl": pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)}
+                     if isinstance(estimator, AnomalyModel) else {"model.skops": sio.dumps(estimator)})
             buf = io.BytesIO()
             np.savez_compressed(buf, **reference)
             files["reference.npz"] = buf.getvalue()
@@ -149,7 +153,10 @@ class Registry:
         """Verify, then load a version; refuses anything whose checksum does not match."""
         meta = self.verify(name, version, expected)
         folder = self.path(name, version)
-        estimator = sio.load(folder / "model.skops", trusted=TRUSTED_TYPES)
+        if "model.skops" in meta["files"]:
+            estimator = sio.load(folder / "model.skops", trusted=TRUSTED_TYPES)
+        else:  # a river model: pickled, and loaded only because its sha256 matched above
+            estimator = pickle.loads((folder / "model.pkl").read_bytes())
         with np.load(folder / "reference.npz", allow_pickle=False) as npz:
             reference = {key: npz[key] for key in npz.files}
         drift_state = None

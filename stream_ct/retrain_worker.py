@@ -23,6 +23,7 @@ import orjson
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from stream_ct.anomaly import AnomalyModel
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
@@ -131,7 +132,7 @@ class Outcome:
 
 def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
     """Fit, with recency weights ``0.5 ** (age / half_life)`` when a half-life is set."""
-    if half_life <= 0:
+    if half_life <= 0 or isinstance(estimator, AnomalyModel):  # river models take no weights
         return estimator.fit(X, y)
     weights = 0.5 ** (np.arange(len(y))[::-1] / half_life)
     if hasattr(estimator, "steps"):
@@ -143,8 +144,9 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     """Everything after the data is read: quality checks, fit, gates, registration."""
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
-    labeled = [r for r in records if r.get(target) is not None]
-    y = target_vector(labeled, target)
+    supervised = task != "anomaly"
+    labeled = [r for r in records if r.get(target) is not None] if supervised else records
+    y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
     names = select_features(labeled, config.features.include, config.features.exclude)
     X = feature_matrix(labeled, names)
     sentinels, values = count_sentinels(labeled, names)
@@ -155,7 +157,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     if not all(g.passed for g in quality):
         return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)})
     split = int(len(labeled) * (1 - r.holdout_fraction))
-    candidate = _fit(build_estimator(task, config.model.estimator), X[:split], y[:split], r.recency_half_life)
+    estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
+    candidate = _fit(estimator, X[:split], y[:split], r.recency_half_life)
     candidate_metrics = evaluate(task, candidate, X[split:], y[split:])
 
     champion_version = registry.champion(name)
@@ -225,7 +228,7 @@ def train_in_child(request: dict[str, Any], records: list[dict[str, Any]], regis
     sender.close()
     try:
         if not receiver.poll(timeout_s):
-            raise TimeoutError(f"training did not finish within {timeout_s:.0f} s; the child was killed")
+            raise TimeoutError(f"training did not finish within {timeout_s:g} s; the child was killed")
         status, payload = receiver.recv()
     except EOFError:
         raise RuntimeError(f"the training process died (exit code {child.exitcode})") from None

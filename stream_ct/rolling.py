@@ -24,7 +24,7 @@ class RollingMetric:
         self.seen = 0
 
     def add(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        keep = ~np.isnan(labels)
+        keep = ~np.isnan(labels) & ~np.isnan(scores)  # no label yet, or no prediction yet (cold start)
         if not keep.any():
             return
         self.scores = np.concatenate([self.scores, scores[keep]])[-self.size:]

@@ -40,6 +40,10 @@ from stream_ct.triggers import TriggerPolicy
 
 
 
+#: River's HalfSpaceTrees flags a record as an outlier above this score before a champion exists.
+ONLINE_ANOMALY_THRESHOLD = 0.9
+
+
 def build_monitor(config: ConsumerConfig, artifact: Artifact):
     """The champion's drift monitor: calibrated by the retrain job, or calibrated here if absent."""
     from stream_ct.drift import DriftMonitor
@@ -229,15 +233,24 @@ class Server:
 
     def _emit_predictions(self, records, sources, scores: np.ndarray, source: str, version: int | None) -> None:
         topic, name = self.config.predictions_topic, self.config.model.name
-        classify = self.task == "classification"
-        for record, message, s in zip(records, sources, scores.tolist()):
+        for record, message, s, p in zip(records, sources, scores.tolist(), self._predictions(scores, source)):
             key = part_key(record)
             value = {"key": key, "model": name, "version": version, "source": source, "score": s,
-                     "prediction": (s >= 0.5) if classify else s, "partition": message.partition,
-                     "offset": message.offset, "ts": record["ts"]}
+                     "prediction": p, "partition": message.partition, "offset": message.offset, "ts": record["ts"]}
             self.producer.send(topic, key=message.key or key.encode(), value=orjson.dumps(value),
                                timestamp_ms=message.timestamp)
         self.counts[f"predictions_{source}"] += len(records)
+
+    def _predictions(self, scores: np.ndarray, source: str) -> list:
+        """What a score means for this task: pass/fail, a bin, a value, or an outlier flag."""
+        if self.task == "classification":
+            return (scores >= 0.5).tolist()
+        if self.task == "multiclass":
+            return [None if np.isnan(s) else int(s) for s in scores]
+        if self.task == "anomaly":
+            threshold = self.champion.estimator.threshold if source == "champion" else ONLINE_ANOMALY_THRESHOLD
+            return (scores > threshold).tolist()
+        return scores.tolist()
 
     # -- labels that arrive later -------------------------------------------------------------
 
@@ -464,6 +477,8 @@ def register(subparsers) -> None:
     p.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
                    help="exit once the input is idle this long and no retrain is in flight (batch runs, tests)")
     p.add_argument("--instance", default="", help="a name for this instance in events")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the definition, e.g. --set drift.reference_size=400 (repeatable)")
     add_arguments(p)
-    p.set_defaults(func=lambda a: Server(ConsumerConfig.load(a.config), a.bootstrap_servers,
+    p.set_defaults(func=lambda a: Server(ConsumerConfig.load(a.config, a.set), a.bootstrap_servers,
                                          a.exit_when_idle, a.instance, metrics_args=a).run())

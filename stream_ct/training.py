@@ -21,17 +21,23 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_sc
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-#: The metric each task's gates compare; higher is better for both.
-PRIMARY_METRIC = {"classification": "auc", "regression": "r2"}
+from stream_ct.anomaly import AnomalyModel
+
+#: The metric each task's gates judge: higher is better, except anomaly's flag rate (a ceiling).
+PRIMARY_METRIC = {"classification": "auc", "multiclass": "accuracy", "regression": "r2",
+                  "anomaly": "flag_rate"}
 
 
-def build_estimator(task: str, kind: str, seed: int = 0):
-    """A fresh, unfitted scikit-learn estimator; NaN (missing or sentinel results) is handled."""
+def build_estimator(task: str, kind: str, seed: int = 0, contamination: float = 0.01):
+    """A fresh, unfitted estimator; NaN (missing or sentinel results) is handled."""
+    classify = task in ("classification", "multiclass")
+    if kind == "half_space_trees":
+        return AnomalyModel(contamination=contamination, seed=seed)
     if kind == "hist_gradient_boosting":
-        cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
+        cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
         return cls(max_iter=150, learning_rate=0.1, random_state=seed)
     if kind == "random_forest":
-        cls = RandomForestClassifier if task == "classification" else RandomForestRegressor
+        cls = RandomForestClassifier if classify else RandomForestRegressor
         return make_pipeline(SimpleImputer(strategy="median"), cls(n_estimators=100, n_jobs=1, random_state=seed))
     if kind == "logistic_regression":
         return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500))
@@ -41,13 +47,20 @@ def build_estimator(task: str, kind: str, seed: int = 0):
 
 
 def score(task: str, estimator, X: np.ndarray) -> np.ndarray:
-    """Probability of the positive class (classification) or the predicted value."""
+    """Probability of the positive class (classification), the predicted class (multiclass),
+    the predicted value (regression) or the anomaly score (anomaly)."""
     if task == "classification":
         return estimator.predict_proba(X)[:, 1]
-    return estimator.predict(X)
+    if task == "anomaly":
+        return estimator.score_samples(X)
+    return estimator.predict(X).astype(float)
 
 
 def metrics_from_scores(task: str, scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Metrics of scores against labels (tasks with labels)."""
+    if task == "multiclass":
+        return {"accuracy": float(accuracy_score(y, scores)),
+                "f1_macro": float(f1_score(y, scores, average="macro", zero_division=0.0))}
     if task == "classification":
         labels = (scores >= 0.5).astype(float)
         auc = roc_auc_score(y, scores) if len(np.unique(y)) == 2 else float("nan")
@@ -58,5 +71,8 @@ def metrics_from_scores(task: str, scores: np.ndarray, y: np.ndarray) -> dict[st
     return {"r2": float(r2_score(y, scores)), "mae": float(mean_absolute_error(y, scores)), "mape": mape}
 
 
-def evaluate(task: str, estimator, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def evaluate(task: str, estimator, X: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
+    """Holdout metrics; for anomaly (no labels) the share of rows flagged."""
+    if task == "anomaly":
+        return {"flag_rate": float(np.mean(estimator.score_samples(X) > estimator.threshold))}
     return metrics_from_scores(task, score(task, estimator, X), y)

@@ -176,11 +176,6 @@ def test_eventlog_alert_with_dead_webhook_does_not_raise():
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: stream_ct/alerts.py Webhook.run serializes with orjson.dumps(..., OPT_SERIALIZE_NUMPY) but without "
-    "events._default, so an alert EventLog accepted (e.g. a non-contiguous numpy array) raises "
-    "orjson.JSONEncodeError (a TypeError, not OSError) in the thread: the thread dies and every later alert "
-    "is silently never posted"))
 def test_webhook_survives_an_alert_it_cannot_encode(receiver):
     hook = Webhook(receiver.url)
     log = EventLog(FakeProducer(), source="serve", consumer="c", webhook=hook)
@@ -193,10 +188,6 @@ def test_webhook_survives_an_alert_it_cannot_encode(receiver):
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: stream_ct/alerts.py Webhook.run catches only OSError; a receiver answering with a malformed "
-    "status line raises http.client.BadStatusLine (an HTTPException, not OSError), which kills the thread: "
-    "failed is not counted and every later alert is silently never posted"))
 def test_webhook_survives_a_malformed_response():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -154,7 +154,7 @@ def test_section_must_be_table():
 
 def test_bad_task():
     assert error_of(base(model={"task": "clustering"})) == \
-        f"{SRC}: [model] task = 'clustering'; use one of classification, regression"
+        f"{SRC}: [model] task = 'clustering'; use one of classification, multiclass, regression, anomaly"
 
 
 @pytest.mark.parametrize("task, estimator, choices", [

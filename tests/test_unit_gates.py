@@ -326,7 +326,7 @@ def test_gates_and_deploy_defaults():
     cfg = ConsumerConfig.from_dict({"consumer": {"name": "y", "input_topic": "parts"}})
     assert cfg.gates == GateSection(min_metric=0.70, min_improvement=0.0, min_f1=0.0, max_mape=0.0,
                                     fairness_by="fab", max_group_spread=0.15, min_group_rows=100,
-                                    max_fail_rate_gap=0.05, max_latency_p99_ms=100.0)
+                                    max_fail_rate_gap=0.10, max_latency_p99_ms=250.0, max_flag_rate=0.03)
     assert cfg.deploy == DeploySection(shadow_records=0, rollback_drop=0.05, rollback_min_labels=1000)
 
 

@@ -90,10 +90,6 @@ def test_early_label_ttl_expiry_counted():
     assert j.take_early_matches() == [] and list(j.predictions) == ["a"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: stream_ct/labels.py add_labels: a label re-sent for a key already waiting in early_labels "
-    "overwrites the entry in place (no move_to_end), so the buffer is no longer in time order and _trim's "
-    "TTL scan, which stops at the first non-expired entry, keeps older entries past ttl_s"))
 def test_resent_early_label_does_not_shield_older_ones_from_ttl():
     clock = FakeClock(0.0)
     j = LabelJoiner(capacity=100, ttl_s=50, clock=clock)
@@ -167,10 +163,6 @@ def test_labels_section():
     assert str(exc.value) == "<dict>: [labels] buffer_size = 'big' must be an integer"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: stream_ct/config.py ConsumerConfig._check validates ranges for [consumer], [drift] and [retrain] "
-    "but not for [labels]: buffer_size = 0 is accepted, and a LabelJoiner with capacity 0 evicts every "
-    "prediction at once, so no label is ever joined (performance trigger and rollback silently never work)"))
 @pytest.mark.parametrize("labels", [{"buffer_size": 0}, {"buffer_size": -5}, {"ttl_seconds": -1.0}])
 def test_labels_section_rejects_non_positive_bounds(labels):
     with pytest.raises(ConfigError, match=r"\[labels\]"):

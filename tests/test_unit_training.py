@@ -17,6 +17,8 @@ X = RNG.normal(size=(300, 4))
 X[RNG.random(X.shape) < 0.1] = np.nan
 Y_CLS = (np.nan_to_num(X[:, 0]) + 0.2 * RNG.normal(size=300) > 0).astype(float)
 Y_REG = 3.0 * np.nan_to_num(X[:, 1]) + 0.1 * RNG.normal(size=300) + 5.0
+Y_MULTI = np.digitize(np.nan_to_num(X[:, 0]) + 0.2 * RNG.normal(size=300), [-0.5, 0.5]).astype(float)
+TARGETS = {"classification": Y_CLS, "multiclass": Y_MULTI, "regression": Y_REG, "anomaly": None}
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +30,21 @@ def _one_thread():
 
 @pytest.mark.parametrize("task, kind", [(t, k) for t, kinds in ESTIMATORS.items() for k in kinds])
 def test_build_estimator_fits_with_nan_and_learns(task, kind):
-    y = Y_CLS if task == "classification" else Y_REG
+    y = TARGETS[task]
     est = build_estimator(task, kind, seed=3)
-    est.fit(X[:200], y[:200])
+    est.fit(X[:200], None if y is None else y[:200])
     s = score(task, est, X[200:])
     assert s.shape == (100,) and np.isfinite(s).all()
-    m = evaluate(task, est, X[200:], y[200:])
+    m = evaluate(task, est, X[200:], None if y is None else y[200:])
     if task == "classification":
         assert ((s >= 0) & (s <= 1)).all()
         assert m["auc"] > 0.8
+    elif task == "multiclass":
+        assert set(np.unique(s)) <= {0.0, 1.0, 2.0}
+        assert m["accuracy"] > 0.7
+    elif task == "anomaly":
+        assert ((s >= 0) & (s <= 1)).all()
+        assert m["flag_rate"] < 0.2
     else:
         assert m["r2"] > 0.5
 
@@ -98,4 +106,5 @@ def test_regression_mape_skips_zero_targets():
 
 
 def test_primary_metric():
-    assert PRIMARY_METRIC == {"classification": "auc", "regression": "r2"}
+    assert PRIMARY_METRIC == {"classification": "auc", "multiclass": "accuracy", "regression": "r2",
+                              "anomaly": "flag_rate"}

@@ -1,0 +1,81 @@
+"""Adaptive-test view: how well do the first K tests of the flow predict the final outcome?
+
+The question a test engineer asks before cutting test time. Tests are taken in flow order
+(the order they were executed in, as recorded), a model of the consumer definition is trained
+on the first records of a recording with only the first K tests, and scored on the rest.
+
+>>> rows = adaptive_table([{"tests": {"a": i % 2, "b": 0.0}, "passed": bool(i % 2), "ts": i}
+...                        for i in range(400)], "classification", "passed", ks=[1, 2])
+>>> [(r["k"], round(r["auc"], 2)) for r in rows]
+[(1, 1.0), (2, 1.0)]
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from stream_ct.config import ConsumerConfig
+from stream_ct.decode import decode_batch
+from stream_ct.features import feature_matrix, target_vector
+from stream_ct.recording import read_recording
+from stream_ct.training import build_estimator, evaluate
+
+
+def flow_order(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Test keys in the order they first appear in the records' results (execution order)."""
+    order: dict[str, None] = {}
+    for record in records:
+        order.update(dict.fromkeys(record["tests"]))
+    return list(order)
+
+
+def adaptive_table(records: Sequence[dict[str, Any]], task: str, target: str, ks: Sequence[int],
+                   estimator: str = "hist_gradient_boosting", train_fraction: float = 0.7) -> list[dict[str, Any]]:
+    """One row per K: the holdout metrics of a model that sees only the first K tests."""
+    labeled = sorted((r for r in records if r.get(target) is not None), key=lambda r: r["ts"])
+    if task not in ("classification", "multiclass", "regression"):
+        raise ValueError(f"the adaptive-test view needs labels; task {task!r} has none")
+    order = flow_order(labeled)
+    y = target_vector(labeled, target)
+    split = int(len(labeled) * train_fraction)
+    if split < 50 or len(labeled) - split < 20:
+        raise ValueError(f"{len(labeled)} labeled records are too few for a train/holdout split")
+    rows = []
+    for k in sorted({min(k, len(order)) for k in ks}):
+        X = feature_matrix(labeled, order[:k])
+        model = build_estimator(task, estimator).fit(X[:split], y[:split])
+        rows.append({"k": k, "last_test": order[k - 1], "train_rows": split, "holdout_rows": len(labeled) - split,
+                     **evaluate(task, model, X[split:], y[split:])})
+    return rows
+
+
+def _run(args) -> int:
+    config = ConsumerConfig.load(args.config)
+    values = [m.value for m in read_recording(args.recording)]
+    records = [rec for _, rec in decode_batch(values)[0]]
+    ks = [int(k) for k in args.k.split(",")] + [len(flow_order(records))]
+    rows = adaptive_table(records, config.model.task, config.model.target, ks, config.model.estimator)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    metrics = [key for key in rows[0] if key not in ("k", "last_test", "train_rows", "holdout_rows")]
+    print(f"{config.model.target} from the first K tests of the flow "
+          f"({rows[0]['train_rows']} training, {rows[0]['holdout_rows']} holdout records)")
+    print(f"{'K':>5}  " + "  ".join(f"{m:>9}" for m in metrics) + "  last test in the flow")
+    for row in rows:
+        print(f"{row['k']:>5}  " + "  ".join(f"{row[m]:>9.4f}" for m in metrics) + f"  {row['last_test']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "adaptive", help="how well the first K tests predict the outcome (adaptive-test view)",
+        description="Train on the first records of a recording with only the first K tests of the flow; "
+                    "score on the rest. The last row uses every test.",
+        epilog="example: stream-ct adaptive consumers/yield.toml lot2.jsonl --k 5,10,20,40")
+    p.add_argument("config", help="consumer definition (TOML): task, target and estimator")
+    p.add_argument("recording", help="a recording (for example from `stream-ct stdf convert`)")
+    p.add_argument("--k", default="5,10,20", help="comma-separated numbers of tests")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run)
