@@ -58,7 +58,7 @@ class StreamCt:
         self.calibration_s = time.perf_counter() - t
         self.state = self.mon.state_dict()
 
-    def fresh(self):
+    def fresh(self, cols=None):  # all features always: the monitor is what is measured
         self.mon = DriftMonitor.from_state(self.state)
         return self
 
@@ -75,8 +75,9 @@ class SeedKS:
     def __init__(self, ref, window=1000):
         self.ref, self.window = ref.X[-window:], window
 
-    def fresh(self):
+    def fresh(self, cols=None):
         self.buf, self.n_seen = [], 0
+        self.cols = list(range(self.ref.shape[1])) if cols is None else list(cols)
         return self
 
     def update(self, b):
@@ -89,7 +90,7 @@ class SeedKS:
                 win = np.vstack(self.buf)[: self.window]
                 rest = np.vstack(self.buf)[self.window:]
                 self.buf = [rest] if len(rest) else []
-                hit = [j for j in range(win.shape[1])
+                hit = [j for j in self.cols
                        if stats.ks_2samp(self.ref[:, j], win[:, j]).pvalue < 0.05]
                 pos = self.n_seen + self.window - 1
                 self.n_seen += self.window
@@ -105,23 +106,22 @@ class Kswin:
     def __init__(self, ref, seed=0):
         self.seed, self.ref = seed, ref.X[-100:]
 
-    def fresh(self):
-        self.dets = []
-        for j in range(self.ref.shape[1]):
-            det = river_drift.KSWIN(seed=self.seed, window=self.ref[:, j].tolist())
-            self.dets.append(det)
+    def fresh(self, cols=None):
+        self.cols = list(range(self.ref.shape[1])) if cols is None else list(cols)
+        self.dets = [river_drift.KSWIN(seed=self.seed, window=self.ref[:, j].tolist())
+                     for j in self.cols]
         self.n_seen = 0
         return self
 
     def update(self, b):
         out = []
-        cols = b.X.T.tolist()
+        cols = b.X[:, self.cols].T.tolist()
         for i in range(len(b)):
             hit = []
-            for j, det in enumerate(self.dets):
-                det.update(cols[j][i])
+            for c, det in enumerate(self.dets):
+                det.update(cols[c][i])
                 if det.drift_detected:
-                    hit.append(j)
+                    hit.append(self.cols[c])
             if hit:
                 out.append((self.n_seen + i, hit))
         self.n_seen += len(b)
@@ -129,8 +129,11 @@ class Kswin:
 
 
 def run_detection(method, sim, n_ref, onset, horizon, batch):
-    """Delay (records after onset) of the first signal naming the drifting test, or None."""
-    method.fresh()
+    """Delay (records after onset) of the first signal naming the drifting test, or None.
+
+    Per-feature baselines run on the drifting test only (their other features cannot name
+    it), which gives the same delay in a fraction of the time."""
+    method.fresh(cols=[sim.drift_test])
     target = sim.drift_test
     seen, t_busy = 0, 0.0
     while seen < onset - n_ref + horizon:
@@ -180,27 +183,25 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
             delays, misses, recs, busy = [], 0, 0, 0.0
             reps = repeats if m is ours else 1
             for r in range(reps):
-                onset = n_ref + pre + 1013 * r
+                onset = n_ref + pre + 37_013 * r  # repeats see different lots
                 sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset,
                                 shift_sigma=shift or 1.0, **params, **extra)
                 sim.generate(n_ref)
-                lim = horizon if m is ours else min(horizon, kswin_records if m.name == Kswin.name
-                                                        else seed_records)
-                delay, n, t = run_detection(m, sim, n_ref, onset, lim, 2000)
+                delay, n, t = run_detection(m, sim, n_ref, onset, horizon, 2000)
                 recs, busy = recs + n, busy + t
                 if delay is None:
                     misses += 1
                 else:
                     delays.append(delay)
             rows.append((kind, d, label, m.name, np.mean(delays) if delays else None,
-                         misses / reps, None, recs / busy if busy else None))
+                         misses / reps, None, recs / busy if busy and m is ours else None))
             _log(f"  {label:16s} {m.name:22s} delays {delays} misses {misses}/{reps}")
         opt = optimum(shift)
         if opt is not None and scenario == "mean-shift":
             rows.append((kind, d, label, "CUSUM optimum (1 chart)", opt, 0.0, None, None))
-    for m in methods:
+    for m in methods:  # false alarms: every feature
         n = n_nodrift if m is ours else (kswin_records if m.name == Kswin.name else seed_records)
-        sim = Simulator(scenario="none", seed=7, n_tests=d, **params)
+        sim = Simulator(scenario="none", seed=100, n_tests=d, **params)  # the same process
         sim.generate(n_ref)
         alarms, t = run_no_drift(m, sim, n, 2000 if m is ours else 1000)
         rows.append((kind, d, "no drift", m.name, None, None, alarms / n * 1e6, n / t))
@@ -215,10 +216,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.quick:
         plan = [("iid", 50), ("floor", 50)]
-        repeats, n_nodrift, kswin_records, seed_records = 2, 300_000, 4_000, 40_000
+        repeats, n_nodrift, kswin_records, seed_records = 2, 300_000, 2_000, 50_000
     else:
         plan = [("iid", 50), ("floor", 50), ("iid", 300), ("floor", 300)]
-        repeats, n_nodrift, kswin_records, seed_records = 3, 1_000_000, 6_000, 60_000
+        repeats, n_nodrift, kswin_records, seed_records = 3, 1_000_000, 2_000, 100_000
     rows, calib = [], {}
     for kind, d in plan:
         r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records)

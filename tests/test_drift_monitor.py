@@ -142,3 +142,18 @@ def test_one_million_no_drift_records_within_target():
         batch = sim.generate(10_000)
         alarms += len(mon.update(batch.X, strata=_strata(batch)))
     assert alarms <= 10
+
+
+def test_raw_value_windows_allow_for_wafer_location_spread():
+    """center=False: KS/PSI on raw values, thresholds widened by the window-mean spread."""
+    rng = np.random.default_rng(4)
+    wafer = np.repeat(np.arange(100), 100)
+    ref = rng.normal(size=(10_000, 2)) + rng.normal(0, 0.3, (100, 2))[wafer]
+    kw = dict(reference_groups=wafer, arl0=10_000, window=400, stride=200, block=5,
+              n_boot=20_000, seed=0)
+    raw = DriftMonitor(ref, ["a", "b"], center=False, **kw)
+    aligned = DriftMonitor(ref, ["a", "b"], **kw)
+    assert (raw.cal["ks"] > aligned.cal["ks"]).all()
+    X = rng.normal(size=(2000, 2))
+    X[:, 1] += 3.0
+    assert any(s.detector == "ks" and s.features == ["b"] for s in raw.update(X))

@@ -108,8 +108,3 @@ def ks_pvalue(d: float, n1: int, n2: int) -> float:
     en = n1 * n2 / (n1 + n2)
     return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
 
-
-def ks_pvalues_asymp(d: np.ndarray, n1: np.ndarray, n2: np.ndarray) -> np.ndarray:
-    """Vectorized asymptotic p-values (scipy's choice once either sample exceeds 10,000)."""
-    en = n1 * n2 / (n1 + n2)
-    return np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1)
