@@ -111,3 +111,154 @@ def wait_for_event(model: str, bootstrap: str, predicate: Callable[[dict], bool]
         time.sleep(0.5)
     logs = "\n".join(s.output() for s in services)
     raise AssertionError(f"no matching event for {model} within {timeout} s; logs:\n{logs}")
+
+
+# -- reliability helpers (issue 7): processes killed, topics counted, memory read --------------
+
+class EnvService(Service):
+    """A :class:`Service` started with extra environment variables (and ``PYTHONPATH`` entries)."""
+
+    def __init__(self, args: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None,
+                 pythonpath: list[Path] = ()):
+        self.log = log
+        full = dict(os.environ, **(env or {}))
+        if pythonpath:
+            full["PYTHONPATH"] = os.pathsep.join([str(p) for p in pythonpath] +
+                                                 ([full["PYTHONPATH"]] if full.get("PYTHONPATH") else []))
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_ct", *args], cwd=cwd,
+                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full)
+
+
+def kill9(service: Service) -> None:
+    """SIGKILL the service's process (a crash: no handler runs, nothing is flushed) and reap it."""
+    if service.proc.poll() is None:
+        service.proc.send_signal(signal.SIGKILL)
+    service.proc.wait(timeout=30)
+
+
+def fast_session_dir(tmp_path: Path, session_timeout_ms: int = 6000) -> Path:
+    """A folder with a ``sitecustomize.py`` that lowers kafka-python's consumer session timeout.
+
+    stream-ct does not expose ``session.timeout.ms``; kafka-python's default is 45 s, so a group
+    member killed with SIGKILL holds its partitions for 45 s before the group rebalances. Tests
+    that kill processes many times put this folder on ``PYTHONPATH`` to keep CI short; the
+    full-size runs (``STREAM_CT_FULL=1``) use the product's defaults.
+    """
+    folder = tmp_path / "fast-session"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "from kafka.consumer.group import KafkaConsumer\n"
+        f"KafkaConsumer.DEFAULT_CONFIG.update(session_timeout_ms={session_timeout_ms}, "
+        f"heartbeat_interval_ms={max(500, session_timeout_ms // 4)})\n")
+    return folder
+
+
+def topic_size(topic: str, bootstrap: str) -> int:
+    """How many messages ``topic`` holds (end minus beginning offsets over all partitions)."""
+    from kafka import TopicPartition
+
+    from stream_ct.kafka_io import make_consumer
+
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            return 0
+        end, begin = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
+        return sum(end[tp] - begin[tp] for tp in parts)
+    finally:
+        consumer.close()
+
+
+def committed_total(group_id: str, topic: str, bootstrap: str) -> int:
+    """The sum over ``topic``'s partitions of the offsets ``group_id`` has committed (0 if none)."""
+    from kafka import KafkaAdminClient
+
+    from stream_ct.kafka_io import connection_settings
+
+    admin = KafkaAdminClient(**connection_settings(bootstrap))
+    try:
+        offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
+    finally:
+        admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0)
+
+
+def committed_by_partition(group_id: str, topic: str, bootstrap: str) -> dict[int, int]:
+    from kafka import KafkaAdminClient
+
+    from stream_ct.kafka_io import connection_settings
+
+    admin = KafkaAdminClient(**connection_settings(bootstrap))
+    try:
+        offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
+    finally:
+        admin.close()
+    return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0}
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, services: list[Service] = (),
+               interval: float = 0.3) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` and the logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        for service in services:
+            if service.proc.poll() is not None:
+                raise AssertionError(f"{service.proc.args} exited early while waiting for {what}; "
+                                     f"log:\n{service.output()}")
+        time.sleep(interval)
+    logs = "\n".join(s.output() for s in services)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; logs:\n{logs}")
+
+
+def prediction_values(predictions_topic: str, bootstrap: str) -> list[dict[str, Any]]:
+    """Every prediction on ``predictions_topic``, decoded, in partition/offset order."""
+    return [orjson.loads(m.value) for m in record(predictions_topic, bootstrap)]
+
+
+def duplicates_by_key(predictions: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``key -> [predictions]`` for the keys that were predicted more than once."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for p in predictions:
+        by_key.setdefault(p["key"], []).append(p)
+    return {k: v for k, v in by_key.items() if len(v) > 1}
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident memory of ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status), None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def report_line(scenario: str, **figures: Any) -> str:
+    """One ``RELIABILITY`` line for the README table (printed; run pytest with -s to see it)."""
+    line = "RELIABILITY " + orjson.dumps({"scenario": scenario, **figures}).decode()
+    print(line, flush=True)
+    out = os.environ.get("STREAM_CT_RELIABILITY_LOG")
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+    return line
+
+
+def part_messages(records: list[dict[str, Any]]) -> list:
+    """Recording messages for part records: key = lot/wafer/part, timestamp = the part's ``ts``."""
+    from stream_ct.record import part_key
+    from stream_ct.recording import Message
+
+    return [Message(part_key(r).encode(), orjson.dumps(r), int(r["ts"] * 1000), [], None) for r in records]
+
+
+def simulated_records(n: int, seed: int, scenario: str = "none", **params: Any) -> list[dict[str, Any]]:
+    from stream_ct.simulate import Simulator
+
+    return list(Simulator(scenario=scenario, seed=seed, **params).generate(n).records())
