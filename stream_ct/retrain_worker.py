@@ -206,6 +206,23 @@ def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray],
                         arl0=config.drift.arl0, window=config.drift.window, stride=config.drift.stride)
 
 
+def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
+    """Why an automatic request is moot, or None: several serve instances see the same change
+    and each asks; the first request is trained, the others find a newer version than
+    themselves and are skipped. A manual request is always trained."""
+    if request["reason"].startswith("manual"):
+        return None
+    versions = registry.versions(request["model"])
+    if not versions:
+        return None
+    newest = registry.meta(request["model"], versions[-1])
+    if request["reason"] == "bootstrap" and registry.champion(request["model"]) is not None:
+        return "a champion exists already; bootstrap not needed"
+    if newest.get("created_at", 0) > request.get("requested_at", 0):
+        return f"v{newest['version']} was registered after this request was made"
+    return None
+
+
 def _train_child(request, records, registry_root, conn) -> None:
     try:
         conn.send(("ok", asdict(train_and_judge(request, records, Registry(registry_root)))))
@@ -262,6 +279,12 @@ class RetrainWorker:
         config = ConsumerConfig.from_dict(request["config"], source=f"request {request.get('request_id')}")
         ids = {"request_id": request["request_id"], "model": request["model"], "reason": request["reason"]}
         registry_root = self.registry_path or config.registry.path
+        stale = stale_reason(request, Registry(registry_root))
+        if stale:
+            events.emit("retrain_decision", version=None, decision="skipped", gates=[], metrics={},
+                        detail=stale, **ids)
+            producer.flush()
+            return Outcome(None, "skipped", [], {"detail": stale})
         attempts = max(1, config.retrain.max_attempts)
         for attempt in range(1, attempts + 1):
             started = time.monotonic()

@@ -85,6 +85,7 @@ class Server:
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
         self.last_settled_at = 0.0
+        self.last_check_reason = ""
         self.champion_metric: RollingMetric | None = None
         self.online_metric = RollingMetric(self.task)
         self.post_deploy_reported = self.rollback_checked = True
@@ -320,10 +321,10 @@ class Server:
                                       busy=bool(self.in_flight or self.deferred))
         if not any(decision.conditions.values()):
             return
-        if decision.fire or self.counts["last_check_reason"] != hash(decision.reason):
+        if decision.fire or decision.reason != self.last_check_reason:  # each change, not every batch
             self.events.emit("trigger_check", fire=decision.fire, reason=decision.reason,
                              conditions=decision.conditions, position=self.position)
-            self.counts["last_check_reason"] = hash(decision.reason)
+            self.last_check_reason = decision.reason
         if not decision.fire:
             return
         self.counts[f"triggers_{decision.reason}"] += 1
