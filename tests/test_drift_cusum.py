@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, long_run_variance,
+from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, variance_rate,
                                          siegmund_arl, siegmund_h, wafer_blocks)
 from stream_ct.drift.cusum import CusumBank, lindley
 
@@ -75,13 +75,17 @@ def test_exp_tail_quantile_is_exact_for_exponential_data():
     assert np.allclose(q, 2.0 * np.log(1e6), rtol=0.05)
 
 
-def test_long_run_variance_sees_shared_offsets():
+def test_variance_rate_sees_shared_offsets_and_short_patterns():
     rng = np.random.default_rng(4)
     iid = rng.normal(size=(20_000, 1))
     blocky = np.repeat(rng.normal(size=200), 100)[:, None] + rng.normal(size=(20_000, 1))
     blocky /= blocky.std()
-    assert long_run_variance(iid, 200)[0] < 1.3
-    assert long_run_variance(blocky, 300)[0] > 20
+    assert variance_rate(iid, 200)[0] < 1.5
+    assert variance_rate(blocky, 300)[0] > 20
+    # a zero-mean pattern repeated every 100 values: no long-run excess, short-run excess
+    pattern = np.tile(np.sin(np.linspace(0, 2 * np.pi, 100, endpoint=False)), 200)[:, None]
+    wavy = pattern + rng.normal(size=(20_000, 1))
+    assert variance_rate(wavy / wavy.std(), 300)[0] > 5
 
 
 def test_bootstrap_stream_keeps_whole_consecutive_wafers():

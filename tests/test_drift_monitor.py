@@ -24,15 +24,15 @@ def _monitor(sim, n_ref, **kw):
 
 def _first_after(mon, sim, onset, limit, step=5000):
     """Stream until the first signal at or after ``onset`` (stream positions count from the
-    monitor's start); returns (signal, pre-onset signals)."""
-    early = []
+    monitor's start) that names the drifting test; returns (signal, other signals)."""
+    other, key = [], sim.feature_names[sim.drift_test]
     while mon.n_seen < limit:
         batch = sim.generate(step)
         for s in mon.update(batch.X, strata=_strata(batch)):
-            if s.position >= onset:
-                return s, early
-            early.append(s)
-    return None, early
+            if s.position >= onset and key in s.features:
+                return s, other
+            other.append(s)
+    return None, other
 
 
 @pytest.fixture(scope="module")

@@ -116,20 +116,27 @@ def siegmund_delay(shift: float, k: float, h: float) -> float:
     return (np.exp(-2 * delta * b) + 2 * delta * b - 1) / (2 * delta * delta)
 
 
-def long_run_variance(z: np.ndarray, bandwidth: int) -> np.ndarray:
-    """Per-column long-run variance of a standardized series (Bartlett/Newey-West), >= 1.
+def variance_rate(z: np.ndarray, max_lag: int, level: float = 0.01) -> np.ndarray:
+    """Per-column worst variance rate ``Var(sum of L values) / L`` over ``L = 1..max_lag``.
 
-    ``z`` is (n x d) with unit variance per column; lags up to ``bandwidth`` are weighted by
-    ``1 - lag / (bandwidth + 1)``. Positive autocorrelation (wafers and lots sharing offsets)
-    makes it exceed 1; a CUSUM on ``z`` behaves like one on i.i.d. data with this variance.
+    ``z`` is (n x d), standardized per column. Shared offsets (a wafer's die pattern, lot
+    offsets) make partial sums vary more than ``L`` i.i.d. values would; a CUSUM is
+    sensitive at every horizon, so the worst rate counts. Each rate's excess over 1 is
+    raised to its chi-square upper confidence bound (``level``) for the ``1.5 n / L``
+    degrees of freedom of a Bartlett estimate at that horizon. At least 1.
     """
     n = z.shape[0]
-    bandwidth = int(max(0, min(bandwidth, n - 1)))
+    max_lag = int(max(1, min(max_lag, n // 2)))
     f = np.fft.rfft(z - z.mean(axis=0), n=2 * n, axis=0)
-    acov = np.fft.irfft(f * np.conj(f), axis=0)[: bandwidth + 1] / n
-    weights = 1.0 - np.arange(bandwidth + 1) / (bandwidth + 1)
-    v = (acov[0] + 2.0 * (weights[1:, None] * acov[1:]).sum(axis=0)) / np.maximum(acov[0], 1e-300)
-    return np.maximum(v, 1.0)
+    acov = np.fft.irfft(f * np.conj(f), axis=0)[: max_lag + 1] / n
+    rho = acov[1:] / np.maximum(acov[0], 1e-300)  # lags 1..max_lag
+    lags = np.arange(1, max_lag + 1)[:, None]
+    a = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(rho, axis=0)])[:-1]  # sum_{l<L}
+    b = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(lags * rho, axis=0)])[:-1]
+    rate = 1.0 + 2.0 * (a - b / lags)  # L = 1..max_lag
+    df = np.maximum(1.0, 1.5 * n / lags[:, 0] - 1)
+    bound = (df / stats.chi2.ppf(level, df))[:, None]
+    return np.maximum(1.0 + (rate - 1.0) * bound, 1.0).max(axis=0)
 
 
 def cusum_threshold(k: float, arl: float, variance: float = 1.0, mean_sd: float = 0.0) -> float:

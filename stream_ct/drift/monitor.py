@@ -8,7 +8,7 @@
 ...                    window=500, stride=250, block=4, n_boot=40_000, seed=0)
 >>> X = rng.normal(size=(3000, 3)); X[:, 2] += 2.0              # feature c shifts 2 sigma
 >>> signals = mon.update(X, strata={"tester": np.where(np.arange(3000) % 2, "T1", "T2")})
->>> signals[0].detector, signals[0].features, 0 < signals[0].position < 500, mon.n_seen
+>>> signals[0].detector, signals[0].features, 0 < signals[0].position < 1500, mon.n_seen
 ('cusum', ['c'], True, 3000)
 >>> mon2 = DriftMonitor.from_state(mon.state_dict()); mon2.n_seen
 3000
@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, grid_step, ks_shift,
-                                         cusum_threshold, long_run_variance, spread_inflation,
+                                         cusum_threshold, spread_inflation, variance_rate,
                                          wafer_blocks)
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
@@ -107,12 +107,6 @@ class DriftMonitor:
         self.ref_median = np.array([np.median(r) for r in self.ranks.sorted])
         self.grid = np.array([grid_step(r) for r in self.ranks.sorted])
         self.cal = _calibration or self._calibrate(blocks, valid)
-        self.level_means = {}  # (key, level) -> in-control mean of that stratum
-        for key, levels in self.reference_strata.items():
-            for level in np.unique(levels).tolist():
-                with np.errstate(invalid="ignore"):
-                    mu = np.nanmean(masked[levels == level], axis=0)
-                self.level_means[(key, level)] = np.where(np.isnan(mu), self.mean, mu)
 
         d, w = len(self.feature_names), self.window
         self.global_banks = self._banks(self.budget["cusum"], self.sizes)
@@ -183,46 +177,49 @@ class DriftMonitor:
         return out
 
     def _cusum_calibration(self, ref, blocks) -> dict:
-        """Per subgroup size: sd of subgroup means, long-run variance, reference-mean error.
+        """Per subgroup size: sd of subgroup means, variance rate, reference-mean error;
+        the same for every stratum level of ``reference_strata`` on its own rows.
 
         Computed on the reference in stream order, with the sd of ``window``-record means
-        (for KS and PSI). The long-run variance uses a Bartlett window of three runs
-        (``block`` groups); its excess over 1 (what shared wafer and lot offsets add) is
-        raised to its chi-square upper confidence bound for the runs the reference holds.
+        (for KS and PSI, with the chi-square bound for the lots in the reference). The
+        variance rate is the worst ``Var(partial sum) / length`` over horizons up to three
+        runs (``block`` groups), each with its chi-square upper bound (``variance_rate``).
         """
         run_records = self.block * np.mean([len(b) for b in blocks])
         n_runs = len(ref) / run_records
         bound = spread_inflation(n_runs, level=0.01) ** 2
-        out = {"sigma": {}, "v": {}, "mean_sd": {}}
         filled = np.where(np.isnan(ref), self.mean, ref)
         w = min(self.window, len(ref) // 4)
+        out = _chart_calibration(filled, self.sizes, self.mean, run_records)
         out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
-        for m in self.sizes:
-            n = len(ref) // m * m
-            g = filled[:n].reshape(-1, m, ref.shape[1]).mean(axis=1)
-            sigma = g.std(axis=0)
-            sigma[~(sigma > 0)] = 1.0
-            excess = long_run_variance((g - self.mean) / sigma, int(3 * run_records / m)) - 1.0
-            v = 1.0 + excess * bound
-            out["sigma"][str(m)], out["v"][str(m)] = sigma, v
-            out["mean_sd"][str(m)] = np.sqrt(v / len(g))
+        out["levels"] = {}
+        for key, levels in self.reference_strata.items():
+            for level in np.unique(levels).tolist():
+                rows = filled[levels == level]
+                mean = rows.mean(axis=0)
+                if len(rows) >= 4 * max(self.strata_sizes):
+                    cal = _chart_calibration(rows, self.strata_sizes, mean,
+                                             run_records * len(rows) / len(ref))
+                    out["levels"][f"{key}={level}"] = dict(cal, mean=mean)
         return out
 
-    def _cusum_h(self, share: float, m: int, n_sizes: int) -> np.ndarray:
-        """Per-feature thresholds of the subgroup-``m`` charts for a per-record rate ``share/arl0``
-        split over ``n_sizes`` subgroup sizes."""
-        arl = self.arl0 * 2 * len(self.feature_names) * n_sizes / (share * m)
-        return np.array([cusum_threshold(self.k, arl, v, e) for v, e in
-                         zip(self.cal["v"][str(m)], self.cal["mean_sd"][str(m)])])
+    def _banks(self, share: float, sizes, level: str | None = None) -> list[CusumBank]:
+        """CUSUM charts for a per-record rate ``share / arl0``, split over the ``sizes``.
 
-    def _banks(self, share: float, sizes, mean=None) -> list[CusumBank]:
-        h = self.cal["h"].setdefault(f"{share!r}/{len(sizes)}", {})
+        ``level`` ("key=value") uses that stratum's own reference calibration when it has
+        one; otherwise the whole reference's."""
+        cal = self.cal["levels"].get(level, self.cal)
+        mean = cal.get("mean", self.mean)
+        cache = self.cal["h"].setdefault(f"{level}/{share!r}/{len(sizes)}", {})
+        banks = []
         for m in sizes:
-            if str(m) not in h:
-                h[str(m)] = self._cusum_h(share, m, len(sizes))
-        mean = self.mean if mean is None else mean
-        return [CusumBank(mean, self.cal["sigma"][str(m)], self.k, h[str(m)], m) for m in sizes]
+            if str(m) not in cache:
+                arl = self.arl0 * 2 * len(self.feature_names) * len(sizes) / (share * m)
+                cache[str(m)] = np.array([cusum_threshold(self.k, arl, v, e) for v, e in
+                                          zip(cal["v"][str(m)], cal["mean_sd"][str(m)])])
+            banks.append(CusumBank(mean, cal["sigma"][str(m)], self.k, cache[str(m)], m))
+        return banks
 
     # -- streaming -----------------------------------------------------------------------
     def update(self, X, strata: dict | None = None) -> list[DriftSignal]:
@@ -249,7 +246,7 @@ class DriftMonitor:
                 banks = self.strata_banks.get((key, level))
                 if banks is None:
                     banks = self.strata_banks[(key, level)] = self._banks(
-                        share, self.strata_sizes, self.level_means.get((key, level)))
+                        share, self.strata_sizes, f"{key}={level}")
                 signals += self._cusum_signals(banks, X[rows], valid[rows], positions[rows],
                                                {key: level})
         signals += self._window_signals(X, valid)
@@ -410,3 +407,18 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     np.add.at(sums, labels, np.where(ok, x, 0.0))
     np.add.at(counts, labels, ok)
     return sums / np.maximum(counts, 1)
+
+
+def _chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: float) -> dict:
+    """sd of subgroup means (99 % upper bound), variance rate and reference-mean error per
+    subgroup size."""
+    out = {"sigma": {}, "v": {}, "mean_sd": {}}
+    for m in sizes:
+        g = x[: len(x) // m * m].reshape(-1, m, x.shape[1]).mean(axis=1)
+        df = max(1, len(g) - 1)  # sd from few subgroups: its 99 % upper bound
+        sigma = g.std(axis=0) * np.sqrt(df / stats.chi2.ppf(0.01, df))
+        sigma[~(sigma > 0)] = 1.0
+        v = variance_rate((g - mean) / sigma, int(3 * run_records / m))
+        out["sigma"][str(m)], out["v"][str(m)] = sigma, v
+        out["mean_sd"][str(m)] = np.sqrt(v / len(g))
+    return out
