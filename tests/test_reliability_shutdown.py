@@ -1,0 +1,137 @@
+"""Issue 7, scenarios 2 and 7: SIGTERM mid-stream and a broker restart mid-stream lose nothing.
+
+* SIGTERM (seed 31, 20,000 records, about 30 s): serve flushes its outputs, commits its offsets
+  and exits 0 within ``SHUTDOWN_BOUND_S``; a second serve in the same group afterwards consumes
+  nothing new.
+* Broker restart (seed 32, 20,000 records, about 60 s): a dedicated broker on a free port with
+  its own state folder is stopped while serve runs and started again on the same port and
+  folder; serve reconnects and every input key has a prediction.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+import pytest
+
+from harness import (EnvService, committed_total, part_messages, prediction_values, report_line,
+                     simulated_records, topic_size, wait_until, write_config)
+from kafka.errors import KafkaError
+
+from stream_ct.broker import LocalBroker
+from stream_ct.config import ConsumerConfig
+from stream_ct.kafka_io import ensure_topics
+from stream_ct.record import part_key
+from stream_ct.replay import replay
+
+pytestmark = pytest.mark.integration
+
+#: serve must exit within this many seconds of SIGTERM (one batch plus flush and close).
+SHUTDOWN_BOUND_S = 10.0
+
+
+def _committed(group: str, topic: str, bootstrap: str) -> int:
+    """Committed offsets, or -1 while the group coordinator is (re)loading after a broker start."""
+    try:
+        return committed_total(group, topic, bootstrap)
+    except KafkaError:
+        return -1
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free loopback port pair")
+
+
+def test_sigterm_flushes_commits_and_exits_zero_quickly(tmp_path, kafka_bootstrap, topic):
+    started = time.monotonic()
+    records = simulated_records(20_000, seed=31)
+    ensure_topics({topic: {"partitions": 1}}, kafka_bootstrap)
+    config_path = write_config(tmp_path, topic, reference_size=100_000)  # no champion, no retrain here
+    config = ConsumerConfig.load(config_path)
+    group = config.consumer.group_id
+    serve = EnvService(["serve", str(config_path)], tmp_path / "serve.log", tmp_path)
+    try:
+        replay(part_messages(records), topic, kafka_bootstrap)
+        wait_until(lambda: committed_total(group, topic, kafka_bootstrap) >= 5000, 120, "5,000 records", [serve])
+        serve.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        code = serve.proc.wait(60)
+        shutdown_s = time.monotonic() - t0
+    finally:
+        serve.stop()
+    assert code == 0, serve.output()
+    assert shutdown_s < SHUTDOWN_BOUND_S, shutdown_s
+    committed = committed_total(group, topic, kafka_bootstrap)
+    predicted = topic_size(config.predictions_topic, kafka_bootstrap)
+    assert 5000 <= committed <= len(records)
+    assert predicted == committed  # every committed record's output was flushed, nothing beyond
+    # a second serve in the same group: if everything was consumed it finds nothing new; it must
+    # not re-emit any of the records the first one committed.
+    second = EnvService(["serve", str(config_path), "--exit-when-idle", "4"], tmp_path / "serve2.log", tmp_path)
+    assert second.wait(120) == 0, second.output()
+    predictions = prediction_values(config.predictions_topic, kafka_bootstrap)
+    assert len(predictions) == len(records)  # the first `committed`, then exactly the rest
+    assert [p["offset"] for p in predictions] == list(range(len(records)))
+    assert {p["key"] for p in predictions} == {part_key(r) for r in records}
+    # and a third run right after the second consumes nothing at all
+    third = EnvService(["serve", str(config_path), "--exit-when-idle", "4"], tmp_path / "serve3.log", tmp_path)
+    assert third.wait(120) == 0, third.output()
+    assert topic_size(config.predictions_topic, kafka_bootstrap) == len(records)
+    report_line("graceful shutdown (SIGTERM)", faults="SIGTERM mid-stream, then two restarts in the same group",
+                records_in=len(records), records_lost=0, duplicates=0, committed_at_sigterm=committed,
+                shutdown_seconds=round(shutdown_s, 2), seconds=round(time.monotonic() - started, 1))
+
+
+@pytest.mark.slow
+def test_broker_restart_mid_stream_loses_nothing(tmp_path, topic):
+    started = time.monotonic()
+    records = simulated_records(20_000, seed=32)
+    state = tempfile.mkdtemp(prefix="stream-ct-restart-broker-")
+    broker = LocalBroker(port=_free_port_pair(), state_dir=state)
+    bootstrap = broker.start()
+    serve = None
+    try:
+        ensure_topics({topic: {"partitions": 1}}, bootstrap)
+        config_path = write_config(tmp_path, topic, reference_size=100_000)
+        config = ConsumerConfig.load(config_path)
+        serve = EnvService(["serve", str(config_path), "--bootstrap-servers", bootstrap], tmp_path / "serve.log",
+                           tmp_path, env={"STREAM_CT_BOOTSTRAP": bootstrap})
+        replay(part_messages(records[:10_000]), topic, bootstrap)
+        wait_until(lambda: _committed(config.consumer.group_id, topic, bootstrap) >= 3000, 120,
+                   "3,000 records", [serve])
+        down_at = time.monotonic()
+        broker.stop()
+        time.sleep(5)
+        assert serve.proc.poll() is None, serve.output()
+        broker.start()
+        down_s = time.monotonic() - down_at
+        replay(part_messages(records[10_000:]), topic, bootstrap)
+        wait_until(lambda: _committed(config.consumer.group_id, topic, bootstrap) == len(records), 240,
+                   "every record to be committed after the restart", [serve])
+        serve.stop()
+        assert serve.proc.returncode == 0, serve.output()
+        predictions = prediction_values(config.predictions_topic, bootstrap)
+    finally:
+        if serve is not None:
+            serve.stop()
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    keys = {part_key(r) for r in records}
+    predicted = {p["key"] for p in predictions}
+    missing = keys - predicted
+    assert not missing, f"{len(missing)} records lost across the broker restart, e.g. {sorted(missing)[:5]}"
+    assert predicted == keys
+    report_line("broker restart", faults=f"broker stopped (SIGTERM) for {down_s:.1f} s mid-stream, same port/state",
+                records_in=len(records), records_lost=len(missing), duplicates=len(predictions) - len(predicted),
+                seconds=round(time.monotonic() - started, 1))
