@@ -56,6 +56,7 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DriftSection:
+    enabled: bool = True
     arl0: float = 100_000.0
     window: int = 1000
     stride: int = 250

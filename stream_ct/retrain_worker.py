@@ -125,7 +125,7 @@ def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: 
 @dataclass
 class Outcome:
     version: int | None
-    decision: str  # "promoted" | "rejected" | "skipped"
+    decision: str  # "promoted" | "shadow" | "rejected" | "skipped" | "failed"
     gates: list[dict[str, Any]]
     metrics: dict[str, Any]
 
@@ -170,6 +170,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     groups = np.array([str(rec.get(config.gates.fairness_by, "")) for rec in labeled[split:]])
     gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics, champion_metrics)
     passed = all(g.passed for g in gates)
+    shadow = passed and champion_version is not None and config.deploy.shadow_records > 0
+    decision = ("shadow" if shadow else "promoted") if passed else "rejected"
     reference = {
         "X": X,
         "groups": np.array([f"{rec['lot_id']}/{rec['wafer_id']}" for rec in labeled]),
@@ -180,7 +182,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "task": task, "target": target, "estimator": config.model.estimator, "feature_names": names,
         "primary_metric": PRIMARY_METRIC[task], "metrics": {"candidate": candidate_metrics,
                                                             "champion": champion_metrics},
-        "gates": [g.to_dict() for g in gates], "decision": "promoted" if passed else "rejected",
+        "gates": [g.to_dict() for g in gates], "decision": decision,
         "parent_version": champion_version, "code_version": code_version(),
         "trigger": {"reason": request["reason"], "request_id": request["request_id"],
                     "signals": request.get("signals", [])},
@@ -190,11 +192,12 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                         "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),
                         "first_ts": labeled[0]["ts"], "last_ts": labeled[-1]["ts"]},
     }
-    drift_state = calibrated_monitor(config, reference, names).state_dict() if passed else None
+    calibrate = passed and config.drift.enabled
+    drift_state = calibrated_monitor(config, reference, names).state_dict() if calibrate else None
     version = registry.save(name, candidate, reference, meta, drift_state)
-    if passed:
+    if decision == "promoted":
         registry.set_champion(name, version)
-    return Outcome(version, meta["decision"], meta["gates"], meta["metrics"])
+    return Outcome(version, decision, meta["gates"], meta["metrics"])
 
 
 def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray], feature_names: list[str]):
@@ -301,10 +304,12 @@ class RetrainWorker:
                 if final:
                     return Outcome(None, "failed", [], {"error": str(exc)})
                 continue
-            if outcome.decision == "promoted":
-                registry = Registry(registry_root)
-                producer.send(MODELS_TOPIC, key=request["model"].encode(),
-                              value=announcement(registry, request["model"], outcome.version, request["reason"]))
+            if outcome.decision in ("promoted", "shadow"):
+                # A shadow candidate is announced under "<model>.shadow": serve scores it beside the
+                # champion on live traffic and promotes it only if it wins there too.
+                key = request["model"] + (".shadow" if outcome.decision == "shadow" else "")
+                producer.send(MODELS_TOPIC, key=key.encode(), value=announcement(
+                    Registry(registry_root), request["model"], outcome.version, request["reason"]))
                 producer.flush()  # the announcement is in the log before the decision is
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=len(records), attempt=attempt, read_seconds=round(read_s, 3),

@@ -45,9 +45,12 @@ ONLINE_ANOMALY_THRESHOLD = 0.9
 
 
 def build_monitor(config: ConsumerConfig, artifact: Artifact):
-    """The champion's drift monitor: calibrated by the retrain job, or calibrated here if absent."""
+    """The champion's drift monitor: calibrated by the retrain job, or calibrated here if absent;
+    None when ``[drift] enabled = false``."""
     from stream_ct.drift import DriftMonitor
 
+    if not config.drift.enabled:
+        return None
     if artifact.drift_state is not None:
         return DriftMonitor.from_state(artifact.drift_state)
     return calibrated_monitor(config, artifact.reference, artifact.meta["feature_names"])
@@ -87,6 +90,7 @@ class Server:
         self.last_settled_at = 0.0
         self.last_check_reason = ""
         self.champion_metric: RollingMetric | None = None
+        self.metric_before: dict[str, float] | None = None  # the previous champion's, at the swap
         self.online_metric = RollingMetric(self.task)
         self.post_deploy_reported = self.rollback_checked = True
         self.counts = collections.Counter()
@@ -351,6 +355,7 @@ class Server:
             return
         if self.position >= self.config.drift.reference_size and not self.counts["bootstrap_requests"]:
             self._request("bootstrap", self.config.drift.reference_size)
+            self.trigger.dispatched(self.position)  # schedules and cooldowns count from here
             self.counts["bootstrap_requests"] += 1
 
     def _request(self, reason: str, window_records: int) -> None:
@@ -401,7 +406,7 @@ class Server:
         if loaded is None:
             return
         previous = self.champion
-        before = self.champion_metric.value() if self.champion_metric else None
+        before = self.metric_before = self.champion_metric.value() if self.champion_metric else None
         self.champion, self.monitor = loaded.artifact, loaded.monitor
         self.champion_reason = loaded.announcement.get("reason", "")
         self.previous_version = previous.version if previous else self.champion.meta.get("parent_version")
@@ -419,7 +424,9 @@ class Server:
               flush=True)
 
     def _check_rollback(self) -> None:
-        """Roll back once if the new champion's live metric falls below its holdout value by too much."""
+        """Roll back once if the new champion's live metric falls by more than ``rollback_drop``
+        below the level before its deployment (the previous champion's live metric, or for a
+        first champion its holdout metric)."""
         metric = self.champion_metric
         if not self.post_deploy_reported and metric.seen >= metric.size:
             self.post_deploy_reported = True
@@ -430,10 +437,11 @@ class Server:
             return
         self.rollback_checked = True
         live = metric.value()[self.key_metric]
-        holdout = self.champion.meta["metrics"]["candidate"][self.key_metric]
-        if live >= holdout - d.rollback_drop:
+        before = (self.metric_before or {}).get(self.key_metric)
+        baseline = before if before is not None else self.champion.meta["metrics"]["candidate"][self.key_metric]
+        if live >= baseline - d.rollback_drop:
             return
-        detail = (f"live {self.key_metric} {live:.4f} < holdout {holdout:.4f} - {d.rollback_drop} "
+        detail = (f"live {self.key_metric} {live:.4f} < {baseline:.4f} before deployment - {d.rollback_drop} "
                   f"after {metric.seen} labels")
         if self.previous_version is None:
             self.events.emit("alert", severity="warning", kind="degraded_no_rollback", model=self.config.model.name,

@@ -27,6 +27,7 @@ target = "{target}"
 estimator = "{estimator}"
 
 [drift]
+enabled = {drift_enabled}
 arl0 = {arl0}
 window = {window}
 stride = {stride}
@@ -45,16 +46,17 @@ min_improvement = {min_improvement}
 path = "{registry}"
 """
 
-DEFAULTS = dict(poll=1000, task="classification", target="passed", estimator="hist_gradient_boosting",
+DEFAULTS = dict(drift_enabled="true", poll=1000, task="classification", target="passed", estimator="hist_gradient_boosting",
                 arl0=100000, window=1000, stride=250, reference_size=5000, window_records=4000,
                 min_rows=1000, cooldown=20000, min_metric=0.7, min_improvement=0.0)
 
 
-def write_config(tmp_path: Path, topic: str, **overrides: Any) -> Path:
-    """A consumer definition named after ``topic`` (so its events and model are its own)."""
+def write_config(tmp_path: Path, topic: str, extra: str = "", **overrides: Any) -> Path:
+    """A consumer definition named after ``topic`` (so its events and model are its own);
+    ``extra`` adds TOML sections the template does not have ([triggers], [deploy], ...)."""
     values = dict(DEFAULTS, name=topic, topic=topic, registry=str(tmp_path / "registry"), **overrides)
     path = tmp_path / f"{topic}.toml"
-    path.write_text(CONFIG_TEMPLATE.format(**values))
+    path.write_text(CONFIG_TEMPLATE.format(**values) + extra)
     return path
 
 

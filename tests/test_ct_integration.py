@@ -1,0 +1,160 @@
+"""Triggers, shadow and rollback on the real broker: serve + retrain-worker processes.
+
+Drift detection is switched off in these definitions (``[drift] enabled = false``): each test
+is about one other trigger or deploy mechanism, and drift has its own tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import orjson
+import pytest
+
+from harness import Service, events_for, wait_for_event, write_config
+from stream_ct.recording import Message
+from stream_ct.registry import Registry
+from stream_ct.replay import replay
+from stream_ct.retrain_worker import retrain_request, train_and_judge
+from stream_ct.config import ConsumerConfig
+from stream_ct.record import part_key
+from stream_ct.simulate import Simulator
+
+pytestmark = pytest.mark.integration
+QUIET = dict(drift_enabled="false", reference_size=3000, window_records=3000, cooldown=2000)
+
+
+def messages(records):
+    return [Message(part_key(r).encode(), orjson.dumps(r), int(r["ts"] * 1000), [], None) for r in records]
+
+
+def simulated(scenario, n, seed, **params):
+    return list(Simulator(scenario=scenario, seed=seed, **params).generate(n).records())
+
+
+def start(tmp_path, config, idle_s=5):
+    worker = Service(["retrain-worker"], tmp_path / "worker.log", tmp_path)
+    serve = Service(["serve", str(config), "--exit-when-idle", str(idle_s)], tmp_path / "serve.log", tmp_path)
+    return worker, serve
+
+
+def first_champion(topic, bootstrap, records, services):
+    replay(messages(records), topic, bootstrap)
+    return wait_for_event(topic, bootstrap, lambda e: e["type"] == "deploy", 120, services)
+
+
+def finish(serve, worker):
+    try:
+        assert serve.wait(180) == 0, serve.output()
+    finally:
+        serve.stop()
+        worker.stop()
+
+
+def test_manual_trigger_retrains_now(tmp_path, kafka_bootstrap, topic):
+    records = simulated("none", 8000, seed=21)
+    config = write_config(tmp_path, topic, **QUIET)
+    worker, serve = start(tmp_path, config)
+    try:
+        first_champion(topic, kafka_bootstrap, records[:3500], [worker, serve])
+        replay(messages(records[3500:]), topic, kafka_bootstrap)
+        out = subprocess.run([sys.executable, "-m", "stream_ct", "retrain", str(config), "--reason", "new probe card"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        decision = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "retrain_decision"
+                                  and e["reason"] == "manual: new probe card", 120, [worker, serve])
+    finally:
+        finish(serve, worker)
+    assert decision["decision"] in ("promoted", "rejected") and decision["gates"]
+
+
+def test_schedule_trigger_fires_every_n_records(tmp_path, kafka_bootstrap, topic):
+    records = simulated("none", 12_000, seed=22)
+    extra = '\n[triggers]\npolicy = "schedule"\nschedule_records = 4000\n'
+    config = write_config(tmp_path, topic, extra=extra, **QUIET)
+    worker, serve = start(tmp_path, config)
+    try:
+        first_champion(topic, kafka_bootstrap, records[:3500], [worker, serve])
+        replay(messages(records[3500:]), topic, kafka_bootstrap)
+    finally:
+        finish(serve, worker)
+    requests = [e for e in events_for(topic, kafka_bootstrap) if e["type"] == "retrain_requested"]
+    assert [r["reason"] for r in requests][:2] == ["bootstrap", "schedule"]
+    since = requests[1]["position"] - requests[0]["position"]
+    assert 4000 <= since <= 4000 + 1000  # the interval, to within one poll batch
+
+
+def test_performance_trigger_fires_on_concept_change(tmp_path, kafka_bootstrap, topic):
+    onset = 5000
+    records = simulated("concept", 12_000, seed=23, onset=onset)
+    extra = '\n[triggers]\npolicy = "performance"\nperformance_margin = 0.10\nperformance_min_labels = 500\n'
+    config = write_config(tmp_path, topic, extra=extra, **QUIET)
+    worker, serve = start(tmp_path, config)
+    try:
+        first_champion(topic, kafka_bootstrap, records[:3500], [worker, serve])
+        replay(messages(records[3500:]), topic, kafka_bootstrap)
+    finally:
+        finish(serve, worker)
+    events = events_for(topic, kafka_bootstrap)
+    fired = [e for e in events if e["type"] == "retrain_requested" and e["reason"] == "performance"]
+    assert fired, [e for e in events if e["type"] == "trigger_check"]
+    assert fired[0]["position"] > onset  # not before the concept changed
+
+
+def test_degraded_champion_is_rolled_back_automatically(tmp_path, kafka_bootstrap, topic):
+    """A version trained on scrambled labels is forced in by hand; live AUC falls; serve rolls back."""
+    records = simulated("none", 14_000, seed=24)
+    extra = '\n[triggers]\npolicy = "schedule"\n\n[deploy]\nrollback_drop = 0.05\nrollback_min_labels = 1000\n'
+    config_path = write_config(tmp_path, topic, extra=extra, **QUIET)
+    config = ConsumerConfig.load(config_path)
+    worker, serve = start(tmp_path, config_path, idle_s=40)  # idle while the test trains the bad version
+    try:
+        first_champion(topic, kafka_bootstrap, records[:3500], [worker, serve])
+        replay(messages(records[3500:6000]), topic, kafka_bootstrap)
+        wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "post_deploy_metric", 120, [serve])
+        bad = [dict(r, passed=bool(np.random.default_rng(i).random() < 0.9)) for i, r in enumerate(records[:4000])]
+        request = retrain_request(config, "manual: crafted bad candidate", 0, {0: 0})
+        outcome = train_and_judge(request, bad, Registry(config.registry.path))
+        assert outcome.decision == "rejected"
+        out = subprocess.run([sys.executable, "-m", "stream_ct", "models", "promote", str(config_path),
+                              "--version", str(outcome.version)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "deploy" and e["version"] == outcome.version,
+                       60, [serve])
+        replay(messages(records[6000:]), topic, kafka_bootstrap)
+        rollback = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "rollback", 120, [serve])
+        back = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "deploy" and e["reason"] == "rollback",
+                              60, [serve])
+    finally:
+        finish(serve, worker)
+    assert rollback["from_version"] == outcome.version and rollback["to_version"] == 1
+    assert back["version"] == 1
+    alerts = [e for e in events_for(topic, kafka_bootstrap) if e["type"] == "alert" and e["kind"] == "rollback"]
+    assert len(alerts) == 1
+    assert Registry(config.registry.path).champion(config.model.name) == 1
+
+
+def test_shadow_candidate_runs_beside_the_champion_before_promotion(tmp_path, kafka_bootstrap, topic):
+    records = simulated("none", 12_000, seed=25)
+    extra = '\n[triggers]\npolicy = "schedule"\n\n[deploy]\nshadow_records = 1500\n'
+    config_path = write_config(tmp_path, topic, extra=extra, min_improvement=-0.05, **QUIET)
+    worker, serve = start(tmp_path, config_path, idle_s=30)  # idle while the manual retrain runs
+    try:
+        first_champion(topic, kafka_bootstrap, records[:3500], [worker, serve])
+        subprocess.run([sys.executable, "-m", "stream_ct", "retrain", str(config_path), "--reason", "shadow"],
+                       check=True, capture_output=True, timeout=60)
+        wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "retrain_decision"
+                       and e["reason"] == "manual: shadow", 120, [worker, serve])
+        replay(messages(records[3500:]), topic, kafka_bootstrap)
+        result = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "shadow_result", 120, [serve])
+    finally:
+        finish(serve, worker)
+    events = events_for(topic, kafka_bootstrap)
+    decision = next(e for e in events if e["type"] == "retrain_decision" and e["reason"] == "manual: shadow")
+    assert decision["decision"] == "shadow"
+    assert [e["version"] for e in events if e["type"] == "shadow_started"] == [decision["version"]]
+    assert result["labeled"] >= 1500
+    deployed = [e["version"] for e in events if e["type"] == "deploy"]
+    assert (decision["version"] in deployed) == result["passed"]
