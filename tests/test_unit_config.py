@@ -105,7 +105,7 @@ def test_missing_consumer_section():
 
 def test_unknown_key():
     assert error_of(base(drift={"windw": 10})) == \
-        f"{SRC}: unknown key [drift] windw; known keys: arl0, window, stride, reference_size"
+        f"{SRC}: unknown key [drift] windw; known keys: enabled, arl0, window, stride, reference_size"
 
 
 def test_missing_required_key():
