@@ -200,7 +200,8 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
         if opt is not None and scenario == "mean-shift":
             rows.append((kind, d, label, "CUSUM optimum (1 chart)", opt, 0.0, None, None))
     for m in methods:  # false alarms: every feature
-        n = n_nodrift if m is ours else (kswin_records if m.name == Kswin.name else seed_records)
+        n = n_nodrift if m is ours else (max(200, kswin_records * 50 // d) if m.name == Kswin.name
+                                         else seed_records)
         sim = Simulator(scenario="none", seed=100, n_tests=d, **params)  # the same process
         sim.generate(n_ref)
         alarms, t = run_no_drift(m, sim, n, 2000 if m is ours else 1000)

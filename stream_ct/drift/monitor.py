@@ -402,10 +402,8 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Column means of the rows of ``x`` per label 0..L-1, NaN ignored (0 if none)."""
     ok = ~np.isnan(x)
     n = labels.max() + 1
-    sums = np.zeros((n, x.shape[1]))
-    counts = np.zeros((n, x.shape[1]))
-    np.add.at(sums, labels, np.where(ok, x, 0.0))
-    np.add.at(counts, labels, ok)
+    sums = np.stack([np.bincount(labels, c, n) for c in np.where(ok, x, 0.0).T], axis=1)
+    counts = np.stack([np.bincount(labels, c, n) for c in ok.T.astype(float)], axis=1)
     return sums / np.maximum(counts, 1)
 
 
