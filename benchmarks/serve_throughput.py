@@ -1,0 +1,249 @@
+"""End-to-end serve throughput on the real broker, side by side from one run.
+
+For each width (tests per record) one topic is filled with simulated part records, then read
+by three consumers, each in its own consumer group:
+
+* raw kafka-python: poll until every record is in, no processing (the client's limit);
+* stream-ct: the real ``Server`` in-process (the loop of ``stream-ct serve``: decode, DLQ,
+  online model, champion predictions to ``<topic>.predictions``, drift monitor, triggers,
+  flush, commit) with a champion registered and announced on ``ct.models`` beforehand
+  (trained by the retrain job's ``train_and_judge`` on other simulated records), so the
+  watcher loads it before the first batch; records/s from the first batch to the last commit;
+* seed-style: per-record ``json.loads``, per-record ``scipy.stats.ks_2samp`` of a window of
+  the last 1,000 values against 1,000 reference values per feature (p < 0.05), per-record
+  RandomForest ``predict_proba``; capped at ``--seed-records`` records.
+
+It also prints the in-process stage breakdown of ``Server._process_parts`` (same records,
+fake producer) and, with ``--profile``, the top functions by own time (cProfile).
+
+    python benchmarks/serve_throughput.py                  # 50 and 300 tests
+    python benchmarks/serve_throughput.py --tests 50 --records 20000 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (BenchBroker, bench_config, broker_arguments, fake_messages, fmt_table, in_process_server, log,
+                    publish, simulate_records, simulate_values, tmpdir, train_champion, unique)
+
+
+def announce(config, version: int, bootstrap: str) -> None:
+    from stream_ct.kafka_io import MODELS_TOPIC, ensure_control_topics, make_producer
+    from stream_ct.registry import Registry
+    from stream_ct.retrain_worker import announcement
+
+    ensure_control_topics(bootstrap)
+    producer = make_producer(bootstrap)
+    producer.send(MODELS_TOPIC, key=config.model.name.encode(),
+                  value=announcement(Registry(config.registry.path), config.model.name, version, "benchmark"))
+    producer.flush()
+    producer.close()
+
+
+def raw_consume(topic: str, n: int, bootstrap: str, max_poll_records: int) -> float:
+    """Records/s of plain polling (kafka-python, the consumer settings serve uses)."""
+    from stream_ct.kafka_io import make_consumer
+
+    consumer = make_consumer(topic, group_id=unique("bench-raw"), bootstrap=bootstrap,
+                             max_poll_records=max_poll_records)
+    seen, first = 0, None
+    try:
+        while seen < n:
+            batch = consumer.poll(timeout_ms=1000)
+            if batch and first is None:
+                first = time.perf_counter()
+            seen += sum(len(v) for v in batch.values())
+        return n / (time.perf_counter() - first)
+    finally:
+        consumer.close()
+
+
+def stream_ct_serve(config, n: int, bootstrap: str) -> tuple[float, dict]:
+    """Records/s of the real Server loop (in-process), first batch start to last commit."""
+    from stream_ct.serve import Server
+
+    server = Server(config, bootstrap, exit_when_idle_s=3.0)
+    marks: dict[str, float] = {}
+    process, batch_done = server._process, server.sm.batch_done
+    batch_seconds: list[float] = []
+
+    def timed_process(batch):
+        marks.setdefault("first", time.perf_counter())
+        process(batch)
+
+    def timed_done(*args, **kwargs):
+        marks["last"] = time.perf_counter()
+        batch_seconds.append(kwargs.get("seconds", 0.0))
+        batch_done(*args, **kwargs)
+
+    server._process, server.sm.batch_done = timed_process, timed_done
+    server.run()
+    assert server.position == n, f"served {server.position} of {n} records"
+    assert server.counts["predictions_champion"] == n, f"champion predicted {server.counts}"
+    return n / (marks["last"] - marks["first"]), {"batches": len(batch_seconds),
+                                                   "batch_p50_ms": 1000 * float(np.median(batch_seconds))}
+
+
+def seed_style(topic: str, cap: int, bootstrap: str, train_records: list[dict], names: list[str]) -> float:
+    """The seed notebook's way, per record: json.loads, ks_2samp per feature, RandomForest predict."""
+    from scipy import stats
+    from sklearn.ensemble import RandomForestClassifier
+
+    from stream_ct.kafka_io import make_consumer
+
+    X_ref = np.array([[r["tests"].get(k, np.nan) for k in names] for r in train_records], dtype=float)
+    y_ref = np.array([bool(r["passed"]) for r in train_records])
+    model = RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=0).fit(np.nan_to_num(X_ref), y_ref)
+    reference = X_ref[-1000:]
+    window: collections.deque = collections.deque(X_ref[-2000:-1000], maxlen=1000)  # a full window, as in the notebook
+    consumer = make_consumer(topic, group_id=unique("bench-seed"), bootstrap=bootstrap, max_poll_records=500)
+    seen, first, alarms = 0, None, 0
+    try:
+        while seen < cap:
+            for records in consumer.poll(timeout_ms=1000).values():
+                for m in records:
+                    if first is None:
+                        first = time.perf_counter()
+                    rec = json.loads(m.value)
+                    x = np.array([rec["tests"].get(k, np.nan) for k in names], dtype=float)
+                    window.append(x)
+                    W = np.array(window)  # every feature is tested (no short-cut at the first alarm)
+                    alarms += sum(stats.ks_2samp(W[:, j], reference[:, j]).pvalue < 0.05
+                                  for j in range(len(names))) > 0
+                    model.predict_proba(np.nan_to_num(x)[None, :])
+                    seen += 1
+                    if seen >= cap:
+                        break
+                if seen >= cap:
+                    break
+        return seen / (time.perf_counter() - first)
+    finally:
+        consumer.close()
+
+
+def stage_breakdown(config, version: int, values: list[bytes], profile: bool) -> tuple[list, str]:
+    """Per-stage time of ``Server._process_parts`` in-process (fake producer), 2,000-record batches."""
+    from threadpoolctl import threadpool_limits
+
+    import stream_ct.serve as serve
+
+    threadpool_limits(1)  # as Server.run does (after sklearn's OpenMP runtime is loaded)
+    server = in_process_server(config, version)
+    spent: collections.Counter = collections.Counter()
+    originals = {}
+
+    def wrap(owner, name, label):
+        f = getattr(owner, name)
+        originals[(owner, name)] = f
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[label] += time.perf_counter() - t
+        setattr(owner, name, timed)
+
+    for name in ("decode_batch", "target_vector", "measurements", "feature_matrix", "score"):
+        wrap(serve, name, name)
+    wrap(server, "_emit_predictions", "emit predictions")
+    wrap(server, "_detect", "drift monitor (_detect)")
+    wrap(server.online, "predict_learn", "online predict_learn")
+    messages = fake_messages(config.consumer.input_topic, values)
+    server._process_parts(messages[:2000])  # warm-up
+    spent.clear()
+    batches = [messages[i:i + 2000] for i in range(2000, len(messages), 2000)]
+    n = sum(len(b) for b in batches)
+    started = time.perf_counter()
+    for b in batches:
+        server._process_parts(b)
+    total = time.perf_counter() - started
+    for (owner, name), f in originals.items():
+        setattr(owner, name, f)
+    rows = [[label, round(s / n * 1e6, 1), f"{100 * s / total:.1f}%"] for label, s in spent.most_common()]
+    rows.append(["everything else", round((total - sum(spent.values())) / n * 1e6, 1),
+                 f"{100 * (total - sum(spent.values())) / total:.1f}%"])
+    rows.append(["total", round(total / n * 1e6, 1), f"{n / total:,.0f} rec/s"])
+    text = ""
+    if profile:
+        prof = cProfile.Profile()
+        server2 = in_process_server(config, version)
+        server2._process_parts(messages[:2000])
+        prof.enable()
+        for b in batches:
+            server2._process_parts(b)
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(10)
+        text = out.getvalue()
+    return rows, text
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tests", type=int, nargs="+", default=[50, 300])
+    p.add_argument("--records", type=int, default=None, help="records per topic (default 30,000 at 50 tests, scaled)")
+    p.add_argument("--seed-records", type=int, default=300, help="records the seed-style pipeline processes")
+    p.add_argument("--poll-max-records", type=int, default=2000)
+    p.add_argument("--profile", action="store_true", help="print cProfile's top 10 of the in-process loop")
+    broker_arguments(p)
+    args = p.parse_args()
+    results, stages = [], {}
+    with BenchBroker(args) as bootstrap:
+        for n_tests in args.tests:
+            n = args.records or max(6000, 30000 * 50 // n_tests)
+            log(f"bench: {n_tests} tests - simulating {n} records, training the champion ...")
+            values = simulate_values(5000 + n, n_tests, seed=2)  # one stream: train on its start, serve the rest
+            train, values = [orjson.loads(v) for v in values[:5000]], values[5000:]
+            registry = tmpdir("serve-bench")
+            topic = unique(f"bench-parts-{n_tests}")
+            config = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records,
+                                  triggers={"policy": "schedule", "schedule_records": 0})
+            t = time.perf_counter()
+            outcome = train_champion(config, train)
+            log(f"bench: champion v{outcome.version} {outcome.decision} in {time.perf_counter() - t:.1f} s")
+            publish(topic, values, bootstrap)
+            announce(config, outcome.version, bootstrap)
+            raw = raw_consume(topic, n, bootstrap, args.poll_max_records)
+            log(f"bench: raw consume {raw:,.0f} rec/s")
+            ours, info = stream_ct_serve(config, n, bootstrap)
+            log(f"bench: stream-ct serve {ours:,.0f} rec/s ({info})")
+            seed = seed_style(topic, args.seed_records, bootstrap, train, sorted(train[0]["tests"]))
+            log(f"bench: seed-style {seed:,.1f} rec/s")
+            results.append([n_tests, n, round(raw), round(ours), round(seed, 1), f"{ours / raw:.2f}x",
+                            f"{ours / seed:,.0f}x", round(info["batch_p50_ms"])])
+            stages[n_tests] = stage_breakdown(config, outcome.version, values[:min(n, 20000)], args.profile)
+    print("\n## End-to-end serve throughput (records/s, one run, same topic)\n")
+    print(fmt_table(["tests", "records", "raw kafka-python", "stream-ct serve", "seed-style", "vs raw",
+                     "vs seed", "batch p50 ms"], results))
+    for row in results:
+        if row[0] == 50:
+            ratio_raw = float(row[5][:-1])
+            ratio_seed = float(row[6][:-1].replace(",", ""))
+            print(f"\ngoal at 50 tests: >= 0.6x raw -> {ratio_raw:.2f}x {'MET' if ratio_raw >= 0.6 else 'NOT MET'}; "
+                  f">= 10x seed -> {ratio_seed:,.0f}x {'MET' if ratio_seed >= 10 else 'NOT MET'}")
+    for n_tests, (rows, text) in stages.items():
+        print(f"\n## In-process stages of Server._process_parts, {n_tests} tests (us per record)\n")
+        print(fmt_table(["stage", "us/record", "share"], rows))
+        if text:
+            print(f"\ncProfile, {n_tests} tests, top 10 by own time:\n")
+            print("\n".join(line for line in text.splitlines() if line.strip())[:6000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
