@@ -23,13 +23,19 @@ def _default(obj: Any):
 
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, np.ndarray):  # non-contiguous arrays, which orjson will not take directly
         return obj.tolist()
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+def to_json(obj: Any, indent: bool = False) -> bytes:
+    """JSON bytes for events and registry metadata: numpy values as plain numbers, NaN as null."""
+    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(obj, default=_default, option=option)
+
+
 def encode_event(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(event, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    return to_json(event)
 
 
 class EventLog:

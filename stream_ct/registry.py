@@ -33,6 +33,7 @@ import numpy as np
 import skops.io as sio
 
 from stream_ct.anomaly import AnomalyModel
+from stream_ct.events import to_json
 
 #: Types that skops may rebuild beyond its own defaults; anything else is refused.
 TRUSTED_TYPES = [
@@ -120,7 +121,7 @@ class Registry:
             while True:
                 version = max(self.versions(name), default=0) + 1
                 meta.update(name=name, version=version, created_at=time.time())
-                _write_synced(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default).encode())
+                _write_synced(tmp / "meta.json", to_json(meta, indent=True))
                 try:
                     os.rename(tmp, self.path(name, version))
                     return version
@@ -183,11 +184,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _json_default(obj: Any):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
