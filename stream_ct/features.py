@@ -95,6 +95,33 @@ def _feature_matrix_reference(records: Sequence[dict[str, Any]], names: Sequence
     return out
 
 
+def measurement_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per record, the results that are real measurements (no null, NaN, inf or |v| >= 1e30),
+    as a new dict in the record's test order: what the online model learns from.
+
+    Same result as filtering each record's tests one by one, but checked per key layout with
+    numpy; a record whose results are all measurements (the usual case) is copied in C.
+    """
+    out: list[dict[str, float]] = [{}] * len(records)
+    layouts: dict[tuple, list[int]] = {}
+    for i, record in enumerate(records):
+        layouts.setdefault(tuple(record["tests"]), []).append(i)
+    for keys, rows in layouts.items():
+        tests = [records[i]["tests"] for i in rows]
+        if not keys:
+            continue
+        block = _values_block(tests, len(keys))
+        with np.errstate(invalid="ignore"):
+            keep = np.abs(block) < SENTINEL_ABS  # False for NaN (and None) and inf
+        whole = keep.all(axis=1)
+        for j, i in enumerate(rows):
+            if whole[j]:
+                out[i] = dict(tests[j])
+            else:
+                out[i] = {k: v for k, v, ok in zip(keys, tests[j].values(), keep[j].tolist()) if ok}
+    return out
+
+
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     """The target field of each record as floats; NaN where the record has no label yet."""
     return np.array([np.nan if r.get(field) is None else float(r[field]) for r in records])
