@@ -41,6 +41,13 @@ def topic_size(topic: str, bootstrap: str) -> int:
         consumer.close()
 
 
+def read_events(bootstrap: str) -> list[dict[str, Any]]:
+    try:
+        return [orjson.loads(m.value) for m in record(EVENTS_TOPIC, bootstrap)]
+    except ValueError:  # ct.events is created by the services as they start
+        return []
+
+
 def save_events(bootstrap: str, path: Path) -> list[dict[str, Any]]:
     """Copy ct.events to a recording at ``path`` (for ``stream-ct report``) and return the events."""
     messages = list(record(EVENTS_TOPIC, bootstrap))
@@ -95,6 +102,23 @@ def _fmt(metric: dict[str, float] | None) -> str:
     return "n/a" if not metric else ", ".join(f"{k} {v:.3f}" for k, v in metric.items())
 
 
+#: The simulated fab of the demo runs small lots (5 wafers of 50 dies), so that the first
+#: champion's 10,000-record training window - the drift reference - spans 40 lots of normal
+#: lot-to-lot variation (docs/drift.md: the reference must span many lots).
+DEMO_FAB = {"parts_per_wafer": 50, "wafers_per_lot": 5}
+
+
+def wait_for_deploy(bootstrap: str, model: str, procs: list[subprocess.Popen], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(e["type"] == "deploy" and e.get("model") == model for e in read_events(bootstrap)):
+            return
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a service exited before the first champion was deployed: see the logs")
+        time.sleep(1)
+    raise RuntimeError(f"no champion was deployed within {timeout_s:.0f} s: see the logs")
+
+
 def run_demo(out: Path, records: int, onset: int, rate: float, seed: int, port: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -108,25 +132,30 @@ def run_demo(out: Path, records: int, onset: int, rate: float, seed: int, port: 
         config = ConsumerConfig.load(config_path)
         stream = out / "stream.jsonl"
         print(f"demo: simulating {records} parts, process change at record {onset} ...", flush=True)
-        simulate_to_recording("process-change", records, seed, str(stream), onset=onset)
+        simulate_to_recording("process-change", records, seed, str(stream), onset=onset, **DEMO_FAB)
         truth = json.loads(Path(str(stream) + ".truth.json").read_text())
         cli = [sys.executable, "-m", "stream_ct"]
         for name, args in (("retrain-worker", ["retrain-worker"]),
                            ("serve", ["serve", str(config_path), "--exit-when-idle", "8"])):
             log = open(out / f"{name}.log", "wb")
             procs.append(subprocess.Popen(cli + args, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT))
-        print(f"demo: serve and retrain-worker running (logs in {out}); replaying at {rate:.0f} records/s ...",
-              flush=True)
-        sent = replay(read_recording(str(stream)), config.consumer.input_topic, bootstrap, rate=rate,
-                      progress=Progress("replay", unit="records", total=records))
+        messages = list(read_recording(str(stream)))
+        first = config.drift.reference_size + config.consumer.poll_max_records
+        print(f"demo: serve and retrain-worker running (logs in {out}); the first {first} records train the "
+              "first champion ...", flush=True)
+        sent = replay(messages[:first], config.consumer.input_topic, bootstrap)
+        wait_for_deploy(bootstrap, config.model.name, procs)
+        print(f"demo: champion v1 serving; replaying the rest at {rate:.0f} records/s ...", flush=True)
+        sent += replay(messages[first:], config.consumer.input_topic, bootstrap, rate=rate,
+                       progress=Progress("replay", unit="records", total=len(messages) - first))
         serve = procs[1]
         deadline = time.monotonic() + 600
         while serve.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         if serve.returncode != 0:
             raise RuntimeError(f"serve exited with {serve.returncode}: see {out / 'serve.log'}")
-        summary = summarize(save_events(bootstrap, out / "events.jsonl"), truth, sent, topic_size(config.predictions_topic, bootstrap),
-                            topic_size(config.dlq_topic, bootstrap))
+        summary = summarize(save_events(bootstrap, out / "events.jsonl"), truth, sent,
+                            topic_size(config.predictions_topic, bootstrap), topic_size(config.dlq_topic, bootstrap))
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -150,7 +179,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="demo-out")
     p.add_argument("--records", type=int, default=60_000)
     p.add_argument("--onset", type=int, default=30_000)
-    p.add_argument("--rate", type=float, default=5_000, help="replay pace in records/s")
+    p.add_argument("--rate", type=float, default=2_000, help="replay pace in records/s after the first champion")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--port", type=int, default=39092, help="port of the demo's own broker")
     p.set_defaults(func=lambda a: 0 if run_demo(Path(a.out).resolve(), a.records, a.onset, a.rate, a.seed,

@@ -484,7 +484,7 @@ example:
 def _run(args: argparse.Namespace) -> int:
     params = {"n_tests": args.tests, "shift_sigma": args.shift_sigma, "drift_test": args.drift_test,
               "drift_tester": args.drift_tester, "variance_factor": args.variance_factor,
-              "parts_per_wafer": args.parts_per_wafer}
+              "parts_per_wafer": args.parts_per_wafer, "wafers_per_lot": args.wafers_per_lot}
     if args.onset is not None:
         params["onset"] = args.onset
     if args.records < 1:
@@ -526,5 +526,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--variance-factor", type=float, default=2.0, metavar="F",
                         help="within-wafer sd factor for variance-change (default: 2.0)")
     parser.add_argument("--parts-per-wafer", type=int, default=400, metavar="N", help="parts per wafer (default: 400)")
+    parser.add_argument("--wafers-per-lot", type=int, default=25, metavar="N", help="wafers per lot (default: 25)")
     parser.set_defaults(func=_run)
     return parser
