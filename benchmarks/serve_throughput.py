@@ -41,6 +41,99 @@ from common import (BenchBroker, bench_config, broker_arguments, fake_messages, 
                     publish, simulate_records, simulate_values, tmpdir, train_champion, unique)
 
 
+class Baseline:
+    """The hot path as it was before this round of speed work (same code otherwise): river's
+    pipeline for the online model, the per-test ``feature_matrix`` loop, and the per-test
+    validator for every record."""
+
+    def __enter__(self):
+        import stream_ct.decode as decode
+        import stream_ct.online as online
+        import stream_ct.serve as serve
+        from stream_ct.features import _feature_matrix_reference
+
+        self.saved = [(serve, "feature_matrix", serve.feature_matrix), (decode, "_surely_valid", decode._surely_valid),
+                      (online.OnlineModel, "__init__", online.OnlineModel.__init__)]
+        init = online.OnlineModel.__init__
+        serve.feature_matrix = _feature_matrix_reference
+        decode._surely_valid = lambda record: False
+        online.OnlineModel.__init__ = lambda self, task, learning_rate=0.01, engine="river": init(
+            self, task, learning_rate, engine="river")
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, value in self.saved:
+            setattr(owner, name, value)
+
+
+class Now:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+class NoPredictionSends:
+    """Diagnosis only: the current loop without its per-record ``producer.send`` of predictions
+    (counts them instead), to show what kafka-python's producer costs per record."""
+
+    def __enter__(self):
+        from stream_ct.serve import Server
+
+        self.saved = Server._emit_predictions
+
+        def count_only(server, records, sources, scores, source, version):
+            server._predictions(scores, source)
+            server.counts[f"predictions_{source}"] += len(records)
+        Server._emit_predictions = count_only
+        return self
+
+    def __exit__(self, *exc):
+        from stream_ct.serve import Server
+
+        Server._emit_predictions = self.saved
+
+
+VARIANTS = {"before": Baseline, "now": Now}
+
+
+def online_comparison(n_tests: int, n: int = 20000) -> list:
+    """OnlineModel engines on one simulated stream: speed, agreement, prequential AUC; and river's
+    mini-batch API (predict_many, then learn_many per poll) for its accuracy cost."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from stream_ct.features import measurement_rows
+    from stream_ct.online import OnlineModel
+
+    records = simulate_records(n, n_tests, seed=4)
+    rows = measurement_rows(records)
+    y = np.array([float(r["passed"]) for r in records])
+    out, scores = [], {}
+    for engine in ("river", "numpy", "river mini-batch"):
+        model = OnlineModel("classification", engine="river" if engine != "numpy" else "numpy")
+        parts, started = [], time.perf_counter()
+        for i in range(0, n, 2000):
+            r, lab = rows[i:i + 2000], y[i:i + 2000]
+            if engine != "river mini-batch":
+                parts.append(model.predict_learn(r, lab))
+                continue
+            X = pd.DataFrame.from_records(r)
+            X = X.fillna(X.mean())
+            if i:
+                parts.append(model.model.predict_proba_many(X)[True].to_numpy(dtype=float))
+            else:
+                parts.append(np.full(len(r), 0.5))
+            model.model.learn_many(X, pd.Series(lab.astype(bool)))
+        seconds = time.perf_counter() - started
+        scores[engine] = np.concatenate(parts)
+        diff = float(np.max(np.abs(scores[engine] - scores["river"])))
+        out.append([n_tests, engine, round(n / seconds), f"{diff:.1e}",
+                    round(roc_auc_score(y[2000:], scores[engine][2000:]), 4)])
+    return out
+
+
 def announce(config, version: int, bootstrap: str) -> None:
     from stream_ct.kafka_io import MODELS_TOPIC, ensure_control_topics, make_producer
     from stream_ct.registry import Registry
@@ -100,6 +193,8 @@ def stream_ct_serve(config, n: int, bootstrap: str) -> tuple[float, dict]:
 
 def seed_style(topic: str, cap: int, bootstrap: str, train_records: list[dict], names: list[str]) -> float:
     """The seed notebook's way, per record: json.loads, ks_2samp per feature, RandomForest predict."""
+    import warnings
+
     from scipy import stats
     from sklearn.ensemble import RandomForestClassifier
 
@@ -109,6 +204,7 @@ def seed_style(topic: str, cap: int, bootstrap: str, train_records: list[dict], 
     y_ref = np.array([bool(r["passed"]) for r in train_records])
     model = RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=0).fit(np.nan_to_num(X_ref), y_ref)
     reference = X_ref[-1000:]
+    warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful")
     window: collections.deque = collections.deque(X_ref[-2000:-1000], maxlen=1000)  # a full window, as in the notebook
     consumer = make_consumer(topic, group_id=unique("bench-seed"), bootstrap=bootstrap, max_poll_records=500)
     seen, first, alarms = 0, None, 0
@@ -200,9 +296,10 @@ def main() -> int:
     p.add_argument("--seed-records", type=int, default=300, help="records the seed-style pipeline processes")
     p.add_argument("--poll-max-records", type=int, default=2000)
     p.add_argument("--profile", action="store_true", help="print cProfile's top 10 of the in-process loop")
+    p.add_argument("--online", action="store_true", help="compare the online model's engines (speed, AUC)")
     broker_arguments(p)
     args = p.parse_args()
-    results, stages = [], {}
+    results, stages, online_rows = [], {}, []
     with BenchBroker(args) as bootstrap:
         for n_tests in args.tests:
             n = args.records or max(6000, 30000 * 50 // n_tests)
@@ -220,28 +317,49 @@ def main() -> int:
             announce(config, outcome.version, bootstrap)
             raw = raw_consume(topic, n, bootstrap, args.poll_max_records)
             log(f"bench: raw consume {raw:,.0f} rec/s")
-            ours, info = stream_ct_serve(config, n, bootstrap)
-            log(f"bench: stream-ct serve {ours:,.0f} rec/s ({info})")
+            served = {}
+            for variant, ctx in VARIANTS.items():
+                with ctx():
+                    config = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records,
+                                          triggers={"policy": "schedule", "schedule_records": 0})
+                    served[variant] = stream_ct_serve(config, n, bootstrap)
+                log(f"bench: stream-ct serve ({variant}) {served[variant][0]:,.0f} rec/s ({served[variant][1]})")
+            before, ours, info = served["before"][0], *served["now"]
+            with NoPredictionSends():
+                config = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records,
+                                      triggers={"policy": "schedule", "schedule_records": 0})
+                no_sends = stream_ct_serve(config, n, bootstrap)[0]
+            log(f"bench: stream-ct serve (now, predictions not sent) {no_sends:,.0f} rec/s")
             seed = seed_style(topic, args.seed_records, bootstrap, train, sorted(train[0]["tests"]))
             log(f"bench: seed-style {seed:,.1f} rec/s")
-            results.append([n_tests, n, round(raw), round(ours), round(seed, 1), f"{ours / raw:.2f}x",
-                            f"{ours / seed:,.0f}x", round(info["batch_p50_ms"])])
-            stages[n_tests] = stage_breakdown(config, outcome.version, values[:min(n, 20000)], args.profile)
+            results.append([n_tests, n, round(raw), round(before), round(ours), round(seed, 1), f"{ours / before:.2f}x",
+                            f"{ours / raw:.2f}x", f"{ours / seed:,.0f}x", round(info["batch_p50_ms"]), round(no_sends)])
+            for variant, ctx in VARIANTS.items():
+                with ctx():
+                    stages[(n_tests, variant)] = stage_breakdown(config, outcome.version, values[:min(n, 20000)],
+                                                                 args.profile and variant == "now")
+            if args.online:
+                online_rows.extend(online_comparison(n_tests))
     print("\n## End-to-end serve throughput (records/s, one run, same topic)\n")
-    print(fmt_table(["tests", "records", "raw kafka-python", "stream-ct serve", "seed-style", "vs raw",
-                     "vs seed", "batch p50 ms"], results))
+    print(fmt_table(["tests", "records", "raw kafka-python", "serve before", "serve now", "seed-style",
+                     "now vs before", "now vs raw", "now vs seed", "batch p50 ms (now)",
+                     "now, predictions not sent (diagnosis)"], results))
     for row in results:
         if row[0] == 50:
-            ratio_raw = float(row[5][:-1])
-            ratio_seed = float(row[6][:-1].replace(",", ""))
+            ratio_raw = float(row[7][:-1])
+            ratio_seed = float(row[8][:-1].replace(",", ""))
             print(f"\ngoal at 50 tests: >= 0.6x raw -> {ratio_raw:.2f}x {'MET' if ratio_raw >= 0.6 else 'NOT MET'}; "
                   f">= 10x seed -> {ratio_seed:,.0f}x {'MET' if ratio_seed >= 10 else 'NOT MET'}")
-    for n_tests, (rows, text) in stages.items():
-        print(f"\n## In-process stages of Server._process_parts, {n_tests} tests (us per record)\n")
+    for (n_tests, variant), (rows, text) in stages.items():
+        print(f"\n## In-process stages of Server._process_parts, {n_tests} tests, {variant} (us per record)\n")
         print(fmt_table(["stage", "us/record", "share"], rows))
         if text:
             print(f"\ncProfile, {n_tests} tests, top 10 by own time:\n")
             print("\n".join(line for line in text.splitlines() if line.strip())[:6000])
+    if online_rows:
+        print("\n## Online model (classification, 20,000 records, polls of 2,000): records/s, "
+              "max |score - river learn_one|, prequential AUC after the first poll\n")
+        print(fmt_table(["tests", "engine", "records/s", "max diff", "AUC"], online_rows))
     return 0
 
 

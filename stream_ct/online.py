@@ -62,16 +62,16 @@ class _ScaledLinear:
         layouts: dict[tuple, list[int]] = {}
         for i, row in enumerate(rows):
             layouts.setdefault(tuple(row), []).append(i)
-        plan: list = [None] * n  # (slots or None for "every slot in order", values)
-        for keys, members in layouts.items():
-            slots = self._slots(keys)
+        plan: list = [None] * n  # (slots, or None for "every slot in order"; values)
+        slotted = [(self._slots(keys), members) for keys, members in layouts.items()]  # every slot exists now
+        d = len(self.slot)
+        for slots, members in slotted:
             block = np.fromiter(itertools.chain.from_iterable(rows[i].values() for i in members), dtype=float,
-                                count=len(members) * len(keys)).reshape(len(members), len(keys))
+                                count=len(members) * len(slots)).reshape(len(members), len(slots))
+            if len(slots) == d and bool((slots == np.arange(d)).all()):
+                slots = None
             for i, values in zip(members, block):
                 plan[i] = (slots, values)
-        d = len(self.slot)
-        whole = {id(s): len(s) == d and bool((s == np.arange(d)).all()) for s, _ in plan}
-        plan = [(None if whole[id(s)] else s, x) for s, x in plan]
         labels = np.asarray(labels, dtype=float)
         for i in range(n):
             slots, x = plan[i]
