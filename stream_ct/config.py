@@ -37,6 +37,7 @@ class ConsumerSection:
     poll_timeout_ms: int = 500
     predictions_topic: str = ""
     dlq_topic: str = ""
+    session_timeout_ms: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ class ConsumerConfig:
                     "[retrain] max_attempts": self.retrain.max_attempts,
                     "[labels] buffer_size": self.labels.buffer_size, "[labels] ttl_seconds": self.labels.ttl_seconds,
                     "[consumer] poll_timeout_ms": self.consumer.poll_timeout_ms,
+                    "[consumer] session_timeout_ms": self.consumer.session_timeout_ms,
                     "[gates] max_latency_p99_ms": self.gates.max_latency_p99_ms}
         for key, value in positive.items():
             if value <= 0:

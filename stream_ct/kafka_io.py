@@ -61,6 +61,7 @@ def make_producer(bootstrap: str | None = None, **overrides) -> KafkaProducer:
 def make_consumer(*topics: str, group_id: str | None, bootstrap: str | None = None, **overrides) -> KafkaConsumer:
     """A consumer with manual offset commits, reading from the earliest offset of a new group."""
     options = dict(group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                   allow_auto_create_topics=False,
                    max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
     options.update(overrides)
     return KafkaConsumer(*topics, **connection_settings(bootstrap), **options)

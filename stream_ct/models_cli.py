@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -112,7 +113,8 @@ def _run_retrain(args) -> int:
     producer = make_producer(args.bootstrap_servers)
     try:
         producer.send(CONTROL_TOPIC, key=config.consumer.name.encode(), value=orjson.dumps(
-            {"consumer": config.consumer.name, "command": "retrain", "reason": args.reason, "at": time.time()}))
+            {"consumer": config.consumer.name, "command": "retrain", "reason": args.reason, "at": time.time(),
+             "command_id": uuid.uuid4().hex}))
         producer.flush()
     finally:
         producer.close()

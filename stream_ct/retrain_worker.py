@@ -59,8 +59,10 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
     any JSON object (label records)."""
     consumer = make_consumer(group_id=None, bootstrap=bootstrap)
     try:
+        if not consumer.partitions_for_topic(topic):
+            raise ValueError(f"topic {topic!r} does not exist")
         if end_offsets is None:
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
             ends = {tp: off for tp, off in consumer.end_offsets(partitions).items()}
         else:
             partitions = [TopicPartition(topic, int(p)) for p in end_offsets]
@@ -185,7 +187,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "gates": [g.to_dict() for g in gates], "decision": decision,
         "parent_version": champion_version, "code_version": code_version(),
         "trigger": {"reason": request["reason"], "request_id": request["request_id"],
-                    "signals": request.get("signals", [])},
+                    "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "end_offsets": window["end_offsets"], "rows": len(labeled),
                         "rows_train": split, "rows_holdout": len(labeled) - split,

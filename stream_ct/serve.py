@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from kafka import TopicPartition
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
@@ -57,7 +58,7 @@ def build_monitor(config: ConsumerConfig, artifact: Artifact):
 
 
 def measurements(tests: dict[str, Any]) -> dict[str, float]:
-    """The results of one record that are real measurements (for the online model)."""
+    """The results of one record that are real measurements (not null, NaN, inf or a sentinel)."""
     return {k: v for k, v in tests.items() if v is not None and math.isfinite(v) and abs(v) < SENTINEL_ABS}
 
 
@@ -87,7 +88,7 @@ class Server:
         self.end_offsets: dict[int, int] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
-        self.last_settled_at = 0.0
+        self.last_settled_at = self.last_size_check = 0.0
         self.last_check_reason = ""
         self.champion_metric: RollingMetric | None = None
         self.metric_before: dict[str, float] | None = None  # the previous champion's, at the swap
@@ -119,8 +120,10 @@ class Server:
         self.watcher.start()
         self.watcher.ready.wait(timeout=30)
         topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
-        consumer = make_consumer(*topics, group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
-                                 max_poll_records=cfg.consumer.poll_max_records)
+        consumer = self.consumer = make_consumer(
+            *topics, group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
+            max_poll_records=cfg.consumer.poll_max_records, session_timeout_ms=cfg.consumer.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, cfg.consumer.session_timeout_ms // 3))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         metrics_server = start_from_args(self.metrics_args, self.metrics, ready=lambda: self.assigned,
                                          config_port=cfg.events.metrics_port) if self.metrics_args else None
@@ -141,6 +144,7 @@ class Server:
                     idle_since = time.monotonic()
                     self.sm.batch_done(cfg.consumer.name, records=self.position - position,
                                        seconds=idle_since - started, dlq=self.counts["dlq"] - before["dlq"],
+                                       sentinels=self.counts["sentinel_values"] - before["sentinel_values"],
                                        predictions={src: self.counts[f"predictions_{src}"] - before[f"predictions_{src}"]
                                                     for src in ("champion", "online")})
                     self.sm.lag(cfg.consumer.name, consumer)
@@ -204,6 +208,9 @@ class Server:
         sources = [messages[i] for i, _ in valid]
         labels = target_vector(records, self.config.model.target)
         rows = [measurements(r["tests"]) for r in records]
+        # Sentinel results (9.9e37, NaN, inf) are kept out of every model and statistic, and counted.
+        nulls = sum(1 for r in records for v in r["tests"].values() if v is None)
+        self.counts["sentinel_values"] += sum(map(len, (r["tests"] for r in records))) - sum(map(len, rows)) - nulls
         online_scores = self.online.predict_learn(rows, labels)
         self.online_metric.add(online_scores, labels)
         X = shadow_scores = None
@@ -350,17 +357,38 @@ class Server:
         self.deferred = None
 
     def _bootstrap_if_needed(self) -> None:
-        """The first champion comes from the same retrain job, on the first window of the stream."""
-        if self.champion is not None or self.in_flight or self.watcher.loaded_version is not None:
+        """The first champion comes from the same retrain job, on the first window of the stream:
+        once the input topic (all partitions, whichever instance reads them) holds
+        ``reference_size`` records. Every instance may ask; the worker trains the first ask."""
+        if (self.champion is not None or self.in_flight or self.watcher.loaded_version is not None
+                or self.counts["bootstrap_requests"] or time.monotonic() - self.last_size_check < 2.0):
             return
-        if self.position >= self.config.drift.reference_size and not self.counts["bootstrap_requests"]:
-            self._request("bootstrap", self.config.drift.reference_size)
-            self.trigger.dispatched(self.position)  # schedules and cooldowns count from here
-            self.counts["bootstrap_requests"] += 1
+        self.last_size_check = time.monotonic()
+        begin = self.consumer.beginning_offsets(self._input_partitions())
+        end = self.consumer.end_offsets(list(begin))
+        if sum(end[tp] - begin[tp] for tp in begin) < self.config.drift.reference_size:
+            return
+        share = -(-self.config.drift.reference_size // len(begin))  # ceil: the first records of each partition
+        window_end = {tp.partition: min(end[tp], begin[tp] + share) for tp in begin}
+        self._publish_request("bootstrap", 0, window_end, self.config.drift.reference_size)
+        self.trigger.dispatched(self.position)  # schedules and cooldowns count from here
+        self.counts["bootstrap_requests"] += 1
 
-    def _request(self, reason: str, window_records: int) -> None:
+    def _input_partitions(self) -> list[TopicPartition]:
+        topic = self.config.consumer.input_topic
+        return [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
+
+    def _request(self, reason: str, window_records: int, **extra) -> None:
+        """A retrain on the last ``window_records`` records by time, over every partition of the input
+        (this instance's records date the window; the other instances' partitions are read too)."""
         window_records = max(1, min(window_records, len(self.timestamps)))
-        request = retrain_request(self.config, reason, self.timestamps[-window_records], dict(self.end_offsets))
+        end = self.consumer.end_offsets(self._input_partitions())
+        self._publish_request(reason, self.timestamps[-window_records], {tp.partition: o for tp, o in end.items()},
+                              window_records, **extra)
+
+    def _publish_request(self, reason: str, start_ts_ms: int, end_offsets: dict[int, int], window_records: int,
+                         **extra) -> None:
+        request = retrain_request(self.config, reason, start_ts_ms, end_offsets, **extra)
         self.producer.send(RETRAIN_TOPIC, key=self.config.model.name.encode(), value=orjson.dumps(request))
         self.in_flight[request["request_id"]] = {"at": time.monotonic(), "reason": reason}
         self.events.emit("retrain_requested", request_id=request["request_id"], reason=reason,
@@ -395,7 +423,8 @@ class Server:
                 self.events.emit("trigger_check", fire=True, reason=f"manual: {command.get('reason', '')}",
                                  conditions={"manual": True}, position=self.position)
                 self.trigger.dispatched(self.position)
-                self._request(f"manual: {command.get('reason', '')}", self.config.retrain.window_records)
+                self._request(f"manual: {command.get('reason', '')}", self.config.retrain.window_records,
+                              command_id=command.get("command_id"))
         self._bootstrap_if_needed()
         self._dispatch_deferred()
         if self.in_flight:
