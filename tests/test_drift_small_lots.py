@@ -1,0 +1,88 @@
+"""Regression: small lots, coarse quantization and short references (no false alarms).
+
+Root causes fixed: (1) centring a quantized window by whole steps left its values an ulp
+off the reference lattice (``v - k * step`` in floating point), so a whole tie level of a
+coarse test (CONT_33, step 0.44 sd) crossed a KS step / PSI edge: PSI ~1 on a stationary
+stream; (2) per-level 99 % bounds on the stratum charts' sds and variance rates were not
+family-wise, so one of the ~550 (feature, level) charts whose reference lots happened to
+be alike got a biased mean and a tight threshold; (3) a reference inside one lot cannot
+know lot-to-lot variation: mean-shift charts are switched off and the monitor says so.
+"""
+
+import numpy as np
+import pytest
+
+from stream_ct.drift import DriftMonitor
+from stream_ct.simulate import Simulator
+
+
+def _strata(b):
+    return {s: getattr(b, s).astype(str) for s in ("tester", "site", "fab")}
+
+
+def _monitor(ref, **kw):
+    groups = np.array([f"{a}/{b}" for a, b in zip(ref.lot_id, ref.wafer_id)])
+    return DriftMonitor(ref.X, ref.feature_names, reference_groups=groups,
+                        reference_strata=_strata(ref), arl0=100_000, window=1000, stride=250, **kw)
+
+
+def _run(sim, mon, n):
+    out = []
+    while mon.n_seen < n:
+        b = sim.generate(1000)
+        out += mon.update(b.X, strata=_strata(b))
+    return out
+
+
+def test_centred_quantized_window_stays_on_reference_lattice():
+    sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
+    ref = sim.generate(10_000)
+    mon = DriftMonitor(ref.X, ref.feature_names, n_boot=20_000)
+    j = 33  # CONT_33: resolution 0.01 V, about 0.44 stationary sd
+    assert mon.tied[j]
+    x = np.full((1000, len(ref.feature_names)), np.nan)
+    x[:, j] = ref.X[:1000, j] + 2 * mon.grid[j]  # moved up two whole steps
+    moved = mon.snap(x - np.where(np.arange(x.shape[1]) == j, 2 * mon.grid[j], 0.0), [j])
+    assert np.isin(moved[:, j], mon.levels[j]).all()
+    _, v_psi = mon.window_statistics(x)
+    assert v_psi[j] < 0.05  # was ~1 when the shifted values missed the lattice
+
+
+@pytest.mark.parametrize("seed", [5])
+def test_small_lots_no_false_alarm(seed):
+    """40 lots of 5 wafers x 50 dies in the reference; 20,000 no-drift records."""
+    sim = Simulator(seed=seed, parts_per_wafer=50, wafers_per_lot=5)
+    mon = _monitor(sim.generate(10_000))
+    assert mon.location_enabled and mon.warnings == []
+    assert _run(sim, mon, 20_000) == []
+
+
+def test_small_lots_shift_caught_within_3000():
+    onset = 10_000 + 5000
+    sim = Simulator(scenario="mean-shift", seed=1, parts_per_wafer=50, wafers_per_lot=5,
+                    onset=onset, shift_sigma=1.5)
+    mon = _monitor(sim.generate(10_000))
+    key = sim.feature_names[sim.drift_test]
+    signals = _run(sim, mon, 8000)
+    assert [s for s in signals if s.position < 5000] == []
+    hit = [s for s in signals if key in s.features]
+    assert hit and hit[0].position - 5000 <= 3000
+
+
+def test_reference_inside_one_lot_disables_location_and_says_so():
+    sim = Simulator(seed=2)  # 25 wafers x 400: a 5,000-record reference is half a lot
+    mon = _monitor(sim.generate(5000))
+    assert not mon.location_enabled and mon.n_lots == 1
+    snap = mon.snapshot()
+    assert snap["location_enabled"] is False and "min_lots" in snap["warnings"][0]
+    assert not [s for s in _run(sim, mon, 10_000) if s.detector == "cusum"]
+    mon2 = DriftMonitor.from_state(mon.state_dict())
+    assert not mon2.location_enabled and mon2.global_banks == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_small_lots_sweep_40k(seed):
+    sim = Simulator(seed=seed, parts_per_wafer=50, wafers_per_lot=5)
+    mon = _monitor(sim.generate(10_000))
+    assert _run(sim, mon, 40_000) == []
