@@ -214,10 +214,7 @@ class DriftMonitor:
         # happened to hold unusually similar lots would otherwise get a threshold far too
         # tight and a mean biased by more than it admits, and alarm on every stream.
         n_families = ref.shape[1] * sum(len(np.unique(v)) for v in self.reference_strata.values())
-        # family-wise (0.05 / n_families) removes the stratum false alarms on small lots but
-        # made a 1.5 sd tester offset undetectable on the 20-lot floor test: per-chart 0.01
-        # until that trade-off is decided (docs/drift.md, "Known limits")
-        bound_level = 0.01 if n_families else 0.01
+        bound_level = min(0.01, 0.05 / max(1, n_families))
         out = _chart_calibration(filled, self.sizes, self.mean, run_records)
         out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
