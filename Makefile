@@ -18,9 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m stream_ct demo --out demo-out
 
-## Install, start a throwaway broker, run every test (unit and integration).
+## Install, start a throwaway broker, run every test (unit and integration). Two pytest workers:
+## the integration tests mostly wait on services, so two share the machine well.
 test: $(STAMP)
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra -n 2 --dist load $(PYTEST_ARGS)
 
 broker-start: $(STAMP)
 	$(PY) -m stream_ct broker start
