@@ -119,7 +119,8 @@ def wait_for_deploy(bootstrap: str, model: str, procs: list[subprocess.Popen], t
     raise RuntimeError(f"no champion was deployed within {timeout_s:.0f} s: see the logs")
 
 
-def run_demo(out: Path, records: int, onset: int, rate: float, seed: int, port: int) -> dict[str, Any]:
+def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: float, seed: int,
+             port: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     broker = LocalBroker(port=port, state_dir=str(out / "broker"))
@@ -132,7 +133,8 @@ def run_demo(out: Path, records: int, onset: int, rate: float, seed: int, port: 
         config = ConsumerConfig.load(config_path)
         stream = out / "stream.jsonl"
         print(f"demo: simulating {records} parts, process change at record {onset} ...", flush=True)
-        simulate_to_recording("process-change", records, seed, str(stream), onset=onset, **DEMO_FAB)
+        simulate_to_recording("process-change", records, seed, str(stream), onset=onset, shift_sigma=shift_sigma,
+                              **DEMO_FAB)
         truth = json.loads(Path(str(stream) + ".truth.json").read_text())
         cli = [sys.executable, "-m", "stream_ct"]
         for name, args in (("retrain-worker", ["retrain-worker"]),
@@ -177,10 +179,11 @@ def register(subparsers) -> None:
         description="Simulate, replay, serve, detect, retrain, gate, hot-swap; write a summary.",
         epilog="example: stream-ct demo --out demo-out --records 60000")
     p.add_argument("--out", default="demo-out")
-    p.add_argument("--records", type=int, default=60_000)
+    p.add_argument("--records", type=int, default=100_000)
     p.add_argument("--onset", type=int, default=30_000)
+    p.add_argument("--shift-sigma", type=float, default=1.5, help="size of the process change in one test")
     p.add_argument("--rate", type=float, default=2_000, help="replay pace in records/s after the first champion")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--port", type=int, default=39092, help="port of the demo's own broker")
-    p.set_defaults(func=lambda a: 0 if run_demo(Path(a.out).resolve(), a.records, a.onset, a.rate, a.seed,
-                                                a.port) else 1)
+    p.set_defaults(func=lambda a: 0 if run_demo(Path(a.out).resolve(), a.records, a.onset, a.shift_sigma, a.rate,
+                                                a.seed, a.port) else 1)

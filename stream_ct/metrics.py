@@ -304,9 +304,9 @@ class ServeMetrics:
         m = metrics
         self.records = m.counter("stream_ct_records_total", "Valid part records processed.", ("consumer",))
         self.dlq = m.counter("stream_ct_dlq_total", "Records sent to the dead-letter topic.", ("consumer",))
-        self.sentinels = m.counter("stream_ct_sentinel_values_total",
-                                   "Test results that were NaN, inf or a sentinel (|v| >= 1e30), kept out of "
-                                   "models and statistics.", ("consumer",))
+        self.missing = m.counter("stream_ct_missing_results_total",
+                                 "Test results that were null, NaN, inf or a sentinel (|v| >= 1e30), kept out of "
+                                 "models and statistics.", ("consumer",))
         self.predictions = m.counter("stream_ct_predictions_total",
                                      "Predictions published, by the model that made them (champion or online).",
                                      ("consumer", "source"))
@@ -337,14 +337,14 @@ class ServeMetrics:
             collections.OrderedDict)
 
     def batch_done(self, consumer: str, records: int, seconds: float, dlq: int = 0,
-                   predictions: dict[str, int] | None = None, sentinels: int = 0) -> None:
+                   predictions: dict[str, int] | None = None, missing: int = 0) -> None:
         """One polled batch: valid records, its processing time, dead letters, predictions by source,
-        sentinel results."""
+        results that were not measurements."""
         self.records.inc(records, consumer=consumer)
         if dlq:
             self.dlq.inc(dlq, consumer=consumer)
-        if sentinels:
-            self.sentinels.inc(sentinels, consumer=consumer)
+        if missing:
+            self.missing.inc(missing, consumer=consumer)
         for source, n in (predictions or {}).items():
             self.predictions.inc(n, consumer=consumer, source=source)
         self.batch_seconds.observe(seconds, consumer=consumer)

@@ -25,14 +25,14 @@ from stream_ct.alerts import Webhook
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import feature_matrix, target_vector
+from stream_ct.features import feature_matrix, measurement_rows, target_vector
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer)
 from stream_ct.labels import LabelJoiner
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
-from stream_ct.record import SENTINEL_ABS, part_key
+from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
 from stream_ct.retrain_worker import STRATA, announcement, calibrated_monitor, retrain_request
 from stream_ct.rolling import RollingMetric
@@ -55,11 +55,6 @@ def build_monitor(config: ConsumerConfig, artifact: Artifact):
     if artifact.drift_state is not None:
         return DriftMonitor.from_state(artifact.drift_state)
     return calibrated_monitor(config, artifact.reference, artifact.meta["feature_names"])
-
-
-def measurements(tests: dict[str, Any]) -> dict[str, float]:
-    """The results of one record that are real measurements (not null, NaN, inf or a sentinel)."""
-    return {k: v for k, v in tests.items() if v is not None and math.isfinite(v) and abs(v) < SENTINEL_ABS}
 
 
 class Server:
@@ -144,7 +139,7 @@ class Server:
                     idle_since = time.monotonic()
                     self.sm.batch_done(cfg.consumer.name, records=self.position - position,
                                        seconds=idle_since - started, dlq=self.counts["dlq"] - before["dlq"],
-                                       sentinels=self.counts["sentinel_values"] - before["sentinel_values"],
+                                       missing=self.counts["missing_results"] - before["missing_results"],
                                        predictions={src: self.counts[f"predictions_{src}"] - before[f"predictions_{src}"]
                                                     for src in ("champion", "online")})
                     self.sm.lag(cfg.consumer.name, consumer)
@@ -207,10 +202,10 @@ class Server:
         records = [rec for _, rec in valid]
         sources = [messages[i] for i, _ in valid]
         labels = target_vector(records, self.config.model.target)
-        rows = [measurements(r["tests"]) for r in records]
-        # Sentinel results (9.9e37, NaN, inf) are kept out of every model and statistic, and counted.
-        nulls = sum(1 for r in records for v in r["tests"].values() if v is None)
-        self.counts["sentinel_values"] += sum(map(len, (r["tests"] for r in records))) - sum(map(len, rows)) - nulls
+        rows = measurement_rows(records)
+        # Results that are not measurements (null, NaN, inf, 9.9e37) are kept out of every model
+        # and statistic, and counted.
+        self.counts["missing_results"] += sum(map(len, (r["tests"] for r in records))) - sum(map(len, rows))
         online_scores = self.online.predict_learn(rows, labels)
         self.online_metric.add(online_scores, labels)
         X = shadow_scores = None
@@ -220,8 +215,9 @@ class Server:
             self._emit_predictions(records, sources, scores, "champion", self.champion.version)
             self.champion_metric.add(scores, labels)
             if self.shadow is not None:
-                shadow_scores = score(self.task, self.shadow.estimator,
-                                      feature_matrix(records, self.shadow.meta["feature_names"]))
+                shadow_names = self.shadow.meta["feature_names"]
+                Xs = X if shadow_names == self.champion.meta["feature_names"] else feature_matrix(records, shadow_names)
+                shadow_scores = score(self.task, self.shadow.estimator, Xs)
                 self.shadow_metrics[0].add(shadow_scores, labels)
                 self.shadow_metrics[1].add(scores, labels)
         else:

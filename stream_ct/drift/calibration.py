@@ -45,7 +45,6 @@ def bootstrap_stream(blocks: list[np.ndarray], length: int, rng,
     """
     n_groups = len(blocks)
     run = max(1, min(run, n_groups))
-    mean_run = np.mean([len(b) for b in blocks]) * run
     rows, labels, have, r = [], [], 0, 0
     first = None
     while have < length + (0 if first is None else len(first)):
