@@ -62,6 +62,8 @@ def make_consumer(*topics: str, group_id: str | None, bootstrap: str | None = No
     """A consumer with manual offset commits, reading from the earliest offset of a new group."""
     options = dict(group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                    allow_auto_create_topics=False,
+                   # a member that died hands its partitions over in 10 s, not kafka-python's 45 s
+                   session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
                    max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
     options.update(overrides)
     return KafkaConsumer(*topics, **connection_settings(bootstrap), **options)

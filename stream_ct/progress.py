@@ -11,14 +11,16 @@ import time
 
 
 class Progress:
-    """Prints ``label: N unit (R/s)`` at most every ``interval_s`` seconds, and a final line."""
+    """Prints ``label: N unit (R/s)`` at most every ``interval_s`` seconds (default: every second
+    in place on a terminal, every 10 s as a new line in a log), and a final line."""
 
     def __init__(self, label: str, *, unit: str = "items", total: int | None = None,
-                 interval_s: float = 1.0, stream=sys.stderr):
-        self.label, self.unit, self.total, self.interval_s = label, unit, total, interval_s
+                 interval_s: float | None = None, stream=sys.stderr):
+        self.label, self.unit, self.total = label, unit, total
         self.stream = stream
         self.started = self._last = time.monotonic()
         self._tty = bool(stream) and hasattr(stream, "isatty") and stream.isatty()
+        self.interval_s = interval_s if interval_s is not None else (1.0 if self._tty else 10.0)
 
     def _line(self, count: int) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)

@@ -130,6 +130,8 @@ class Outcome:
     decision: str  # "promoted" | "shadow" | "rejected" | "skipped" | "failed"
     gates: list[dict[str, Any]]
     metrics: dict[str, Any]
+    rows: int = 0  # records in the window
+    read_seconds: float = 0.0
 
 
 def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
@@ -228,24 +230,33 @@ def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
     return None
 
 
-def _train_child(request, records, registry_root, conn) -> None:
+def _train_child(request, records, registry_root, bootstrap, conn) -> None:
     try:
-        conn.send(("ok", asdict(train_and_judge(request, records, Registry(registry_root)))))
+        started = time.monotonic()
+        if records is None:  # read here: 100,000 records cost seconds to pickle across
+            records = training_window(request, ConsumerConfig.from_dict(request["config"]), bootstrap)
+        read_s = time.monotonic() - started
+        outcome = train_and_judge(request, records, Registry(registry_root))
+        outcome.rows, outcome.read_seconds = len(records), round(read_s, 3)
+        conn.send(("ok", asdict(outcome)))
     except Exception as exc:  # reported to the parent, which decides on a retry
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
 
-def train_in_child(request: dict[str, Any], records: list[dict[str, Any]], registry_root: str,
-                   timeout_s: float) -> Outcome:
-    """Run ``train_and_judge`` in a fresh child process; kill it after ``timeout_s``.
+def train_in_child(request: dict[str, Any], records: list[dict[str, Any]] | None, registry_root: str,
+                   timeout_s: float, bootstrap: str | None = None) -> Outcome:
+    """Run ``train_and_judge`` in a fresh child process (reading the window there when
+    ``records`` is None); kill it after ``timeout_s``.
 
     Killing never leaves a half-written version: the registry renames complete folders only.
     """
     ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["stream_ct.retrain_worker"])  # children start with the imports done
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_train_child, args=(request, records, registry_root, sender), daemon=True)
+    child = ctx.Process(target=_train_child, args=(request, records, registry_root, bootstrap, sender),
+                        daemon=True)
     child.start()
     sender.close()
     try:
@@ -295,9 +306,7 @@ class RetrainWorker:
             started = time.monotonic()
             events.emit("retrain_started", attempt=attempt, **ids)
             try:
-                records = training_window(request, config, self.bootstrap)
-                read_s = time.monotonic() - started
-                outcome = train_in_child(request, records, registry_root, config.retrain.timeout_s)
+                outcome = train_in_child(request, None, registry_root, config.retrain.timeout_s, self.bootstrap)
             except Exception as exc:  # a failed retrain is reported; the champion keeps serving
                 final = attempt == attempts
                 events.emit("retrain_failed", attempt=attempt, final=final, error=f"{type(exc).__name__}: {exc}",
@@ -314,7 +323,7 @@ class RetrainWorker:
                     Registry(registry_root), request["model"], outcome.version, request["reason"]))
                 producer.flush()  # the announcement is in the log before the decision is
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
-                        metrics=outcome.metrics, rows=len(records), attempt=attempt, read_seconds=round(read_s, 3),
+                        metrics=outcome.metrics, rows=outcome.rows, attempt=attempt, read_seconds=outcome.read_seconds,
                         seconds=round(time.monotonic() - started, 3), **ids)
             producer.flush()
             return outcome

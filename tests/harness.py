@@ -118,15 +118,11 @@ def wait_for_event(model: str, bootstrap: str, predicate: Callable[[dict], bool]
 # -- reliability helpers (issue 7): processes killed, topics counted, memory read --------------
 
 class EnvService(Service):
-    """A :class:`Service` started with extra environment variables (and ``PYTHONPATH`` entries)."""
+    """A :class:`Service` started with extra environment variables, its log appended to."""
 
-    def __init__(self, args: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None,
-                 pythonpath: list[Path] = ()):
+    def __init__(self, args: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None):
         self.log = log
         full = dict(os.environ, **(env or {}))
-        if pythonpath:
-            full["PYTHONPATH"] = os.pathsep.join([str(p) for p in pythonpath] +
-                                                 ([full["PYTHONPATH"]] if full.get("PYTHONPATH") else []))
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_ct", *args], cwd=cwd,
                                      stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full)
@@ -137,23 +133,6 @@ def kill9(service: Service) -> None:
     if service.proc.poll() is None:
         service.proc.send_signal(signal.SIGKILL)
     service.proc.wait(timeout=30)
-
-
-def fast_session_dir(tmp_path: Path, session_timeout_ms: int = 6000) -> Path:
-    """A folder with a ``sitecustomize.py`` that lowers kafka-python's consumer session timeout.
-
-    stream-ct does not expose ``session.timeout.ms``; kafka-python's default is 45 s, so a group
-    member killed with SIGKILL holds its partitions for 45 s before the group rebalances. Tests
-    that kill processes many times put this folder on ``PYTHONPATH`` to keep CI short; the
-    full-size runs (``STREAM_CT_FULL=1``) use the product's defaults.
-    """
-    folder = tmp_path / "fast-session"
-    folder.mkdir(exist_ok=True)
-    (folder / "sitecustomize.py").write_text(
-        "from kafka.consumer.group import KafkaConsumer\n"
-        f"KafkaConsumer.DEFAULT_CONFIG.update(session_timeout_ms={session_timeout_ms}, "
-        f"heartbeat_interval_ms={max(500, session_timeout_ms // 4)})\n")
-    return folder
 
 
 def topic_size(topic: str, bootstrap: str) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness import (EnvService, events_for, fast_session_dir, part_messages, prediction_values, report_line,
+from harness import (EnvService, events_for, part_messages, prediction_values, report_line,
                      simulated_records, topic_size, wait_for_event, wait_until, write_config)
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import MODELS_TOPIC, RETRAIN_TOPIC, ensure_topics, make_producer
@@ -82,10 +82,9 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
     config_path = write_config(tmp_path, topic, reference_size=5000, window_records=4000)
     config = ConsumerConfig.load(config_path)
     registry = Registry(tmp_path / "registry")
-    fast = [fast_session_dir(tmp_path)]
     producer = make_producer(kafka_bootstrap)
-    worker = EnvService(["retrain-worker"], tmp_path / "worker.log", tmp_path, pythonpath=fast)
-    serve = EnvService(["serve", str(config_path)], tmp_path / "serve.log", tmp_path, pythonpath=fast)
+    worker = EnvService(["retrain-worker"], tmp_path / "worker.log", tmp_path)
+    serve = EnvService(["serve", str(config_path)], tmp_path / "serve.log", tmp_path)
     settled: dict[str, dict] = {}
 
     def send(request: dict) -> None:
@@ -122,7 +121,7 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
         leftover = [pid for pid in grandchildren if alive(pid)]
         assert not leftover, f"training processes outlived the kill: {leftover}"
         assert not events_of(topic, kafka_bootstrap, killed["request_id"], "retrain_decision")
-        worker = EnvService(["retrain-worker"], tmp_path / "worker2.log", tmp_path, pythonpath=fast)
+        worker = EnvService(["retrain-worker"], tmp_path / "worker2.log", tmp_path)
         settled["killed"] = settle(killed, [worker, serve])
 
         # 2. a candidate that fails the gates

@@ -4,7 +4,7 @@ Seed 41, 24,000 records (about 2 min). Instances a, b, c share one definition an
 killed with SIGKILL mid-stream and d joins; a manual retrain (``stream-ct retrain``) then
 promotes v2 (a direct ``ct.retrain`` request) and every live instance emits a ``deploy`` for it. No record is lost (predictions
 by key cover every input key); duplicates come only from c's uncommitted batch and rebalances.
-Full size (``STREAM_CT_FULL=1``): 120,000 records with kafka-python's default session timeout.
+Full size (``STREAM_CT_FULL=1``): 120,000 records.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import (EnvService, committed_by_partition, committed_total, duplicates_by_key, events_for, fast_session_dir, kill9,
+from harness import (EnvService, committed_by_partition, committed_total, duplicates_by_key, events_for, kill9,
                      part_messages, prediction_values, report_line, simulated_records, wait_for_event, wait_until,
                      write_config)
 from stream_ct.config import ConsumerConfig
@@ -40,13 +40,12 @@ def test_three_instances_survive_a_kill_and_a_join_and_converge_on_the_new_champ
     config_path = write_config(tmp_path, topic, reference_size=5000, window_records=4000, min_improvement=-1.0)
     config = ConsumerConfig.load(config_path)
     group = config.consumer.group_id
-    fast = [] if FULL else [fast_session_dir(tmp_path)]
 
     def instance(name: str) -> EnvService:
         return EnvService(["serve", str(config_path), "--instance", name], tmp_path / f"serve-{name}.log",
-                          tmp_path, pythonpath=fast)
+                          tmp_path)
 
-    worker = EnvService(["retrain-worker"], tmp_path / "worker.log", tmp_path, pythonpath=fast)
+    worker = EnvService(["retrain-worker"], tmp_path / "worker.log", tmp_path)
     # a alone first: the bootstrap champion is requested per instance once it has seen
     # reference_size records itself, so three instances from the start would each need 5,000
     serves = {"a": instance("a")}
