@@ -66,17 +66,19 @@ def summarize(events: list[dict[str, Any]], truth: dict[str, Any], records_in: i
                  "gates": e.get("gates"), "metrics": e.get("metrics")}
                 for e in events if e["type"] == "retrain_decision"]
     deploys = [e for e in events if e["type"] == "deploy"]
-    post = [e for e in events if e["type"] == "post_deploy_metric"]
-    last_deploy = deploys[-1] if deploys else None
-    after = next((e["metric"] for e in post if last_deploy and e["version"] == last_deploy["version"]), None)
+    post = {e["version"]: e["metric"] for e in events if e["type"] == "post_deploy_metric"}
+    # The swap that answers the process change: the first deploy after the onset.
+    onset = onsets[0] if onsets else 0
+    answer = next((e for e in deploys if e["position"] >= onset and e.get("reason") != "bootstrap"), None)
     return {
         "records_in": records_in, "predictions_out": predictions, "dlq": dlq,
         "scenario": truth.get("scenario"), "onsets": onsets,
         "drift_events": drift, "retrains": retrains,
-        "champion_version": last_deploy["version"] if last_deploy else None,
+        "champion_version": deploys[-1]["version"] if deploys else None,
         "deploys": [{"version": e["version"], "position": e["position"], "reason": e.get("reason")} for e in deploys],
-        "metric_before_swap": last_deploy.get("metric_before") if last_deploy else None,
-        "metric_after_swap": after,
+        "swap_after_onset": {"version": answer["version"], "position": answer["position"]} if answer else None,
+        "metric_before_swap": answer.get("metric_before") if answer else None,
+        "metric_after_swap": post.get(answer["version"]) if answer else None,
         "alerts": [e for e in events if e["type"] == "alert"],
     }
 
@@ -94,8 +96,11 @@ def print_summary(s: dict[str, Any]) -> None:
     for r in s["retrains"]:
         gates = ", ".join(f"{g['name']}={'pass' if g['passed'] else 'FAIL'}" for g in r["gates"])
         print(f"retrain ({r['reason']}): v{r['version']} {r['decision']} [{gates}]")
-    print(f"champion: v{s['champion_version']}; metric before swap {_fmt(s['metric_before_swap'])}, "
-          f"after swap {_fmt(s['metric_after_swap'])}")
+    swap = s["swap_after_onset"]
+    print(f"champion: v{s['champion_version']}")
+    if swap:
+        print(f"swap answering the change: v{swap['version']} at record {swap['position']}; rolling metric of the "
+              f"old champion {_fmt(s['metric_before_swap'])} -> new {_fmt(s['metric_after_swap'])}")
 
 
 def _fmt(metric: dict[str, float] | None) -> str:

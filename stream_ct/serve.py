@@ -433,6 +433,8 @@ class Server:
         previous = self.champion
         before = self.metric_before = self.champion_metric.value() if self.champion_metric else None
         self.champion, self.monitor = loaded.artifact, loaded.monitor
+        self.trigger.forget_drift()  # signals against the old reference say nothing about the new one
+        self.deferred = None
         self.champion_reason = loaded.announcement.get("reason", "")
         self.previous_version = previous.version if previous else self.champion.meta.get("parent_version")
         self.monitor_start = self.position

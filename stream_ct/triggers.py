@@ -123,6 +123,10 @@ class TriggerPolicy:
         reasons = [name for name, on in conditions.items() if on]
         return Decision(True, "+".join(reasons), conditions)
 
+    def forget_drift(self) -> None:
+        """A new champion (and drift reference) is in place: earlier signals are moot."""
+        self.last_drift = None
+
     def dispatched(self, position: int) -> None:
         """A retrain was requested at ``position``: restart cooldown and schedule, forget the drift."""
         self.last_retrain_position = position
