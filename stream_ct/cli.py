@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Streaming continuous training for semiconductor test data.",
         epilog="example: stream-ct broker start && stream-ct serve consumers/yield.toml",
     )
+    parser.add_argument("--log-json", action="store_true",
+                        help="service log lines as JSON objects (or set STREAM_CT_LOG_FORMAT=json)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_json:
+        os.environ["STREAM_CT_LOG_FORMAT"] = "json"  # children (training, services started by demo) too
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

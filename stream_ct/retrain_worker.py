@@ -29,6 +29,7 @@ from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import count_sentinels, feature_matrix, select_features, target_vector
 from stream_ct.gates import run_gates
+from stream_ct.logs import log
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer)
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
@@ -341,7 +342,7 @@ class RetrainWorker:
                                  max_poll_records=1, max_poll_interval_ms=30 * 60 * 1000)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         idle_since = time.monotonic()
-        print("retrain-worker: waiting for requests on ct.retrain", flush=True)
+        log("retrain-worker", "waiting for requests on ct.retrain")
         try:
             while not self.stopping:
                 if metrics_server:
@@ -376,8 +377,7 @@ class RetrainWorker:
             producer.flush()
             return
         outcome = self.handle(request, producer, events)
-        print(f"retrain-worker: {request['model']} {request['reason']} -> {outcome.decision} v{outcome.version}",
-              flush=True)
+        log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}", version=outcome.version)
 
 
 def register(subparsers) -> None:

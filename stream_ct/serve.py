@@ -29,6 +29,7 @@ from stream_ct.features import feature_matrix, measurement_rows, target_vector
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer)
 from stream_ct.labels import LabelJoiner
+from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
@@ -104,7 +105,10 @@ class Server:
         # at p99; serving scales out by partitions and processes instead.
         threadpool_limits(1)
         ensure_control_topics(self.bootstrap)
-        ensure_topics({cfg.dlq_topic: {}, cfg.predictions_topic: {}}, self.bootstrap)
+        # Inputs too: a consumer learns of a topic created after it subscribed only at its next
+        # metadata refresh (minutes); a missing one is created as the broker would auto-create it.
+        topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
+        ensure_topics({t: {} for t in [*topics, cfg.dlq_topic, cfg.predictions_topic]}, self.bootstrap)
         self.producer = make_producer(self.bootstrap)
         webhook = Webhook(cfg.events.webhook_url) if cfg.events.webhook_url else None
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
@@ -114,7 +118,6 @@ class Server:
                                     lambda a: build_monitor(cfg, a), self.events.emit, self.bootstrap)
         self.watcher.start()
         self.watcher.ready.wait(timeout=30)
-        topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
         consumer = self.consumer = make_consumer(
             *topics, group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
             max_poll_records=cfg.consumer.poll_max_records, session_timeout_ms=cfg.consumer.session_timeout_ms,
@@ -123,7 +126,7 @@ class Server:
         metrics_server = start_from_args(self.metrics_args, self.metrics, ready=lambda: self.assigned,
                                          config_port=cfg.events.metrics_port) if self.metrics_args else None
         idle_since = time.monotonic()
-        print(f"serve: {cfg.consumer.name} consuming {', '.join(topics)} as {cfg.consumer.group_id}", flush=True)
+        log("serve", f"{cfg.consumer.name} consuming {', '.join(topics)}", group=cfg.consumer.group_id)
         try:
             while not self.stopping:
                 if metrics_server:
@@ -158,7 +161,7 @@ class Server:
             self.producer.close()
             if webhook:
                 webhook.flush()
-        print(f"serve: stopped after {self.position} records ({dict(self.counts)})", flush=True)
+        log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
 
     def _idle_done(self, idle_since: float) -> bool:
@@ -447,8 +450,7 @@ class Server:
         self.events.emit("deploy", model=self.config.model.name, version=self.champion.version,
                          previous_version=previous.version if previous else None, position=self.position,
                          reason=self.champion_reason, metric_before=before, primary_metric=self.key_metric)
-        print(f"serve: now serving {self.config.model.name} v{self.champion.version} at record {self.position}",
-              flush=True)
+        log("serve", f"now serving {self.config.model.name} v{self.champion.version}", record=self.position)
 
     def _check_rollback(self) -> None:
         """Roll back once if the new champion's live metric falls by more than ``rollback_drop``

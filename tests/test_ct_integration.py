@@ -158,3 +158,33 @@ def test_shadow_candidate_runs_beside_the_champion_before_promotion(tmp_path, ka
     assert result["labeled"] >= 1500
     deployed = [e["version"] for e in events if e["type"] == "deploy"]
     assert (decision["version"] in deployed) == result["passed"]
+
+
+def test_labels_that_arrive_later_on_a_labels_topic(tmp_path, kafka_bootstrap, topic):
+    """Parts carry no outcome; it arrives later on a labels topic, joined by part key in serve
+    (rolling metric) and in the retrain worker (training labels)."""
+    records = simulated("none", 9000, seed=26)
+    labels = [{"lot_id": r["lot_id"], "wafer_id": r["wafer_id"], "part_id": r["part_id"], "passed": r["passed"]}
+              for r in records]
+    parts = [dict(r, passed=None) for r in records]
+    label_topic = f"{topic}.labels"
+    extra = f'\n[labels]\ntopic = "{label_topic}"\nbuffer_size = 20000\n\n[triggers]\npolicy = "schedule"\n'
+    config = write_config(tmp_path, topic, extra=extra, **QUIET)
+    label_messages = [Message(part_key(x).encode(), orjson.dumps(x), int(r["ts"] * 1000) + 60_000, [], None)
+                      for x, r in zip(labels, records)]
+    worker, serve = start(tmp_path, config, idle_s=8)
+    try:
+        replay(messages(parts[:3500]), topic, kafka_bootstrap)
+        replay(label_messages[:3500], label_topic, kafka_bootstrap)
+        bootstrap = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "retrain_decision", 120,
+                                   [worker, serve])
+        wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "deploy", 60, [serve])
+        replay(messages(parts[3500:]), topic, kafka_bootstrap)
+        replay(label_messages[3500:], label_topic, kafka_bootstrap)
+        post = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "post_deploy_metric", 120, [serve])
+    finally:
+        finish(serve, worker)
+    assert bootstrap["decision"] == "promoted" and bootstrap["rows"] >= 3000  # labels joined for training
+    assert post["labeled"] >= 2000 and post["metric"]["auc"] > 0.7           # and joined while serving
+    stopped = next(e for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped")
+    assert stopped["labels"]["joined"] >= len(records) - 3500
