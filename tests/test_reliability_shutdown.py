@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import tempfile
 import time
 
 import pytest
 
+from conftest import free_port_pair
 from harness import (EnvService, committed_total, part_messages, prediction_values, report_line,
                      simulated_records, topic_size, wait_until, write_config)
 from kafka.errors import KafkaError
@@ -40,17 +40,6 @@ def _committed(group: str, topic: str, bootstrap: str) -> int:
         return committed_total(group, topic, bootstrap)
     except KafkaError:
         return -1
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free loopback port pair")
 
 
 def test_sigterm_flushes_commits_and_exits_zero_quickly(tmp_path, kafka_bootstrap, topic):
@@ -98,7 +87,7 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path, topic):
     started = time.monotonic()
     records = simulated_records(20_000, seed=32)
     state = tempfile.mkdtemp(prefix="stream-ct-restart-broker-")
-    broker = LocalBroker(port=_free_port_pair(), state_dir=state)
+    broker = LocalBroker(port=free_port_pair(), state_dir=state)
     bootstrap = broker.start()
     serve = None
     try:
