@@ -86,7 +86,8 @@ def summarize(events: list[dict[str, Any]], truth: dict[str, Any], records_in: i
 def print_summary(s: dict[str, Any]) -> None:
     print("\n=== stream-ct demo summary ===")
     print(f"records in {s['records_in']}, predictions out {s['predictions_out']}, dead-lettered {s['dlq']}")
-    print(f"scenario {s['scenario']}, drift onset at record {s['onsets']}")
+    print(f"scenario {s['scenario']}, change at record {', '.join(str(o) for o in sorted(set(s['onsets'])))} "
+          "(ground truth)")
     first = s["drift_events"][0] if s["drift_events"] else None
     if first:
         print(f"drift signals: {len(s['drift_events'])}; first at record {first['record_index']} "
@@ -94,8 +95,9 @@ def print_summary(s: dict[str, Any]) -> None:
     else:
         print("drift signals: none")
     for r in s["retrains"]:
-        gates = ", ".join(f"{g['name']}={'pass' if g['passed'] else 'FAIL'}" for g in r["gates"])
-        print(f"retrain ({r['reason']}): v{r['version']} {r['decision']} [{gates}]")
+        failed = [f"{g['name']} ({g['detail']})" for g in r["gates"] if not g["passed"]]
+        verdict = "failed: " + "; ".join(failed) if failed else f"all {len(r['gates'])} gates passed"
+        print(f"retrain ({r['reason']}): v{r['version']} {r['decision']}, {verdict}")
     swap = s["swap_after_onset"]
     print(f"champion: v{s['champion_version']}")
     if swap:

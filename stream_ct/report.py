@@ -426,7 +426,7 @@ def _markers(events: list[dict[str, Any]], axis: _Axis) -> list[tuple[float, str
         if x is None:
             continue
         if kind == "trigger_check" and e.get("fire"):
-            markers.append((x, f"trigger ({e.get('kind', '?')})", MARKER_COLORS["trigger"]))
+            markers.append((x, f"trigger ({e.get('reason', '?')})", MARKER_COLORS["trigger"]))
         elif kind == "retrain_requested":
             markers.append((x, f"retrain ({e.get('reason', '?')})", MARKER_COLORS["retrain"]))
         elif kind == "deploy":

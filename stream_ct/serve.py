@@ -42,6 +42,8 @@ from stream_ct.triggers import TriggerPolicy
 
 
 
+#: Records between two ``model_metrics`` events (the champion's and the online model's rolling metrics).
+METRICS_EVERY = 5000
 #: River's HalfSpaceTrees flags a record as an outlier above this score before a champion exists.
 ONLINE_ANOMALY_THRESHOLD = 0.9
 
@@ -86,6 +88,7 @@ class Server:
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
         self.last_settled_at = self.last_size_check = 0.0
         self.last_check_reason = ""
+        self.last_metrics_at = 0
         self.champion_metric: RollingMetric | None = None
         self.metric_before: dict[str, float] | None = None  # the previous champion's, at the swap
         self.online_metric = RollingMetric(self.task)
@@ -326,6 +329,11 @@ class Server:
     def _check_performance(self) -> None:
         if self.champion is None:
             return
+        if self.position - self.last_metrics_at >= METRICS_EVERY:  # the metric over time, for reports
+            self.last_metrics_at = self.position
+            self.events.emit("model_metrics", model=self.config.model.name, version=self.champion.version,
+                             position=self.position, metrics=self.champion_metric.value(),
+                             online=self.online_metric.value())
         self._check_rollback()
         decision = self.trigger.check(self.position, self._performance_low(),
                                       busy=bool(self.in_flight or self.deferred))
