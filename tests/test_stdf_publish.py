@@ -3,37 +3,21 @@ and an exact count when a bad file stops it."""
 
 from __future__ import annotations
 
-import argparse
 import gzip
-import os
-from pathlib import Path
 
 import orjson
 import pytest
 
+from stdf_support import STDF_DIR, main, needs_data
 from stream_ct.kafka_io import ensure_topics
 from stream_ct.record import part_key, validate_record
 from stream_ct.replay import record
 from stream_ct.stdf import StdfError
-from stream_ct.stdf.cli import register
 from stream_ct.stdf.publish import publish
 
 pytestmark = pytest.mark.integration
 
 
-def main(argv: list[str]) -> int:
-    """``stream-ct`` with only the ``stdf`` command (independent of the other commands)."""
-    parser = argparse.ArgumentParser(prog="stream-ct")
-    register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-STDF_DIR = Path(os.environ.get("STREAM_CT_STDF_DIR")
-                or Path(__file__).resolve().parents[2] / "shared/data/stdf")
-needs_data = pytest.mark.skipif(
-    not (STDF_DIR / "lot2.stdf.gz").is_file(),
-    reason=f"STDF sample files not found in {STDF_DIR} (set STREAM_CT_STDF_DIR to the folder)")
 
 
 @needs_data

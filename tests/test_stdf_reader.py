@@ -7,41 +7,25 @@ that shares no code with the reader under test.
 
 from __future__ import annotations
 
-import argparse
 import bz2
 import collections
 import gzip
-import os
 import struct
 import zipfile
-from pathlib import Path
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stdf_support import STDF_DIR, main, needs_data
 from stream_ct.record import part_key, validate_record
 from stream_ct.recording import read_recording
 from stream_ct.stdf import StdfError, StdfReader
-from stream_ct.stdf.cli import register
 from stream_ct.stdf.convert import convert
 from stream_ct.stdf.writer import record
 
 
-def main(argv: list[str]) -> int:
-    """``stream-ct`` with only the ``stdf`` command (independent of the other commands)."""
-    parser = argparse.ArgumentParser(prog="stream-ct")
-    register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-STDF_DIR = Path(os.environ.get("STREAM_CT_STDF_DIR")
-                or Path(__file__).resolve().parents[2] / "shared/data/stdf")
-needs_data = pytest.mark.skipif(
-    not (STDF_DIR / "lot2.stdf.gz").is_file(),
-    reason=f"STDF sample files not found in {STDF_DIR} (set STREAM_CT_STDF_DIR to the folder)")
 
 # -- an independent walker: record headers, PIR/PRR pairing, PTR flags ------------------
 
