@@ -18,27 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import TopicPartition
 
 from stream_ct.broker import LocalBroker
 from stream_ct.config import ConsumerConfig
-from stream_ct.kafka_io import EVENTS_TOPIC, make_consumer
+from stream_ct.kafka_io import EVENTS_TOPIC, topic_size
 from stream_ct.progress import Progress
 from stream_ct.recording import read_recording, write_recording
 from stream_ct.replay import record, replay
 from stream_ct.simulate import simulate_to_recording
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def topic_size(topic: str, bootstrap: str) -> int:
-    """Messages in ``topic`` (sum of end offsets; 0 when it does not exist)."""
-    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        return sum(consumer.end_offsets(parts).values()) if parts else 0
-    finally:
-        consumer.close()
 
 
 def read_events(bootstrap: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -67,6 +67,20 @@ def make_consumer(*topics: str, group_id: str | None, bootstrap: str | None = No
                    max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
     options.update(overrides)
     return KafkaConsumer(*topics, **connection_settings(bootstrap), **options)
+
+
+def topic_size(topic: str, bootstrap: str | None = None) -> int:
+    """How many messages ``topic`` holds (end minus beginning offsets over its partitions; 0 if
+    it does not exist)."""
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            return 0
+        end, begin = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
+        return sum(end[tp] - begin[tp] for tp in parts)
+    finally:
+        consumer.close()
 
 
 def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> None:

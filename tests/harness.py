@@ -135,32 +135,26 @@ def kill9(service: Service) -> None:
     service.proc.wait(timeout=30)
 
 
-def topic_size(topic: str, bootstrap: str) -> int:
-    """How many messages ``topic`` holds (end minus beginning offsets over all partitions)."""
-    from kafka import TopicPartition
+def committed_total(group_id: str, topic: str, bootstrap: str, coordinator_wait_s: float = 30.0) -> int:
+    """The sum over ``topic``'s partitions of the offsets ``group_id`` has committed (0 if none).
 
-    from stream_ct.kafka_io import make_consumer
-
-    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not parts:
-            return 0
-        end, begin = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
-        return sum(end[tp] - begin[tp] for tp in parts)
-    finally:
-        consumer.close()
-
-
-def committed_total(group_id: str, topic: str, bootstrap: str) -> int:
-    """The sum over ``topic``'s partitions of the offsets ``group_id`` has committed (0 if none)."""
+    A new broker's group coordinator needs a moment before it answers: that is waited out."""
     from kafka import KafkaAdminClient
+    from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
 
     from stream_ct.kafka_io import connection_settings
 
+    deadline = time.monotonic() + coordinator_wait_s
     admin = KafkaAdminClient(**connection_settings(bootstrap))
     try:
-        offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
+        while True:
+            try:
+                offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
+                break
+            except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         admin.close()
     return sum(o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0)
@@ -207,17 +201,6 @@ def duplicates_by_key(predictions: list[dict[str, Any]]) -> dict[str, list[dict[
     for p in predictions:
         by_key.setdefault(p["key"], []).append(p)
     return {k: v for k, v in by_key.items() if len(v) > 1}
-
-
-def rss_kib(pid: int) -> int | None:
-    """Resident memory of ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status), None once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def report_line(scenario: str, **figures: Any) -> str:

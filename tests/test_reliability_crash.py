@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from harness import (EnvService, committed_total, duplicates_by_key, kill9, part_messages,
-                     prediction_values, report_line, simulated_records, topic_size, wait_for_event, wait_until,
+                     prediction_values, report_line, simulated_records, wait_for_event, wait_until,
                      write_config)
 from stream_ct.config import ConsumerConfig
-from stream_ct.kafka_io import ensure_topics
+from stream_ct.kafka_io import ensure_topics, topic_size
 from stream_ct.record import part_key
 from stream_ct.replay import replay
 

@@ -27,8 +27,9 @@ import orjson
 import pytest
 
 from harness import (EnvService, events_for, part_messages, prediction_values, report_line,
-                     simulated_records, topic_size, wait_for_event, wait_until, write_config)
+                     simulated_records, wait_for_event, wait_until, write_config)
 from stream_ct.config import ConsumerConfig
+from stream_ct.kafka_io import topic_size
 from stream_ct.kafka_io import MODELS_TOPIC, RETRAIN_TOPIC, ensure_topics, make_producer
 from stream_ct.registry import IntegrityError, Registry
 from stream_ct.replay import replay

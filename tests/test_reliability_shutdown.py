@@ -19,12 +19,12 @@ import pytest
 
 from conftest import free_port_pair
 from harness import (EnvService, committed_total, part_messages, prediction_values, report_line,
-                     simulated_records, topic_size, wait_until, write_config)
+                     simulated_records, wait_until, write_config)
 from kafka.errors import KafkaError
 
 from stream_ct.broker import LocalBroker
 from stream_ct.config import ConsumerConfig
-from stream_ct.kafka_io import ensure_topics
+from stream_ct.kafka_io import ensure_topics, topic_size
 from stream_ct.record import part_key
 from stream_ct.replay import replay
 
