@@ -80,7 +80,12 @@ class CusumBank:
         if t == 0:
             return []
         d = z.shape[1]
-        y = np.nan_to_num(np.concatenate([z, -z], axis=1) - self.k)  # upper | lower charts
+        y = np.empty((t, 2 * d))  # upper | lower charts
+        np.subtract(z, self.k, out=y[:, :d])
+        np.subtract(-self.k, z, out=y[:, d:])
+        missing = np.isnan(y)
+        if missing.any():
+            y[missing] = 0.0
         path = lindley(y, self.state.ravel())
         h = np.concatenate([self.h, self.h])
         run = self.run.ravel()
@@ -88,7 +93,8 @@ class CusumBank:
         for c in np.flatnonzero(path.max(axis=0) > h):
             alarms += self._resets(y[:, c], path[:, c], h[c], run[c], c, d, pos)
         zero = (path <= 0)[::-1]
-        self.run = np.where(zero.any(axis=0), np.argmax(zero, axis=0), run + t).reshape(2, d)
+        last = np.argmax(zero, axis=0)  # rows since each chart was last 0 (0 if never here)
+        self.run = np.where(zero[last, np.arange(2 * d)], last, run + t).reshape(2, d)
         self.state = path[-1].reshape(2, d)
         return sorted(alarms, key=lambda a: (a.position, a.feature))
 

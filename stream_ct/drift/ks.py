@@ -70,15 +70,28 @@ class ReferenceRanks:
         out[~valid] = INVALID_KEY
         return out
 
+    def sorted_keys(self, xs: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+        """Keys of a window whose columns are sorted with their ``n_valid`` valid values
+        first (``np.sort`` puts NaN last): sorted keys, ``INVALID_KEY`` after them."""
+        out = np.full(xs.shape[::-1], INVALID_KEY, dtype=np.int64)
+        for j, (ref, start, n) in enumerate(zip(self.sorted, self.run_start, n_valid.tolist())):
+            col = xs[:n, j]
+            right = np.searchsorted(ref, col, "right")
+            below = np.maximum(right - 1, 0)
+            left = np.where((right > 0) & (ref[below] == col), start[below], right)
+            out[j, :n] = left * self.modulus + right
+        return out.T
 
-def ks_statistic(ranks: ReferenceRanks, keys: np.ndarray) -> np.ndarray:
-    """Per-feature KS distance between the reference and the window given by ``keys``.
+
+def ks_statistic(ranks: ReferenceRanks, keys: np.ndarray, presorted: bool = False) -> np.ndarray:
+    """Per-feature KS distance between the reference and the window given by ``keys``
+    (``presorted``: each column already ascending, as ``sorted_keys`` returns them).
 
     Features without a valid window value get NaN. The maximum is taken over the right
     limits at each distinct window value and the left limits just below it, which covers
     every point where either ECDF jumps (scipy evaluates the same differences).
     """
-    s = np.sort(keys, axis=0)
+    s = keys if presorted else np.sort(keys, axis=0)
     w = s.shape[0]
     n_win = (s != INVALID_KEY).sum(axis=0)
     idx = np.arange(w)[:, None]

@@ -64,6 +64,14 @@ class PsiBins:
             valid = valid_mask(X)
         return self.counts_of_bins(self.bin_index(np.where(valid, X, 0.0)), valid)
 
+    def counts_sorted(self, xs: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+        """Per-feature counts of a window whose columns are sorted, valid values first."""
+        out = np.zeros((self.edges.shape[0], self.edges.shape[1] + 1), dtype=np.int64)
+        for j, (k, n) in enumerate(zip(self.n_bins.tolist(), n_valid.tolist())):
+            below = np.searchsorted(xs[:n, j], self.edges[j, : k - 1], "right")
+            out[j, :k] = np.diff(below, prepend=0, append=n)
+        return out
+
     def counts_of_bins(self, bins: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Per-feature counts from precomputed bin indices; invalid entries are skipped."""
         d, width = self.edges.shape[0], self.edges.shape[1] + 1
