@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import orjson
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -117,7 +118,8 @@ def main() -> int:
             def in_process(request, records, root, timeout, bootstrap=None):
                 config = rw.ConsumerConfig.from_dict(request["config"])
                 records = rw.training_window(request, config, bootstrap) if records is None else records
-                return rw.Outcome(**asdict(rw.train_and_judge(request, records, Registry(root))))
+                with threadpool_limits(config.retrain.threads):  # as the child does
+                    return rw.Outcome(**asdict(rw.train_and_judge(request, records, Registry(root))))
 
             child = rw.train_in_child
             producer = make_producer(bootstrap)

@@ -74,6 +74,7 @@ class RetrainSection:
     timeout_s: float = 300.0
     max_attempts: int = 2
     recency_half_life: int = 0
+    threads: int = 1  # OpenMP/BLAS threads for fitting; more only on a host with idle cores
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class ConsumerConfig:
                     "[drift] reference_size": self.drift.reference_size, "[drift] arl0": self.drift.arl0,
                     "[retrain] window_records": self.retrain.window_records,
                     "[retrain] min_rows": self.retrain.min_rows, "[retrain] timeout_s": self.retrain.timeout_s,
-                    "[retrain] max_attempts": self.retrain.max_attempts,
+                    "[retrain] max_attempts": self.retrain.max_attempts, "[retrain] threads": self.retrain.threads,
                     "[labels] buffer_size": self.labels.buffer_size, "[labels] ttl_seconds": self.labels.ttl_seconds,
                     "[consumer] poll_timeout_ms": self.consumer.poll_timeout_ms,
                     "[consumer] session_timeout_ms": self.consumer.session_timeout_ms,

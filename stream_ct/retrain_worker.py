@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
+from threadpoolctl import threadpool_limits
 
 from stream_ct.anomaly import AnomalyModel
 from stream_ct.config import ConsumerConfig
@@ -234,9 +235,12 @@ def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
 def _train_child(request, records, registry_root, bootstrap, conn) -> None:
     try:
         started = time.monotonic()
+        config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
         if records is None:  # read here: 100,000 records cost seconds to pickle across
-            records = training_window(request, ConsumerConfig.from_dict(request["config"]), bootstrap)
+            records = training_window(request, config, bootstrap)
         read_s = time.monotonic() - started
+        # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
+        threadpool_limits(config.retrain.threads)
         outcome = train_and_judge(request, records, Registry(registry_root))
         outcome.rows, outcome.read_seconds = len(records), round(read_s, 3)
         conn.send(("ok", asdict(outcome)))

@@ -170,7 +170,7 @@ def test_estimator_must_fit_task(task, estimator, choices):
 @pytest.mark.parametrize("section, key, value", [
     ("drift", "window", 0), ("drift", "window", -5), ("drift", "stride", 0), ("drift", "reference_size", 0),
     ("drift", "arl0", 0.0), ("consumer", "poll_max_records", 0), ("retrain", "window_records", -1),
-    ("retrain", "min_rows", 0),
+    ("retrain", "min_rows", 0), ("retrain", "threads", 0),
 ])
 def test_non_positive(section, key, value):
     raw = base()
