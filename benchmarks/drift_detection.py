@@ -150,6 +150,7 @@ def run_detection(method, sim, n_ref, onset, horizon, batch):
 
 def run_no_drift(method, sim, n, batch):
     method.fresh()
+    batch = min(batch, n)
     alarms, t_busy = 0, 0.0
     for _ in range(n // batch):
         b = sim.generate(batch)
