@@ -26,15 +26,21 @@ class _ScaledLinear:
     """``StandardScaler | LogisticRegression`` (or ``LinearRegression``) with plain SGD, as river
     computes them record by record (same update order and formulas: Welford per feature, a
     feature absent from a row is neither updated nor used, zero-variance features scale to 0,
-    log or squared loss, intercept rate 0.01, clip 1e12), but with the per-feature work in
-    numpy: one record costs a dozen array operations instead of five dict passes in Python.
-    Scores agree with river's to rounding (about 1e-12; checked by the unit tests and
-    benchmarks/serve_throughput.py --online).
+    log or squared loss, intercept rate 0.01, clip 1e12), computed a batch at a time.
+
+    Records are taken in chunks of ``chunk``. The scaler's state depends on the data only,
+    so every record's scaled values (with the statistics before it, to predict, and after
+    it, to learn) come from prefix sums over the chunk. The weights depend on each
+    gradient: with ``w_t = w - lr * sum_{s<t} g_s x_s`` inside a chunk, a record's raw
+    score is its dot product with the chunk's starting weights minus a short sum over the
+    chunk's Gram matrix, so the per-record work is two dot products of at most ``chunk``
+    numbers. Scores agree with river's to rounding (about 1e-12; ``tests/test_unit_online``
+    checks it against river's pipeline).
     """
 
-    def __init__(self, task: str, learning_rate: float):
+    def __init__(self, task: str, learning_rate: float, chunk: int = 32):
         self.classify = task == "classification"
-        self.lr = learning_rate
+        self.lr, self.chunk = learning_rate, int(chunk)
         self.slot: dict[str, int] = {}
         self.counts = np.zeros(0)
         self.means = np.zeros(0)
@@ -42,16 +48,77 @@ class _ScaledLinear:
         self.weights = np.zeros(0)
         self.intercept = 0.0
 
-    def _slots(self, keys: tuple) -> np.ndarray:
+    def _matrix(self, rows: Sequence[dict[str, float]]) -> tuple[np.ndarray, bool]:
+        """Rows as an (n x slots) array, NaN where a row lacks the feature (new features get
+        slots), and whether no row lacks one."""
+        layouts: dict[tuple, list[int]] = {}
+        for i, row in enumerate(rows):
+            layouts.setdefault(tuple(row), []).append(i)
         slot = self.slot
-        new = [k for k in keys if k not in slot]
-        if new:
-            for k in new:
-                slot[k] = len(slot)
-            grow = np.zeros(len(new))
+        for keys in layouts:
+            for k in keys:
+                if k not in slot:
+                    slot[k] = len(slot)
+        grow = len(slot) - len(self.weights)
+        if grow:
             self.counts, self.means, self.vars, self.weights = (
-                np.concatenate([a, grow]) for a in (self.counts, self.means, self.vars, self.weights))
-        return np.fromiter((slot[k] for k in keys), dtype=np.intp, count=len(keys))
+                np.concatenate([a, np.zeros(grow)]) for a in (self.counts, self.means, self.vars, self.weights))
+        complete = all(len(keys) == len(slot) for keys in layouts)
+        X = np.empty((len(rows), len(slot))) if complete else np.full((len(rows), len(slot)), np.nan)
+        for keys, members in layouts.items():
+            block = np.fromiter(itertools.chain.from_iterable(rows[i].values() for i in members), dtype=float,
+                                count=len(members) * len(keys)).reshape(len(members), len(keys))
+            cols = np.fromiter((slot[k] for k in keys), dtype=np.intp, count=len(keys))
+            if len(members) == len(rows):
+                X[:, cols] = block
+            else:
+                X[np.ix_(members, cols)] = block
+        return X, complete
+
+    def _scaled(self, X: np.ndarray, complete: bool, learned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row scaled with the statistics before it (predict) and after it (learn), and
+        the scaler's state moved past the batch. Only ``learned`` rows update the statistics.
+
+        Welford in closed form: with values shifted by ``a`` (the running mean, or a feature's
+        first value if it has none yet), after ``n`` values in all ``mean = a + S1/n`` and
+        ``M2 = M2_0 + S2 - S1**2/n`` (``S1``, ``S2``: prefix sums of the shifted values).
+        A constant feature shifts to exact zeros, so its variance stays exactly 0 as in river.
+        """
+        n, d = X.shape
+        missing = None if complete else np.isnan(X)
+        dense = complete and bool(learned.all())
+        if dense:
+            present = None
+            first = X[0]
+            n_in = self.counts + np.arange(1.0, n + 1.0)[:, None]
+        else:
+            present = learned[:, None] if missing is None else ~missing & learned[:, None]
+            present = np.broadcast_to(present, X.shape)
+            first = X[np.argmax(present, axis=0), np.arange(d)]
+            n_in = self.counts + np.cumsum(present, axis=0)
+        shift = np.where(self.counts > 0, self.means, np.nan_to_num(first))
+        dev = X - shift
+        if present is not None:
+            dev[~present] = 0.0
+        s1 = np.cumsum(dev, axis=0)
+        s2 = np.cumsum(np.square(dev, out=dev), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv_n = 1.0 / n_in
+            mean_in = shift + s1 * inv_n
+            var_in = (self.vars * self.counts + s2 - s1 * s1 * inv_n) * inv_n
+        if present is not None:  # no value yet: river's state is mean 0, variance 0
+            none = n_in == 0
+            mean_in[none], var_in[none] = 0.0, 0.0
+        np.maximum(var_in, 0.0, out=var_in)
+        sd_in = np.sqrt(var_in)
+        learn_x = _standardize(X, mean_in, sd_in)
+        predict_x = np.empty_like(X)
+        predict_x[0] = _standardize(X[:1], self.means[None, :], np.sqrt(self.vars)[None, :])[0]
+        predict_x[1:] = _standardize(X[1:], mean_in[:-1], sd_in[:-1])
+        if missing is not None:
+            learn_x[missing] = predict_x[missing] = 0.0
+        self.counts, self.means, self.vars = n_in[-1].copy(), mean_in[-1].copy(), var_in[-1].copy()
+        return predict_x, learn_x
 
     def run(self, rows: Sequence[dict[str, float]], labels: Sequence[float]) -> np.ndarray:
         """Score each row with the model as it was before it, then learn it if labeled."""
@@ -59,68 +126,35 @@ class _ScaledLinear:
         scores = np.empty(n)
         if not n:
             return scores
-        layouts: dict[tuple, list[int]] = {}
-        for i, row in enumerate(rows):
-            layouts.setdefault(tuple(row), []).append(i)
-        plan: list = [None] * n  # (slots, or None for "every slot in order"; values)
-        slotted = [(self._slots(keys), members) for keys, members in layouts.items()]  # every slot exists now
-        d = len(self.slot)
-        for slots, members in slotted:
-            block = np.fromiter(itertools.chain.from_iterable(rows[i].values() for i in members), dtype=float,
-                                count=len(members) * len(slots)).reshape(len(members), len(slots))
-            if len(slots) == d and bool((slots == np.arange(d)).all()):
-                slots = None
-            for i, values in zip(members, block):
-                plan[i] = (slots, values)
         labels = np.asarray(labels, dtype=float)
-        for i in range(n):
-            slots, x = plan[i]
-            y = labels[i]
-            if slots is None:
-                mean, var, w = self.means, self.vars, self.weights
-            else:
-                mean, var, w = self.means[slots], self.vars[slots], self.weights[slots]
-            raw = float(np.dot(w, self._scale(x, mean, var))) + self.intercept
-            scores[i] = _sigmoid(raw) if self.classify else raw
-            if not math.isnan(y):
-                self._learn(slots, x, y)
+        learned = ~np.isnan(labels)
+        X, complete = self._matrix(rows)
+        lr, w, b = self.lr, self.weights, self.intercept
+        for c0 in range(0, n, self.chunk):  # chunk by chunk: the arrays stay in cache
+            c1 = min(n, c0 + self.chunk)
+            P, L = self._scaled(X[c0:c1], complete, learned[c0:c1])
+            p0, l0 = (P @ w).tolist(), (L @ w).tolist()
+            A, B = L @ P.T, L @ L.T  # A[s, t] = L_s . P_t
+            g = np.zeros(c1 - c0)
+            for t in range(c1 - c0):
+                raw = p0[t] - lr * float(g[:t] @ A[:t, t]) + b
+                scores[c0 + t] = _sigmoid(raw) if self.classify else raw
+                if learned[c0 + t]:
+                    raw = l0[t] - lr * float(g[:t] @ B[:t, t]) + b
+                    gt = _log_gradient(labels[c0 + t], raw) if self.classify else 2.0 * (raw - labels[c0 + t])
+                    gt = min(max(gt, -_CLIP_GRADIENT), _CLIP_GRADIENT)
+                    g[t] = gt
+                    b -= _INTERCEPT_LR * gt
+            w = w - lr * (g @ L)
+        self.weights, self.intercept = w, b
         return scores
 
-    @staticmethod
-    def _scale(x, mean, var):
-        out = np.zeros(len(x))
-        np.divide(x - mean, np.sqrt(var), out=out, where=var != 0)
-        return out
 
-    def _learn(self, slots, x, y: float) -> None:
-        if slots is None:
-            counts, means, vars_ = self.counts, self.means, self.vars
-            counts += 1.0
-            old = means.copy()
-            means += (x - old) / counts
-            vars_ += ((x - old) * (x - means) - vars_) / counts
-            xs = self._scale(x, means, vars_)
-            raw = float(np.dot(self.weights, xs)) + self.intercept
-        else:
-            self.counts[slots] += 1.0
-            counts = self.counts[slots]
-            old = self.means[slots]
-            means = old + (x - old) / counts
-            vars_ = self.vars[slots]
-            vars_ = vars_ + ((x - old) * (x - means) - vars_) / counts
-            self.means[slots], self.vars[slots] = means, vars_
-            xs = self._scale(x, means, vars_)
-            raw = float(np.dot(self.weights[slots], xs)) + self.intercept
-        if self.classify:
-            g = _log_gradient(y, raw)
-        else:
-            g = 2.0 * (raw - y)
-        g = min(max(g, -_CLIP_GRADIENT), _CLIP_GRADIENT)
-        self.intercept -= _INTERCEPT_LR * g
-        if slots is None:
-            self.weights -= self.lr * (xs * g)
-        else:
-            self.weights[slots] -= self.lr * (xs * g)
+def _standardize(X: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``(X - mean) / sd``, 0 where ``sd`` is 0 (river's StandardScaler)."""
+    out = np.zeros_like(X)
+    np.divide(X - mean, sd, out=out, where=sd != 0)
+    return out
 
 
 def _sigmoid(z: float) -> float:

@@ -31,7 +31,7 @@ def test_batch_split_does_not_change_scores():
     a, b = OnlineModel("classification"), OnlineModel("classification")
     whole = a.predict_learn(ROWS, LABELS_CLS)
     parts = np.concatenate([b.predict_learn(ROWS[:7], LABELS_CLS[:7]), b.predict_learn(ROWS[7:], LABELS_CLS[7:])])
-    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-15)  # chunks differ: rounding only
 
 
 def test_untrained_scores():
@@ -84,3 +84,36 @@ def test_empty_batch():
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         OnlineModel("classification").predict_learn(ROWS[:3], [1.0])
+
+
+def _mixed_stream(n=700, seed=11, complete=False):
+    """Rows with absent features, a feature that appears later, a constant one, unlabeled rows
+    (``complete``: every row has the same features)."""
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for i in range(n):
+        a, b, c = rng.normal(size=3)
+        row = {"a": 50.0 + a, "const": 3.0}
+        if i % 5 or complete:
+            row["b"] = 10.0 * b
+        if i > 300 or complete:
+            row["late"] = c
+        rows.append(row)
+        labels.append(math.nan if i % 7 == 3 else a + 0.5 * b + rng.normal(0, 0.5))
+    return rows, labels
+
+
+@pytest.mark.parametrize("complete", [False, True])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_numpy_engine_matches_river(task, complete):
+    rows, labels = _mixed_stream(complete=complete)
+    if task == "classification":
+        labels = [y if math.isnan(y) else float(y > 0) for y in labels]
+    fast, river = OnlineModel(task), OnlineModel(task, engine="river")
+    assert fast.fast is not None and river.fast is None
+    for lo, hi in ((0, 1), (1, 250), (250, 333), (333, 700)):  # batches of several sizes
+        np.testing.assert_allclose(fast.predict_learn(rows[lo:hi], labels[lo:hi]),
+                                   river.predict_learn(rows[lo:hi], labels[lo:hi]), rtol=1e-9, atol=1e-12)
+    fast.learn(rows[0], labels[1]), river.learn(rows[0], labels[1])  # a late label
+    np.testing.assert_allclose(fast.predict_learn(rows[:50], [math.nan] * 50),
+                               river.predict_learn(rows[:50], [math.nan] * 50), rtol=1e-9, atol=1e-12)
