@@ -254,7 +254,7 @@ def stage_breakdown(config, version: int, values: list[bytes], profile: bool) ->
                 spent[label] += time.perf_counter() - t
         setattr(owner, name, timed)
 
-    for name in ("decode_batch", "target_vector", "measurements", "feature_matrix", "score"):
+    for name in ("decode_batch", "target_vector", "measurement_rows", "feature_matrix", "score"):
         wrap(serve, name, name)
     wrap(server, "_emit_predictions", "emit predictions")
     wrap(server, "_detect", "drift monitor (_detect)")
