@@ -5,8 +5,11 @@ import copy
 import numpy as np
 import orjson
 import pytest
+from scipy import stats
 
 from stream_ct.drift import DriftMonitor, DriftSignal
+from stream_ct.drift.monitor import grouped_median
+from stream_ct.drift.psi import psi
 from stream_ct.simulate import Simulator
 
 IID = dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0)
@@ -42,6 +45,34 @@ def small():
     ref = rng.normal(size=(6000, 4)) + rng.normal(0, 0.2, (60, 4))[wafer]
     return DriftMonitor(ref, list("abcd"), reference_groups=wafer, arl0=10_000, window=400,
                         stride=200, block=5, n_boot=30_000, seed=1)
+
+
+def test_window_statistics_equal_scipy_and_per_value_bins():
+    """The monitor's KS (from sorted window keys) equals scipy's ks_2samp on the centred window,
+    and its PSI (from the keys) equals PSI from binning each value; quantized tests, NaN,
+    an all-NaN column and a moving test included."""
+    sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
+    ref = sim.generate(10_000)
+    mon = DriftMonitor(ref.X, ref.feature_names, n_boot=20_000, ks_reference=4000)
+    assert mon.tied.any()
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        x = sim.generate(1000).X
+        x[rng.random(x.shape) < 0.01] = np.nan
+        x[:, 3] = np.nan if t % 3 == 0 else x[:, 3]
+        x[:, 5] += 0.2 * t
+        d_ks, v_psi = mon.window_statistics(x)
+        xs, n_ok = np.sort(x, axis=0), (~np.isnan(x)).sum(axis=0)
+        off = np.where(n_ok > 0, grouped_median(xs, n_ok, mon.grid) - mon.ref_median, 0.0)
+        off = np.where(mon.grid > 0, np.round(off / np.where(mon.grid > 0, mon.grid, 1)) * mon.grid, off)
+        xc = mon.snap(x - off, np.flatnonzero((off != 0) & (mon.grid > 0) & mon.tied))
+        ok = ~np.isnan(xc)
+        expected = [stats.ks_2samp(mon.ranks.sorted[j], xc[ok[:, j], j]).statistic if ok[:, j].any() else np.nan
+                    for j in range(x.shape[1])]
+        np.testing.assert_allclose(d_ks, expected, atol=1e-12)
+        counts = mon.bins.counts_of_bins(mon.bins.bin_index(np.where(ok, xc, 0.0)), ok)
+        np.testing.assert_allclose(v_psi, psi(mon.bins.ref_counts, counts, mon.psi_smoothing, mon.bins.n_bins),
+                                   atol=1e-12)
 
 
 def test_invalid_values_are_counted_and_ignored(small):

@@ -86,15 +86,22 @@ class CusumBank:
         missing = np.isnan(y)
         if missing.any():
             y[missing] = 0.0
-        path = lindley(y, self.state.ravel())
+        s0 = self.state.ravel()
+        csum = np.cumsum(y, axis=0)
+        path = csum - np.minimum(np.minimum.accumulate(csum, axis=0), -s0)  # lindley(y, s0)
         h = np.concatenate([self.h, self.h])
         run = self.run.ravel()
+        # a chart is 0 where its cumulative sum reaches a new low (at or below -S_0); the last
+        # such row is the last row holding the column minimum
+        low = t - 1 - np.argmin(csum[::-1], axis=0)
+        hit = csum[low, np.arange(2 * d)] <= -s0
+        new_run = np.where(hit, t - 1 - low, run + t)
         alarms = []
         for c in np.flatnonzero(path.max(axis=0) > h):
             alarms += self._resets(y[:, c], path[:, c], h[c], run[c], c, d, pos)
-        zero = (path <= 0)[::-1]
-        last = np.argmax(zero, axis=0)  # rows since each chart was last 0 (0 if never here)
-        self.run = np.where(zero[last, np.arange(2 * d)], last, run + t).reshape(2, d)
+            zeros = np.flatnonzero(path[:, c] <= 0)  # the chart restarted at each alarm
+            new_run[c] = t - 1 - zeros[-1] if zeros.size else run[c] + t
+        self.run = new_run.reshape(2, d)
         self.state = path[-1].reshape(2, d)
         return sorted(alarms, key=lambda a: (a.position, a.feature))
 

@@ -40,13 +40,18 @@ class ReferenceRanks:
         self.n = valid.sum(axis=0).astype(np.int64)
         if (self.n == 0).any():
             raise ValueError("every feature needs at least one valid reference value")
-        self.modulus = int(self.n.max()) + 1
+        self.shift = int(self.n.max()).bit_length()  # keys are left << shift | right
+        self.modulus = 1 << self.shift
         # run_start[j][i]: index of the first reference value equal to sorted[j][i]
         self.run_start = []
         for ref in self.sorted:
             new = np.ones(len(ref), dtype=bool)
             new[1:] = ref[1:] != ref[:-1]
             self.run_start.append(np.maximum.accumulate(np.where(new, np.arange(len(ref)), 0)))
+        # every feature's sorted values end to end, for lookups vectorized over features
+        self.flat = np.concatenate(self.sorted)
+        self.flat_start = np.concatenate(self.run_start)
+        self.base = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
 
     def keys(self, X: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Integer ECDF keys of ``X`` (b x d); ``INVALID_KEY`` where not a measurement.
@@ -72,14 +77,17 @@ class ReferenceRanks:
 
     def sorted_keys(self, xs: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
         """Keys of a window whose columns are sorted with their ``n_valid`` valid values
-        first (``np.sort`` puts NaN last): sorted keys, ``INVALID_KEY`` after them."""
-        out = np.full(xs.shape[::-1], INVALID_KEY, dtype=np.int64)
-        for j, (ref, start, n) in enumerate(zip(self.sorted, self.run_start, n_valid.tolist())):
-            col = xs[:n, j]
-            right = np.searchsorted(ref, col, "right")
-            below = np.maximum(right - 1, 0)
-            left = np.where((right > 0) & (ref[below] == col), start[below], right)
-            out[j, :n] = left * self.modulus + right
+        first (``np.sort`` puts NaN last): sorted keys, ``INVALID_KEY`` after them.
+
+        Only the search is per feature; the tie lookups run on all features at once in the
+        reference values laid end to end."""
+        right = np.empty(xs.shape[::-1], dtype=np.int64)  # feature-major: rows contiguous
+        for j, ref in enumerate(self.sorted):
+            right[j] = np.searchsorted(ref, xs[:, j], "right")
+        below = np.maximum(right - 1, 0) + self.base[:, None]
+        left = np.where((right > 0) & (self.flat[below] == xs.T), self.flat_start[below], right)
+        out = left * self.modulus + right
+        out[np.arange(xs.shape[0])[None, :] >= n_valid[:, None]] = INVALID_KEY
         return out.T
 
 
@@ -99,9 +107,8 @@ def ks_statistic(ranks: ReferenceRanks, keys: np.ndarray, presorted: bool = Fals
     new_run = np.ones_like(valid)
     new_run[1:] = s[1:] != s[:-1]
     run_end = np.ones_like(valid)
-    run_end[:-1] = new_run[1:]
-    run_end |= idx == n_win - 1
-    left, right = np.divmod(np.where(valid, s, 0), ranks.modulus)
+    run_end[:-1] = new_run[1:]  # the last valid key is followed by INVALID_KEY or the end
+    left, right = s >> ranks.shift, s & (ranks.modulus - 1)  # garbage where not valid: masked
     nw = np.maximum(n_win, 1).astype(float)
     nr = ranks.n.astype(float)
     d_right = np.abs(right / nr - (idx + 1) / nw)

@@ -323,19 +323,20 @@ class DriftMonitor:
         With ``center`` the window is first moved so its median matches the reference's
         (by a whole number of quantization steps; medians of quantized values interpolated
         within their tie level, see ``grouped_median``), so the statistics measure shape. The
-        columns are sorted once; the median, the KS keys and the PSI counts are all read
-        from the sorted columns (moving and snapping keep the order).
+        columns are sorted once; the median and the KS keys are read from the sorted columns
+        (moving and snapping keep the order), the PSI counts from the keys.
         """
-        xs = np.sort(x, axis=0)  # NaN last
+        xs = np.sort(x.T, axis=1).T  # NaN last; each feature's values contiguous in memory
         n_ok = (~np.isnan(x)).sum(axis=0)
         if self.center:
             offset = np.where(n_ok > 0, grouped_median(xs, n_ok, self.grid) - self.ref_median, 0.0)
             offset = np.where(self.grid > 0, np.round(offset / np.where(self.grid > 0, self.grid, 1))
                               * self.grid, offset)
-            xs = self.snap(xs - offset, np.flatnonzero((offset != 0) & (self.grid > 0) & self.tied))
-        d_ks = ks_statistic(self.ranks, self.ranks.sorted_keys(xs, n_ok), presorted=True)
-        return d_ks, psi(self.bins.ref_counts, self.bins.counts_sorted(xs, n_ok),
-                         self.psi_smoothing, self.bins.n_bins)
+            xs = self.snap((xs.T - offset[:, None]).T, np.flatnonzero((offset != 0) & (self.grid > 0) & self.tied))
+        keys = self.ranks.sorted_keys(xs, n_ok)
+        return (ks_statistic(self.ranks, keys, presorted=True),
+                psi(self.bins.ref_counts, self.bins.counts_from_keys(self.ranks, keys, n_ok),
+                    self.psi_smoothing, self.bins.n_bins))
 
     def snap(self, x: np.ndarray, cols) -> np.ndarray:
         """``x`` with every value of the columns ``cols`` that lies within a millionth of a
@@ -349,7 +350,7 @@ class DriftMonitor:
         cols = np.asarray(cols, dtype=np.int64)
         if not cols.size:
             return x
-        x = x.copy()
+        x = x.copy(order="K")
         for j in cols.tolist():
             u, col = self.levels[j], x[:, j]
             if len(u) < 2:

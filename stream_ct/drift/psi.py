@@ -64,13 +64,26 @@ class PsiBins:
             valid = valid_mask(X)
         return self.counts_of_bins(self.bin_index(np.where(valid, X, 0.0)), valid)
 
-    def counts_sorted(self, xs: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
-        """Per-feature counts of a window whose columns are sorted, valid values first."""
-        out = np.zeros((self.edges.shape[0], self.edges.shape[1] + 1), dtype=np.int64)
-        for j, (k, n) in enumerate(zip(self.n_bins.tolist(), n_valid.tolist())):
-            below = np.searchsorted(xs[:n, j], self.edges[j, : k - 1], "right")
-            out[j, :k] = np.diff(below, prepend=0, append=n)
-        return out
+    def counts_from_keys(self, ranks, keys: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+        """Per-feature counts of a window from its sorted KS keys (``ReferenceRanks.sorted_keys``
+        of the sample these bins were built on), in one search for all features.
+
+        Every edge ``e`` is a reference value, so ``x <= e`` exactly when fewer reference
+        values lie below ``x`` than below ``e`` or as many: ``left(x) <= left(e)``.
+        """
+        d, width = self.edges.shape
+        if not hasattr(self, "_edge_left"):
+            self._edge_left = np.full((d, width), ranks.modulus, dtype=np.int64)  # padding: past all
+            for j, k in enumerate(self.n_bins.tolist()):
+                self._edge_left[j, : k - 1] = np.searchsorted(ranks.sorted[j], self.edges[j, : k - 1], "left")
+        span = ranks.modulus + 1
+        offsets = np.arange(d, dtype=np.int64) * span
+        left = np.minimum(keys >> ranks.shift, ranks.modulus)  # INVALID_KEY -> past every edge
+        flat = (left + offsets).T.ravel()  # sorted: feature blocks in order, each ascending
+        at_most = np.searchsorted(flat, (self._edge_left + offsets[:, None]).ravel(), "right").reshape(d, width)
+        at_most -= (np.arange(d) * keys.shape[0])[:, None]
+        at_most = np.minimum(at_most, n_valid[:, None])
+        return np.diff(at_most, axis=1, prepend=0, append=n_valid[:, None])
 
     def counts_of_bins(self, bins: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Per-feature counts from precomputed bin indices; invalid entries are skipped."""
