@@ -275,11 +275,11 @@ def main(argv=None):
         rows += r
         calib[(kind, d)] = c
     print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records\n")
-    head = f"{'stream':6s} {'d':>4s} {'scenario':16s} {'method':24s} {'mean delay':>11s} {'miss':>5s} {'FA/1M':>8s} {'rec/s':>9s}"
+    head = f"{'stream':6s} {'d':>4s} {'scenario':16s} {'method':28s} {'mean delay':>11s} {'miss':>5s} {'FA/1M':>8s} {'rec/s':>9s}"
     print(head)
     print("-" * len(head))
     for kind, d, label, name, delay, miss, fa, rate in rows:
-        print(f"{kind:6s} {d:4d} {label:16s} {name:24s} "
+        print(f"{kind:6s} {d:4d} {label:16s} {name:28s} "
               f"{'-' if delay is None else f'{delay:,.0f}':>11s} "
               f"{'-' if miss is None else f'{miss:.0%}':>5s} "
               f"{'-' if fa is None else f'{fa:,.0f}':>8s} "
