@@ -9,12 +9,10 @@ benchmark; otherwise it is stopped at exit.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from stream_ct.features import feature_matrix, select_features, target_vector
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy import stats

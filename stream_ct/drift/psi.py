@@ -49,6 +49,7 @@ class PsiBins:
             self.edges[j, : len(e)] = e
         self.n_bins = np.array([len(e) + 1 for e in per_feature])
         self.ref_counts = self.counts(reference, valid)
+        self._edge_left = None  # set by counts_from_keys
 
     def bin_index(self, X: np.ndarray) -> np.ndarray:
         """Bin of each value (b x d): the number of edges strictly below it."""
@@ -72,7 +73,7 @@ class PsiBins:
         values lie below ``x`` than below ``e`` or as many: ``left(x) <= left(e)``.
         """
         d, width = self.edges.shape
-        if not hasattr(self, "_edge_left"):
+        if self._edge_left is None:  # reference values below each edge, once
             self._edge_left = np.full((d, width), ranks.modulus, dtype=np.int64)  # padding: past all
             for j, k in enumerate(self.n_bins.tolist()):
                 self._edge_left[j, : k - 1] = np.searchsorted(ranks.sorted[j], self.edges[j, : k - 1], "left")
