@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import TopicPartition
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
@@ -141,7 +142,7 @@ class Server:
                     started, position, before = time.monotonic(), self.position, self.counts.copy()
                     self._process(batch)
                     self.producer.flush()
-                    consumer.commit()
+                    self._commit(consumer)
                     idle_since = time.monotonic()
                     self.sm.batch_done(cfg.consumer.name, records=self.position - position,
                                        seconds=idle_since - started, dlq=self.counts["dlq"] - before["dlq"],
@@ -166,6 +167,29 @@ class Server:
                 webhook.flush()
         log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
+
+    def _commit(self, consumer) -> None:
+        """Commit the batch just flushed. While the broker is unreachable (a restart), wait
+        and retry rather than exit: the offsets are still only committed after their
+        predictions are in the log. Stopping during an outage leaves the batch uncommitted;
+        it is read again on restart (at least once, nothing lost)."""
+        delay, reported = 0.5, False
+        while True:
+            try:
+                consumer.commit()
+                if reported:
+                    log("serve", "Kafka reachable again; offsets committed")
+                return
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                self.counts["commit_retries"] += 1
+                if not reported:
+                    log("serve", f"cannot commit offsets ({type(exc).__name__}: {exc}); retrying until Kafka is back")
+                    reported = True
+                if self.stopping:
+                    log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _idle_done(self, idle_since: float) -> bool:
         """With ``exit_when_idle_s``: true once input is idle and nothing is left in flight."""
