@@ -45,7 +45,7 @@ def test_shipped_yield_toml_loads():
     assert cfg.retrain.cooldown_records == 10000
     assert cfg.retrain.timeout_s == 300.0 and isinstance(cfg.retrain.timeout_s, float)
     assert cfg.retrain.holdout_fraction == 0.25
-    assert cfg.gates.min_metric == 0.70 and cfg.gates.min_improvement == 0.0
+    assert cfg.gates.min_metric == 0.70 and cfg.gates.min_improvement == 0.01
     assert cfg.registry.path == "registry"
     assert cfg.predictions_topic == "parts.predictions" and cfg.dlq_topic == "parts.dlq"
 
