@@ -22,11 +22,9 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import orjson
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -115,11 +113,8 @@ def main() -> int:
             timed(rw, "calibrated_monitor", "drift calibration")
             timed(Registry, "save", "registry write")
 
-            def in_process(request, records, root, timeout, bootstrap=None):
-                config = rw.ConsumerConfig.from_dict(request["config"])
-                records = rw.training_window(request, config, bootstrap) if records is None else records
-                with threadpool_limits(config.retrain.threads):  # as the child does
-                    return rw.Outcome(**asdict(rw.train_and_judge(request, records, Registry(root))))
+            def in_process(request, records, root, timeout, bootstrap=None):  # the child's work, here
+                return rw.read_and_train(request, records, root, bootstrap)
 
             child = rw.train_in_child
             producer = make_producer(bootstrap)
@@ -158,7 +153,8 @@ def main() -> int:
     rows = [[k] + [round(runs[m][0].get(k, float("nan")), 2) if m == "in-process" else "(in child)"
                    for m in modes] for k in labels]
     rows.append(["request -> announced on ct.models"] + [round(runs[m][1], 2) for m in modes])
-    rows.append([f"announce -> all {len(serves)} serve instances deployed (verify, load, monitor, swap)"] + [round(runs[m][2], 2) for m in modes])
+    rows.append([f"announce -> all {len(serves)} serve instances deployed (verify, load, monitor, swap)"]
+                + [round(runs[m][2], 2) for m in modes])
     rows.append(["total: request -> deploy event"] + [round(runs[m][3], 2) for m in modes])
     print(f"\n## Retrain to serving, {args.rows:,}-row window, {args.tests} tests (seconds; "
           f"versions {', '.join(f'v{runs[m][4]}' for m in modes)})\n")

@@ -30,9 +30,9 @@ from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import count_sentinels, feature_matrix, select_features, target_vector
 from stream_ct.gates import run_gates
-from stream_ct.logs import log
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer)
+from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
 from stream_ct.quality import check_window
 from stream_ct.record import part_key
@@ -232,18 +232,25 @@ def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
     return None
 
 
+def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None, registry_root: str,
+                   bootstrap: str | None = None) -> Outcome:
+    """What the training child does: read the window (unless ``records`` are given), then
+    ``train_and_judge`` with ``[retrain] threads`` OpenMP threads."""
+    started = time.monotonic()
+    config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
+    if records is None:  # read here: 100,000 records cost seconds to pickle across
+        records = training_window(request, config, bootstrap)
+    read_s = time.monotonic() - started
+    # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
+    with threadpool_limits(config.retrain.threads):
+        outcome = train_and_judge(request, records, Registry(registry_root))
+    outcome.rows, outcome.read_seconds = len(records), round(read_s, 3)
+    return outcome
+
+
 def _train_child(request, records, registry_root, bootstrap, conn) -> None:
     try:
-        started = time.monotonic()
-        config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
-        if records is None:  # read here: 100,000 records cost seconds to pickle across
-            records = training_window(request, config, bootstrap)
-        read_s = time.monotonic() - started
-        # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
-        threadpool_limits(config.retrain.threads)
-        outcome = train_and_judge(request, records, Registry(registry_root))
-        outcome.rows, outcome.read_seconds = len(records), round(read_s, 3)
-        conn.send(("ok", asdict(outcome)))
+        conn.send(("ok", asdict(read_and_train(request, records, registry_root, bootstrap))))
     except Exception as exc:  # reported to the parent, which decides on a retry
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
