@@ -23,7 +23,11 @@ import numpy as np
 
 def lindley(y: np.ndarray, s0: np.ndarray) -> np.ndarray:
     """CUSUM path ``S_t = max(0, S_{t-1} + y_t)`` for every column of ``y``, from ``s0``."""
-    c = np.cumsum(y, axis=0)
+    return lindley_from_sums(np.cumsum(y, axis=0), s0)
+
+
+def lindley_from_sums(c: np.ndarray, s0: np.ndarray) -> np.ndarray:
+    """The same path from the cumulative sums ``c`` of the increments."""
     return c - np.minimum(np.minimum.accumulate(c, axis=0), -s0)
 
 
@@ -88,7 +92,7 @@ class CusumBank:
             y[missing] = 0.0
         s0 = self.state.ravel()
         csum = np.cumsum(y, axis=0)
-        path = csum - np.minimum(np.minimum.accumulate(csum, axis=0), -s0)  # lindley(y, s0)
+        path = lindley_from_sums(csum, s0)
         h = np.concatenate([self.h, self.h])
         run = self.run.ravel()
         # a chart is 0 where its cumulative sum reaches a new low (at or below -S_0); the last

@@ -54,25 +54,16 @@ class ReferenceRanks:
         self.base = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
 
     def keys(self, X: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Integer ECDF keys of ``X`` (b x d); ``INVALID_KEY`` where not a measurement.
-
-        One ``searchsorted`` per feature on the sorted batch column (cache friendly); the
-        count of reference values strictly below comes from the tie runs of the reference.
-        """
+        """Integer ECDF keys of ``X`` (b x d) in its row order; ``INVALID_KEY`` where not a
+        measurement (``sorted_keys`` of the sorted columns, put back in place)."""
         X = np.asarray(X, dtype=float)
         if valid is None:
             valid = valid_mask(X)
-        out = np.empty(X.shape[::-1], dtype=np.int64)
-        for j, (col, ref, start) in enumerate(zip(X.T, self.sorted, self.run_start)):
-            order = np.argsort(col)
-            xs = col[order]
-            right = np.searchsorted(ref, xs, "right")
-            below = np.maximum(right - 1, 0)
-            tied = (right > 0) & (ref[below] == xs)
-            left = np.where(tied, start[below], right)
-            out[j, order] = left * self.modulus + right
-        out = out.T
-        out[~valid] = INVALID_KEY
+        masked = np.where(valid, X, np.nan)
+        order = np.argsort(masked, axis=0)  # NaN last
+        out = np.empty(X.shape, dtype=np.int64)
+        np.put_along_axis(out, order, self.sorted_keys(np.take_along_axis(masked, order, axis=0),
+                                                       valid.sum(axis=0)), axis=0)
         return out
 
     def sorted_keys(self, xs: np.ndarray, n_valid: np.ndarray) -> np.ndarray:

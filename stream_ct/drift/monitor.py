@@ -152,9 +152,7 @@ class DriftMonitor:
             rows, runs = bootstrap_stream(blocks, length, rng, self.block)
             x = ref[rows]
             run_dev = _group_means(x, runs) - self.mean
-            extra = spread * run_dev
-            extra = np.where(self.grid > 0, np.round(extra / np.where(self.grid > 0, self.grid, 1))
-                             * self.grid, extra)
+            extra = self.whole_steps(spread * run_dev)
             x = self.snap(x + extra[runs], np.flatnonzero((self.grid > 0) & self.tied))
             stats_ = np.array([self.window_statistics(x[s:s + w])
                                for s in range(0, length - w + 1, step)])  # (looks, 2, d)
@@ -328,14 +326,20 @@ class DriftMonitor:
         xs = np.sort(x.T, axis=1).T  # NaN last; each feature's values contiguous in memory
         n_ok = (~np.isnan(x)).sum(axis=0)
         if self.center:
-            offset = np.where(n_ok > 0, grouped_median(xs, n_ok, self.grid) - self.ref_median, 0.0)
-            offset = np.where(self.grid > 0, np.round(offset / np.where(self.grid > 0, self.grid, 1))
-                              * self.grid, offset)
-            xs = self.snap((xs.T - offset[:, None]).T, np.flatnonzero((offset != 0) & (self.grid > 0) & self.tied))
+            offset = self.whole_steps(np.where(n_ok > 0, grouped_median(xs, n_ok, self.grid) - self.ref_median,
+                                               0.0))
+            xs = self.snap((xs.T - offset[:, None]).T,
+                           np.flatnonzero((offset != 0) & (self.grid > 0) & self.tied))
         keys = self.ranks.sorted_keys(xs, n_ok)
         return (ks_statistic(self.ranks, keys, presorted=True),
                 psi(self.bins.ref_counts, self.bins.counts_from_keys(self.ranks, keys, n_ok),
                     self.psi_smoothing, self.bins.n_bins))
+
+    def whole_steps(self, delta: np.ndarray) -> np.ndarray:
+        """``delta`` (per feature, last axis) rounded to whole quantization steps where a
+        feature is quantized; unchanged where it is continuous."""
+        quantized = self.grid > 0
+        return np.where(quantized, np.round(delta / np.where(quantized, self.grid, 1)) * self.grid, delta)
 
     def snap(self, x: np.ndarray, cols) -> np.ndarray:
         """``x`` with every value of the columns ``cols`` that lies within a millionth of a
