@@ -34,6 +34,7 @@ from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
+from stream_ct.outbox import Outbox
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
 from stream_ct.retrain_worker import STRATA, announcement, calibrated_monitor, retrain_request
@@ -114,6 +115,8 @@ class Server:
         topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
         ensure_topics({t: {} for t in [*topics, cfg.dlq_topic, cfg.predictions_topic]}, self.bootstrap)
         self.producer = make_producer(self.bootstrap)
+        # predictions, dead letters and retrain requests: kept until acknowledged
+        self.outbox = Outbox(self.producer, should_stop=lambda: self.stopping)
         webhook = Webhook(cfg.events.webhook_url) if cfg.events.webhook_url else None
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
                                audit_path=cfg.events.audit_log or None, webhook=webhook,
@@ -141,7 +144,10 @@ class Server:
                 if batch:
                     started, position, before = time.monotonic(), self.position, self.counts.copy()
                     self._process(batch)
-                    self.producer.flush()
+                    if not self.outbox.flush():
+                        log("serve", "stopping with the last batch's outputs unacknowledged; its input stays "
+                                     "uncommitted and is read again on restart")
+                        break
                     self._commit(consumer)
                     idle_since = time.monotonic()
                     self.sm.batch_done(cfg.consumer.name, records=self.position - position,
@@ -157,39 +163,50 @@ class Server:
         finally:
             if metrics_server:
                 metrics_server.close()
-            self.producer.flush()
             consumer.close()
             self.watcher.stop()
             self.events.emit("serve_stopped", **self.summary())
-            self.producer.flush()
-            self.producer.close()
+            self._flush_before_exit()
             if webhook:
                 webhook.flush()
         log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
 
+    def _flush_before_exit(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is still buffered (events), waiting at most ``timeout_s`` when the
+        broker is away: nothing committed depends on it."""
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:
+            log("serve", f"Kafka did not acknowledge the last events within {timeout_s:.0f} s; exiting anyway")
+        self.producer.close(timeout=timeout_s)
+
     def _commit(self, consumer) -> None:
-        """Commit the batch just flushed. While the broker is unreachable (a restart), wait
-        and retry rather than exit: the offsets are still only committed after their
-        predictions are in the log. Stopping during an outage leaves the batch uncommitted;
-        it is read again on restart (at least once, nothing lost)."""
+        """Commit the batch whose outputs the broker has acknowledged. Stopping during an
+        outage leaves the batch uncommitted; it is read again on restart (at least once)."""
+        if not self._while_unreachable("commit", consumer.commit)[0]:
+            log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
+
+    def _while_unreachable(self, what: str, call) -> tuple[bool, Any]:
+        """``(True, call())``, retried with backoff while the broker is unreachable (a restart)
+        rather than exiting; ``(False, None)`` when serve is told to stop first."""
         delay, reported = 0.5, False
         while True:
             try:
-                consumer.commit()
-                if reported:
-                    log("serve", "Kafka reachable again; offsets committed")
-                return
+                result = call()
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
-                self.counts["commit_retries"] += 1
+                self.counts[f"{what.replace(' ', '_')}_retries"] += 1
                 if not reported:
-                    log("serve", f"cannot commit offsets ({type(exc).__name__}: {exc}); retrying until Kafka is back")
+                    log("serve", f"cannot {what} ({type(exc).__name__}: {exc}); retrying until Kafka is back")
                     reported = True
                 if self.stopping:
-                    log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
-                    return
+                    return False, None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if reported:
+                log("serve", f"Kafka reachable again ({what} done)")
+            return True, result
 
     def _idle_done(self, idle_since: float) -> bool:
         """With ``exit_when_idle_s``: true once input is idle and nothing is left in flight."""
@@ -265,7 +282,7 @@ class Server:
         headers = list(message.headers or []) + [
             ("dlq.reason", reason.encode()), ("dlq.topic", message.topic.encode()),
             ("dlq.partition", str(message.partition).encode()), ("dlq.offset", str(message.offset).encode())]
-        self.producer.send(self.config.dlq_topic, key=message.key, value=message.value or b"",
+        self.outbox.send(self.config.dlq_topic, key=message.key, value=message.value or b"",
                            headers=headers, timestamp_ms=message.timestamp)
         self.counts["dlq"] += 1
 
@@ -275,7 +292,7 @@ class Server:
             key = part_key(record)
             value = {"key": key, "model": name, "version": version, "source": source, "score": s,
                      "prediction": p, "partition": message.partition, "offset": message.offset, "ts": record["ts"]}
-            self.producer.send(topic, key=message.key or key.encode(), value=orjson.dumps(value),
+            self.outbox.send(topic, key=message.key or key.encode(), value=orjson.dumps(value),
                                timestamp_ms=message.timestamp)
         self.counts[f"predictions_{source}"] += len(records)
 
@@ -395,8 +412,10 @@ class Server:
                 or self.counts["bootstrap_requests"] or time.monotonic() - self.last_size_check < 2.0):
             return
         self.last_size_check = time.monotonic()
-        begin = self.consumer.beginning_offsets(self._input_partitions())
-        end = self.consumer.end_offsets(list(begin))
+        reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
+        if not reached:
+            return
+        begin, end = offsets
         if sum(end[tp] - begin[tp] for tp in begin) < self.config.drift.reference_size:
             return
         share = -(-self.config.drift.reference_size // len(begin))  # ceil: the first records of each partition
@@ -405,22 +424,31 @@ class Server:
         self.trigger.dispatched(self.position)  # schedules and cooldowns count from here
         self.counts["bootstrap_requests"] += 1
 
-    def _input_partitions(self) -> list[TopicPartition]:
+    def _input_offsets(self) -> tuple[dict, dict]:
+        """Beginning and end offsets of every partition of the input topic."""
         topic = self.config.consumer.input_topic
-        return [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
+        parts = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            raise KafkaTimeoutError(f"no partition metadata for {topic}")
+        return self.consumer.beginning_offsets(parts), self.consumer.end_offsets(parts)
 
     def _request(self, reason: str, window_records: int, **extra) -> None:
         """A retrain on the last ``window_records`` records by time, over every partition of the input
         (this instance's records date the window; the other instances' partitions are read too)."""
         window_records = max(1, min(window_records, len(self.timestamps)))
-        end = self.consumer.end_offsets(self._input_partitions())
-        self._publish_request(reason, self.timestamps[-window_records], {tp.partition: o for tp, o in end.items()},
-                              window_records, **extra)
+        reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
+        if not reached:
+            log("serve", f"stopping before Kafka came back: retrain ({reason}) not requested", **extra)
+            return
+        self._publish_request(reason, self.timestamps[-window_records],
+                              {tp.partition: o for tp, o in offsets[1].items()}, window_records, **extra)
 
     def _publish_request(self, reason: str, start_ts_ms: int, end_offsets: dict[int, int], window_records: int,
                          **extra) -> None:
         request = retrain_request(self.config, reason, start_ts_ms, end_offsets, **extra)
-        self.producer.send(RETRAIN_TOPIC, key=self.config.model.name.encode(), value=orjson.dumps(request))
+        self.outbox.send(RETRAIN_TOPIC, key=self.config.model.name.encode(), value=orjson.dumps(request))
+        if not self.outbox.flush():
+            log("serve", f"stopping before Kafka acknowledged retrain request {request['request_id']} ({reason})")
         self.in_flight[request["request_id"]] = {"at": time.monotonic(), "reason": reason}
         self.events.emit("retrain_requested", request_id=request["request_id"], reason=reason,
                          model=self.config.model.name, position=self.position, window_records=window_records)
@@ -533,8 +561,8 @@ class Server:
         """Make ``version`` the champion everywhere: registry pointer and ``ct.models``."""
         name = self.config.model.name
         self.registry.set_champion(name, version)
-        self.producer.send(MODELS_TOPIC, key=name.encode(), value=announcement(self.registry, name, version, reason))
-        self.producer.flush()
+        self.outbox.send(MODELS_TOPIC, key=name.encode(), value=announcement(self.registry, name, version, reason))
+        self.outbox.flush()
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,57 @@
+"""A broker away for longer than the producer's delivery timeout loses no output.
+
+kafka-python fails a record it could not deliver within ``delivery_timeout_ms`` and its
+``flush()`` returns normally; serve sends its outputs through ``Outbox``, which sends the
+failed records again once the broker is back. Here a dedicated broker is stopped before
+300 records are sent with a 3 s delivery timeout and started again 8 s later (about 40 s).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import free_port_pair
+from harness import record
+
+from stream_ct.broker import LocalBroker
+from stream_ct.kafka_io import ensure_topics, make_producer
+from stream_ct.outbox import Outbox
+
+pytestmark = pytest.mark.integration
+
+
+def test_records_expired_while_the_broker_is_away_are_sent_again(topic):
+    state = tempfile.mkdtemp(prefix="stream-ct-outbox-")
+    broker = LocalBroker(port=free_port_pair(), state_dir=state)
+    bootstrap = broker.start()
+    producer = None
+    try:
+        ensure_topics({topic: {"partitions": 1}}, bootstrap)
+        producer = make_producer(bootstrap, request_timeout_ms=1000, delivery_timeout_ms=3000)
+        producer.send(topic, value=b"warm-up").get(timeout=30)  # metadata cached
+        broker.stop()
+        box = Outbox(producer, flush_timeout_s=1.0, backoff_s=0.5, max_backoff_s=1.0)
+        values = [str(i).encode() for i in range(300)]
+        for v in values:
+            box.send(topic, value=v)
+        result = {}
+        flusher = threading.Thread(target=lambda: result.setdefault("ok", box.flush()))
+        flusher.start()
+        time.sleep(8)  # > the delivery timeout: kafka-python has failed every record by now
+        assert flusher.is_alive(), "flush returned while the broker was away"
+        broker.start()
+        flusher.join(timeout=120)
+        assert result.get("ok") is True
+        assert box.resent >= len(values)  # every record expired at least once
+        got = [m.value for m in record(topic, bootstrap)]
+    finally:
+        if producer is not None:
+            producer.close(timeout=5)
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    assert set(got) == set(values) | {b"warm-up"}
