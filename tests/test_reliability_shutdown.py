@@ -52,7 +52,7 @@ def test_sigterm_flushes_commits_and_exits_zero_quickly(tmp_path, kafka_bootstra
     serve = EnvService(["serve", str(config_path)], tmp_path / "serve.log", tmp_path)
     try:
         replay(part_messages(records), topic, kafka_bootstrap)
-        wait_until(lambda: committed_total(group, topic, kafka_bootstrap) >= 5000, 120, "5,000 records", [serve])
+        wait_until(lambda: _committed(group, topic, kafka_bootstrap) >= 5000, 120, "5,000 records", [serve])
         serve.proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         code = serve.proc.wait(60)
