@@ -108,3 +108,42 @@ def test_error_stream_detector_flags_a_rise_in_errors_only():
     signals = det.update(up[:2500]) + det.update(up[2500:])
     assert signals and all(s.position >= 4000 for s in signals) and det.n_seen == 8000
     assert ErrorStreamDetector().update(down) == []
+
+
+def _loop_bank(z, k, h):
+    """Per-record reference for a bank: alarms (row, feature, side), end state, runs since 0."""
+    d = z.shape[1]
+    s, run, alarms = np.zeros((2, d)), np.zeros((2, d), dtype=np.int64), []
+    for t, row in enumerate(z):
+        for j, v in enumerate(row):
+            for side in (0, 1):
+                if not np.isnan(v):
+                    s[side, j] = max(0.0, s[side, j] + (v if side == 0 else -v) - k)
+                if s[side, j] > h:
+                    alarms.append((t, j, 1 - 2 * side))
+                    s[side, j] = 0.0
+                run[side, j] = 0 if s[side, j] == 0 else run[side, j] + 1
+    return sorted(alarms), s, run
+
+
+def test_bank_with_quiet_charts_skipped_matches_loop_on_state_runs_and_alarms():
+    """Long batches (the block bound decides which charts get the exact path), short ones
+    (every chart exact), missing values, charts near and over the threshold, both sides."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(1500, 6))
+    z[:, 1] += 0.6   # alarms upward
+    z[:, 2] -= 0.45  # alarms downward, some near misses
+    z[:, 3] *= 1.6   # wide: the bound fires, the exact path often does not cross
+    z[rng.random(z.shape) < 0.05] = np.nan
+    z[200:260, 4] = np.nan  # a long gap
+    bank = CusumBank(mean=np.zeros(6), sigma=np.ones(6), k=0.5, h=np.full(6, 6.0))
+    got, a = [], 0
+    for b in (1, 5, 40, 41, 400, 417, 1000, 1001, 1500):
+        x = z[a:b]
+        got += [(al.position, al.feature, al.side)
+                for al in bank.update(np.nan_to_num(x), ~np.isnan(x), np.arange(a, b))]
+        a = b
+    want, state, run = _loop_bank(z, 0.5, 6.0)
+    assert sorted(got) == want and len(want) > 20 and {f for _, f, _ in want} >= {1, 2, 3}
+    assert np.allclose(bank.state, state, atol=1e-9)
+    assert (bank.run == run).all()

@@ -31,6 +31,37 @@ def lindley_from_sums(c: np.ndarray, s0: np.ndarray) -> np.ndarray:
     return c - np.minimum(np.minimum.accumulate(c, axis=0), -s0)
 
 
+#: Rows per block of the bound that spares quiet charts their exact path.
+BLOCK = 16
+
+
+def _quiet_charts(csum: np.ndarray, s0: np.ndarray, h: np.ndarray, run: np.ndarray):
+    """Charts whose path may cross ``h`` (they need the exact path), and every chart's end
+    state and increments since its last restart, valid where it does not cross.
+
+    From the extremes of blocks of ``BLOCK`` rows: a path ``C_t - min(-S_0, min_{s<=t} C_s)``
+    stays below ``max_j (max C in block j - min(-S_0, min C in blocks <= j))``.
+    """
+    t, n = csum.shape
+    whole = t // BLOCK * BLOCK
+    blocks = csum[:whole].reshape(-1, BLOCK, n)
+    bmax, bmin = blocks.max(axis=1), blocks.min(axis=1)
+    if whole < t:
+        bmax = np.vstack([bmax, csum[whole:].max(axis=0)])
+        bmin = np.vstack([bmin, csum[whole:].min(axis=0)])
+    floor = np.minimum(np.minimum.accumulate(bmin, axis=0), -s0)
+    exact = np.flatnonzero((bmax - floor).max(axis=0) > h)
+    lowest = bmin.min(axis=0)
+    state = csum[-1] - np.minimum(lowest, -s0)
+    # a chart restarts where its cumulative sum reaches a new low at or below -S_0: the last
+    # row holding the column minimum, looked up inside the last block that holds it
+    cols = np.arange(n)
+    block = bmin.shape[0] - 1 - np.argmin(bmin[::-1], axis=0)
+    rows = np.minimum(block * BLOCK + np.arange(BLOCK)[:, None], t - 1)
+    low = rows[BLOCK - 1 - np.argmin(csum[rows, cols][::-1], axis=0), cols]
+    return exact, state, np.where(lowest <= -s0, t - 1 - low, run + t)
+
+
 @dataclass(frozen=True)
 class Alarm:
     position: int
@@ -78,35 +109,49 @@ class CusumBank:
         return z, positions[self.subgroup - 1:n_full:self.subgroup]
 
     def update(self, X: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> list[Alarm]:
-        """Consume rows of ``X`` (stream ``positions``) and return the alarms, charts reset."""
+        """Consume rows of ``X`` (stream ``positions``) and return the alarms, charts reset.
+
+        Charts are columns ``side * d + feature`` of the cumulative increment sums ``C``. A
+        chart's path ``S_t = C_t - min(-S_0, min_{s<=t} C_s)`` can only cross ``h`` where the
+        bound from blocks of ``BLOCK`` rows, ``max_j (max C in block j - min(-S_0, min C in
+        blocks <= j))``, exceeds it; only those charts get the exact path (in control: few).
+        """
         z, pos = self.increments(X, valid, np.asarray(positions, dtype=np.int64))
         t = z.shape[0]
         if t == 0:
             return []
         d = z.shape[1]
-        y = np.empty((t, 2 * d))  # upper | lower charts
-        np.subtract(z, self.k, out=y[:, :d])
-        np.subtract(-self.k, z, out=y[:, d:])
-        missing = np.isnan(y)
+        # the upper (z - k) and lower (-z - k) increments' cumulative sums from one cumsum of
+        # z; a missing increment adds 0 to both, so k counts only the valid steps
+        missing = np.isnan(z)
         if missing.any():
-            y[missing] = 0.0
+            z = np.where(missing, 0.0, z)
+            steps = np.cumsum(~missing, axis=0) * self.k
+        else:
+            steps = (self.k * np.arange(1, t + 1))[:, None]
+        cz = np.cumsum(z, axis=0)
+        csum = np.empty((t, 2 * d))
+        np.subtract(cz, steps, out=csum[:, :d])
+        np.negative(cz, out=csum[:, d:])
+        csum[:, d:] -= steps
         s0 = self.state.ravel()
-        csum = np.cumsum(y, axis=0)
-        path = lindley_from_sums(csum, s0)
         h = np.concatenate([self.h, self.h])
         run = self.run.ravel()
-        # a chart is 0 where its cumulative sum reaches a new low (at or below -S_0); the last
-        # such row is the last row holding the column minimum
-        low = t - 1 - np.argmin(csum[::-1], axis=0)
-        hit = csum[low, np.arange(2 * d)] <= -s0
-        new_run = np.where(hit, t - 1 - low, run + t)
+        if t > 2 * BLOCK:
+            exact, state, new_run = _quiet_charts(csum, s0, h, run)
+        else:  # a few increments: every chart exact
+            exact, state, new_run = np.arange(2 * d), np.empty(2 * d), np.empty(2 * d, dtype=np.int64)
         alarms = []
-        for c in np.flatnonzero(path.max(axis=0) > h):
-            alarms += self._resets(y[:, c], path[:, c], h[c], run[c], c, d, pos)
-            zeros = np.flatnonzero(path[:, c] <= 0)  # the chart restarted at each alarm
-            new_run[c] = t - 1 - zeros[-1] if zeros.size else run[c] + t
+        if exact.size:
+            path = lindley_from_sums(csum[:, exact], s0[exact])
+            for i in np.flatnonzero(path.max(axis=0) > h[exact]).tolist():
+                c = int(exact[i])  # restarts the chart at 0 after each crossing, in place
+                alarms += self._resets(np.diff(csum[:, c], prepend=0.0), path[:, i], h[c], run[c], c, d, pos)
+            zero = path <= 0
+            state[exact] = path[-1]
+            new_run[exact] = np.where(zero.any(axis=0), np.argmax(zero[::-1], axis=0), run[exact] + t)
         self.run = new_run.reshape(2, d)
-        self.state = path[-1].reshape(2, d)
+        self.state = state.reshape(2, d)
         return sorted(alarms, key=lambda a: (a.position, a.feature))
 
     def _resets(self, y, col, h, run, c, d, pos):

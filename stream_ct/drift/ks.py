@@ -93,20 +93,24 @@ def ks_statistic(ranks: ReferenceRanks, keys: np.ndarray, presorted: bool = Fals
     s = keys if presorted else np.sort(keys, axis=0)
     w = s.shape[0]
     n_win = (s != INVALID_KEY).sum(axis=0)
-    idx = np.arange(w)[:, None]
-    valid = idx < n_win
-    new_run = np.ones_like(valid)
-    new_run[1:] = s[1:] != s[:-1]
-    run_end = np.ones_like(valid)
+    new_run = np.empty(s.shape, dtype=bool)
+    new_run[0] = True
+    np.not_equal(s[1:], s[:-1], out=new_run[1:])
+    run_end = np.empty_like(new_run)
+    run_end[-1] = True
     run_end[:-1] = new_run[1:]  # the last valid key is followed by INVALID_KEY or the end
-    left, right = s >> ranks.shift, s & (ranks.modulus - 1)  # garbage where not valid: masked
-    nw = np.maximum(n_win, 1).astype(float)
-    nr = ranks.n.astype(float)
-    d_right = np.abs(right / nr - (idx + 1) / nw)
-    d_left = np.abs(left / nr - idx / nw)
-    d = np.maximum(np.where(valid & run_end, d_right, 0.0),
-                   np.where(valid & new_run, d_left, 0.0)).max(axis=0)
-    return np.where(n_win > 0, d, np.nan)
+    if (n_win < w).any():  # INVALID_KEY rows (last in each column): masked
+        valid = np.arange(w)[:, None] < n_win
+        new_run &= valid
+        run_end &= valid
+    # in integers, scaled by nr * nw: |right/nr - (i+1)/nw| and |left/nr - i/nw|
+    left, right = s >> ranks.shift, s & (ranks.modulus - 1)
+    nr, nw = ranks.n, np.maximum(n_win, 1)
+    idx = np.arange(w, dtype=np.int64)[:, None]
+    at_end = np.abs(right * nw - (idx + 1) * nr)
+    at_start = np.abs(left * nw - idx * nr)
+    d = np.maximum(np.where(run_end, at_end, 0), np.where(new_run, at_start, 0)).max(axis=0)
+    return np.where(n_win > 0, d / (nr * nw).astype(float), np.nan)
 
 
 def ks_pvalue(d: float, n1: int, n2: int) -> float:
