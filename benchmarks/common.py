@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from kafka.future import Future
 
 from stream_ct.broker import LocalBroker
 from stream_ct.config import ConsumerConfig
@@ -119,12 +120,17 @@ class FakeProducer:
 
     def __init__(self):
         self.sent = 0
+        self.acknowledged = Future().success(None)
 
     def send(self, topic, key=None, value=None, headers=None, timestamp_ms=None, partition=None):
         self.sent += 1
+        return self.acknowledged
 
     def flush(self, timeout=None):
         pass
+
+    def partitions_for(self, topic):
+        return {0}
 
 
 class FakeMessage:
@@ -143,12 +149,14 @@ def fake_messages(topic: str, values: list[bytes]) -> list[FakeMessage]:
 def in_process_server(config: ConsumerConfig, champion_version: int | None):
     """A ``Server`` without Kafka (fake producer, events kept in memory) with its champion loaded."""
     from stream_ct.events import EventLog
+    from stream_ct.outbox import Outbox
     from stream_ct.registry import Registry
     from stream_ct.rolling import RollingMetric
     from stream_ct.serve import Server, build_monitor
 
     server = Server(config)
     server.producer = FakeProducer()
+    server.outbox = Outbox(server.producer)
     server.events = EventLog(server.producer, "bench", config.consumer.name)
     if champion_version is not None:
         artifact = Registry(config.registry.path).load(config.model.name, champion_version)

@@ -27,6 +27,7 @@ from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import feature_matrix, measurement_rows, target_vector
+from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer)
 from stream_ct.labels import LabelJoiner
@@ -283,17 +284,22 @@ class Server:
             ("dlq.reason", reason.encode()), ("dlq.topic", message.topic.encode()),
             ("dlq.partition", str(message.partition).encode()), ("dlq.offset", str(message.offset).encode())]
         self.outbox.send(self.config.dlq_topic, key=message.key, value=message.value or b"",
-                           headers=headers, timestamp_ms=message.timestamp)
+                         headers=headers, timestamp_ms=message.timestamp)
         self.counts["dlq"] += 1
 
     def _emit_predictions(self, records, sources, scores: np.ndarray, source: str, version: int | None) -> None:
         topic, name = self.config.predictions_topic, self.config.model.name
-        for record, message, s, p in zip(records, sources, scores.tolist(), self._predictions(scores, source)):
-            key = part_key(record)
+        keys = [part_key(record) for record in records]
+        wire_keys = [message.key or key.encode() for message, key in zip(sources, keys)]
+        # the partitions kafka-python's partitioner would pick, for the batch in one go
+        partitions = sorted(self.producer.partitions_for(topic))
+        chosen = np.asarray(partitions)[default_partitions(wire_keys, len(partitions))].tolist()
+        for record, message, key, wire_key, partition, s, p in zip(
+                records, sources, keys, wire_keys, chosen, scores.tolist(), self._predictions(scores, source)):
             value = {"key": key, "model": name, "version": version, "source": source, "score": s,
                      "prediction": p, "partition": message.partition, "offset": message.offset, "ts": record["ts"]}
-            self.outbox.send(topic, key=message.key or key.encode(), value=orjson.dumps(value),
-                               timestamp_ms=message.timestamp)
+            self.outbox.send(topic, key=wire_key, value=orjson.dumps(value), partition=partition,
+                             timestamp_ms=message.timestamp)
         self.counts[f"predictions_{source}"] += len(records)
 
     def _predictions(self, scores: np.ndarray, source: str) -> list:
