@@ -115,14 +115,19 @@ def siegmund_delay(shift: float, k: float, h: float) -> float:
     return (np.exp(-2 * delta * b) + 2 * delta * b - 1) / (2 * delta * delta)
 
 
-def variance_rate(z: np.ndarray, max_lag: int, level: float = 0.01) -> np.ndarray:
-    """Per-column worst variance rate ``Var(sum of L values) / L`` over ``L = 1..max_lag``.
+def variance_rate_curve(z: np.ndarray, max_lag: int, level: float = 0.01,
+                        ratio: float = 1.1) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds on the variance rate ``Var(sum of L values) / L`` for ``L = 1..max_lag``,
+    as an envelope over a geometric grid of horizons.
 
     ``z`` is (n x d), standardized per column. Shared offsets (a wafer's die pattern, lot
-    offsets) make partial sums vary more than ``L`` i.i.d. values would; a CUSUM is
-    sensitive at every horizon, so the worst rate counts. Each rate's excess over 1 is
-    raised to its chi-square upper confidence bound (``level``) for the ``1.5 n / L``
-    degrees of freedom of a Bartlett estimate at that horizon. At least 1.
+    offsets) make partial sums vary more than ``L`` i.i.d. values would. Each rate's excess
+    over 1 is raised to its chi-square upper confidence bound (``level``) for the
+    ``1.5 n / L`` degrees of freedom of a Bartlett estimate at that horizon, floored at 1.
+    Returns ``starts`` (the first horizon of each cell; cells grow by ``ratio`` and the last
+    ends at ``max_lag``) and ``bound`` (cells x d), each cell's largest bound, so a chart can
+    weigh horizons by how much they matter to it (``effective_rate``) without storing every
+    lag.
     """
     n = z.shape[0]
     max_lag = int(max(1, min(max_lag, n // 2)))
@@ -134,8 +139,73 @@ def variance_rate(z: np.ndarray, max_lag: int, level: float = 0.01) -> np.ndarra
     b = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(lags * rho, axis=0)])[:-1]
     rate = 1.0 + 2.0 * (a - b / lags)  # L = 1..max_lag
     df = np.maximum(1.0, 1.5 * n / lags[:, 0] - 1)
-    bound = (df / stats.chi2.ppf(level, df))[:, None]
-    return np.maximum(1.0 + (rate - 1.0) * bound, 1.0).max(axis=0)
+    factor = (df / stats.chi2.ppf(level, df))[:, None]
+    bound = np.maximum(1.0 + (rate - 1.0) * factor, 1.0)
+    starts = np.unique(np.floor(ratio ** np.arange(int(np.log(max_lag) / np.log(ratio)) + 2)
+                                ).astype(np.int64))
+    starts = starts[starts <= max_lag]
+    return starts, np.maximum.reduceat(bound, starts - 1, axis=0)
+
+
+def variance_rate(z: np.ndarray, max_lag: int, level: float = 0.01) -> np.ndarray:
+    """Per-column worst variance rate over ``L = 1..max_lag`` (see ``variance_rate_curve``):
+    the largest of the per-horizon upper bounds, at least 1."""
+    return variance_rate_curve(z, max_lag, level)[1].max(axis=0)
+
+
+def siegmund_h_array(k: np.ndarray, arl: float) -> np.ndarray:
+    """``siegmund_h`` for an array of slacks (Newton on ``y = 2 k (h + 1.166)``)."""
+    k = np.asarray(k, dtype=float)
+    a = 2 * k * k * arl  # solve exp(y) - y - 1 = a, from above (convex: monotone)
+    y = np.log1p(a) + np.log(2 + np.log1p(a))
+    for _ in range(100):
+        step = (np.expm1(y) - y - a) / np.expm1(y)
+        y = y - step
+        if np.all(np.abs(step) < 1e-12 * np.maximum(y, 1)):
+            break
+    return y / (2 * k) - 1.166
+
+
+def effective_rate(starts: np.ndarray, bound: np.ndarray, k: float, arl: float,
+                   mean_sd: np.ndarray | float = 0.0) -> np.ndarray:
+    """Variance rate ``V`` per column for ``cusum_threshold``, from a curve of rate bounds.
+
+    A one-sided CUSUM (slack ``k``, threshold ``h``) crosses over a horizon of ``T``
+    increments when their sum exceeds ``h + k T``: a ``z = (h + k T) / sqrt(T v(T))``
+    standard-deviation event. The chart calibrated as if the rate were a constant ``V``
+    (``h_V = cusum_threshold(k, arl, V, mean_sd)``) is least safe at its own horizon
+    ``T_V = h_V / slack``, where ``z`` is smallest; at a longer horizon the slack adds
+    ``k T`` and ``z`` stays at least that large while ``v(T) <= V g(T / T_V)`` with
+    ``g(x) = (1 + x)**2 / (4 x)``. Shorter horizons get no such allowance (``v(T) <= V``:
+    they hold more chances per record). ``V`` is the smallest value (bisection) meeting both
+    at every cell of the curve, and never more than the curve's maximum: so a rate noisy or
+    raised far beyond the chart's horizon (a few degrees of freedom at three lots, from an
+    i.i.d. reference) no longer sets the threshold, while an offset that persists long
+    enough to cross a chart (lot offsets) still does.
+    """
+    starts = np.asarray(starts, dtype=float)
+    bound = np.asarray(bound, dtype=float)
+    ends = np.r_[starts[1:] - 1, np.inf]  # the last cell runs to the curve's end
+    mean_sd = np.broadcast_to(np.asarray(mean_sd, dtype=float), bound.shape[1:])
+    slack = np.maximum(k - mean_sd, 0.05 * k)
+
+    def ok(v):
+        s = np.sqrt(v)
+        t_v = np.maximum(s * siegmund_h_array(slack / s, arl) / slack, 1.0)  # its own horizon
+        t = np.clip(t_v[None, :], starts[:, None], ends[:, None])  # cell's point nearest T_V
+        x = t / t_v[None, :]
+        g = np.where(x > 1, (1 + x) ** 2 / (4 * x), 1.0)
+        return (bound <= v[None, :] * g * (1 + 1e-9)).all(axis=0)
+
+    hi = np.maximum(bound.max(axis=0), 1.0)
+    lo = np.ones_like(hi)
+    done = ok(lo)
+    hi = np.where(done, lo, hi)
+    for _ in range(40):
+        mid = np.sqrt(lo * hi)
+        good = ok(mid)
+        hi, lo = np.where(good, mid, hi), np.where(good, lo, mid)
+    return hi
 
 
 def cusum_threshold(k: float, arl: float, variance: float = 1.0, mean_sd: float = 0.0) -> float:

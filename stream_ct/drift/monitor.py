@@ -22,8 +22,8 @@ import numpy as np
 from scipy import stats
 
 from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, grid_step, ks_shift,
-                                         cusum_threshold, spread_inflation, variance_rate,
-                                         wafer_blocks)
+                                         cusum_threshold, effective_rate, spread_inflation,
+                                         variance_rate_curve, wafer_blocks)
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
@@ -239,8 +239,12 @@ class DriftMonitor:
         for m in sizes:
             if str(m) not in cache:
                 arl = self.arl0 * 2 * len(self.feature_names) * len(sizes) / (share * m)
-                cache[str(m)] = np.array([cusum_threshold(self.k, arl, v, e) for v, e in
-                                          zip(cal["v"][str(m)], cal["mean_sd"][str(m)])])
+                e = cal["mean_sd"][str(m)]
+                curve = cal.get("curve", {}).get(str(m))
+                v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate
+                    curve["starts"], curve["bound"], self.k, arl, e)
+                cache[str(m)] = np.array([cusum_threshold(self.k, arl, vj, ej)
+                                          for vj, ej in zip(v, e)])
             banks.append(CusumBank(mean, cal["sigma"][str(m)], self.k, cache[str(m)], m))
         return banks
 
@@ -502,13 +506,15 @@ def _chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: floa
                        level: float = 0.01) -> dict:
     """sd of subgroup means (upper bound at ``level``), variance rate (its upper bound) and
     reference-mean error per subgroup size."""
-    out = {"sigma": {}, "v": {}, "mean_sd": {}}
+    out = {"sigma": {}, "v": {}, "mean_sd": {}, "curve": {}}
     for m in sizes:
         g = x[: len(x) // m * m].reshape(-1, m, x.shape[1]).mean(axis=1)
         df = max(1, len(g) - 1)  # sd from few subgroups: its 99 % upper bound
         sigma = g.std(axis=0) * np.sqrt(df / stats.chi2.ppf(level, df))
         sigma[~(sigma > 0)] = 1.0
-        v = variance_rate((g - mean) / sigma, int(3 * run_records / m), level)
+        starts, bound = variance_rate_curve((g - mean) / sigma, int(3 * run_records / m), level)
+        v = bound.max(axis=0)  # the worst rate: the reference mean's error (below)
         out["sigma"][str(m)], out["v"][str(m)] = sigma, v
+        out["curve"][str(m)] = {"starts": starts, "bound": bound}
         out["mean_sd"][str(m)] = np.sqrt(v / len(g))
     return out
