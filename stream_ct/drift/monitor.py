@@ -199,8 +199,10 @@ class DriftMonitor:
 
         Computed on the reference in stream order, with the sd of ``window``-record means
         (for KS and PSI, with the chi-square bound for the lots in the reference). The
-        variance rate is the worst ``Var(partial sum) / length`` over horizons up to three
-        runs (``block`` groups), each with its chi-square upper bound (``variance_rate``).
+        variance rates ``Var(partial sum) / length`` over horizons up to three runs
+        (``block`` groups), each with its chi-square upper bound, are kept as a curve
+        (``variance_rate_curve``); each chart's threshold uses the effective rate for its
+        own horizon (``effective_rate``), the reference-mean error the worst rate.
         """
         run_records = self.block * np.mean([len(b) for b in blocks])
         n_runs = len(ref) / run_records
@@ -504,8 +506,9 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: float,
                        level: float = 0.01) -> dict:
-    """sd of subgroup means (upper bound at ``level``), variance rate (its upper bound) and
-    reference-mean error per subgroup size."""
+    """sd of subgroup means (upper bound at ``level``), worst variance rate and the curve of
+    rate bounds over horizons (``curve``: ``starts``, ``bound``), and reference-mean error
+    per subgroup size."""
     out = {"sigma": {}, "v": {}, "mean_sd": {}, "curve": {}}
     for m in sizes:
         g = x[: len(x) // m * m].reshape(-1, m, x.shape[1]).mean(axis=1)
