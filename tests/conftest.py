@@ -31,6 +31,22 @@ def free_port_pair() -> int:
     raise RuntimeError("no free loopback port pair found")
 
 
+@pytest.fixture
+def restartable_broker():
+    """A broker of the test's own (free port, own state folder), started; the test may stop
+    it and start it again on the same port and data. Stopped and removed afterwards."""
+    from stream_ct.broker import LocalBroker
+
+    state = tempfile.mkdtemp(prefix="stream-ct-own-broker-")
+    broker = LocalBroker(port=free_port_pair(), state_dir=state)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     """``host:port`` of a running broker; started (and stopped) here unless one is given."""

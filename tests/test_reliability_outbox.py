@@ -3,33 +3,27 @@
 kafka-python fails a record it could not deliver within ``delivery_timeout_ms`` and its
 ``flush()`` returns normally; serve sends its outputs through ``Outbox``, which sends the
 failed records again once the broker is back. Here a dedicated broker is stopped before
-300 records are sent with a 3 s delivery timeout and started again 8 s later (about 40 s).
+300 records are sent with a 3 s delivery timeout and started again 8 s later (about 20 s).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import free_port_pair
 from harness import record, report_line
 
-from stream_ct.broker import LocalBroker
 from stream_ct.kafka_io import ensure_topics, make_producer
 from stream_ct.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 
 
-def test_records_expired_while_the_broker_is_away_are_sent_again(topic):
+def test_records_expired_while_the_broker_is_away_are_sent_again(topic, restartable_broker):
     started = time.monotonic()
-    state = tempfile.mkdtemp(prefix="stream-ct-outbox-")
-    broker = LocalBroker(port=free_port_pair(), state_dir=state)
-    bootstrap = broker.start()
+    broker, bootstrap = restartable_broker, restartable_broker.bootstrap
     producer = None
     try:
         ensure_topics({topic: {"partitions": 1}}, bootstrap)
@@ -53,8 +47,6 @@ def test_records_expired_while_the_broker_is_away_are_sent_again(topic):
     finally:
         if producer is not None:
             producer.close(timeout=5)
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
     assert set(got) == set(values) | {b"warm-up"}
     report_line("broker away past the delivery timeout", faults="broker stopped 8 s; producer delivery timeout 3 s",
                 records_in=len(values), records_lost=len(set(values) - set(got)), resent=box.resent,

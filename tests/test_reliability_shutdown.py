@@ -10,19 +10,15 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import time
 
 import pytest
 
-from conftest import free_port_pair
 from harness import (EnvService, committed_total, part_messages, prediction_values, report_line,
                      simulated_records, wait_until, write_config)
 from kafka.errors import KafkaError
 
-from stream_ct.broker import LocalBroker
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import ensure_topics, topic_size
 from stream_ct.record import part_key
@@ -83,12 +79,10 @@ def test_sigterm_flushes_commits_and_exits_zero_quickly(tmp_path, kafka_bootstra
 
 
 @pytest.mark.slow
-def test_broker_restart_mid_stream_loses_nothing(tmp_path, topic):
+def test_broker_restart_mid_stream_loses_nothing(tmp_path, topic, restartable_broker):
     started = time.monotonic()
     records = simulated_records(20_000, seed=32)
-    state = tempfile.mkdtemp(prefix="stream-ct-restart-broker-")
-    broker = LocalBroker(port=free_port_pair(), state_dir=state)
-    bootstrap = broker.start()
+    broker, bootstrap = restartable_broker, restartable_broker.bootstrap
     serve = None
     try:
         ensure_topics({topic: {"partitions": 1}}, bootstrap)
@@ -114,8 +108,6 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path, topic):
     finally:
         if serve is not None:
             serve.stop()
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
     keys = {part_key(r) for r in records}
     predicted = {p["key"] for p in predictions}
     missing = keys - predicted
