@@ -20,7 +20,7 @@ and half-normal shapes), never below the i.i.d. value.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 
 def wafer_blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
@@ -101,9 +101,20 @@ def siegmund_arl(k: float, h: float) -> float:
     return (np.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
 
 
-def siegmund_h(k: float, arl: float) -> float:
-    """Threshold giving a one-sided N(0, 1) CUSUM the in-control ARL ``arl`` (Siegmund)."""
-    return float(optimize.brentq(lambda h: siegmund_arl(k, h) - arl, 0.0, 300.0 / k))
+def siegmund_h(k, arl: float):
+    """Threshold giving a one-sided N(0, 1) CUSUM with slack ``k`` (a number or an array) the
+    in-control ARL ``arl`` (Siegmund): Newton on ``y = 2 k (h + 1.166)``, which solves
+    ``exp(y) - y - 1 = 2 k^2 arl`` (convex: from above, monotone)."""
+    kk = np.asarray(k, dtype=float)
+    a = 2 * kk * kk * arl
+    y = np.log1p(a) + np.log(2 + np.log1p(a))
+    for _ in range(100):
+        step = (np.expm1(y) - y - a) / np.expm1(y)
+        y = y - step
+        if np.all(np.abs(step) < 1e-12 * np.maximum(y, 1)):
+            break
+    h = y / (2 * kk) - 1.166
+    return float(h) if h.ndim == 0 else h
 
 
 def siegmund_delay(shift: float, k: float, h: float) -> float:
@@ -153,19 +164,6 @@ def variance_rate(z: np.ndarray, max_lag: int, level: float = 0.01) -> np.ndarra
     return variance_rate_curve(z, max_lag, level)[1].max(axis=0)
 
 
-def siegmund_h_array(k: np.ndarray, arl: float) -> np.ndarray:
-    """``siegmund_h`` for an array of slacks (Newton on ``y = 2 k (h + 1.166)``)."""
-    k = np.asarray(k, dtype=float)
-    a = 2 * k * k * arl  # solve exp(y) - y - 1 = a, from above (convex: monotone)
-    y = np.log1p(a) + np.log(2 + np.log1p(a))
-    for _ in range(100):
-        step = (np.expm1(y) - y - a) / np.expm1(y)
-        y = y - step
-        if np.all(np.abs(step) < 1e-12 * np.maximum(y, 1)):
-            break
-    return y / (2 * k) - 1.166
-
-
 def effective_rate(starts: np.ndarray, bound: np.ndarray, k: float, arl: float,
                    mean_sd: np.ndarray | float = 0.0) -> np.ndarray:
     """Variance rate ``V`` per column for ``cusum_threshold``, from a curve of rate bounds.
@@ -191,7 +189,7 @@ def effective_rate(starts: np.ndarray, bound: np.ndarray, k: float, arl: float,
 
     def ok(v):
         s = np.sqrt(v)
-        t_v = np.maximum(s * siegmund_h_array(slack / s, arl) / slack, 1.0)  # its own horizon
+        t_v = np.maximum(s * siegmund_h(slack / s, arl) / slack, 1.0)  # its own horizon
         t = np.clip(t_v[None, :], starts[:, None], ends[:, None])  # cell's point nearest T_V
         x = t / t_v[None, :]
         g = np.where(x > 1, (1 + x) ** 2 / (4 * x), 1.0)
