@@ -60,6 +60,7 @@ def main() -> int:
     import stream_ct.retrain_worker as rw
     from stream_ct.events import EventLog
     from stream_ct.kafka_io import EVENTS_TOPIC, make_consumer, make_producer
+    from stream_ct.outbox import Outbox
     from stream_ct.registry import Registry
 
     with BenchBroker(args) as bootstrap:
@@ -117,8 +118,8 @@ def main() -> int:
                 return rw.read_and_train(request, records, root, bootstrap)
 
             child = rw.train_in_child
-            producer = make_producer(bootstrap)
-            log_events = EventLog(producer, "retrain-bench", consumer="*")
+            outbox = Outbox(make_producer(bootstrap))
+            log_events = EventLog(outbox, "retrain-bench", consumer="*")
             runs = {}
             modes = ["in-process"] + (["forkserver child"] if args.real_child else [])
             for mode in modes:  # back to back, same window, same serve instances
@@ -126,7 +127,7 @@ def main() -> int:
                 spent.clear()
                 request = rw.retrain_request(config, "manual: benchmark", started_ms, {0: args.rows})
                 t0 = time.time()
-                outcome = rw.RetrainWorker(registry, bootstrap).handle(request, producer, log_events)
+                outcome = rw.RetrainWorker(registry, bootstrap).handle(request, outbox, log_events)
                 announced = time.time()
                 log(f"bench: {mode}: worker {outcome.decision} v{outcome.version} in {announced - t0:.1f} s")
                 deployed = {}  # instance -> time of its deploy event
@@ -142,7 +143,7 @@ def main() -> int:
                     return 1
                 deployed = max(deployed.values())
                 runs[mode] = (dict(spent), announced - t0, deployed - announced, deployed - t0, outcome.version)
-            producer.close()
+            outbox.producer.close()
         finally:
             events.close()
             for serve in serves:

@@ -34,7 +34,9 @@ from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topi
                                 make_producer)
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
+from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
+from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Registry, code_version
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
@@ -302,8 +304,10 @@ class RetrainWorker:
         self.exit_when_idle_s = exit_when_idle_s
         self.stopping = False
 
-    def handle(self, request: dict[str, Any], producer, events: EventLog) -> Outcome:
-        """Settle one request: read, train (with retries), announce; returns the outcome."""
+    def handle(self, request: dict[str, Any], outbox: Outbox, events: EventLog) -> Outcome:
+        """Settle one request: read, train (with retries), announce; returns the outcome once
+        the announcement and the decision are acknowledged by the broker (``events`` should
+        publish through ``outbox`` too)."""
         config = ConsumerConfig.from_dict(request["config"], source=f"request {request.get('request_id')}")
         ids = {"request_id": request["request_id"], "model": request["model"], "reason": request["reason"]}
         registry_root = self.registry_path or config.registry.path
@@ -311,7 +315,7 @@ class RetrainWorker:
         if stale:
             events.emit("retrain_decision", version=None, decision="skipped", gates=[], metrics={},
                         detail=stale, **ids)
-            producer.flush()
+            outbox.flush()
             return Outcome(None, "skipped", [], {"detail": stale})
         attempts = max(1, config.retrain.max_attempts)
         for attempt in range(1, attempts + 1):
@@ -323,7 +327,7 @@ class RetrainWorker:
                 final = attempt == attempts
                 events.emit("retrain_failed", attempt=attempt, final=final, error=f"{type(exc).__name__}: {exc}",
                             **ids)
-                producer.flush()
+                outbox.flush()
                 if final:
                     return Outcome(None, "failed", [], {"error": str(exc)})
                 continue
@@ -331,21 +335,22 @@ class RetrainWorker:
                 # A shadow candidate is announced under "<model>.shadow": serve scores it beside the
                 # champion on live traffic and promotes it only if it wins there too.
                 key = request["model"] + (".shadow" if outcome.decision == "shadow" else "")
-                producer.send(MODELS_TOPIC, key=key.encode(), value=announcement(
+                outbox.send(MODELS_TOPIC, key=key.encode(), value=announcement(
                     Registry(registry_root), request["model"], outcome.version, request["reason"]))
-                producer.flush()  # the announcement is in the log before the decision is
+                outbox.flush()  # the announcement is in the log before the decision is
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, attempt=attempt, read_seconds=outcome.read_seconds,
                         seconds=round(time.monotonic() - started, 3), **ids)
-            producer.flush()
+            outbox.flush()
             return outcome
         raise AssertionError("unreachable: the last attempt returns")
 
     def run(self) -> int:
         ensure_control_topics(self.bootstrap)
         producer = make_producer(self.bootstrap)
+        outbox = Outbox(producer, should_stop=lambda: self.stopping)  # events and announcements
         metrics = Metrics()
-        events = EventLog(producer, "retrain-worker", consumer="*", listeners=[worker_metrics(metrics).on_event])
+        events = EventLog(outbox, "retrain-worker", consumer="*", listeners=[worker_metrics(metrics).on_event])
         # one training job holds the loop for up to max_poll_interval_ms: allow that before /healthz says stale
         metrics_server = start_from_args(self.metrics_args, metrics, stale_after_s=30 * 60 + 60) \
             if self.metrics_args else None
@@ -365,18 +370,23 @@ class RetrainWorker:
                     continue
                 for tp, messages in batch.items():
                     for message in messages:
-                        self._handle_message(message.value, producer, events)
-                        consumer.commit({tp: OffsetAndMetadata(message.offset + 1, "", -1)})
+                        self._handle_message(message.value, outbox, events)
+                        # settled only once its decision is in the log; else it is read again
+                        if not outbox.flush() or not while_unreachable(
+                                "commit", lambda: consumer.commit({tp: OffsetAndMetadata(message.offset + 1, "", -1)}),
+                                lambda: self.stopping, "retrain-worker")[0]:
+                            log("retrain-worker", "stopping before the request was settled in Kafka; "
+                                                  "it is read again on restart")
+                            return 0
                 idle_since = time.monotonic()
         finally:
             if metrics_server:
                 metrics_server.close()
-            producer.flush()
             consumer.close()
-            producer.close()
+            producer.close(timeout=10)  # delivers what is buffered; nothing committed depends on it
         return 0
 
-    def _handle_message(self, value: bytes, producer, events: EventLog) -> None:
+    def _handle_message(self, value: bytes, outbox: Outbox, events: EventLog) -> None:
         try:
             request = orjson.loads(value)
             missing = [k for k in ("request_id", "model", "reason", "config", "window") if k not in request]
@@ -385,9 +395,8 @@ class RetrainWorker:
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
             events.emit("retrain_failed", final=True, error=f"unreadable request: {exc}",
                         request=value[:2000].decode("utf-8", "replace"))
-            producer.flush()
             return
-        outcome = self.handle(request, producer, events)
+        outcome = self.handle(request, outbox, events)
         log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}", version=outcome.version)
 
 

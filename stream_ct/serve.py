@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
@@ -36,6 +36,7 @@ from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.outbox import Outbox
+from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
 from stream_ct.retrain_worker import STRATA, announcement, calibrated_monitor, retrain_request
@@ -189,25 +190,10 @@ class Server:
             log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
 
     def _while_unreachable(self, what: str, call) -> tuple[bool, Any]:
-        """``(True, call())``, retried with backoff while the broker is unreachable (a restart)
-        rather than exiting; ``(False, None)`` when serve is told to stop first."""
-        delay, reported = 0.5, False
-        while True:
-            try:
-                result = call()
-            except (KafkaConnectionError, KafkaTimeoutError) as exc:
-                self.counts[f"{what.replace(' ', '_')}_retries"] += 1
-                if not reported:
-                    log("serve", f"cannot {what} ({type(exc).__name__}: {exc}); retrying until Kafka is back")
-                    reported = True
-                if self.stopping:
-                    return False, None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if reported:
-                log("serve", f"Kafka reachable again ({what} done)")
-            return True, result
+        """``call()`` retried while the broker is away (``kafka_io.while_unreachable``)."""
+        def count():
+            self.counts[f"{what.replace(' ', '_')}_retries"] += 1
+        return while_unreachable(what, call, lambda: self.stopping, "serve", count)
 
     def _idle_done(self, idle_since: float) -> bool:
         """With ``exit_when_idle_s``: true once input is idle and nothing is left in flight."""

@@ -9,7 +9,7 @@ import types
 import pytest
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-import stream_ct.serve as serve_module
+import stream_ct.reconnect as reconnect
 from stream_ct.serve import Server
 
 
@@ -64,7 +64,7 @@ def _requesting_server(consumer, stopping=False):
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(serve_module.time, "sleep", lambda s: None)
+    monkeypatch.setattr(reconnect.time, "sleep", lambda s: None)
 
 
 def test_commit_waits_out_an_unreachable_broker(capsys):
