@@ -117,7 +117,7 @@ class Server:
         topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
         ensure_topics({t: {} for t in [*topics, cfg.dlq_topic, cfg.predictions_topic]}, self.bootstrap)
         self.producer = make_producer(self.bootstrap)
-        # predictions, dead letters and retrain requests: kept until acknowledged
+        # predictions, dead letters, retrain requests, announcements: kept until acknowledged
         self.outbox = Outbox(self.producer, should_stop=lambda: self.stopping)
         webhook = Webhook(cfg.events.webhook_url) if cfg.events.webhook_url else None
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
@@ -190,7 +190,8 @@ class Server:
             log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
 
     def _while_unreachable(self, what: str, call) -> tuple[bool, Any]:
-        """``call()`` retried while the broker is away (``kafka_io.while_unreachable``)."""
+        """``call()`` retried while the broker is away (``reconnect.while_unreachable``),
+        the retries counted as ``<what>_retries``."""
         def count():
             self.counts[f"{what.replace(' ', '_')}_retries"] += 1
         return while_unreachable(what, call, lambda: self.stopping, "serve", count)

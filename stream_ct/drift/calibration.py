@@ -185,11 +185,10 @@ def effective_rate(starts: np.ndarray, bound: np.ndarray, k: float, arl: float,
     bound = np.asarray(bound, dtype=float)
     ends = np.r_[starts[1:] - 1, np.inf]  # the last cell runs to the curve's end
     mean_sd = np.broadcast_to(np.asarray(mean_sd, dtype=float), bound.shape[1:])
-    slack = np.maximum(k - mean_sd, 0.05 * k)
+    slack = chart_slack(k, mean_sd)
 
     def ok(v):
-        s = np.sqrt(v)
-        t_v = np.maximum(s * siegmund_h(slack / s, arl) / slack, 1.0)  # its own horizon
+        t_v = np.maximum(cusum_threshold(k, arl, v, mean_sd) / slack, 1.0)  # its own horizon
         t = np.clip(t_v[None, :], starts[:, None], ends[:, None])  # cell's point nearest T_V
         x = t / t_v[None, :]
         g = np.where(x > 1, (1 + x) ** 2 / (4 * x), 1.0)
@@ -206,16 +205,21 @@ def effective_rate(starts: np.ndarray, bound: np.ndarray, k: float, arl: float,
     return hi
 
 
-def cusum_threshold(k: float, arl: float, variance: float = 1.0, mean_sd: float = 0.0) -> float:
-    """Threshold of a one-sided CUSUM with slack ``k`` on increments of long-run ``variance``.
+def chart_slack(k: float, mean_sd):
+    """The slack ``k`` less ``mean_sd``, the sd of the reference mean's error (in the same
+    units; that error acts as a persistent shift), and never below 5 % of ``k``."""
+    return np.maximum(k - np.asarray(mean_sd, dtype=float), 0.05 * k)
 
-    Brownian scaling of Siegmund's formula: ``h = s * siegmund_h((k - mean_sd) / s, arl)``
-    with ``s = sqrt(variance)``; ``mean_sd`` (the sd of the reference mean's error, in the
-    same units) is taken off the slack because that error acts as a persistent shift.
+
+def cusum_threshold(k: float, arl: float, variance=1.0, mean_sd=0.0):
+    """Threshold of a one-sided CUSUM with slack ``k`` on increments of long-run ``variance``
+    (``variance`` and ``mean_sd`` numbers or arrays, one per chart).
+
+    Brownian scaling of Siegmund's formula: ``h = s * siegmund_h(chart_slack(k, mean_sd) / s,
+    arl)`` with ``s = sqrt(variance)``.
     """
-    s = float(np.sqrt(variance))
-    slack = max(k - mean_sd, 0.05 * k)
-    return s * siegmund_h(slack / s, arl)
+    s = np.sqrt(variance)
+    return s * siegmund_h(chart_slack(k, mean_sd) / s, arl)
 
 
 def ks_shift(sorted_ref: np.ndarray, delta: float) -> float:

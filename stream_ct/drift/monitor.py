@@ -245,8 +245,7 @@ class DriftMonitor:
                 curve = cal.get("curve", {}).get(str(m))
                 v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate
                     curve["starts"], curve["bound"], self.k, arl, e)
-                cache[str(m)] = np.array([cusum_threshold(self.k, arl, vj, ej)
-                                          for vj, ej in zip(v, e)])
+                cache[str(m)] = np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float)
             banks.append(CusumBank(mean, cal["sigma"][str(m)], self.k, cache[str(m)], m))
         return banks
 
