@@ -202,15 +202,16 @@ class LotMeanOptimum:
 
     name = "CUSUM optimum (lot means)"
 
-    def __init__(self, d, params, n_ref, test=7):
-        sim = Simulator(scenario="none", seed=100, n_tests=d, **params)
-        sim.generate(n_ref)
-        means, self.lot_size = lot_means(sim, 200 * 10_000, test)
+    def __init__(self, process, d, params, n_ref):
+        """``process``: the no-drift simulator (``d`` tests, ``params``) past its ``n_ref``
+        reference records; the next 200 lots give the known means and sd."""
+        self.test = process.drift_test
+        means, self.lot_size = lot_means(process, 200 * 10_000, self.test)
         fabs = sorted({f for _, f, _ in means})
         self.fab_mean = {f: np.mean([m for m, g, _ in means if g == f]) for f in fabs}
         self.sd = np.std([m - self.fab_mean[f] for m, f, _ in means], ddof=len(fabs))
-        self.d, self.params, self.n_ref, self.test = d, params, n_ref, test
-        self.stationary_sd = sim.stationary_sd[test]
+        self.d, self.params, self.n_ref = d, params, n_ref
+        self.stationary_sd = process.stationary_sd[self.test]
 
     def delay(self, shift, onset, horizon):
         """Records from ``onset`` to the end of the lot whose mean first crosses (None: missed)."""
@@ -242,13 +243,13 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
     ours = StreamCt(ref)
     _log(f"[{kind} d={d}] calibration {ours.calibration_s:.1f} s")
     methods = [ours, SeedKS(ref), Kswin(ref)]
-    lot_optimum = LotMeanOptimum(d, params, n_ref) if kind == "floor" else None
+    lot_optimum = LotMeanOptimum(base, d, params, n_ref) if kind == "floor" else None
+    onsets = [n_ref + pre + 37_013 * r for r in range(repeats)]  # repeats see different lots
     for label, scenario, shift, extra in SCENARIOS:
         for m in methods:
             delays, misses, recs, busy = [], 0, 0, 0.0
             reps = repeats if m is ours else 1
-            for r in range(reps):
-                onset = n_ref + pre + 37_013 * r  # repeats see different lots
+            for onset in onsets[:reps]:
                 sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset,
                                 shift_sigma=shift or 1.0, **params, **extra)
                 sim.generate(n_ref)
@@ -265,7 +266,7 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
             rows.append((kind, d, label, "CUSUM optimum (1 chart)", optimum(shift), 0.0, None, None))
             rows.append((kind, d, label, f"CUSUM optimum ({2 * d} charts)", optimum(shift, 2 * d), 0.0, None, None))
             if lot_optimum is not None:
-                delays = [lot_optimum.delay(shift, n_ref + pre + 37_013 * r, horizon) for r in range(repeats)]
+                delays = [lot_optimum.delay(shift, onset, horizon) for onset in onsets]
                 found = [x for x in delays if x is not None]
                 rows.append((kind, d, label, lot_optimum.name, np.mean(found) if found else None,
                              1 - len(found) / repeats, None, None))
