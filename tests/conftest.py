@@ -34,13 +34,28 @@ def free_port_pair() -> int:
 @pytest.fixture
 def restartable_broker():
     """A broker of the test's own (free port, own state folder), started; the test may stop
-    it and start it again on the same port and data. Stopped and removed afterwards."""
-    from stream_ct.broker import LocalBroker
+    it and start it again on the same port and data. Stopped and removed afterwards.
 
-    state = tempfile.mkdtemp(prefix="stream-ct-own-broker-")
-    broker = LocalBroker(port=free_port_pair(), state_dir=state)
+    A port found free can be taken before the broker binds it (other tests' clients use the
+    same ephemeral range): a broker that exits at start-up is tried again on another port,
+    three times at most, and the error then carries each attempt's log."""
+    from stream_ct.broker import BrokerError, LocalBroker
+
+    failures = []
+    for _ in range(3):
+        state = tempfile.mkdtemp(prefix="stream-ct-own-broker-")
+        broker = LocalBroker(port=free_port_pair(), state_dir=state)
+        try:
+            broker.start()
+            break
+        except BrokerError as exc:
+            log = Path(broker.log_path)
+            failures.append(f"{exc}\n{log.read_text(errors='replace')[-2000:] if log.exists() else ''}")
+            broker.stop()
+            shutil.rmtree(state, ignore_errors=True)
+    else:
+        pytest.fail("could not start a broker of the test's own:\n" + "\n".join(failures))
     try:
-        broker.start()
         yield broker
     finally:
         broker.stop()
