@@ -48,10 +48,11 @@ class ReferenceRanks:
             new = np.ones(len(ref), dtype=bool)
             new[1:] = ref[1:] != ref[:-1]
             self.run_start.append(np.maximum.accumulate(np.where(new, np.arange(len(ref)), 0)))
-        # every feature's sorted values end to end, for lookups vectorized over features
-        self.flat = np.concatenate(self.sorted)
-        self.flat_start = np.concatenate(self.run_start)
-        self.base = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
+        # every feature's sorted values end to end, each block after a NaN (equal to nothing):
+        # ``right - 1 + base`` is the last reference value <= x, or that NaN when none is
+        self.base = np.cumsum(np.r_[0, self.n[:-1] + 1]).astype(np.int64) + 1
+        self.flat = np.concatenate([np.r_[np.nan, ref] for ref in self.sorted])
+        self.flat_start = np.concatenate([np.r_[0, start] for start in self.run_start])
 
     def keys(self, X: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Integer ECDF keys of ``X`` (b x d) in its row order; ``INVALID_KEY`` where not a
@@ -75,10 +76,11 @@ class ReferenceRanks:
         right = np.empty(xs.shape[::-1], dtype=np.int64)  # feature-major: rows contiguous
         for j, ref in enumerate(self.sorted):
             right[j] = np.searchsorted(ref, xs[:, j], "right")
-        below = np.maximum(right - 1, 0) + self.base[:, None]
-        left = np.where((right > 0) & (self.flat[below] == xs.T), self.flat_start[below], right)
-        out = left * self.modulus + right
-        out[np.arange(xs.shape[0])[None, :] >= n_valid[:, None]] = INVALID_KEY
+        below = right + (self.base - 1)[:, None]
+        left = np.where(self.flat[below] == xs.T, self.flat_start[below], right)
+        out = (left << self.shift) | right
+        if (n_valid < xs.shape[0]).any():
+            out[np.arange(xs.shape[0])[None, :] >= n_valid[:, None]] = INVALID_KEY
         return out.T
 
 
@@ -86,30 +88,30 @@ def ks_statistic(ranks: ReferenceRanks, keys: np.ndarray, presorted: bool = Fals
     """Per-feature KS distance between the reference and the window given by ``keys``
     (``presorted``: each column already ascending, as ``sorted_keys`` returns them).
 
-    Features without a valid window value get NaN. The maximum is taken over the right
-    limits at each distinct window value and the left limits just below it, which covers
-    every point where either ECDF jumps (scipy evaluates the same differences).
+    Features without a valid window value get NaN. For the ``i``-th (0-based) value of the
+    sorted window two differences suffice: the window's excess at its right limit,
+    ``(i + 1)/nw - right/nr``, and the reference's excess at its left limit,
+    ``left/nr - i/nw``. Between window values the window ECDF is flat and the reference's
+    rises, so the reference's excess anywhere there is at most the next left limit's and the
+    window's excess at most the previous right limit's (both 0 or less outside the window's
+    range): every point where scipy evaluates is covered. Within a run of tied window values
+    the first term peaks at the run's last row and the second at its first, so every row
+    may be taken without finding the runs.
     """
     s = keys if presorted else np.sort(keys, axis=0)
     w = s.shape[0]
     n_win = (s != INVALID_KEY).sum(axis=0)
-    new_run = np.empty(s.shape, dtype=bool)
-    new_run[0] = True
-    np.not_equal(s[1:], s[:-1], out=new_run[1:])
-    run_end = np.empty_like(new_run)
-    run_end[-1] = True
-    run_end[:-1] = new_run[1:]  # the last valid key is followed by INVALID_KEY or the end
-    if (n_win < w).any():  # INVALID_KEY rows (last in each column): masked
-        valid = np.arange(w)[:, None] < n_win
-        new_run &= valid
-        run_end &= valid
-    # in integers, scaled by nr * nw: |right/nr - (i+1)/nw| and |left/nr - i/nw|
+    # in integers, scaled by nr * nw
     left, right = s >> ranks.shift, s & (ranks.modulus - 1)
     nr, nw = ranks.n, np.maximum(n_win, 1)
     idx = np.arange(w, dtype=np.int64)[:, None]
-    at_end = np.abs(right * nw - (idx + 1) * nr)
-    at_start = np.abs(left * nw - idx * nr)
-    d = np.maximum(np.where(run_end, at_end, 0), np.where(new_run, at_start, 0)).max(axis=0)
+    window_excess = (idx + 1) * nr - right * nw
+    reference_excess = left * nw - idx * nr
+    if (n_win < w).any():  # INVALID_KEY rows (last in each column) take no part
+        invalid = idx >= n_win
+        window_excess[invalid] = 0
+        reference_excess[invalid] = 0
+    d = np.maximum(np.maximum(window_excess.max(axis=0), reference_excess.max(axis=0)), 0)
     return np.where(n_win > 0, d / (nr * nw).astype(float), np.nan)
 
 

@@ -129,6 +129,9 @@ class DriftMonitor:
         d, w = len(self.feature_names), self.window
         self.global_banks = self._banks(self.budget["cusum"], self.sizes) \
             if self.location_enabled else []
+        if self.location_enabled:  # thresholds of every stratum level, now rather than mid-stream
+            for level in self.cal["levels"]:
+                self._banks(self._strata_share(), self.strata_sizes, level)
         self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
@@ -234,6 +237,8 @@ class DriftMonitor:
 
         ``level`` ("key=value") uses that stratum's own reference calibration when it has
         one; otherwise the whole reference's."""
+        if level not in self.cal["levels"]:
+            level = None  # levels without reference rows of their own share the whole reference's
         cal = self.cal["levels"].get(level, self.cal)
         mean = cal.get("mean", self.mean)
         cache = self.cal["h"].setdefault(f"{level}/{share!r}/{len(sizes)}", {})
@@ -261,10 +266,12 @@ class DriftMonitor:
             raise ValueError(f"X must be (b x {len(self.feature_names)})")
         b = X.shape[0]
         valid = valid_mask(X)
-        self.invalid_counts += (~valid).sum(axis=0)
+        invalid = (~valid).sum(axis=0)
+        self.invalid_counts += invalid
+        complete = not invalid.any()  # the charts skip their missing-value handling
         positions = self.n_seen + np.arange(b, dtype=np.int64)
-        signals = self._cusum_signals(self.global_banks, X, valid, positions, None)
-        share = self.budget["strata"] / max(1, len(self.strata))
+        signals = self._cusum_signals(self.global_banks, X, None if complete else valid, positions, None)
+        share = self._strata_share()
         for key in self.strata:
             if strata is None or key not in strata or not self.location_enabled:
                 continue
@@ -275,13 +282,17 @@ class DriftMonitor:
                 if banks is None:
                     banks = self.strata_banks[(key, level)] = self._banks(
                         share, self.strata_sizes, f"{key}={level}")
-                signals += self._cusum_signals(banks, X[rows], valid[rows], positions[rows],
-                                               {key: level})
+                signals += self._cusum_signals(banks, X[rows], None if complete else valid[rows],
+                                               positions[rows], {key: level})
         signals += self._window_signals(X, valid)
         self.n_seen += b
         for s in signals:
             self.signal_counts[s.detector] = self.signal_counts.get(s.detector, 0) + 1
         return sorted(signals, key=lambda s: s.position)
+
+    def _strata_share(self) -> float:
+        """Share of the false-alarm budget of each stratum key's charts (all its levels)."""
+        return self.budget["strata"] / max(1, len(self.strata))
 
     def _cusum_signals(self, banks, X, valid, positions, stratum) -> list[DriftSignal]:
         """One "cusum" signal per batch and stratum: every feature whose chart crossed."""
@@ -328,7 +339,9 @@ class DriftMonitor:
         columns are sorted once; the median and the KS keys are read from the sorted columns
         (moving and snapping keep the order), the PSI counts from the keys.
         """
-        xs = np.sort(x.T, axis=1).T  # NaN last; each feature's values contiguous in memory
+        xs = np.ascontiguousarray(x.T)  # each feature's values contiguous in memory
+        xs.sort(axis=1)  # NaN last
+        xs = xs.T
         n_ok = (~np.isnan(x)).sum(axis=0)
         if self.center:
             offset = self.whole_steps(np.where(n_ok > 0, grouped_median(xs, n_ok, self.grid) - self.ref_median,
