@@ -147,3 +147,22 @@ def test_bank_with_quiet_charts_skipped_matches_loop_on_state_runs_and_alarms():
     assert sorted(got) == want and len(want) > 20 and {f for _, f, _ in want} >= {1, 2, 3}
     assert np.allclose(bank.state, state, atol=1e-9)
     assert (bank.run == run).all()
+
+
+def test_batches_in_a_reused_buffer_give_the_same_charts():
+    """The caller may refill its batch array: an unfinished subgroup must not keep a view of it."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(1200, 4))
+    x[600:, 2] += 1.0
+
+    def run(reuse):
+        bank = CusumBank(mean=np.zeros(4), sigma=np.full(4, 0.25), k=0.5, h=np.full(4, 6.0), subgroup=16)
+        buffer, out = np.empty((40, 4)), []
+        for a in range(0, 1200, 40):  # 40 = 2.5 subgroups: every other batch leaves a remainder
+            batch = buffer if reuse else np.empty((40, 4))
+            batch[:] = x[a:a + 40]
+            out += [(al.position, al.feature, al.side) for al in bank.update(batch, None, np.arange(a, a + 40))]
+        return out, bank.state.tolist()
+
+    alarms, state = run(reuse=False)
+    assert alarms and run(reuse=True) == (alarms, state)

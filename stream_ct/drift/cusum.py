@@ -62,6 +62,17 @@ def _quiet_charts(csum: np.ndarray, s0: np.ndarray, h: np.ndarray, run: np.ndarr
     return exact, state, np.where(lowest <= -s0, t - 1 - low, run + t)
 
 
+def _subgroup_means(groups: np.ndarray, has_nan: bool) -> np.ndarray:
+    """Means over axis 1 of ``groups`` (subgroups x m x d), NaN ignored when ``has_nan``
+    (NaN where a subgroup has no value)."""
+    if not has_nan:
+        return groups.sum(axis=1) / groups.shape[1]
+    ok = ~np.isnan(groups)
+    count = ok.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(ok, groups, 0.0).sum(axis=1) / count, np.nan)
+
+
 @dataclass(frozen=True)
 class Alarm:
     position: int
@@ -87,29 +98,34 @@ class CusumBank:
         self.pending_pos = np.empty(0, dtype=np.int64)
 
     def increments(self, X, valid, positions):
-        """Standardized subgroup means ``z`` (NaN where no valid value) and their end positions."""
-        complete = valid.all()
+        """Standardized subgroup means ``z`` (NaN where no valid value) and their end positions;
+        ``valid`` ``None``: every value of ``X`` is a measurement."""
+        complete = valid is None or valid.all()
+        if not complete:
+            X = np.where(valid, X, np.nan)
         if self.subgroup == 1:
-            z = (X - self.mean) / self.sigma
-            return (z if complete else np.where(valid, z, np.nan)), positions
-        if len(self.pending) or not complete:
-            X = np.vstack([self.pending, X if complete else np.where(valid, X, np.nan)])
-            positions = np.concatenate([self.pending_pos, positions])
-        n_full = X.shape[0] // self.subgroup * self.subgroup
-        self.pending, self.pending_pos = X[n_full:], positions[n_full:]
-        groups = X[:n_full].reshape(-1, self.subgroup, X.shape[1])
-        if complete and not np.isnan(groups).any():
-            z = (groups.mean(axis=1) - self.mean) / self.sigma
-        else:
-            ok = ~np.isnan(groups)
-            count = ok.sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(ok, groups, 0.0).sum(axis=1) / count
-            z = np.where(count > 0, (means - self.mean) / self.sigma, np.nan)
-        return z, positions[self.subgroup - 1:n_full:self.subgroup]
+            return (X - self.mean) / self.sigma, positions
+        m, means, ends = self.subgroup, [], []
+        if len(self.pending):  # first the subgroup left unfinished by the last batch
+            take = min(m - len(self.pending), len(X))
+            head = np.vstack([self.pending, X[:take]])
+            head_pos = np.concatenate([self.pending_pos, positions[:take]])
+            X, positions = X[take:], positions[take:]
+            if len(head) < m:
+                self.pending, self.pending_pos = head, head_pos
+                return np.empty((0, X.shape[1])), positions[:0]
+            means.append(_subgroup_means(head[None], np.isnan(head).any()))
+            ends.append(head_pos[-1:])
+        n_full = len(X) // m * m
+        means.append(_subgroup_means(X[:n_full].reshape(-1, m, X.shape[1]), not complete))
+        ends.append(positions[m - 1:n_full:m])
+        self.pending, self.pending_pos = X[n_full:].copy(), positions[n_full:].copy()
+        z = (np.concatenate(means) if len(means) > 1 else means[0]) - self.mean
+        return z / self.sigma, np.concatenate(ends) if len(ends) > 1 else ends[0]
 
-    def update(self, X: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> list[Alarm]:
+    def update(self, X: np.ndarray, valid: np.ndarray | None, positions: np.ndarray) -> list[Alarm]:
         """Consume rows of ``X`` (stream ``positions``) and return the alarms, charts reset.
+        ``valid`` marks the measurements (``None``: every value is one).
 
         Charts are columns ``side * d + feature`` of the cumulative increment sums ``C``. A
         chart's path ``S_t = C_t - min(-S_0, min_{s<=t} C_s)`` can only cross ``h`` where the
@@ -143,7 +159,8 @@ class CusumBank:
             exact, state, new_run = np.arange(2 * d), np.empty(2 * d), np.empty(2 * d, dtype=np.int64)
         alarms = []
         if exact.size:
-            path = lindley_from_sums(csum[:, exact], s0[exact])
+            every = exact.size == 2 * d  # no column copy
+            path = lindley_from_sums(csum if every else csum[:, exact], s0 if every else s0[exact])
             for i in np.flatnonzero(path.max(axis=0) > h[exact]).tolist():
                 c = int(exact[i])  # restarts the chart at 0 after each crossing, in place
                 alarms += self._resets(np.diff(csum[:, c], prepend=0.0), path[:, i], h[c], run[c], c, d, pos)
