@@ -26,8 +26,8 @@ the product recommends: 20 lots of the floor), with wafer ids as groups and test
 as strata.
 
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
-    python benchmarks/drift_detection.py --quick   # 50 features, fewer repeats (~6 min)
-    python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~21 min)
+    python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
+    python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
 """
 
 from __future__ import annotations
@@ -440,7 +440,7 @@ def speed(d=50, n=100_000, repeats=3):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="50 features, fewer repeats, 300k no-drift records")
+    ap.add_argument("--quick", action="store_true", help="50 features, fewer onsets, 300k no-drift records")
     ap.add_argument("--speed", action="store_true", help="only the detection layer's records/s at 50 features")
     args = ap.parse_args(argv)
     if args.speed:
@@ -458,12 +458,12 @@ def main(argv=None):
         rows += r
         calib[(kind, d)] = c
     print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records\n")
-    head = (f"{'stream':6s} {'d':>4s} {'scenario':16s} {'method':36s} {'mean delay':>11s} {'miss':>5s} "
+    head = (f"{'stream':6s} {'d':>4s} {'scenario':16s} {'method':38s} {'mean delay':>11s} {'miss':>5s} "
             f"{'FA/1M':>8s} {'rec/s':>9s}")
     print(head)
     print("-" * len(head))
     for kind, d, label, name, delay, miss, fa, rate in rows:
-        print(f"{kind:6s} {d:4d} {label:16s} {name:36s} "
+        print(f"{kind:6s} {d:4d} {label:16s} {name:38s} "
               f"{'-' if delay is None else f'{delay:,.0f}':>11s} "
               f"{'-' if miss is None else f'{miss:.0%}':>5s} "
               f"{'-' if fa is None else f'{fa:,.0f}':>8s} "
