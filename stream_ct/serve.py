@@ -197,14 +197,16 @@ class Server:
         return while_unreachable(what, call, lambda: self.stopping, "serve", count)
 
     def _idle_done(self, idle_since: float) -> bool:
-        """With ``exit_when_idle_s``: true once input is idle and nothing is left in flight."""
+        """With ``exit_when_idle_s``: true once input is idle that long, nothing is left in
+        flight, and the last retrain settled that long ago too (a producer may be waiting
+        for its deploy before it sends more: two seconds were too short on a busy machine)."""
         if self.exit_when_idle_s is None or time.monotonic() - idle_since < self.exit_when_idle_s:
             return False
         self._settle_requests()
         if self.deferred is not None:
             self._dispatch_deferred(force=True)
             return False
-        settled_long_enough = time.monotonic() - self.last_settled_at > 2.0
+        settled_long_enough = time.monotonic() - self.last_settled_at > self.exit_when_idle_s
         return not self.in_flight and settled_long_enough and not self.watcher.has_pending()
 
     def summary(self) -> dict[str, Any]:
@@ -566,7 +568,8 @@ def register(subparsers) -> None:
     p.add_argument("config", help="consumer definition (TOML)")
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
-                   help="exit once the input is idle this long and no retrain is in flight (batch runs, tests)")
+                   help="exit once the input is idle this long, no retrain is in flight and the last one "
+                        "settled this long ago (batch runs, tests)")
     p.add_argument("--instance", default="", help="a name for this instance in events")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a key of the definition, e.g. --set drift.reference_size=400 (repeatable)")

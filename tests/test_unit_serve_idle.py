@@ -1,0 +1,32 @@
+"""``serve --exit-when-idle``: when a batch run may end (no broker needed)."""
+
+from __future__ import annotations
+
+import time
+import types
+
+from stream_ct.serve import Server
+
+
+def _server(idle_s: float, settled_ago: float, in_flight=()):
+    server = Server.__new__(Server)  # only the state the idle check uses
+    server.exit_when_idle_s, server.deferred = idle_s, None
+    server.in_flight = {request: {} for request in in_flight}
+    server.last_settled_at = time.monotonic() - settled_ago
+    server.watcher = types.SimpleNamespace(has_pending=lambda: False)
+    server._settle_requests = lambda: None
+    return server
+
+
+def test_a_retrain_that_settled_moments_ago_keeps_serve_waiting_for_input():
+    """Whoever replays the stream may wait for the deploy before sending the rest: serve gives
+    it as long after the settle as it gives the input (two seconds lost a test's whole second
+    half on a busy machine)."""
+    long_idle = time.monotonic() - 60
+    assert not Server._idle_done(_server(idle_s=6, settled_ago=3), long_idle)
+    assert Server._idle_done(_server(idle_s=6, settled_ago=7), long_idle)
+
+
+def test_input_still_flowing_or_a_retrain_in_flight_keeps_serve_running():
+    assert not Server._idle_done(_server(idle_s=6, settled_ago=60), time.monotonic() - 2)
+    assert not Server._idle_done(_server(idle_s=6, settled_ago=60, in_flight=["r1"]), time.monotonic() - 60)
