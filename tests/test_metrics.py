@@ -16,7 +16,7 @@ def test_render_counter_gauge_histogram_exact_text():
     c = m.counter("t_records_total", "Records read.", labels=("consumer",))
     g = m.gauge("t_lag", "Lag per partition.", labels=("consumer", "partition"))
     h = m.histogram("t_batch_seconds", "Batch time.", buckets=(0.1, 1.0), labels=("consumer",))
-    u = m.counter("t_unlabeled_total", "Help with \\ backslash\nand newline.")
+    m.counter("t_unlabeled_total", "Help with \\ backslash\nand newline.")
     c.inc(consumer="b")
     c.inc(2, consumer='a"q\\x\ny')
     g.set(7, consumer="a", partition=1)
