@@ -186,6 +186,11 @@ def optimum_h(shift, charts=1):
     return siegmund_h(shift / 2, charts * ARL0)
 
 
+def optimum_name(charts, thresholds):
+    """Row name of a known-shift optimum: how many charts, whose thresholds."""
+    return f"CUSUM optimum ({charts} chart{'s' * (charts > 1)}, {thresholds})"
+
+
 def optimum(shift, charts=1):
     """Mean delay of those charts under the shift (Siegmund)."""
     return siegmund_delay(shift, shift / 2, optimum_h(shift, charts))
@@ -369,7 +374,7 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
         _log(f"  no drift ({n:,} records) {m.name:22s} alarms {alarms} ({n / t:,.0f} rec/s)")
     for label, scenario, shift, extra in SCENARIOS:
         mean_shift = shift > 0 and scenario == "mean-shift"
-        calibrated = [KnownShiftChart(f"CUSUM optimum ({charts} chart{'s' * (charts > 1)}, ARL0 here)", known,
+        calibrated = [KnownShiftChart(optimum_name(charts, "ARL0 here"), known,
                                       shift, known.calibrated_h(shift, charts))
                       for charts in (1, 2 * d)] if mean_shift else []
         for m in methods + calibrated:
@@ -390,7 +395,7 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
             _log(f"  {label:16s} {m.name:22s} delays {delays} misses {misses}/{reps}")
         if mean_shift:
             for charts in (1, 2 * d):
-                rows.append((kind, d, label, f"CUSUM optimum ({charts} chart{'s' * (charts > 1)}, N(0,1))",
+                rows.append((kind, d, label, optimum_name(charts, "N(0,1)"),
                              optimum(shift, charts), 0.0, known.false_alarms_per_million(shift, charts), None))
             if lot_optimum is not None:
                 delays = [lot_optimum.delay(shift, onset, horizon) for onset in onsets]

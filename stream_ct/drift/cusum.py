@@ -120,8 +120,7 @@ class CusumBank:
         means.append(_subgroup_means(X[:n_full].reshape(-1, m, X.shape[1]), not complete))
         ends.append(positions[m - 1:n_full:m])
         self.pending, self.pending_pos = X[n_full:].copy(), positions[n_full:].copy()
-        z = (np.concatenate(means) if len(means) > 1 else means[0]) - self.mean
-        return z / self.sigma, np.concatenate(ends) if len(ends) > 1 else ends[0]
+        return (np.concatenate(means) - self.mean) / self.sigma, np.concatenate(ends)
 
     def update(self, X: np.ndarray, valid: np.ndarray | None, positions: np.ndarray) -> list[Alarm]:
         """Consume rows of ``X`` (stream ``positions``) and return the alarms, charts reset.

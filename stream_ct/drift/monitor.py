@@ -131,7 +131,7 @@ class DriftMonitor:
             if self.location_enabled else []
         if self.location_enabled:  # thresholds of every stratum level, now rather than mid-stream
             for level in self.cal["levels"]:
-                self._banks(self._strata_share(), self.strata_sizes, level)
+                self._thresholds(self._strata_share(), self.strata_sizes, level)
         self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
@@ -237,12 +237,18 @@ class DriftMonitor:
 
         ``level`` ("key=value") uses that stratum's own reference calibration when it has
         one; otherwise the whole reference's."""
-        if level not in self.cal["levels"]:
-            level = None  # levels without reference rows of their own share the whole reference's
         cal = self.cal["levels"].get(level, self.cal)
         mean = cal.get("mean", self.mean)
+        h = self._thresholds(share, sizes, level)
+        return [CusumBank(mean, cal["sigma"][str(m)], self.k, h[str(m)], m) for m in sizes]
+
+    def _thresholds(self, share: float, sizes, level: str | None = None) -> dict:
+        """Per subgroup size, the thresholds of those charts, computed once and kept in the
+        calibration (levels without reference rows of their own share one set)."""
+        if level not in self.cal["levels"]:
+            level = None
+        cal = self.cal["levels"].get(level, self.cal)
         cache = self.cal["h"].setdefault(f"{level}/{share!r}/{len(sizes)}", {})
-        banks = []
         for m in sizes:
             if str(m) not in cache:
                 arl = self.arl0 * 2 * len(self.feature_names) * len(sizes) / (share * m)
@@ -251,8 +257,7 @@ class DriftMonitor:
                 v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate
                     curve["starts"], curve["bound"], self.k, arl, e)
                 cache[str(m)] = np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float)
-            banks.append(CusumBank(mean, cal["sigma"][str(m)], self.k, cache[str(m)], m))
-        return banks
+        return cache
 
     # -- streaming -----------------------------------------------------------------------
     def update(self, X, strata: dict | None = None) -> list[DriftSignal]:
