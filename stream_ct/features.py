@@ -122,6 +122,18 @@ def measurement_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, float]
     return out
 
 
+def die_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Each record's die position as one integer, ``(x + 32768) * 65536 + (y + 32768)``
+    (STDF coordinates are 16-bit), or -1 where it lacks ``x`` or ``y``.
+
+    >>> die_ids([{"x": 3, "y": -2}, {"x": 3}]).tolist()
+    [2147713022, -1]
+    """
+    return np.array([(r["x"] + 32768) * 65536 + r["y"] + 32768
+                     if r.get("x") is not None and r.get("y") is not None else -1 for r in records],
+                    dtype=np.int64)
+
+
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     """The target field of each record as floats; NaN where the record has no label yet."""
     return np.array([np.nan if r.get(field) is None else float(r[field]) for r in records])

@@ -4,7 +4,7 @@ Layout under ``root``::
 
     <model>/v<N>/model.skops      scikit-learn estimator, saved with skops (no code runs on load)
     <model>/v<N>/model.pkl        or a river-based model (pickle, loaded only after its sha256 matched)
-    <model>/v<N>/reference.npz    the training window: X, groups, strata (drift reference)
+    <model>/v<N>/reference.npz    the training window: X, groups, strata, dies (drift reference)
     <model>/v<N>/drift.pkl        the calibrated drift monitor (promoted versions; pickle, loaded
                                   only after its sha256 matched)
     <model>/v<N>/meta.json        metadata, lineage, gate verdicts and the sha256 of each file

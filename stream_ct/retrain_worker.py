@@ -28,7 +28,7 @@ from stream_ct.anomaly import AnomalyModel
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import count_sentinels, feature_matrix, select_features, target_vector
+from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_features, target_vector
 from stream_ct.gates import run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer)
@@ -183,6 +183,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     reference = {
         "X": X,
         "groups": np.array([f"{rec['lot_id']}/{rec['wafer_id']}" for rec in labeled]),
+        "dies": die_ids(labeled),
         **{s: np.array([str(rec.get(s, "")) for rec in labeled]) for s in STRATA},
     }
     window = request["window"]
@@ -214,6 +215,7 @@ def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray],
 
     return DriftMonitor(reference["X"], feature_names, reference_groups=reference["groups"],
                         reference_strata={s: reference[s] for s in STRATA if s in reference},
+                        reference_dies=reference.get("dies"),
                         arl0=config.drift.arl0, window=config.drift.window, stride=config.drift.stride)
 
 

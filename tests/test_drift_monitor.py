@@ -19,10 +19,20 @@ def _strata(batch):
     return {"tester": batch.tester, "site": batch.site, "fab": batch.fab}
 
 
-def _monitor(sim, n_ref, **kw):
+def _dies(batch):
+    return batch.x * 65536 + batch.y
+
+
+def _monitor(sim, n_ref, dies=True, **kw):
+    """The product's setup: wafer groups, strata, and die positions unless ``dies=False``."""
     ref = sim.generate(n_ref)
     return DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
-                        reference_strata=_strata(ref), **kw)
+                        reference_strata=_strata(ref), reference_dies=_dies(ref) if dies else None, **kw)
+
+
+def _update(mon, batch):
+    return mon.update(batch.X, strata=_strata(batch),
+                      dies=None if mon.die_pattern is None else _dies(batch))
 
 
 def _first_after(mon, sim, onset, limit, step=5000):
@@ -31,7 +41,7 @@ def _first_after(mon, sim, onset, limit, step=5000):
     other, key = [], sim.feature_names[sim.drift_test]
     while mon.n_seen < limit:
         batch = sim.generate(step)
-        for s in mon.update(batch.X, strata=_strata(batch)):
+        for s in _update(mon, batch):
             if s.position >= onset and key in s.features:
                 return s, other
             other.append(s)
@@ -156,12 +166,11 @@ def test_tester_offset_caught_and_attributed():
                     parts_per_wafer=50, wafers_per_lot=5)
     ref = sim.generate(10_000)
     mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=np.char.add(ref.lot_id, ref.wafer_id),
-                       reference_strata=_strata(ref), window=1000, stride=250)
+                       reference_strata=_strata(ref), reference_dies=_dies(ref), window=1000, stride=250)
     drift_key = sim.feature_names[sim.drift_test]
     found, early = None, []
     while mon.n_seen < onset + 10_000 and found is None:
-        batch = sim.generate(1000)
-        for s in mon.update(batch.X, strata=_strata(batch)):
+        for s in _update(mon, sim.generate(1000)):
             if s.position < onset:
                 early.append(s)
             elif s.stratum and drift_key in s.features:
@@ -172,14 +181,14 @@ def test_tester_offset_caught_and_attributed():
 
 
 @pytest.mark.slow
-def test_one_million_no_drift_records_within_target():
+@pytest.mark.parametrize("dies", [True, False], ids=["die-patterns-removed", "raw-values"])
+def test_one_million_no_drift_records_within_target(dies):
     """ARL0 = 100,000: at most 10 false alarms expected in 1M records; allow no more."""
     sim = Simulator(scenario="none", seed=1, n_tests=50)
-    mon = _monitor(sim, 200_000, seed=0)
+    mon = _monitor(sim, 200_000, dies=dies, seed=0)
     alarms = 0
     for _ in range(100):
-        batch = sim.generate(10_000)
-        alarms += len(mon.update(batch.X, strata=_strata(batch)))
+        alarms += len(_update(mon, sim.generate(10_000)))
     assert alarms <= 10
 
 

@@ -20,17 +20,22 @@ def _strata(b):
     return {s: getattr(b, s).astype(str) for s in ("tester", "site", "fab")}
 
 
+def _dies(b):
+    return b.x * 65536 + b.y
+
+
 def _monitor(ref, **kw):
+    """As serve builds it: lot/wafer groups, strata, die positions."""
     groups = np.array([f"{a}/{b}" for a, b in zip(ref.lot_id, ref.wafer_id)])
-    return DriftMonitor(ref.X, ref.feature_names, reference_groups=groups,
-                        reference_strata=_strata(ref), arl0=100_000, window=1000, stride=250, **kw)
+    return DriftMonitor(ref.X, ref.feature_names, reference_groups=groups, reference_strata=_strata(ref),
+                        reference_dies=_dies(ref), arl0=100_000, window=1000, stride=250, **kw)
 
 
 def _run(sim, mon, n):
     out = []
     while mon.n_seen < n:
         b = sim.generate(1000)
-        out += mon.update(b.X, strata=_strata(b))
+        out += mon.update(b.X, strata=_strata(b), dies=_dies(b))
     return out
 
 

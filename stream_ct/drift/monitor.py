@@ -25,6 +25,7 @@ from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, gr
                                          cusum_threshold, effective_rate, spread_inflation,
                                          variance_rate_curve, wafer_blocks)
 from stream_ct.drift.cusum import CusumBank
+from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
 from stream_ct.drift.signal import DriftSignal
@@ -48,6 +49,10 @@ class DriftMonitor:
     every key in ``strata``; a level's charts are centred on its own reference mean when
     ``reference_strata`` (key -> level per reference row) has it (testers and fabs carry
     fixed offsets), on the global mean otherwise.
+    With ``reference_dies`` (a die-position id per reference row) the charts see each record
+    less its die's offset learned on the reference (``DiePattern``: wafer-map patterns make
+    neighbouring parts alike and would otherwise widen the thresholds); ``update`` then needs
+    the ``dies`` of every batch.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
@@ -62,7 +67,7 @@ class DriftMonitor:
     """
 
     def __init__(self, reference, feature_names, reference_groups=None, reference_strata=None,
-                 arl0: float = 100_000,
+                 reference_dies=None, arl0: float = 100_000,
                  window: int = 2000, stride: int = 2000, subgroups=(1, 4, 16, 64, None),
                  strata_subgroups=(16, 64, None),
                  k: float = 0.5, psi_bins: int = 10, psi_smoothing: float = 0.5,
@@ -78,6 +83,8 @@ class DriftMonitor:
         self.reference, self.reference_groups = reference, reference_groups
         self.reference_strata = {k: np.asarray(v).astype(str)
                                  for k, v in (reference_strata or {}).items()}
+        self.reference_dies = None if reference_dies is None else np.asarray(reference_dies)
+        self.die_pattern = None if reference_dies is None else DiePattern(reference, self.reference_dies)
         self.arl0, self.window, self.stride = float(arl0), int(window), int(stride)
         if self.window % 4 or self.stride <= 0 or self.window % self.stride:
             raise ValueError("window must be a multiple of 4 and of stride")
@@ -211,6 +218,8 @@ class DriftMonitor:
         n_runs = len(ref) / run_records
         bound = spread_inflation(n_runs, level=0.01) ** 2
         filled = np.where(np.isnan(ref), self.mean, ref)
+        charted = filled if self.die_pattern is None else np.where(
+            np.isnan(ref), self.mean, self.die_pattern.remove(ref, self.reference_dies))
         w = min(self.window, len(ref) // 4)
         # The upper bounds on sds and variance rates hold for all chart families together
         # of the stratum levels (features x levels): one level whose reference
@@ -218,13 +227,13 @@ class DriftMonitor:
         # tight and a mean biased by more than it admits, and alarm on every stream.
         n_families = ref.shape[1] * sum(len(np.unique(v)) for v in self.reference_strata.values())
         bound_level = min(0.01, 0.05 / max(1, n_families))
-        out = _chart_calibration(filled, self.sizes, self.mean, run_records)
+        out = _chart_calibration(charted, self.sizes, self.mean, run_records)
         out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
         out["levels"] = {}
         for key, levels in self.reference_strata.items():
             for level in np.unique(levels).tolist():
-                rows = filled[levels == level]
+                rows = charted[levels == level]
                 mean = rows.mean(axis=0)
                 if len(rows) >= 4 * max(self.strata_sizes):
                     cal = _chart_calibration(rows, self.strata_sizes, mean,
@@ -260,22 +269,27 @@ class DriftMonitor:
         return cache
 
     # -- streaming -----------------------------------------------------------------------
-    def update(self, X, strata: dict | None = None) -> list[DriftSignal]:
+    def update(self, X, strata: dict | None = None, dies=None) -> list[DriftSignal]:
         """Consume a batch (b x d, stream order); return the signals it raised, by position.
 
         ``strata`` maps a key of ``self.strata`` (e.g. "tester") to a length-b array of
-        levels; each level gets its own CUSUM charts.
+        levels; each level gets its own CUSUM charts. ``dies`` (length b) is required when
+        the monitor was built with ``reference_dies``: the charts see each record less its
+        die's offset.
         """
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"X must be (b x {len(self.feature_names)})")
+        if self.die_pattern is not None and dies is None:
+            raise ValueError("this monitor removes die patterns (reference_dies): pass dies=")
+        charted = X if self.die_pattern is None else self.die_pattern.remove(X, dies)
         b = X.shape[0]
         valid = valid_mask(X)
         invalid = (~valid).sum(axis=0)
         self.invalid_counts += invalid
         complete = not invalid.any()  # the charts skip their missing-value handling
         positions = self.n_seen + np.arange(b, dtype=np.int64)
-        signals = self._cusum_signals(self.global_banks, X, None if complete else valid, positions, None)
+        signals = self._cusum_signals(self.global_banks, charted, None if complete else valid, positions, None)
         share = self._strata_share()
         for key in self.strata:
             if strata is None or key not in strata or not self.location_enabled:
@@ -287,7 +301,7 @@ class DriftMonitor:
                 if banks is None:
                     banks = self.strata_banks[(key, level)] = self._banks(
                         share, self.strata_sizes, f"{key}={level}")
-                signals += self._cusum_signals(banks, X[rows], None if complete else valid[rows],
+                signals += self._cusum_signals(banks, charted[rows], None if complete else valid[rows],
                                                positions[rows], {key: level})
         signals += self._window_signals(X, valid)
         self.n_seen += b
@@ -450,6 +464,7 @@ class DriftMonitor:
             "version": 1, "config": config, "reference": self.reference,
             "reference_strata": self.reference_strata,
             "reference_groups": None if self.reference_groups is None else np.asarray(self.reference_groups),
+            "reference_dies": self.reference_dies,
             "calibration": self.cal, "n_seen": self.n_seen,
             "ring": self.ring, "history": self.history,
             "invalid_counts": self.invalid_counts, "signal_counts": dict(self.signal_counts),
@@ -464,7 +479,7 @@ class DriftMonitor:
         """Rebuild a monitor from ``state_dict()`` without recalibrating."""
         mon = cls(state["reference"], reference_groups=state["reference_groups"],
                   reference_strata=state["reference_strata"],
-                  _calibration=state["calibration"], **state["config"])
+                  reference_dies=state.get("reference_dies"), _calibration=state["calibration"], **state["config"])
         mon.n_seen = int(state["n_seen"])
         mon.ring = np.array(state["ring"], dtype=float)
         mon.history = np.array(state["history"], dtype=float)
