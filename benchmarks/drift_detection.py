@@ -3,7 +3,8 @@
 Rows, side by side on the same streams: stream-ct's DriftMonitor; the seed notebook's check
 (scipy ks_2samp per feature on windows of 1,000 against the last 1,000 reference records,
 p < 0.05 each, no correction); river KSWIN per feature; and the CUSUM optimum: the chart that
-knows the shift (k = shift/2 on the test standardized by the reference), on the drifting
+knows the shift (k = shift/2 on the test standardized by the reference, each value less
+its die's offset learned on the reference, as stream-ct's charts see it), on the drifting
 test alone ("1 chart") or as a stream monitor must, up and down on every test ("2d
 charts"), each at ``2d * ARL0`` so that the union false-alarms once per ARL0 records.
 Two versions of each: Siegmund's thresholds and delays for N(0, 1) values ("N(0,1)"), with
@@ -11,9 +12,8 @@ the false alarms those thresholds really raise on the no-drift stream in the FA/
 and thresholds that hold ARL0 on this process ("ARL0 here": the threshold that lets
 n/ARL0 excursions of the no-drift stream through, one common threshold for the 2d
 charts), their delays measured on the same drift streams as stream-ct. The simulated
-parts carry die patterns (the partial sums of about half of the tests vary 2-3x more than
-i.i.d. values over 64 dies), so the N(0,1) thresholds false-alarm far more often than
-ARL0 allows on the union and, at 300 tests, on the drifting test itself. On the floor
+parts carry die patterns, lot and wafer offsets, so the N(0,1) thresholds can false-alarm
+more often than ARL0 allows. On the floor
 stream, where lot offsets are normal variation, a further optimum row runs the union on
 lot means (known shift, fab means and lot-to-lot sd from 200 no-drift lots of the same
 process), measured on the same streams: the delay no detector at this false-alarm rate
@@ -22,8 +22,8 @@ can beat there without knowing more than the process.
 Two kinds of stream: "iid" parts (the simulator with its lot, wafer, fab and tester offsets
 set to 0) and "floor" (the simulator's defaults: lot and wafer offsets of 0.3 part sigma,
 fixed fab and tester offsets). The monitor's reference is 200,000 records on both (the size
-the product recommends: 20 lots of the floor), with wafer ids as groups and tester/site/fab
-as strata.
+the product recommends: 20 lots of the floor), with wafer ids as groups, tester/site/fab
+as strata and die positions (x, y), as serve builds it.
 
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
