@@ -28,6 +28,7 @@ as strata and die positions (x, y), as serve builds it.
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
+    python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
 """
 
 from __future__ import annotations
@@ -358,10 +359,10 @@ class LotMeanOptimum:
         return None
 
 
-def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records):
-    """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets."""
+def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000):
+    """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets;
+    ``n_ref`` reference records."""
     params = IID if kind == "iid" else {}
-    n_ref = 200_000
     pre = 5_000 if kind == "iid" else 20_000
     horizon = 50_000 if kind == "iid" else 200_000
     rows = []
@@ -463,6 +464,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="50 features, fewer onsets, 300k no-drift records")
     ap.add_argument("--speed", action="store_true", help="only the detection layer's records/s at 50 features")
+    ap.add_argument("--floor-reference", type=int, default=200_000, metavar="N",
+                    help="reference records on the floor stream (default 200,000 = 20 lots)")
+    ap.add_argument("--streams", nargs="+", metavar="KIND:D",
+                    help="only these streams, e.g. floor:50 (kinds iid, floor)")
     args = ap.parse_args(argv)
     if args.speed:
         return speed()
@@ -473,9 +478,12 @@ def main(argv=None):
     else:
         plan = [("iid", 50), ("floor", 50), ("iid", 300), ("floor", 300)]
         repeats, n_nodrift, kswin_records, seed_records = {"iid": 10, "floor": 3}, 1_000_000, 2_000, 100_000
+    if args.streams:
+        plan = [(kind, int(d)) for kind, d in (x.split(":") for x in args.streams)]
     rows, calib = [], {}
     for kind, d in plan:
-        r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records)
+        r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records,
+                     args.floor_reference if kind == "floor" else 200_000)
         rows += r
         calib[(kind, d)] = c
     print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records\n")
