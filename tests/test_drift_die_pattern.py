@@ -11,7 +11,7 @@ from stream_ct.simulate import Simulator
 IID = dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0)
 
 
-def _wafers(n_wafers, n_dies, rng):
+def _wafers(n_wafers, n_dies):
     die = np.tile(np.arange(n_dies), n_wafers)
     radial = (die / n_dies) ** 2 - 1 / 3  # grows toward the edge, mean ~0
     return die, radial
@@ -19,7 +19,7 @@ def _wafers(n_wafers, n_dies, rng):
 
 def test_offsets_recover_the_pattern_and_leave_plain_tests_alone():
     rng = np.random.default_rng(0)
-    die, radial = _wafers(400, 64, rng)
+    die, radial = _wafers(400, 64)
     X = np.c_[rng.normal(size=die.size) + 2.0 * radial, rng.normal(size=die.size)]
     off = DiePattern(X, die).offsets(np.arange(64))
     truth = 2.0 * ((np.arange(64) / 64) ** 2 - 1 / 3)
@@ -30,7 +30,7 @@ def test_offsets_recover_the_pattern_and_leave_plain_tests_alone():
 
 def test_offsets_average_zero_over_the_reference_and_unknown_dies_get_none():
     rng = np.random.default_rng(1)
-    die, radial = _wafers(100, 30, rng)
+    die, radial = _wafers(100, 30)
     X = rng.normal(size=(die.size, 3)) + np.outer(radial, [1.0, 0.0, -3.0])
     pattern = DiePattern(X, die)
     assert np.abs(pattern.offsets(die).mean(axis=0)).max() < 1e-12
@@ -39,7 +39,7 @@ def test_offsets_average_zero_over_the_reference_and_unknown_dies_get_none():
 
 def test_invalid_values_take_no_part():
     rng = np.random.default_rng(2)
-    die, radial = _wafers(200, 20, rng)
+    die, radial = _wafers(200, 20)
     X = rng.normal(size=(die.size, 2)) + radial[:, None]
     bad = X.copy()
     hit = rng.random(die.size) < 0.05
@@ -66,7 +66,7 @@ def test_record_die_ids_are_distinct_per_position():
 def patterned():
     """i.i.d. parts, 20 tests; the drifting test carries the strongest radial pattern."""
     probe = Simulator(n_tests=20, seed=21, parts_per_wafer=100, **IID)
-    test = int(np.argmax(np.abs(probe._radial).std(axis=0)))
+    test = int(np.argmax(np.abs(probe._radial).std(axis=0)))  # the simulator's pattern amplitudes
     sim = Simulator(scenario="mean-shift", seed=21, n_tests=20, parts_per_wafer=100, drift_test=test,
                     onset=60_000 + 4_000, shift_sigma=0.5, **IID)
     ref = sim.generate(60_000)
