@@ -11,6 +11,7 @@ batches.
 from __future__ import annotations
 
 import collections
+import gc
 import math
 import signal
 import time
@@ -125,6 +126,11 @@ class Server:
                                listeners=[self.sm.on_event])
         self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, self.registry,
                                     lambda a: build_monitor(cfg, a), self.events.emit, self.bootstrap)
+        # Libraries, configuration and clients live as long as the process and hold no cycle
+        # garbage: out of every cyclic collection, which then only walks the stream's own
+        # objects (50 tests, in-process: ~5 of ~54 us per record went to the collector).
+        gc.collect()
+        gc.freeze()
         self.watcher.start()
         self.watcher.ready.wait(timeout=30)
         consumer = self.consumer = make_consumer(
