@@ -18,6 +18,7 @@ fake producer) and, with ``--profile``, the top functions by own time (cProfile)
 
     python benchmarks/serve_throughput.py                  # 50 and 300 tests
     python benchmarks/serve_throughput.py --tests 50 --records 20000 --profile
+    python benchmarks/serve_throughput.py --tests 50 --gc   # the loop with and without gc.freeze
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class NoPredictionSends:
         from stream_ct.serve import Server
 
         Server._emit_predictions = self.saved
+        gc.unfreeze()
 
 
 VARIANTS = {"before": Baseline, "now": Now}
@@ -295,6 +297,41 @@ def stage_breakdown(config, version: int, values: list[bytes], profile: bool) ->
     return rows, text
 
 
+def gc_comparison(config, version: int, values: list[bytes], rounds: int = 3) -> list:
+    """In-process µs per record of ``Server._process_parts`` with the cyclic collector as
+    Python leaves it and with the process's objects frozen out of it (as ``Server.run``
+    does), alternating; and the µs per record spent inside the collector."""
+    inside = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            on_gc.t = time.perf_counter()
+        else:
+            inside[0] += time.perf_counter() - on_gc.t
+
+    messages = fake_messages(config.consumer.input_topic, values)
+    rows = []
+    gc.callbacks.append(on_gc)
+    try:
+        for _ in range(rounds):
+            for frozen in (False, True):
+                server = in_process_server(config, version)
+                server._process_parts(messages[:2000])  # warm-up
+                if frozen:
+                    gc.collect()
+                    gc.freeze()
+                inside[0], started = 0.0, time.perf_counter()
+                for i in range(2000, len(messages), 2000):
+                    server._process_parts(messages[i:i + 2000])
+                n, total = len(messages) - 2000, time.perf_counter() - started
+                gc.unfreeze()
+                rows.append([len(server.champion.meta["feature_names"]), "frozen" if frozen else "as Python leaves it",
+                             round(total / n * 1e6, 1), round(inside[0] / n * 1e6, 1)])
+    finally:
+        gc.callbacks.remove(on_gc)
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tests", type=int, nargs="+", default=[50, 300])
@@ -304,9 +341,10 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="print cProfile's top 10 of the in-process loop")
     p.add_argument("--repeat", type=int, default=1, help="serve runs per variant, interleaved; medians reported")
     p.add_argument("--online", action="store_true", help="compare the online model's engines (speed, AUC)")
+    p.add_argument("--gc", action="store_true", help="in-process A/B of serve's loop with and without gc.freeze")
     broker_arguments(p)
     args = p.parse_args()
-    results, stages, online_rows = [], {}, []
+    results, stages, online_rows, gc_rows = [], {}, [], []
     with BenchBroker(args) as bootstrap:
         for n_tests in args.tests:
             n = args.records or max(6000, 30000 * 50 // n_tests)
@@ -351,6 +389,8 @@ def main() -> int:
                                                                  args.profile and variant == "now")
             if args.online:
                 online_rows.extend(online_comparison(n_tests))
+            if args.gc:
+                gc_rows.extend(gc_comparison(config, outcome.version, values[:min(n, 30000)]))
     print(f"\n## End-to-end serve throughput (records/s, one run, same topic; serve: median of {args.repeat})\n")
     print(fmt_table(["tests", "records", "raw kafka-python", "serve before", "serve now", "seed-style",
                      "now vs before", "now vs raw", "now vs seed", "batch p50 ms (now)",
@@ -367,6 +407,9 @@ def main() -> int:
         if text:
             print(f"\ncProfile, {n_tests} tests, top 10 by own time:\n")
             print("\n".join(line for line in text.splitlines() if line.strip())[:6000])
+    if gc_rows:
+        print("\n## Cyclic garbage collector, in-process loop (alternating runs; us per record)\n")
+        print(fmt_table(["tests", "collector", "us/record", "inside the collector"], gc_rows))
     if online_rows:
         print("\n## Online model (classification, 20,000 records, polls of 2,000): records/s, "
               "max |score - river learn_one|, prequential AUC after the first poll\n")

@@ -128,7 +128,7 @@ class Server:
                                     lambda a: build_monitor(cfg, a), self.events.emit, self.bootstrap)
         # Libraries, configuration and clients live as long as the process and hold no cycle
         # garbage: out of every cyclic collection, which then only walks the stream's own
-        # objects (50 tests, in-process: ~5 of ~54 us per record went to the collector).
+        # objects (50 tests, in-process: 6-12 of 58-64 us per record went to the collector).
         gc.collect()
         gc.freeze()
         self.watcher.start()
