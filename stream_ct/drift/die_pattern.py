@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_ct.drift.values import valid_mask
+from stream_ct.drift.values import group_sums, valid_mask
 
 
 class DiePattern:
@@ -46,8 +46,7 @@ class DiePattern:
         ok = valid_mask(x)
         self.ids, inverse = np.unique(dies, return_inverse=True)
         k = len(self.ids)
-        n = np.stack([np.bincount(inverse, c, k) for c in ok.T.astype(float)], axis=1)  # (k x d)
-        sums = np.stack([np.bincount(inverse, c, k) for c in np.where(ok, x, 0.0).T], axis=1)
+        sums, n = group_sums(x, inverse, k)  # (k x d)
         total = n.sum(axis=0)
         grand = sums.sum(axis=0) / np.maximum(total, 1)
         die_mean = np.where(n > 0, sums / np.maximum(n, 1), grand)

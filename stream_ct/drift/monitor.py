@@ -29,7 +29,7 @@ from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
 from stream_ct.drift.signal import DriftSignal
-from stream_ct.drift.values import valid_mask
+from stream_ct.drift.values import group_sums, valid_mask
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
 DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3}
@@ -529,10 +529,7 @@ def _count_lots(groups, n_groups: int, block: int) -> float:
 
 def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Column means of the rows of ``x`` per label 0..L-1, NaN ignored (0 if none)."""
-    ok = ~np.isnan(x)
-    n = labels.max() + 1
-    sums = np.stack([np.bincount(labels, c, n) for c in np.where(ok, x, 0.0).T], axis=1)
-    counts = np.stack([np.bincount(labels, c, n) for c in ok.T.astype(float)], axis=1)
+    sums, counts = group_sums(x, labels, labels.max() + 1)
     return sums / np.maximum(counts, 1)
 
 

@@ -3,6 +3,9 @@
 >>> import numpy as np
 >>> valid_mask(np.array([[1.0, np.nan], [9.9e37, -2.0]])).tolist()
 [[True, False], [False, True]]
+>>> sums, counts = group_sums(np.array([[1.0, np.nan], [3.0, 2.0], [5.0, 4.0]]), np.array([0, 0, 1]), 2)
+>>> sums.tolist(), counts.tolist()
+([[4.0, 2.0], [5.0, 4.0]], [[2.0, 1.0], [1.0, 1.0]])
 """
 
 from __future__ import annotations
@@ -16,3 +19,11 @@ def valid_mask(X: np.ndarray) -> np.ndarray:
     """True where ``X`` holds a finite measurement below the sentinel magnitude."""
     with np.errstate(invalid="ignore"):
         return np.abs(X) < SENTINEL_ABS
+
+
+def group_sums(X: np.ndarray, labels: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per label 0..n_groups-1 (rows) and column: the sum and the count of the measurements."""
+    ok = valid_mask(X)
+    sums = np.stack([np.bincount(labels, c, n_groups) for c in np.where(ok, X, 0.0).T], axis=1)
+    counts = np.stack([np.bincount(labels, c, n_groups) for c in ok.T.astype(float)], axis=1)
+    return sums, counts
