@@ -236,6 +236,26 @@ def seed_style(topic: str, cap: int, bootstrap: str, train_records: list[dict], 
         consumer.close()
 
 
+def warm_up(server, messages: list) -> None:
+    """The first 2,000 messages through ``Server._process_parts``, untimed."""
+    server._process_parts(messages[:2000])
+
+
+def timed_batches(server, messages: list, freeze: bool) -> tuple[int, float]:
+    """Records and seconds of ``Server._process_parts`` over the messages after the first
+    2,000, in batches of 2,000; with ``freeze`` the process's objects are frozen out of the
+    cyclic collector first, as ``Server.run`` does. Whatever is frozen is thawed after."""
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    started = time.perf_counter()
+    for i in range(2000, len(messages), 2000):
+        server._process_parts(messages[i:i + 2000])
+    seconds = time.perf_counter() - started
+    gc.unfreeze()
+    return max(0, len(messages) - 2000), seconds
+
+
 def stage_breakdown(config, version: int, values: list[bytes], profile: bool) -> tuple[list, str]:
     """Per-stage time of ``Server._process_parts`` in-process (fake producer), 2,000-record batches."""
     from threadpoolctl import threadpool_limits
@@ -244,6 +264,8 @@ def stage_breakdown(config, version: int, values: list[bytes], profile: bool) ->
 
     threadpool_limits(1)  # as Server.run does (after sklearn's OpenMP runtime is loaded)
     server = in_process_server(config, version)
+    messages = fake_messages(config.consumer.input_topic, values)
+    warm_up(server, messages)
     spent: collections.Counter = collections.Counter()
     originals = {}
 
@@ -264,18 +286,7 @@ def stage_breakdown(config, version: int, values: list[bytes], profile: bool) ->
     wrap(server, "_emit_predictions", "emit predictions")
     wrap(server, "_detect", "drift monitor (_detect)")
     wrap(server.online, "predict_learn", "online predict_learn")
-    messages = fake_messages(config.consumer.input_topic, values)
-    server._process_parts(messages[:2000])  # warm-up
-    gc.collect()
-    gc.freeze()  # as Server.run does (a no-op in the baseline)
-    spent.clear()
-    batches = [messages[i:i + 2000] for i in range(2000, len(messages), 2000)]
-    n = sum(len(b) for b in batches)
-    started = time.perf_counter()
-    for b in batches:
-        server._process_parts(b)
-    total = time.perf_counter() - started
-    gc.unfreeze()
+    n, total = timed_batches(server, messages, freeze=True)  # a no-op freeze in the baseline
     for (owner, name), f in originals.items():
         setattr(owner, name, f)
     rows = [[label, round(s / n * 1e6, 1), f"{100 * s / total:.1f}%"] for label, s in spent.most_common()]
@@ -286,10 +297,9 @@ def stage_breakdown(config, version: int, values: list[bytes], profile: bool) ->
     if profile:
         prof = cProfile.Profile()
         server2 = in_process_server(config, version)
-        server2._process_parts(messages[:2000])
+        warm_up(server2, messages)
         prof.enable()
-        for b in batches:
-            server2._process_parts(b)
+        timed_batches(server2, messages, freeze=False)
         prof.disable()
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(10)
@@ -316,15 +326,12 @@ def gc_comparison(config, version: int, values: list[bytes], rounds: int = 3) ->
         for _ in range(rounds):
             for frozen in (False, True):
                 server = in_process_server(config, version)
-                server._process_parts(messages[:2000])  # warm-up
-                if frozen:
+                warm_up(server, messages)
+                if frozen:  # here rather than in timed_batches: the freeze's own collection is not counted
                     gc.collect()
                     gc.freeze()
-                inside[0], started = 0.0, time.perf_counter()
-                for i in range(2000, len(messages), 2000):
-                    server._process_parts(messages[i:i + 2000])
-                n, total = len(messages) - 2000, time.perf_counter() - started
-                gc.unfreeze()
+                inside[0] = 0.0
+                n, total = timed_batches(server, messages, freeze=False)
                 rows.append([len(server.champion.meta["feature_names"]), "frozen" if frozen else "as Python leaves it",
                              round(total / n * 1e6, 1), round(inside[0] / n * 1e6, 1)])
     finally:
