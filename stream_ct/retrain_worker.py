@@ -11,11 +11,10 @@ mid-training leaves it to the next worker; a failed attempt is retried up to
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
 from stream_ct.anomaly import AnomalyModel
+from stream_ct.child_process import call_in_child
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
@@ -252,15 +252,6 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
     return outcome
 
 
-def _train_child(request, records, registry_root, bootstrap, conn) -> None:
-    try:
-        conn.send(("ok", asdict(read_and_train(request, records, registry_root, bootstrap))))
-    except Exception as exc:  # reported to the parent, which decides on a retry
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
-
-
 def train_in_child(request: dict[str, Any], records: list[dict[str, Any]] | None, registry_root: str,
                    timeout_s: float, bootstrap: str | None = None) -> Outcome:
     """Run ``train_and_judge`` in a fresh child process (reading the window there when
@@ -268,27 +259,8 @@ def train_in_child(request: dict[str, Any], records: list[dict[str, Any]] | None
 
     Killing never leaves a half-written version: the registry renames complete folders only.
     """
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["stream_ct.retrain_worker"])  # children start with the imports done
-    receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_train_child, args=(request, records, registry_root, bootstrap, sender),
-                        daemon=True)
-    child.start()
-    sender.close()
-    try:
-        if not receiver.poll(timeout_s):
-            raise TimeoutError(f"training did not finish within {timeout_s:g} s; the child was killed")
-        status, payload = receiver.recv()
-    except EOFError:
-        raise RuntimeError(f"the training process died (exit code {child.exitcode})") from None
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join(5)
-        receiver.close()
-    if status != "ok":
-        raise RuntimeError(payload)
-    return Outcome(**payload)
+    return call_in_child(read_and_train, (request, records, registry_root, bootstrap), timeout_s,
+                         what="training", preload=["stream_ct.retrain_worker"])
 
 
 def announcement(registry: Registry, name: str, version: int, reason: str) -> bytes:

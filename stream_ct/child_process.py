@@ -1,0 +1,60 @@
+"""Run one function call in a fresh forkserver child, with a deadline.
+
+The retrain job (seconds of fitting that must not stall serving, and can be killed) and the
+champion loader (Python-heavy unpickling that must not hold the serving loop's GIL) both
+run this way. Return values come back pickled over a pipe from our own child.
+
+>>> call_in_child(divmod, (7, 2), timeout_s=60, what="a division", preload=())
+(3, 1)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any, Callable, Sequence
+
+
+class ChildError(RuntimeError):
+    """The function raised in the child: ``kind`` is its exception's type name, ``message``
+    its text; ``str()`` reads ``"<kind>: <message>"``."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.message = kind, message
+
+
+def _child_main(function, args, conn) -> None:
+    try:
+        conn.send(("ok", function(*args)))
+    except Exception as exc:  # reported to the parent, which decides what it means
+        conn.send(("error", (type(exc).__name__, str(exc))))
+    finally:
+        conn.close()
+
+
+def call_in_child(function: Callable[..., Any], args: tuple, timeout_s: float, what: str,
+                  preload: Sequence[str]) -> Any:
+    """``function(*args)`` in a forkserver child (whose server imported ``preload`` once);
+    raises ``ChildError`` for an exception there, ``TimeoutError`` after ``timeout_s`` (the
+    child is killed), ``RuntimeError`` if the child dies."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))  # takes effect when the server first starts
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(function, args, sender), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            raise TimeoutError(f"{what} did not finish within {timeout_s:g} s; the child was killed")
+        status, payload = receiver.recv()
+    except EOFError:
+        child.join(5)
+        raise RuntimeError(f"the process for {what} died (exit code {child.exitcode})") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receiver.close()
+    if status != "ok":
+        raise ChildError(*payload)
+    return payload
