@@ -3,7 +3,9 @@
 The watcher reads the compacted ``ct.models`` topic from its beginning (so a new instance
 starts from the current champion), verifies and loads each announced version (key = model
 name for the champion, ``<model>.shadow`` for a shadow candidate), builds its drift monitor,
-and hands it over through ``take()``; the serving loop swaps between batches. It also reads
+and hands it over through ``take()``; the serving loop swaps between batches. Loading runs
+through ``load`` (serve passes a ``ChildLoader``: the work happens in a child process, off
+the serving loop's GIL). It also reads
 ``ct.events`` to learn when retrain requests are settled, and ``ct.control`` for manual
 commands addressed to its consumer.
 """
@@ -18,7 +20,11 @@ import orjson
 from kafka import TopicPartition
 
 from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, make_consumer
-from stream_ct.registry import Artifact, IntegrityError, Registry
+from stream_ct.registry import Artifact, IntegrityError
+
+#: ``load(version, expected_sha256s, with_monitor) -> (artifact, monitor)``
+Loader = Callable[[int, "dict[str, str] | None", bool], "tuple[Artifact, Any]"]
+
 
 @dataclass
 class LoadedChampion:
@@ -28,11 +34,11 @@ class LoadedChampion:
 
 
 class ModelWatcher(threading.Thread):
-    def __init__(self, model_name: str, consumer_name: str, registry: Registry,
-                 build_monitor: Callable[[Artifact], Any], on_event: Callable[..., Any], bootstrap: str | None = None):
+    def __init__(self, model_name: str, consumer_name: str, load: Loader,
+                 on_event: Callable[..., Any], bootstrap: str | None = None):
         super().__init__(name=f"model-watcher-{model_name}", daemon=True)
         self.model_name, self.consumer_name = model_name, consumer_name
-        self.registry, self.build_monitor = registry, build_monitor
+        self.load = load
         self.on_event, self.bootstrap = on_event, bootstrap
         self._lock = threading.Lock()
         self._pending: LoadedChampion | None = None
@@ -138,8 +144,7 @@ class ModelWatcher(threading.Thread):
                 return
             self.attempted_version = max(self.attempted_version, version)
         try:
-            artifact = self.registry.load(self.model_name, version, expected=announcement.get("files"))
-            monitor = None if shadow else self.build_monitor(artifact)
+            artifact, monitor = self.load(version, announcement.get("files"), not shadow)
         except IntegrityError as exc:
             self.on_event("alert", severity="critical", kind="checksum_mismatch", model=self.model_name,
                           version=version, error=str(exc))

@@ -34,6 +34,7 @@ from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topi
 from stream_ct.labels import LabelJoiner
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
+from stream_ct.champion_loader import ChildLoader
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.outbox import Outbox
@@ -124,8 +125,8 @@ class Server:
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
                                audit_path=cfg.events.audit_log or None, webhook=webhook,
                                listeners=[self.sm.on_event])
-        self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, self.registry,
-                                    lambda a: build_monitor(cfg, a), self.events.emit, self.bootstrap)
+        self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, ChildLoader(cfg.registry.path, cfg),
+                                    self.events.emit, self.bootstrap)
         # Libraries, configuration and clients live as long as the process and hold no cycle
         # garbage: out of every cyclic collection, which then only walks the stream's own
         # objects (50 tests, in-process: 6-12 of 58-64 us per record went to the collector).

@@ -1,0 +1,86 @@
+"""Unit tests for loading a registered version in a child process (stream_ct.champion_loader)
+and for the child-process call both it and the retrain job use (stream_ct.child_process)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from stream_ct.champion_loader import ChildLoader, load_version
+from stream_ct.child_process import ChildError, call_in_child
+from stream_ct.config import ConsumerConfig
+from stream_ct.registry import IntegrityError, Registry
+from stream_ct.retrain_worker import retrain_request, train_and_judge
+from stream_ct.simulate import Simulator
+
+CONFIG = ConsumerConfig.from_dict({"consumer": {"name": "yield", "input_topic": "parts"},
+                                   "gates": {"max_latency_p99_ms": 60_000.0, "max_fail_rate_gap": 0.15}})
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A registry whose v1 is a promoted champion with a calibrated drift monitor."""
+    root = tmp_path_factory.mktemp("registry")
+    records = list(Simulator(scenario="none", seed=1).generate(3000).records())
+    with threadpool_limits(1):
+        outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 3000}), records, Registry(root))
+    assert outcome.decision == "promoted"
+    return root
+
+
+def test_the_child_loads_what_the_parent_would(registry):
+    here_artifact, here_monitor = load_version(str(registry), CONFIG, 1, None, True)
+    artifact, monitor = ChildLoader(registry, CONFIG)(1, Registry(registry).meta("yield", 1)["files"], True)
+    assert (artifact.name, artifact.version, artifact.meta) == (here_artifact.name, 1, here_artifact.meta)
+    X = here_artifact.reference["X"][:200]
+    np.testing.assert_array_equal(artifact.estimator.predict_proba(X), here_artifact.estimator.predict_proba(X))
+    rows = here_artifact.reference["X"][:2000]
+    batch = rows * np.where(np.arange(rows.shape[1]) == 0, 4.0, 1.0)  # the first test's spread x4
+    dies = here_artifact.reference["dies"][:2000]
+    got = [(s.detector, s.position, s.features) for s in monitor.update(batch, dies=dies)]
+    want = [(s.detector, s.position, s.features) for s in here_monitor.update(batch, dies=dies)]
+    assert got == want and got
+
+
+def test_a_shadow_loads_without_a_monitor(registry):
+    artifact, monitor = ChildLoader(registry, CONFIG)(1, None, False)
+    assert artifact.version == 1 and monitor is None
+
+
+def test_a_tampered_version_raises_integrity_error_here(registry, tmp_path):
+    root = tmp_path / "reg"
+    shutil.copytree(registry, root)
+    model = root / "yield" / "v1" / "model.skops"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"model.skops sha256 .* != recorded"):
+        ChildLoader(root, CONFIG)(1, None, True)
+
+
+def test_a_missing_version_names_the_error_from_the_child(registry):
+    with pytest.raises(ChildError, match="FileNotFoundError: model yield has no version 9") as caught:
+        ChildLoader(registry, CONFIG)(9, None, True)
+    assert caught.value.kind == "FileNotFoundError"
+
+
+def test_call_in_child_reports_an_exception_by_kind():
+    with pytest.raises(ChildError, match="ValueError: invalid literal") as caught:
+        call_in_child(int, ("x",), timeout_s=60, what="parsing", preload=())
+    assert caught.value.kind == "ValueError"
+
+
+def test_call_in_child_kills_a_child_past_its_deadline():
+    with pytest.raises(TimeoutError, match="sleeping did not finish within 0.5 s; the child was killed"):
+        call_in_child(time.sleep, (30,), timeout_s=0.5, what="sleeping", preload=())
+
+
+def test_call_in_child_reports_a_child_that_died():
+    with pytest.raises(RuntimeError, match=r"the process for exiting died \(exit code 3\)"):
+        call_in_child(os._exit, (3,), timeout_s=60, what="exiting", preload=())
+
