@@ -20,15 +20,13 @@ from stream_ct.registry import Artifact, IntegrityError, Registry
 LOAD_TIMEOUT_S = 300.0
 
 
-def load_version(registry_root: str, config: ConsumerConfig | dict, version: int,
-                 expected: dict[str, str] | None, with_monitor: bool) -> tuple[Artifact, Any]:
-    """Verify and load ``version`` of the configured model, and build its drift monitor
-    (``None`` without ``with_monitor`` or with drift disabled)."""
+def load_version(config: ConsumerConfig, version: int, expected: dict[str, str] | None,
+                 with_monitor: bool) -> tuple[Artifact, Any]:
+    """Verify and load ``version`` of the configured model from the configured registry, and
+    build its drift monitor (``None`` without ``with_monitor`` or with drift disabled)."""
     from stream_ct.serve import build_monitor
 
-    if isinstance(config, dict):
-        config = ConsumerConfig.from_dict(config, source="serve")
-    artifact = Registry(registry_root).load(config.model.name, version, expected=expected)
+    artifact = Registry(config.registry.path).load(config.model.name, version, expected=expected)
     return artifact, build_monitor(config, artifact) if with_monitor else None
 
 
@@ -39,14 +37,13 @@ class ChildLoader:
     ``ChildError``, ``TimeoutError`` or ``RuntimeError`` for any other failure.
     """
 
-    def __init__(self, registry_root: str, config: ConsumerConfig, timeout_s: float = LOAD_TIMEOUT_S):
-        self.registry_root, self.config = str(registry_root), config.to_dict()
-        self.timeout_s = timeout_s
+    def __init__(self, config: ConsumerConfig, timeout_s: float = LOAD_TIMEOUT_S):
+        self.config, self.timeout_s = config, timeout_s
 
     def __call__(self, version: int, expected: dict[str, str] | None, with_monitor: bool) -> tuple[Artifact, Any]:
         try:
-            return call_in_child(load_version, (self.registry_root, self.config, version, expected, with_monitor),
-                                 self.timeout_s, what=f"loading v{version}", preload=["stream_ct.serve"])
+            return call_in_child(load_version, (self.config, version, expected, with_monitor), self.timeout_s,
+                                 what=f"loading v{version}")
         except ChildError as exc:
             if exc.kind == IntegrityError.__name__:
                 raise IntegrityError(exc.message) from None

@@ -4,14 +4,19 @@ The retrain job (seconds of fitting that must not stall serving, and can be kill
 champion loader (Python-heavy unpickling that must not hold the serving loop's GIL) both
 run this way. Return values come back pickled over a pipe from our own child.
 
->>> call_in_child(divmod, (7, 2), timeout_s=60, what="a division", preload=())
+>>> call_in_child(divmod, (7, 2), timeout_s=60, what="a division")
 (3, 1)
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
+
+#: Imported once by the fork server (a process has one, started by its first call), so
+#: children start with them done: serve imports every module the loader and the retrain
+#: job need.
+PRELOAD = ["stream_ct.serve"]
 
 
 class ChildError(RuntimeError):
@@ -32,13 +37,11 @@ def _child_main(function, args, conn) -> None:
         conn.close()
 
 
-def call_in_child(function: Callable[..., Any], args: tuple, timeout_s: float, what: str,
-                  preload: Sequence[str]) -> Any:
-    """``function(*args)`` in a forkserver child (whose server imported ``preload`` once);
-    raises ``ChildError`` for an exception there, ``TimeoutError`` after ``timeout_s`` (the
+def call_in_child(function: Callable[..., Any], args: tuple, timeout_s: float, what: str) -> Any:
+    """``function(*args)`` in a forkserver child; raises ``ChildError`` for an exception there, ``TimeoutError`` after ``timeout_s`` (the
     child is killed), ``RuntimeError`` if the child dies."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(preload))  # takes effect when the server first starts
+    ctx.set_forkserver_preload(PRELOAD)
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child_main, args=(function, args, sender), daemon=True)
     child.start()

@@ -5,9 +5,8 @@ starts from the current champion), verifies and loads each announced version (ke
 name for the champion, ``<model>.shadow`` for a shadow candidate), builds its drift monitor,
 and hands it over through ``take()``; the serving loop swaps between batches. Loading runs
 through ``load`` (serve passes a ``ChildLoader``: the work happens in a child process, off
-the serving loop's GIL). It also reads
-``ct.events`` to learn when retrain requests are settled, and ``ct.control`` for manual
-commands addressed to its consumer.
+the serving loop's GIL). It also reads ``ct.events`` to learn when retrain requests are
+settled, and ``ct.control`` for manual commands addressed to its consumer.
 """
 
 from __future__ import annotations

@@ -259,8 +259,7 @@ def train_in_child(request: dict[str, Any], records: list[dict[str, Any]] | None
 
     Killing never leaves a half-written version: the registry renames complete folders only.
     """
-    return call_in_child(read_and_train, (request, records, registry_root, bootstrap), timeout_s,
-                         what="training", preload=["stream_ct.retrain_worker"])
+    return call_in_child(read_and_train, (request, records, registry_root, bootstrap), timeout_s, what="training")
 
 
 def announcement(registry: Registry, name: str, version: int, reason: str) -> bytes:

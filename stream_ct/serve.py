@@ -24,6 +24,7 @@ from kafka.errors import KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
+from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
@@ -34,7 +35,6 @@ from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topi
 from stream_ct.labels import LabelJoiner
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
-from stream_ct.champion_loader import ChildLoader
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.outbox import Outbox
@@ -125,7 +125,7 @@ class Server:
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
                                audit_path=cfg.events.audit_log or None, webhook=webhook,
                                listeners=[self.sm.on_event])
-        self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, ChildLoader(cfg.registry.path, cfg),
+        self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, ChildLoader(cfg),
                                     self.events.emit, self.bootstrap)
         # Libraries, configuration and clients live as long as the process and hold no cycle
         # garbage: out of every cyclic collection, which then only walks the stream's own

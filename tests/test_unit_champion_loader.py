@@ -18,8 +18,12 @@ from stream_ct.registry import IntegrityError, Registry
 from stream_ct.retrain_worker import retrain_request, train_and_judge
 from stream_ct.simulate import Simulator
 
-CONFIG = ConsumerConfig.from_dict({"consumer": {"name": "yield", "input_topic": "parts"},
-                                   "gates": {"max_latency_p99_ms": 60_000.0, "max_fail_rate_gap": 0.15}})
+RAW = {"consumer": {"name": "yield", "input_topic": "parts"},
+       "gates": {"max_latency_p99_ms": 60_000.0, "max_fail_rate_gap": 0.15}}
+
+
+def config(registry_root) -> ConsumerConfig:
+    return ConsumerConfig.from_dict(dict(RAW, registry={"path": str(registry_root)}))
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +32,14 @@ def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     records = list(Simulator(scenario="none", seed=1).generate(3000).records())
     with threadpool_limits(1):
-        outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 3000}), records, Registry(root))
+        outcome = train_and_judge(retrain_request(config(root), "manual", 0, {0: 3000}), records, Registry(root))
     assert outcome.decision == "promoted"
     return root
 
 
 def test_the_child_loads_what_the_parent_would(registry):
-    here_artifact, here_monitor = load_version(str(registry), CONFIG, 1, None, True)
-    artifact, monitor = ChildLoader(registry, CONFIG)(1, Registry(registry).meta("yield", 1)["files"], True)
+    here_artifact, here_monitor = load_version(config(registry), 1, None, True)
+    artifact, monitor = ChildLoader(config(registry))(1, Registry(registry).meta("yield", 1)["files"], True)
     assert (artifact.name, artifact.version, artifact.meta) == (here_artifact.name, 1, here_artifact.meta)
     X = here_artifact.reference["X"][:200]
     np.testing.assert_array_equal(artifact.estimator.predict_proba(X), here_artifact.estimator.predict_proba(X))
@@ -48,7 +52,7 @@ def test_the_child_loads_what_the_parent_would(registry):
 
 
 def test_a_shadow_loads_without_a_monitor(registry):
-    artifact, monitor = ChildLoader(registry, CONFIG)(1, None, False)
+    artifact, monitor = ChildLoader(config(registry))(1, None, False)
     assert artifact.version == 1 and monitor is None
 
 
@@ -60,27 +64,26 @@ def test_a_tampered_version_raises_integrity_error_here(registry, tmp_path):
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match=r"model.skops sha256 .* != recorded"):
-        ChildLoader(root, CONFIG)(1, None, True)
+        ChildLoader(config(root))(1, None, True)
 
 
 def test_a_missing_version_names_the_error_from_the_child(registry):
     with pytest.raises(ChildError, match="FileNotFoundError: model yield has no version 9") as caught:
-        ChildLoader(registry, CONFIG)(9, None, True)
+        ChildLoader(config(registry))(9, None, True)
     assert caught.value.kind == "FileNotFoundError"
 
 
 def test_call_in_child_reports_an_exception_by_kind():
     with pytest.raises(ChildError, match="ValueError: invalid literal") as caught:
-        call_in_child(int, ("x",), timeout_s=60, what="parsing", preload=())
+        call_in_child(int, ("x",), timeout_s=60, what="parsing")
     assert caught.value.kind == "ValueError"
 
 
 def test_call_in_child_kills_a_child_past_its_deadline():
     with pytest.raises(TimeoutError, match="sleeping did not finish within 0.5 s; the child was killed"):
-        call_in_child(time.sleep, (30,), timeout_s=0.5, what="sleeping", preload=())
+        call_in_child(time.sleep, (30,), timeout_s=0.5, what="sleeping")
 
 
 def test_call_in_child_reports_a_child_that_died():
     with pytest.raises(RuntimeError, match=r"the process for exiting died \(exit code 3\)"):
-        call_in_child(os._exit, (3,), timeout_s=60, what="exiting", preload=())
-
+        call_in_child(os._exit, (3,), timeout_s=60, what="exiting")
