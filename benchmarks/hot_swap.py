@@ -85,6 +85,7 @@ def main() -> int:
 
 def swap_run(args, bootstrap) -> list | None:
     """One served topic with a swap half-way: the row of figures, or None if no swap ran."""
+    from stream_ct.prediction_messages import unpack_all
     from stream_ct.registry import Registry
     from stream_ct.replay import record
     from stream_ct.serve import Server
@@ -129,7 +130,7 @@ def swap_run(args, bootstrap) -> list | None:
 
     server._swap_if_ready, server._process, server.sm.batch_done = timed_swap, timed_process, timed_done
     server.run()
-    predictions = {orjson.loads(m.value)["offset"] for m in record(config.predictions_topic, bootstrap)}
+    predictions = {p["offset"] for p in unpack_all(m.value for m in record(config.predictions_topic, bootstrap))}
     lost = n - len(predictions & set(range(n)))
 
     ms = np.array([r["seconds"] for r in rows]) * 1000

@@ -38,6 +38,7 @@ class ConsumerSection:
     predictions_topic: str = ""
     dlq_topic: str = ""
     session_timeout_ms: int = 10_000
+    prediction_messages: str = "part"  # or "batch": one message per input partition and poll
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,11 @@ class ConsumerConfig:
 
     def _check(self, source: str) -> None:
         m = self.model
+        from stream_ct.prediction_messages import FORMATS
+
+        if self.consumer.prediction_messages not in FORMATS:
+            raise ConfigError(f"{source}: [consumer] prediction_messages = {self.consumer.prediction_messages!r}; "
+                              f"use one of {', '.join(FORMATS)}")
         if m.task not in TASKS:
             raise ConfigError(f"{source}: [model] task = {m.task!r}; use one of {', '.join(TASKS)}")
         if m.estimator not in ESTIMATORS[m.task]:

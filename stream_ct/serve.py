@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import itertools
 import math
 import signal
 import time
@@ -38,6 +39,7 @@ from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.outbox import Outbox
+from stream_ct.prediction_messages import PARTS_PER_MESSAGE, batch_message
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
@@ -284,19 +286,40 @@ class Server:
         self.counts["dlq"] += 1
 
     def _emit_predictions(self, records, sources, scores: np.ndarray, source: str, version: int | None) -> None:
-        topic, name = self.config.predictions_topic, self.config.model.name
         keys = [part_key(record) for record in records]
+        labels = self._predictions(scores, source)
+        if self.config.consumer.prediction_messages == "batch":
+            self._emit_batched(records, sources, keys, scores.tolist(), labels, source, version)
+        else:
+            self._emit_per_part(records, sources, keys, scores.tolist(), labels, source, version)
+        self.counts[f"predictions_{source}"] += len(records)
+
+    def _emit_per_part(self, records, sources, keys, scores, labels, source, version) -> None:
+        topic, name = self.config.predictions_topic, self.config.model.name
         wire_keys = [message.key or key.encode() for message, key in zip(sources, keys)]
         # the partitions kafka-python's partitioner would pick, for the batch in one go
         partitions = sorted(self.producer.partitions_for(topic))
         chosen = np.asarray(partitions)[default_partitions(wire_keys, len(partitions))].tolist()
         for record, message, key, wire_key, partition, s, p in zip(
-                records, sources, keys, wire_keys, chosen, scores.tolist(), self._predictions(scores, source)):
+                records, sources, keys, wire_keys, chosen, scores, labels):
             value = {"key": key, "model": name, "version": version, "source": source, "score": s,
                      "prediction": p, "partition": message.partition, "offset": message.offset, "ts": record["ts"]}
             self.outbox.send(topic, key=wire_key, value=orjson.dumps(value), partition=partition,
                              timestamp_ms=message.timestamp)
-        self.counts[f"predictions_{source}"] += len(records)
+
+    def _emit_batched(self, records, sources, keys, scores, labels, source, version) -> None:
+        """One message per input partition and ``PARTS_PER_MESSAGE`` parts (``prediction_messages
+        = "batch"``); ``sources`` come sorted by partition, as ``_process`` gathers them."""
+        topic, name, start = self.config.predictions_topic, self.config.model.name, 0
+        for partition, group in itertools.groupby(sources, key=lambda m: m.partition):
+            end = start + len(list(group))
+            for lo in range(start, end, PARTS_PER_MESSAGE):
+                hi = min(lo + PARTS_PER_MESSAGE, end)
+                key, value = batch_message(self.config.consumer.input_topic, partition, name, version, source,
+                                           keys[lo:hi], scores[lo:hi], labels[lo:hi],
+                                           [m.offset for m in sources[lo:hi]], [r["ts"] for r in records[lo:hi]])
+                self.outbox.send(topic, key=key, value=value, timestamp_ms=sources[hi - 1].timestamp)
+            start = end
 
     def _predictions(self, scores: np.ndarray, source: str) -> list:
         """What a score means for this task: pass/fail, a bin, a value, or an outlier flag."""

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import orjson
 
 from stream_ct.kafka_io import EVENTS_TOPIC
+from stream_ct.prediction_messages import unpack_all
 from stream_ct.replay import record
 
 CONFIG_TEMPLATE = """
@@ -20,6 +21,7 @@ CONFIG_TEMPLATE = """
 name = "{name}"
 input_topic = "{topic}"
 poll_max_records = {poll}
+prediction_messages = "{prediction_messages}"
 
 [model]
 task = "{task}"
@@ -46,7 +48,7 @@ min_improvement = {min_improvement}
 path = "{registry}"
 """
 
-DEFAULTS = dict(drift_enabled="true", poll=1000, task="classification", target="passed", estimator="hist_gradient_boosting",
+DEFAULTS = dict(drift_enabled="true", poll=1000, prediction_messages="part", task="classification", target="passed", estimator="hist_gradient_boosting",
                 arl0=100000, window=1000, stride=250, reference_size=5000, window_records=4000,
                 min_rows=1000, cooldown=20000, min_metric=0.7, min_improvement=0.0)
 
@@ -191,8 +193,9 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, services
 
 
 def prediction_values(predictions_topic: str, bootstrap: str) -> list[dict[str, Any]]:
-    """Every prediction on ``predictions_topic``, decoded, in partition/offset order."""
-    return [orjson.loads(m.value) for m in record(predictions_topic, bootstrap)]
+    """Every prediction on ``predictions_topic``, decoded (one dict per part, whichever
+    ``prediction_messages`` wrote them), in partition/offset order."""
+    return unpack_all(m.value for m in record(predictions_topic, bootstrap))
 
 
 def duplicates_by_key(predictions: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from harness import Service, events_for, wait_for_event, write_config
+from harness import Service, events_for, prediction_values, wait_for_event, write_config
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import RETRAIN_TOPIC, make_producer
 from stream_ct.record import part_key
@@ -115,18 +115,20 @@ def test_candidate_on_corrupted_labels_is_rejected_and_champion_keeps_serving(tm
     assert decision["decision"] == "rejected"
     failed = {g["name"] for g in decision["gates"] if not g["passed"]}
     assert "absolute_metric" in failed
-    versions = {orjson.loads(m.value)["version"] for m in record(config.predictions_topic, kafka_bootstrap)
-                if orjson.loads(m.value)["source"] == "champion"}
+    versions = {p["version"] for p in prediction_values(config.predictions_topic, kafka_bootstrap)
+                if p["source"] == "champion"}
     assert versions == {1}
 
 
-def test_bad_records_go_to_the_dlq_and_nothing_is_lost(tmp_path, kafka_bootstrap, topic):
+@pytest.mark.parametrize("prediction_messages", ["part", "batch"])
+def test_bad_records_go_to_the_dlq_and_nothing_is_lost(tmp_path, kafka_bootstrap, topic, prediction_messages):
     records, _ = simulated("none", 7000, seed=9)
     good = messages(records)
     bad = [Message(b"k1", b"{not json", 1, [], None), Message(b"k2", b'{"lot_id": 1}', 2, [], None),
            Message(b"k3", b"\xff\xfe", 3, [("h", b"\x00")], None), Message(b"k4", b"[1, 2]", 4, [], None)]
     mixed = good[:6000] + bad + good[6000:]
-    config_path = write_config(tmp_path, topic, drift_enabled="false")  # this test is about decoding
+    config_path = write_config(tmp_path, topic, drift_enabled="false",  # this test is about decoding
+                               prediction_messages=prediction_messages)
     config = ConsumerConfig.load(config_path)
     worker, serve = start_loop(tmp_path, config_path)
     try:
@@ -140,4 +142,13 @@ def test_bad_records_go_to_the_dlq_and_nothing_is_lost(tmp_path, kafka_bootstrap
     for m in dead:
         headers = dict(m.headers)
         assert headers["dlq.reason"] and headers["dlq.topic"] == topic.encode()
-    assert count(config.predictions_topic, kafka_bootstrap) + len(dead) == len(mixed)
+    predictions = sorted(prediction_values(config.predictions_topic, kafka_bootstrap), key=lambda p: p["offset"])
+    assert len(predictions) + len(dead) == len(mixed)
+    # one input partition: every good record predicted once, under its part key
+    assert [(p["offset"], p["key"]) for p in predictions] == [
+        (offset, m.key.decode()) for offset, m in enumerate(mixed) if m not in bad]
+    sent = count(config.predictions_topic, kafka_bootstrap)
+    if prediction_messages == "part":
+        assert sent == len(good)
+    else:  # one message per poll of at most 1,000 records
+        assert sent <= len(mixed) // 100, sent

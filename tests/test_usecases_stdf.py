@@ -8,11 +8,11 @@ import orjson
 import pytest
 
 from conftest import SHARED
-from harness import Service, events_for
+from harness import Service, events_for, prediction_values
 from stream_ct.adaptive import adaptive_table
 from stream_ct.config import ConsumerConfig
 from stream_ct.recording import read_recording
-from stream_ct.replay import record, replay
+from stream_ct.replay import replay
 from stream_ct.stdf.convert import convert
 
 LOT2 = SHARED / "data" / "stdf" / "lot2.stdf.gz"
@@ -67,7 +67,7 @@ def test_each_use_case_serves_every_real_part(tmp_path, kafka_bootstrap, topic, 
     decisions = {}
     for name in names:
         config = ConsumerConfig.load(CONSUMERS / f"{name}.toml", topics(topic, name))
-        predictions = [orjson.loads(m.value) for m in record(config.predictions_topic, kafka_bootstrap)]
+        predictions = prediction_values(config.predictions_topic, kafka_bootstrap)
         assert len(predictions) == len(messages), name
         events = events_for(f"{topic}-{name}", kafka_bootstrap)
         decisions[name] = [e for e in events if e["type"] == "retrain_decision"]
