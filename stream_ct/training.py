@@ -17,10 +17,10 @@ from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoosti
                               RandomForestClassifier, RandomForestRegressor)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from stream_ct import model_metrics
 from stream_ct.anomaly import AnomalyModel
 
 #: The metric each task's gates judge: higher is better, except anomaly's flag rate (a ceiling).
@@ -59,16 +59,14 @@ def score(task: str, estimator, X: np.ndarray) -> np.ndarray:
 def metrics_from_scores(task: str, scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Metrics of scores against labels (tasks with labels)."""
     if task == "multiclass":
-        return {"accuracy": float(accuracy_score(y, scores)),
-                "f1_macro": float(f1_score(y, scores, average="macro", zero_division=0.0))}
+        return {"accuracy": model_metrics.accuracy(y, scores), "f1_macro": model_metrics.f1_macro(y, scores)}
     if task == "classification":
         labels = (scores >= 0.5).astype(float)
-        auc = roc_auc_score(y, scores) if len(np.unique(y)) == 2 else float("nan")
-        return {"auc": float(auc), "accuracy": float(accuracy_score(y, labels)),
-                "f1": float(f1_score(y, labels, zero_division=0.0))}
+        return {"auc": model_metrics.auc(y, scores), "accuracy": model_metrics.accuracy(y, labels),
+                "f1": model_metrics.f1(y, labels)}
     nonzero = np.abs(y) > 1e-12
     mape = float(np.mean(np.abs((y[nonzero] - scores[nonzero]) / y[nonzero]))) if nonzero.any() else float("nan")
-    return {"r2": float(r2_score(y, scores)), "mae": float(mean_absolute_error(y, scores)), "mape": mape}
+    return {"r2": model_metrics.r2(y, scores), "mae": model_metrics.mae(y, scores), "mape": mape}
 
 
 def evaluate(task: str, estimator, X: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
