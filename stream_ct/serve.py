@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kafka import TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
@@ -107,6 +107,8 @@ class Server:
         self.sm = serve_metrics(self.metrics)
         self.metrics_args = metrics_args
         self.assigned = False
+        self.commit_offsets: dict = {}  # what the last commit covers, and its answer while pending
+        self.pending_commit = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -174,6 +176,7 @@ class Server:
         finally:
             if metrics_server:
                 metrics_server.close()
+            self._settle_commit(consumer)
             consumer.close()
             self.watcher.stop()
             self.events.emit("serve_stopped", **self.summary())
@@ -193,9 +196,31 @@ class Server:
         self.producer.close(timeout=timeout_s)
 
     def _commit(self, consumer) -> None:
-        """Commit the batch whose outputs the broker has acknowledged. Stopping during an
-        outage leaves the batch uncommitted; it is read again on restart (at least once)."""
-        if not self._while_unreachable("commit", consumer.commit)[0]:
+        """Commit the batch whose outputs the broker has acknowledged, without waiting for the
+        answer (a synchronous commit is a 7-13 ms round trip, ~6 us per record at 2,000-record
+        batches): the previous batch's commit has had this batch's time to be answered. If it
+        failed (the broker went away, a rebalance), this one is made synchronously, retried
+        while the broker is away. Stopping during an outage leaves the batch uncommitted; it is
+        read again on restart (at least once)."""
+        previous = self.pending_commit
+        self.commit_offsets = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in consumer.assignment()}
+        if previous is not None and previous.failed():
+            self.counts["async_commit_failures"] += 1
+            self.pending_commit = None
+            self._commit_now(consumer)
+        else:
+            self.pending_commit = consumer.commit_async(offsets=dict(self.commit_offsets))
+
+    def _settle_commit(self, consumer) -> None:
+        """Before the consumer closes: the last commit made sure of (again, synchronously, unless
+        the broker already answered it)."""
+        if self.pending_commit is not None and not (self.pending_commit.is_done and self.pending_commit.succeeded()):
+            self._commit_now(consumer)
+        self.pending_commit = None
+
+    def _commit_now(self, consumer) -> None:
+        offsets = {tp: o for tp, o in self.commit_offsets.items() if tp in consumer.assignment()}
+        if offsets and not self._while_unreachable("commit", lambda: consumer.commit(offsets))[0]:
             log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
 
     def _while_unreachable(self, what: str, call) -> tuple[bool, Any]:

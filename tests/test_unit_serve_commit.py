@@ -1,5 +1,6 @@
 """Serve's broker calls across an outage (no broker: a consumer that fails, then works): the offset
-commit, and the offsets lookup a retrain request needs."""
+commit (sent without waiting, made again synchronously when it failed), and the offsets lookup
+a retrain request needs."""
 
 from __future__ import annotations
 
@@ -7,27 +8,42 @@ import collections
 import types
 
 import pytest
+from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from kafka.future import Future
 
 import stream_ct.reconnect as reconnect
 from stream_ct.serve import Server
 
 
 class FlakyConsumer:
-    """Raises the given errors on the first commits, then commits."""
+    """One assigned partition at ``position``; its synchronous commits raise the given errors
+    first, then commit; its asynchronous commits answer when the test says so."""
 
     def __init__(self, *errors):
-        self.errors, self.commits = list(errors), 0
+        self.errors, self.commits, self.async_commits = list(errors), [], []
+        self.positions = {TopicPartition("parts", 0): 10}
 
-    def commit(self):
+    def assignment(self):
+        return set(self.positions)
+
+    def position(self, tp):
+        return self.positions[tp]
+
+    def commit_async(self, offsets):
+        self.async_commits.append((offsets, Future()))
+        return self.async_commits[-1][1]
+
+    def commit(self, offsets):
         if self.errors:
             raise self.errors.pop(0)
-        self.commits += 1
+        self.commits.append({tp: o.offset for tp, o in offsets.items()})
 
 
 def _server(stopping=False):
     server = Server.__new__(Server)  # only the state these calls use
     server.counts, server.stopping = collections.Counter(), stopping
+    server.commit_offsets, server.pending_commit = {}, None
     return server
 
 
@@ -67,11 +83,31 @@ def no_sleep(monkeypatch):
     monkeypatch.setattr(reconnect.time, "sleep", lambda s: None)
 
 
-def test_commit_waits_out_an_unreachable_broker(capsys):
+def _failed_async_commit(consumer, server):
+    """A batch whose asynchronous commit the broker refused."""
+    server._commit(consumer)
+    consumer.async_commits[-1][1].failure(KafkaConnectionError("111 ECONNREFUSED"))
+
+
+def test_commit_goes_out_without_waiting_for_the_answer():
+    consumer, server = FlakyConsumer(), _server()
+    server._commit(consumer)
+    consumer.positions[TopicPartition("parts", 0)] = 20
+    consumer.async_commits[-1][1].success(None)
+    server._commit(consumer)
+    assert [{tp: o.offset for tp, o in offsets.items()} for offsets, _ in consumer.async_commits] == [
+        {TopicPartition("parts", 0): 10}, {TopicPartition("parts", 0): 20}]
+    assert consumer.commits == []
+
+
+def test_a_failed_commit_is_made_again_synchronously_waiting_out_an_unreachable_broker(capsys):
     consumer = FlakyConsumer(KafkaConnectionError("111 ECONNREFUSED"), KafkaTimeoutError("metadata"))
     server = _server()
-    server._commit(consumer)
-    assert consumer.commits == 1 and server.counts["commit_retries"] == 2
+    _failed_async_commit(consumer, server)
+    consumer.positions[TopicPartition("parts", 0)] = 20
+    server._commit(consumer)  # the next batch: covers both
+    assert consumer.commits == [{TopicPartition("parts", 0): 20}] and server.counts["commit_retries"] == 2
+    assert server.counts["async_commit_failures"] == 1 and len(consumer.async_commits) == 1
     out = capsys.readouterr().out
     assert "retrying until Kafka is back" in out and "Kafka reachable again" in out
 
@@ -79,14 +115,36 @@ def test_commit_waits_out_an_unreachable_broker(capsys):
 def test_stopping_during_an_outage_leaves_the_batch_uncommitted(capsys):
     consumer = FlakyConsumer(KafkaConnectionError("111 ECONNREFUSED"))
     server = _server(stopping=True)
+    _failed_async_commit(consumer, server)
     server._commit(consumer)
-    assert consumer.commits == 0
+    assert consumer.commits == []
     assert "read again on restart" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("answer", ["none yet", "failed"])
+def test_the_last_commit_is_made_sure_of_before_the_consumer_closes(answer):
+    consumer, server = FlakyConsumer(), _server()
+    server._commit(consumer)
+    if answer == "failed":
+        consumer.async_commits[-1][1].failure(KafkaTimeoutError("commit"))
+    consumer.positions[TopicPartition("parts", 0)] = 30  # a batch read but not committed (its outputs failed)
+    server._settle_commit(consumer)
+    assert consumer.commits == [{TopicPartition("parts", 0): 10}]
+
+
+def test_an_answered_commit_is_not_made_again():
+    consumer, server = FlakyConsumer(), _server()
+    server._commit(consumer)
+    consumer.async_commits[-1][1].success(None)
+    server._settle_commit(consumer)
+    assert consumer.commits == []
+
+
 def test_other_errors_are_not_swallowed():
+    consumer, server = FlakyConsumer(ValueError("bug")), _server()
+    _failed_async_commit(consumer, server)
     with pytest.raises(ValueError):
-        _server()._commit(FlakyConsumer(ValueError("bug")))
+        server._commit(consumer)
 
 
 def test_retrain_request_waits_for_the_input_offsets(capsys):
