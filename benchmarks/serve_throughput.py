@@ -101,8 +101,11 @@ class NoPredictionSends:
 
 
 #: Serve variants, run interleaved: the code context and the consumer definition's changes.
+#: "now" is the shipped definition (consumers/yield.toml); the options trade as docs/speed.md says.
+BATCHED = {"consumer": {"prediction_messages": "batch"}}
 VARIANTS = {"before": (Baseline, {}), "now": (Now, {}),
-            "now, batched predictions": (Now, {"consumer": {"prediction_messages": "batch"}})}
+            "now, batched predictions": (Now, BATCHED),
+            "now, batched, drift window 2000 / stride 2000": (Now, {**BATCHED, "drift": {"window": 2000, "stride": 2000}})}
 
 
 def online_comparison(n_tests: int, n: int = 20000) -> list:
@@ -353,7 +356,7 @@ def main() -> int:
     p.add_argument("--gc", action="store_true", help="in-process A/B of serve's loop with and without gc.freeze")
     broker_arguments(p)
     args = p.parse_args()
-    results, stages, online_rows, gc_rows = [], {}, [], []
+    results, options, stages, online_rows, gc_rows = [], [], {}, [], []
     with BenchBroker(args) as bootstrap:
         for n_tests in args.tests:
             n = args.records or max(6000, 30000 * 50 // n_tests)
@@ -384,16 +387,17 @@ def main() -> int:
                     log(f"bench: stream-ct serve ({variant}) {served[variant][-1][0]:,.0f} rec/s "
                         f"({served[variant][-1][1]})")
             rate = {variant: float(np.median([r for r, _ in runs])) for variant, runs in served.items()}
-            before, ours, batched = rate["before"], rate["now"], rate["now, batched predictions"]
+            before, ours = rate["before"], rate["now"]
             info = served["now"][-1][1]
             with NoPredictionSends():
                 no_sends = stream_ct_serve(variant_config({}), n, bootstrap)[0]
             log(f"bench: stream-ct serve (now, predictions not sent) {no_sends:,.0f} rec/s")
             seed = seed_style(topic, args.seed_records, bootstrap, train, sorted(train[0]["tests"]))
             log(f"bench: seed-style {seed:,.1f} rec/s")
-            results.append([n_tests, n, round(raw), round(before), round(ours), round(batched), round(seed, 1),
-                            f"{ours / before:.2f}x", f"{ours / raw:.2f}x", f"{batched / raw:.2f}x",
-                            f"{ours / seed:,.0f}x", round(info["batch_p50_ms"]), round(no_sends)])
+            results.append([n_tests, n, round(raw), round(before), round(ours), round(seed, 1), f"{ours / before:.2f}x",
+                            f"{ours / raw:.2f}x", f"{ours / seed:,.0f}x", round(info["batch_p50_ms"]), round(no_sends)])
+            options.extend([n_tests, variant, round(r), f"{r / raw:.2f}x", f"{r / ours:.2f}x", f"{r / seed:,.0f}x"]
+                           for variant, r in rate.items() if variant != "before")
             for variant, (ctx, sections) in VARIANTS.items():
                 with ctx():
                     stages[(n_tests, variant)] = stage_breakdown(variant_config(sections), outcome.version,
@@ -404,17 +408,18 @@ def main() -> int:
             if args.gc:
                 gc_rows.extend(gc_comparison(config, outcome.version, values[:min(n, 30000)]))
     print(f"\n## End-to-end serve throughput (records/s, one run, same topic; serve: median of {args.repeat})\n")
-    print(fmt_table(["tests", "records", "raw kafka-python", "serve before", "serve now", "serve now, batched",
-                     "seed-style", "now vs before", "now vs raw", "batched vs raw", "now vs seed",
-                     "batch p50 ms (now)", "now, predictions not sent (diagnosis)"], results))
-    print("\n(batched: [consumer] prediction_messages = \"batch\", one prediction message per input "
-          "partition and poll)")
-    for row in results:
-        if row[0] == 50:
-            ratio_raw = max(float(row[8][:-1]), float(row[9][:-1]))
-            ratio_seed = float(row[10][:-1].replace(",", ""))
-            print(f"\ngoal at 50 tests: >= 0.6x raw -> {ratio_raw:.2f}x {'MET' if ratio_raw >= 0.6 else 'NOT MET'}; "
-                  f">= 10x seed -> {ratio_seed:,.0f}x {'MET' if ratio_seed >= 10 else 'NOT MET'}")
+    print(fmt_table(["tests", "records", "raw kafka-python", "serve before", "serve now", "seed-style",
+                     "now vs before", "now vs raw", "now vs seed", "batch p50 ms (now)",
+                     "now, predictions not sent (diagnosis)"], results))
+    print(f"\n## Serve with the speed options of the consumer definition (records/s, median of {args.repeat}; "
+          "batched: [consumer] prediction_messages = \"batch\")\n")
+    print(fmt_table(["tests", "serve", "records/s", "vs raw", "vs now", "vs seed"], options))
+    for tests in sorted({row[0] for row in options} & {50}):
+        best = max((row for row in options if row[0] == tests), key=lambda row: row[2])
+        ratio_raw, ratio_seed = float(best[3][:-1]), float(best[5][:-1].replace(",", ""))
+        print(f"\ngoal at 50 tests (best: {best[1]}): >= 0.6x raw -> {ratio_raw:.2f}x "
+              f"{'MET' if ratio_raw >= 0.6 else 'NOT MET'}; >= 10x seed -> {ratio_seed:,.0f}x "
+              f"{'MET' if ratio_seed >= 10 else 'NOT MET'}")
     for (n_tests, variant), (rows, text) in stages.items():
         print(f"\n## In-process stages of Server._process_parts, {n_tests} tests, {variant} (us per record)\n")
         print(fmt_table(["stage", "us/record", "share"], rows))
