@@ -26,6 +26,7 @@ the product recommends: 20 lots of the floor), with wafer ids as groups, tester/
 as strata and die positions (x, y), as serve builds it.
 
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
+    python benchmarks/drift_detection.py --windows # serve's windows vs the defaults, floor (~4 min)
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
@@ -73,11 +74,11 @@ def _log(msg):
 class StreamCt:
     name = "stream-ct"
 
-    def __init__(self, ref, seed=0):
+    def __init__(self, ref, seed=0, **monitor_args):
         t = time.perf_counter()
         self.mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
                                 reference_strata=_strata(ref), reference_dies=_dies(ref),
-                                arl0=ARL0, seed=seed)
+                                arl0=ARL0, seed=seed, **monitor_args)
         self.calibration_s = time.perf_counter() - t
         self.state = self.mon.state_dict()
 
@@ -460,10 +461,43 @@ def speed(d=50, n=100_000, repeats=3):
           f"{'MET' if best[next(iter(variants))] >= 100_000 else 'NOT MET'}")
 
 
+def windows(d=50, n_ref=200_000, onsets=3, n_nodrift=300_000):
+    """Serve's KS/PSI windows (1,000 / stride 250) against the monitor's defaults (2,000 /
+    2,000) on the floor stream: delays of a variance change and a 1-sd shift, false alarms,
+    records/s of the layer."""
+    base = Simulator(scenario="none", seed=100, n_tests=d)
+    ref = base.generate(n_ref)
+    rows = []
+    for window, stride in ((1000, 250), (2000, 2000)):
+        ours = StreamCt(ref, window=window, stride=stride)
+        for label, scenario, shift in (("variance x2", "variance-change", 1.0), ("mean 1 sd", "mean-shift", 1.0)):
+            delays = []
+            for r in range(onsets):
+                onset = n_ref + 20_000 + 37_013 * r
+                sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset, shift_sigma=shift)
+                sim.generate(n_ref)
+                delays.append(run_detection(ours, sim, n_ref, onset, 200_000, 2000)[0])
+            rows.append([f"{window:,} / {stride:,}", label, ", ".join("missed" if x is None else f"{x:,}"
+                                                                   for x in delays), "-", "-"])
+            _log(f"  window {window} stride {stride} {label}: {delays}")
+        sim = Simulator(scenario="none", seed=100, n_tests=d)
+        sim.generate(n_ref)
+        alarms, busy = run_no_drift(ours, sim, n_nodrift, 2000)
+        rows.append([f"{window:,} / {stride:,}", f"no drift ({n_nodrift:,})", "-", alarms, f"{n_nodrift / busy:,.0f}"])
+    print(f"\nfloor stream, {d} tests, reference {n_ref:,} records, {onsets} onsets\n")
+    head = f"{'window / stride':16s} {'scenario':20s} {'delays (records)':28s} {'alarms':>7s} {'rec/s':>9s}"
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        print(f"{row[0]:16s} {row[1]:20s} {row[2]:28s} {str(row[3]):>7s} {row[4]:>9s}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="50 features, fewer onsets, 300k no-drift records")
     ap.add_argument("--speed", action="store_true", help="only the detection layer's records/s at 50 features")
+    ap.add_argument("--windows", action="store_true",
+                    help="serve's KS/PSI windows (1,000 / 250) against the monitor defaults (2,000 / 2,000), floor")
     ap.add_argument("--floor-reference", type=int, default=200_000, metavar="N",
                     help="reference records on the floor stream (default 200,000 = 20 lots)")
     ap.add_argument("--streams", nargs="+", metavar="KIND:D",
@@ -471,6 +505,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.speed:
         return speed()
+    if args.windows:
+        return windows()
     t0 = time.perf_counter()
     if args.quick:
         plan = [("iid", 50), ("floor", 50)]

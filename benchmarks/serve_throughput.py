@@ -102,10 +102,13 @@ class NoPredictionSends:
 
 #: Serve variants, run interleaved: the code context and the consumer definition's changes.
 #: "now" is the shipped definition (consumers/yield.toml); the options trade as docs/speed.md says.
+#: The drift monitor is calibrated by the retrain job with the champion, so a variant with other
+#: drift windows serves a champion of its own (the same records, another model name).
 BATCHED = {"consumer": {"prediction_messages": "batch"}}
 VARIANTS = {"before": (Baseline, {}), "now": (Now, {}),
             "now, batched predictions": (Now, BATCHED),
-            "now, batched, drift window 2000 / stride 2000": (Now, {**BATCHED, "drift": {"window": 2000, "stride": 2000}})}
+            "now, batched, drift window 2000 / stride 2000": (
+                Now, {**BATCHED, "drift": {"window": 2000, "stride": 2000}, "model": {"name": "yield-wide-windows"}})}
 
 
 def online_comparison(n_tests: int, n: int = 20000) -> list:
@@ -372,6 +375,12 @@ def main() -> int:
             log(f"bench: champion v{outcome.version} {outcome.decision} in {time.perf_counter() - t:.1f} s")
             publish(topic, values, bootstrap)
             announce(config, outcome.version, bootstrap)
+            version = {variant: outcome.version for variant in VARIANTS}
+            for variant, (_, sections) in VARIANTS.items():
+                if "model" in sections:
+                    own = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records, **sections)
+                    version[variant] = train_champion(own, train).version
+                    announce(own, version[variant], bootstrap)
             raw = raw_consume(topic, n, bootstrap, args.poll_max_records)
             log(f"bench: raw consume {raw:,.0f} rec/s")
             served: dict = {variant: [] for variant in VARIANTS}
@@ -400,7 +409,7 @@ def main() -> int:
                            for variant, r in rate.items() if variant != "before")
             for variant, (ctx, sections) in VARIANTS.items():
                 with ctx():
-                    stages[(n_tests, variant)] = stage_breakdown(variant_config(sections), outcome.version,
+                    stages[(n_tests, variant)] = stage_breakdown(variant_config(sections), version[variant],
                                                                  values[:min(n, 20000)],
                                                                  args.profile and variant == "now")
             if args.online:
