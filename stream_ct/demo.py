@@ -22,6 +22,7 @@ import orjson
 from stream_ct.broker import LocalBroker
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import EVENTS_TOPIC, topic_size
+from stream_ct.prediction_messages import unpack_all
 from stream_ct.progress import Progress
 from stream_ct.recording import read_recording, write_recording
 from stream_ct.replay import record, replay
@@ -152,8 +153,9 @@ def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: floa
             time.sleep(0.5)
         if serve.returncode != 0:
             raise RuntimeError(f"serve exited with {serve.returncode}: see {out / 'serve.log'}")
-        summary = summarize(save_events(bootstrap, out / "events.jsonl"), truth, sent,
-                            topic_size(config.predictions_topic, bootstrap), topic_size(config.dlq_topic, bootstrap))
+        predicted = len(unpack_all(m.value for m in record(config.predictions_topic, bootstrap)))
+        summary = summarize(save_events(bootstrap, out / "events.jsonl"), truth, sent, predicted,
+                            topic_size(config.dlq_topic, bootstrap))
     finally:
         for proc in procs:
             if proc.poll() is None:
