@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stream_ct.prediction_messages import FORMATS as PREDICTION_FORMATS
+
 
 class ConfigError(ValueError):
     """A consumer definition is invalid; the message names the key and the fix."""
@@ -198,11 +200,9 @@ class ConsumerConfig:
 
     def _check(self, source: str) -> None:
         m = self.model
-        from stream_ct.prediction_messages import FORMATS
-
-        if self.consumer.prediction_messages not in FORMATS:
+        if self.consumer.prediction_messages not in PREDICTION_FORMATS:
             raise ConfigError(f"{source}: [consumer] prediction_messages = {self.consumer.prediction_messages!r}; "
-                              f"use one of {', '.join(FORMATS)}")
+                              f"use one of {', '.join(PREDICTION_FORMATS)}")
         if m.task not in TASKS:
             raise ConfigError(f"{source}: [model] task = {m.task!r}; use one of {', '.join(TASKS)}")
         if m.estimator not in ESTIMATORS[m.task]:

@@ -1,8 +1,9 @@
 """Model quality metrics in numpy, equal to scikit-learn's (tested) at a fraction of the cost.
 
 Serve recomputes a champion's rolling metric after every batch; scikit-learn's
-``roc_auc_score`` + ``accuracy_score`` + ``f1_score`` spend ~9 ms per call on argument
-validation, ~5 µs per record at batches of 2,000. These take ~0.2 ms.
+``roc_auc_score`` + ``accuracy_score`` + ``f1_score`` spend most of their ~9 ms per call
+(2,000 labels) validating arguments, ~5 µs per record at batches of 2,000. These take about
+a twelfth of that (1.5 vs 18.9 ms on a busy machine).
 
 >>> import numpy as np
 >>> y, s = np.array([0.0, 0.0, 1.0, 1.0]), np.array([0.1, 0.4, 0.35, 0.8])

@@ -107,8 +107,8 @@ class Server:
         self.sm = serve_metrics(self.metrics)
         self.metrics_args = metrics_args
         self.assigned = False
-        self.commit_offsets: dict = {}  # what the last commit covers, and its answer while pending
-        self.pending_commit = None
+        self.commit_offsets: dict = {}  # the offsets the last commit covers
+        self.pending_commit = None  # its future while the broker has not answered
 
     # -- lifecycle -------------------------------------------------------------------------
 
