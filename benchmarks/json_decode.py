@@ -6,10 +6,11 @@ for bytes -> feature matrix (what serving needs), side by side:
 * ``json (stdlib)``: per-record ``json.loads`` (the seed notebook);
 * ``orjson per record``: ``decode_batch`` today (orjson + validation);
 * ``orjson one array``: the batch joined into one JSON array and parsed in one call;
-* ``compact JSON``: the record without its ``tests`` mapping, plus ``"values": [...]`` in the
-  order of a test-key schema sent once per test program (``"schema": <id>``);
-* ``binary``: a JSON header (identity, outcome) + ``\\n`` + the results as little-endian
-  float64 (NaN for missing), read with ``np.frombuffer``.
+* ``compact JSON`` (a prototype, not offered): the record without its ``tests`` mapping, plus
+  ``"values": [...]`` in the order of a test-key schema sent once per test program;
+* ``binary records``: ``stream_ct.binary_record`` (the results as little-endian float64, the
+  keys as one JSON list parsed once per test program, a JSON header), through the same
+  ``decode_batch`` and feature matrix as JSON.
 
     python benchmarks/json_decode.py
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import fmt_table, simulate_values
 
+from stream_ct.binary_record import encode as encode_binary
 from stream_ct.decode import decode_batch
 from stream_ct.features import _feature_matrix_reference, feature_matrix
 
@@ -55,9 +57,7 @@ def main() -> int:
         schema = sorted(names)
         compact = [orjson.dumps({**{k: v for k, v in r.items() if k != "tests"}, "schema": "p1",
                                  "values": [r["tests"].get(k) for k in schema]}) for r in records]
-        binary = [orjson.dumps({k: v for k, v in r.items() if k != "tests"} | {"schema": "p1"}) + b"\n"
-                  + np.array([np.nan if r["tests"].get(k) is None else r["tests"][k] for k in schema],
-                             dtype="<f8").tobytes() for r in records]
+        binary = [encode_binary(r) for r in records]
         n = len(values)
 
         def stdlib():
@@ -81,13 +81,12 @@ def main() -> int:
             recs = [orjson.loads(v) for v in compact]
             return np.array([r["values"] for r in recs], dtype=float)
 
+        def binary_records():
+            return decode_batch(binary)
+
         def binary_matrix():
-            heads, X = [], np.empty((n, len(schema)))
-            for i, v in enumerate(binary):
-                cut = v.index(b"\n")
-                heads.append(orjson.loads(v[:cut]))
-                X[i] = np.frombuffer(v, dtype="<f8", offset=cut + 1)
-            return X
+            good, _ = decode_batch(binary)
+            return feature_matrix([r for _, r in good], schema)
 
         assert np.array_equal(compact_matrix(), to_matrix_today(), equal_nan=True)
         assert np.array_equal(binary_matrix(), to_matrix_today(), equal_nan=True)
@@ -99,8 +98,8 @@ def main() -> int:
                                  ("-> matrix, feature_matrix now", to_matrix_today, size),
                                  ("-> matrix, compact JSON (schema + values)", compact_matrix,
                                   np.mean([len(v) for v in compact])),
-                                 ("-> matrix, binary float64 + JSON header", binary_matrix,
-                                  np.mean([len(v) for v in binary]))):
+                                 ("decode_batch, binary records", binary_records, np.mean([len(v) for v in binary])),
+                                 ("-> matrix, binary records", binary_matrix, np.mean([len(v) for v in binary]))):
             rows.append([n_tests, label, round(best(f) / n * 1e6, 1), int(nbytes)])
     print("\n## Decoding wide records (us per record, best of 5, batches of %d)\n" % args.batch)
     print(fmt_table(["tests", "path", "us/record", "bytes/record"], rows))

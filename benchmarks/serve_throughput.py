@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from stream_ct.binary_record import encode as encode_binary
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (BenchBroker, bench_config, broker_arguments, fake_messages, fmt_table, in_process_server, log,
@@ -45,21 +47,26 @@ from common import (BenchBroker, bench_config, broker_arguments, fake_messages, 
 
 class Baseline:
     """The hot path as it was before the speed work (same code otherwise): river's pipeline for
-    the online model, the per-test ``feature_matrix`` loop, the per-test validator for every
-    record, and every object in the cyclic collector's generations (no ``gc.freeze``)."""
+    the online model on dict rows, the per-test ``feature_matrix`` loop, the per-test validator
+    for every record, and every object in the cyclic collector's generations (no ``gc.freeze``)."""
 
     def __enter__(self):
         import stream_ct.decode as decode
         import stream_ct.online as online
-        import stream_ct.serve as serve
-        from stream_ct.features import _feature_matrix_reference
+        from stream_ct.features import Measurements, _feature_matrix_reference
 
         gc.unfreeze()
-        self.saved = [(serve, "feature_matrix", serve.feature_matrix), (decode, "_surely_valid", decode._surely_valid),
+        self.saved = [(Measurements, "__init__", Measurements.__init__), (Measurements, "matrix", Measurements.matrix),
+                      (decode, "_surely_valid", decode._surely_valid),
                       (online.OnlineModel, "__init__", online.OnlineModel.__init__), (gc, "freeze", gc.freeze)]
         gc.freeze = lambda: None
         init = online.OnlineModel.__init__
-        serve.feature_matrix = _feature_matrix_reference
+
+        def rows_only(batch, records):  # no blocks: the matrix and the model read the records
+            batch.records, batch.n, batch._rows, batch.blocks = records, len(records), None, []
+            batch.missing = sum(map(len, (r["tests"] for r in records))) - sum(map(len, batch.rows()))
+        Measurements.__init__ = rows_only
+        Measurements.matrix = lambda batch, names: _feature_matrix_reference(batch.records, names)
         decode._surely_valid = lambda record: False
         online.OnlineModel.__init__ = lambda self, task, learning_rate=0.01, engine="river": init(
             self, task, learning_rate, engine="river")
@@ -100,15 +107,19 @@ class NoPredictionSends:
         gc.unfreeze()
 
 
-#: Serve variants, run interleaved: the code context and the consumer definition's changes.
-#: "now" is the shipped definition (consumers/yield.toml); the options trade as docs/speed.md says.
-#: The drift monitor is calibrated by the retrain job with the champion, so a variant with other
-#: drift windows serves a champion of its own (the same records, another model name).
+#: Serve variants, run interleaved: the code context, the consumer definition's changes and the
+#: records' encoding. "now" is the shipped definition (consumers/yield.toml) on JSON records; the
+#: options trade as docs/speed.md says. The drift monitor is calibrated by the retrain job with
+#: the champion, so a variant with other drift windows serves a champion of its own (the same
+#: records, another model name).
 BATCHED = {"consumer": {"prediction_messages": "batch"}}
-VARIANTS = {"before": (Baseline, {}), "now": (Now, {}),
-            "now, batched predictions": (Now, BATCHED),
-            "now, batched, drift window 2000 / stride 2000": (
-                Now, {**BATCHED, "drift": {"window": 2000, "stride": 2000}, "model": {"name": "yield-wide-windows"}})}
+WIDE_WINDOWS = {"drift": {"window": 2000, "stride": 2000}, "model": {"name": "yield-wide-windows"}}
+VARIANTS = {"before": (Baseline, {}, "json"), "now": (Now, {}, "json"),
+            "now, batched predictions": (Now, BATCHED, "json"),
+            "now, batched, drift window 2000 / stride 2000": (Now, {**BATCHED, **WIDE_WINDOWS}, "json"),
+            "now, binary records": (Now, {}, "binary"),
+            "now, binary records, batched, drift window 2000 / stride 2000": (
+                Now, {**BATCHED, **WIDE_WINDOWS}, "binary")}
 
 
 def online_comparison(n_tests: int, n: int = 20000) -> list:
@@ -277,20 +288,29 @@ def stage_breakdown(config, version: int, values: list[bytes], profile: bool) ->
     spent: collections.Counter = collections.Counter()
     originals = {}
 
+    inner = [0.0]  # time of timed calls inside the current one: each stage counts its own time
+
     def wrap(owner, name, label):
         f = getattr(owner, name)
         originals[(owner, name)] = f
 
         def timed(*a, **k):
-            t = time.perf_counter()
+            t, outer = time.perf_counter(), inner[0]
+            inner[0] = 0.0
             try:
                 return f(*a, **k)
             finally:
-                spent[label] += time.perf_counter() - t
+                took = time.perf_counter() - t
+                spent[label] += took - inner[0]
+                inner[0] = outer + took
         setattr(owner, name, timed)
 
-    for name in ("decode_batch", "target_vector", "measurement_rows", "feature_matrix", "score"):
+    from stream_ct.features import Measurements
+
+    for name in ("decode_batch", "target_vector", "score"):
         wrap(serve, name, name)
+    wrap(Measurements, "__init__", "results by key layout (Measurements)")
+    wrap(Measurements, "matrix", "feature matrix")
     wrap(server, "_emit_predictions", "emit predictions")
     wrap(server, "_detect", "drift monitor (_detect)")
     wrap(server.online, "predict_learn", "online predict_learn")
@@ -366,33 +386,38 @@ def main() -> int:
             log(f"bench: {n_tests} tests - simulating {n} records, training the champion ...")
             values = simulate_values(5000 + n, n_tests, seed=2)  # one stream: train on its start, serve the rest
             train, values = [orjson.loads(v) for v in values[:5000]], values[5000:]
+            encoded = {"json": values, "binary": [encode_binary(orjson.loads(v)) for v in values]}
             registry = tmpdir("serve-bench")
-            topic = unique(f"bench-parts-{n_tests}")
+            topics = {encoding: unique(f"bench-parts-{n_tests}-{encoding}") for encoding in encoded}
+            topic = topics["json"]
             config = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records,
                                   triggers={"policy": "schedule", "schedule_records": 0})
             t = time.perf_counter()
             outcome = train_champion(config, train)
             log(f"bench: champion v{outcome.version} {outcome.decision} in {time.perf_counter() - t:.1f} s")
-            publish(topic, values, bootstrap)
+            for encoding, encoded_values in encoded.items():
+                publish(topics[encoding], encoded_values, bootstrap)
             announce(config, outcome.version, bootstrap)
-            version = {variant: outcome.version for variant in VARIANTS}
-            for variant, (_, sections) in VARIANTS.items():
-                if "model" in sections:
-                    own = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records, **sections)
-                    version[variant] = train_champion(own, train).version
-                    announce(own, version[variant], bootstrap)
+            champions = {config.model.name: outcome.version}  # model name -> version, one per drift setup
+            for _, sections, _ in VARIANTS.values():
+                own = bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records, **sections)
+                if own.model.name not in champions:
+                    champions[own.model.name] = train_champion(own, train).version
+                    announce(own, champions[own.model.name], bootstrap)
+            version = {variant: champions[sections.get("model", {}).get("name", config.model.name)]
+                       for variant, (_, sections, _) in VARIANTS.items()}
             raw = raw_consume(topic, n, bootstrap, args.poll_max_records)
             log(f"bench: raw consume {raw:,.0f} rec/s")
             served: dict = {variant: [] for variant in VARIANTS}
 
-            def variant_config(sections):
-                return bench_config(topic, registry, n_tests, poll_max_records=args.poll_max_records,
+            def variant_config(sections, encoding="json"):
+                return bench_config(topics[encoding], registry, n_tests, poll_max_records=args.poll_max_records,
                                     triggers={"policy": "schedule", "schedule_records": 0}, **sections)
 
             for _ in range(args.repeat):  # interleaved, so load changes on a shared machine hit all alike
-                for variant, (ctx, sections) in VARIANTS.items():
+                for variant, (ctx, sections, encoding) in VARIANTS.items():
                     with ctx():
-                        served[variant].append(stream_ct_serve(variant_config(sections), n, bootstrap))
+                        served[variant].append(stream_ct_serve(variant_config(sections, encoding), n, bootstrap))
                     log(f"bench: stream-ct serve ({variant}) {served[variant][-1][0]:,.0f} rec/s "
                         f"({served[variant][-1][1]})")
             rate = {variant: float(np.median([r for r, _ in runs])) for variant, runs in served.items()}
@@ -407,10 +432,10 @@ def main() -> int:
                             f"{ours / raw:.2f}x", f"{ours / seed:,.0f}x", round(info["batch_p50_ms"]), round(no_sends)])
             options.extend([n_tests, variant, round(r), f"{r / raw:.2f}x", f"{r / ours:.2f}x", f"{r / seed:,.0f}x"]
                            for variant, r in rate.items() if variant != "before")
-            for variant, (ctx, sections) in VARIANTS.items():
+            for variant, (ctx, sections, encoding) in VARIANTS.items():
                 with ctx():
-                    stages[(n_tests, variant)] = stage_breakdown(variant_config(sections), version[variant],
-                                                                 values[:min(n, 20000)],
+                    stages[(n_tests, variant)] = stage_breakdown(variant_config(sections, encoding), version[variant],
+                                                                 encoded[encoding][:min(n, 20000)],
                                                                  args.profile and variant == "now")
             if args.online:
                 online_rows.extend(online_comparison(n_tests))

@@ -1,5 +1,8 @@
 """Decode a polled batch: valid part records onward, everything else to the dead-letter queue.
 
+Each value is a JSON record or a binary one (``stream_ct.binary_record``, told apart by its
+first bytes).
+
 >>> good, bad = decode_batch([b'{"lot_id":"L","wafer_id":"W","part_id":1,"ts":1,"tests":{"a":1}}', b'{oops'])
 >>> len(good), bad[0][0], bad[0][1].split(":")[0]
 (1, 1, 'not JSON')
@@ -12,7 +15,10 @@ from typing import Any, Sequence
 
 import orjson
 
-from stream_ct.record import IDENTITY_FIELDS, validate_record
+from stream_ct.binary_record import MAGIC as BINARY_MAGIC
+from stream_ct.binary_record import BinaryRecordError
+from stream_ct.binary_record import decode as decode_binary
+from stream_ct.record import IDENTITY_FIELDS, validate_fields, validate_record
 
 #: A record larger than this is refused whole (a runaway tester program, a wrong topic).
 MAX_RECORD_BYTES = 1_000_000
@@ -58,6 +64,18 @@ def decode_batch(values: Sequence[bytes | None]) -> tuple[list[tuple[int, dict[s
             continue
         if len(raw) > MAX_RECORD_BYTES:
             invalid.append((i, f"oversized: {len(raw)} bytes > {MAX_RECORD_BYTES}"))
+            continue
+        if raw[:4] == BINARY_MAGIC:
+            try:
+                record = decode_binary(raw)
+            except BinaryRecordError as exc:
+                invalid.append((i, str(exc)))
+                continue
+            reason = validate_fields(record) or (None if len(record["tests"]) else "binary record: no results")
+            if reason is None:
+                valid.append((i, record))
+            else:
+                invalid.append((i, reason))
             continue
         try:
             record = loads(raw)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from stream_ct.binary_record import Results
 from stream_ct.record import SENTINEL_ABS
 
 
@@ -34,38 +35,72 @@ def select_features(records: Iterable[dict[str, Any]], include: Sequence[str] = 
 
 
 def feature_matrix(records: Sequence[dict[str, Any]], names: Sequence[str]) -> np.ndarray:
-    """An ``len(records) x len(names)`` float matrix; anything not a measurement is NaN.
+    """An ``len(records) x len(names)`` float matrix; anything not a measurement is NaN."""
+    return Measurements(records).matrix(names)
+
+
+class Measurements:
+    """A batch's test results, read out of its records once and kept by key layout.
 
     Records of one test program list their tests in the same order, so records are grouped by
-    their key layout (one tuple per record, built in C) and each group is converted in one
-    ``np.array`` call with a precomputed column map, instead of a Python step per test.
+    their key layout (one tuple per record, built in C) and each group becomes one
+    ``values`` block (rows x keys, NaN where a result is not a measurement) in one numpy
+    call instead of a Python step per test. The feature matrix for any feature order, the
+    online model's input and the count of non-measurements all come from these blocks.
+
+    >>> batch = Measurements([{"tests": {"a": 1.0, "b": None}}, {"tests": {"b": 2.0}}])
+    >>> batch.matrix(["b", "a"]).tolist(), batch.missing
+    ([[nan, 1.0], [2.0, nan]], 1)
     """
-    out = np.full((len(records), len(names)), np.nan)
-    if not len(records) or not len(names):
+
+    def __init__(self, records: Sequence[dict[str, Any]]):
+        self.records, self.n = records, len(records)
+        self._rows: list[dict[str, float]] | None = None
+        layouts: dict[tuple, list[int]] = {}
+        for i, record in enumerate(records):
+            tests = record["tests"]
+            layouts.setdefault(tests.names if type(tests) is Results else tuple(tests), []).append(i)
+        #: ``(keys, rows, values)`` per key layout: the batch rows (intp) and their results
+        self.blocks: list[tuple[tuple[str, ...], np.ndarray, np.ndarray]] = []
+        self.missing = 0  # results that are null, NaN, inf or |v| >= 1e30
+        for keys, rows in layouts.items():
+            if not keys:
+                continue
+            values = _values_block([records[i]["tests"] for i in rows], len(keys))
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(values) < SENTINEL_ABS)  # NaN (and None) and inf too
+            if bad.any():
+                values[bad] = np.nan
+                self.missing += int(np.count_nonzero(bad))
+            self.blocks.append((keys, np.asarray(rows, dtype=np.intp), values))
+
+    def matrix(self, names: Sequence[str]) -> np.ndarray:
+        """The ``n x len(names)`` matrix of these results in the order ``names``."""
+        out = np.full((self.n, len(names)), np.nan)
+        column = {name: j for j, name in enumerate(names)}
+        for keys, rows, values in self.blocks:
+            src = [k for k, name in enumerate(keys) if name in column]
+            if not src:
+                continue
+            cols = np.fromiter((column[keys[k]] for k in src), dtype=np.intp, count=len(src))
+            block = values if len(src) == len(keys) else values[:, src]
+            if len(rows) == self.n:  # one layout for the whole batch (one test program)
+                out[:, cols] = block
+            else:
+                out[rows[:, None], cols] = block
         return out
-    column = {name: j for j, name in enumerate(names)}
-    layouts: dict[tuple, list[int]] = {}
-    for i, record in enumerate(records):
-        layouts.setdefault(tuple(record["tests"]), []).append(i)
-    for keys, rows in layouts.items():
-        src = [k for k, name in enumerate(keys) if name in column]
-        if not src:
-            continue
-        block = _values_block([records[i]["tests"] for i in rows], len(keys))
-        cols = np.fromiter((column[keys[k]] for k in src), dtype=np.intp, count=len(src))
-        if len(src) < len(keys):
-            block = block[:, src]
-        if len(rows) == len(records):  # one layout for the whole batch (one test program)
-            out[:, cols] = block
-        else:
-            out[np.asarray(rows, dtype=np.intp)[:, None], cols] = block
-    with np.errstate(invalid="ignore"):
-        out[np.abs(out) >= SENTINEL_ABS] = np.nan  # inf too; NaN stays NaN
-    return out
+
+    def rows(self) -> list[dict[str, float]]:
+        """``measurement_rows`` of the records (made once, on first use)."""
+        if self._rows is None:
+            self._rows = measurement_rows(self.records)
+        return self._rows
 
 
 def _values_block(tests: list[dict[str, Any]], width: int) -> np.ndarray:
     """The values of same-layout ``tests`` dicts as a ``len(tests) x width`` float array."""
+    if all(type(t) is Results for t in tests):  # binary records: their results are arrays already
+        return np.vstack([t.array for t in tests])
     try:  # the common case, no nulls: one C loop over every value
         flat = np.fromiter(itertools.chain.from_iterable(map(dict.values, tests)), dtype=float,
                            count=len(tests) * width)
@@ -140,10 +175,12 @@ def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
 
 
 def count_sentinels(records: Sequence[dict[str, Any]], names: Sequence[str]) -> tuple[int, int]:
-    """``(sentinels, values)``: how many of the selected results are NaN, inf or |v| >= 1e30."""
+    """``(sentinels, values)``: how many of the selected results are inf or |v| >= 1e30, and
+    how many there are; a null is no result (nor a NaN: a binary record's null)."""
     wanted = set(names)
     values = [v for r in records for k, v in r["tests"].items() if k in wanted and v is not None]
     if not values:
         return 0, 0
     arr = np.asarray(values, dtype=float)
-    return int((~np.isfinite(arr) | (np.abs(arr) >= SENTINEL_ABS)).sum()), len(arr)
+    arr = arr[~np.isnan(arr)]
+    return int((np.isinf(arr) | (np.abs(arr) >= SENTINEL_ABS)).sum()), len(arr)

@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 from river import anomaly, compose, linear_model, optim, preprocessing
 
+from stream_ct.features import Measurements
+
 #: river's defaults for its linear models: intercept learning rate and gradient clip.
 _INTERCEPT_LR = 0.01
 _CLIP_GRADIENT = 1e12
@@ -48,12 +50,8 @@ class _ScaledLinear:
         self.weights = np.zeros(0)
         self.intercept = 0.0
 
-    def _matrix(self, rows: Sequence[dict[str, float]]) -> tuple[np.ndarray, bool]:
-        """Rows as an (n x slots) array, NaN where a row lacks the feature (new features get
-        slots), and whether no row lacks one."""
-        layouts: dict[tuple, list[int]] = {}
-        for i, row in enumerate(rows):
-            layouts.setdefault(tuple(row), []).append(i)
+    def _slots(self, layouts) -> None:
+        """Slots for the keys not seen before (the state arrays grow with zeros)."""
         slot = self.slot
         for keys in layouts:
             for k in keys:
@@ -63,6 +61,15 @@ class _ScaledLinear:
         if grow:
             self.counts, self.means, self.vars, self.weights = (
                 np.concatenate([a, np.zeros(grow)]) for a in (self.counts, self.means, self.vars, self.weights))
+
+    def _matrix(self, rows: Sequence[dict[str, float]]) -> tuple[np.ndarray, bool]:
+        """Rows as an (n x slots) array, NaN where a row lacks the feature (new features get
+        slots), and whether no row lacks one."""
+        layouts: dict[tuple, list[int]] = {}
+        for i, row in enumerate(rows):
+            layouts.setdefault(tuple(row), []).append(i)
+        self._slots(layouts)
+        slot = self.slot
         complete = all(len(keys) == len(slot) for keys in layouts)
         X = np.empty((len(rows), len(slot))) if complete else np.full((len(rows), len(slot)), np.nan)
         for keys, members in layouts.items():
@@ -74,6 +81,13 @@ class _ScaledLinear:
             else:
                 X[np.ix_(members, cols)] = block
         return X, complete
+
+    def _matrix_of(self, batch: Measurements) -> tuple[np.ndarray, bool]:
+        """The same from a batch's result blocks (a non-measurement is a NaN there, which the
+        scaler treats as an absent feature, as river does with the filtered row)."""
+        self._slots(keys for keys, _, _ in batch.blocks)
+        X = batch.matrix(list(self.slot))
+        return X, not np.isnan(X).any()
 
     def _scaled(self, X: np.ndarray, complete: bool, learned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row scaled with the statistics before it (predict) and after it (learn), and
@@ -120,15 +134,15 @@ class _ScaledLinear:
         self.counts, self.means, self.vars = n_in[-1].copy(), mean_in[-1].copy(), var_in[-1].copy()
         return predict_x, learn_x
 
-    def run(self, rows: Sequence[dict[str, float]], labels: Sequence[float]) -> np.ndarray:
+    def run(self, rows: Sequence[dict[str, float]] | Measurements, labels: Sequence[float]) -> np.ndarray:
         """Score each row with the model as it was before it, then learn it if labeled."""
-        n = len(rows)
+        n = rows.n if isinstance(rows, Measurements) else len(rows)
         scores = np.empty(n)
         if not n:
             return scores
         labels = np.asarray(labels, dtype=float)
         learned = ~np.isnan(labels)
-        X, complete = self._matrix(rows)
+        X, complete = self._matrix_of(rows) if isinstance(rows, Measurements) else self._matrix(rows)
         lr, w, b = self.lr, self.weights, self.intercept
         for c0 in range(0, n, self.chunk):  # chunk by chunk: the arrays stay in cache
             c1 = min(n, c0 + self.chunk)
@@ -194,17 +208,22 @@ class OnlineModel:
             self.model = compose.Pipeline(preprocessing.StandardScaler(), head)
         self.n_learned = 0
 
-    def predict_learn(self, rows: Sequence[dict[str, float]], labels: Sequence[float]) -> np.ndarray:
+    def predict_learn(self, rows: Sequence[dict[str, float]] | Measurements, labels: Sequence[float]) -> np.ndarray:
         """Score every row with the model as it was before that row, then learn the labeled ones.
+        ``rows`` are dicts of measurements, or a batch's ``Measurements`` (the numpy engine
+        reads its blocks; river's models get its rows).
 
         Returns P(positive) for classification, the predicted value for regression.
         """
-        if len(rows) != len(labels):
-            raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
+        n = rows.n if isinstance(rows, Measurements) else len(rows)
+        if n != len(labels):
+            raise ValueError(f"{n} rows but {len(labels)} labels")
         if self.fast is not None:
             scores = self.fast.run(rows, labels)
             self.n_learned += int(np.count_nonzero(~np.isnan(np.asarray(labels, dtype=float))))
             return scores
+        if isinstance(rows, Measurements):
+            rows = rows.rows()
         scores = np.empty(len(rows))
         for i, (x, y) in enumerate(zip(rows, labels)):
             if self.task == "classification":

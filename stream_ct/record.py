@@ -46,6 +46,20 @@ def validate_record(record: Any) -> str | None:
     """
     if not isinstance(record, dict):
         return f"record is a JSON {type(record).__name__}, not an object"
+    return validate_fields(record) or _validate_tests(record.get("tests"))
+
+
+def _validate_tests(tests: Any) -> str | None:
+    if not isinstance(tests, dict) or not tests:
+        return "field tests must be a non-empty object of test results"
+    for name, value in tests.items():
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            return f"test {name!r} result must be a number or null"
+    return None
+
+
+def validate_fields(record: dict[str, Any]) -> str | None:
+    """Why the fields of ``record`` other than ``tests`` are not valid, or None."""
     for name in IDENTITY_FIELDS:
         if name not in record:
             return f"missing field: {name}"
@@ -54,14 +68,6 @@ def validate_record(record: Any) -> str | None:
     ts = record.get("ts")
     if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):
         return "field ts must be a finite number (epoch seconds)"
-    tests = record.get("tests")
-    if not isinstance(tests, dict) or not tests:
-        return "field tests must be a non-empty object of test results"
-    for name, value in tests.items():
-        if value is None:
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return f"test {name!r} result must be a number or null"
     for name in ("x", "y", "head", "site", "hard_bin", "soft_bin"):
         value = record.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):

@@ -29,7 +29,7 @@ from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import die_ids, feature_matrix, measurement_rows, target_vector
+from stream_ct.features import Measurements, die_ids, target_vector
 from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer)
@@ -273,21 +273,21 @@ class Server:
         records = [rec for _, rec in valid]
         sources = [messages[i] for i, _ in valid]
         labels = target_vector(records, self.config.model.target)
-        rows = measurement_rows(records)
+        results = Measurements(records)
         # Results that are not measurements (null, NaN, inf, 9.9e37) are kept out of every model
         # and statistic, and counted.
-        self.counts["missing_results"] += sum(map(len, (r["tests"] for r in records))) - sum(map(len, rows))
-        online_scores = self.online.predict_learn(rows, labels)
+        self.counts["missing_results"] += results.missing
+        online_scores = self.online.predict_learn(results, labels)
         self.online_metric.add(online_scores, labels)
         X = shadow_scores = None
         if self.champion is not None:
-            X = feature_matrix(records, self.champion.meta["feature_names"])
+            X = results.matrix(self.champion.meta["feature_names"])
             scores = score(self.task, self.champion.estimator, X)
             self._emit_predictions(records, sources, scores, "champion", self.champion.version)
             self.champion_metric.add(scores, labels)
             if self.shadow is not None:
                 shadow_names = self.shadow.meta["feature_names"]
-                Xs = X if shadow_names == self.champion.meta["feature_names"] else feature_matrix(records, shadow_names)
+                Xs = X if shadow_names == self.champion.meta["feature_names"] else results.matrix(shadow_names)
                 shadow_scores = score(self.task, self.shadow.estimator, Xs)
                 self.shadow_metrics[0].add(shadow_scores, labels)
                 self.shadow_metrics[1].add(scores, labels)
@@ -295,7 +295,7 @@ class Server:
             scores = online_scores
             self._emit_predictions(records, sources, scores, "online", None)
         if self.config.labels.topic:
-            self._await_labels(records, rows, labels, scores, shadow_scores)
+            self._await_labels(records, results.rows(), labels, scores, shadow_scores)
         start = self.position
         self.position += len(records)
         self.timestamps.extend(m.timestamp for m in sources)

@@ -37,6 +37,7 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
+from stream_ct.binary_record import ENCODERS, add_encoding_argument
 from stream_ct.record import part_key
 from stream_ct.recording import Message, write_recording
 
@@ -441,16 +442,19 @@ def _slice(batch: SimBatch, a: int, b: int) -> SimBatch:
     return dataclasses.replace(batch, **{name: getattr(batch, name)[a:b] for name in _ARRAYS})
 
 
-def simulate_to_recording(scenario: str, n_records: int, seed: int, out_path: str, **params: Any) -> int:
+def simulate_to_recording(scenario: str, n_records: int, seed: int, out_path: str, encoding: str = "json",
+                          **params: Any) -> int:
     """Write ``n_records`` simulated parts as a recording and the ground truth next to it.
 
-    Messages: key ``lot/wafer/part``, value the record as JSON, timestamp ``ts`` in ms,
+    Messages: key ``lot/wafer/part``, value the record (JSON, or ``encoding="binary"``:
+    ``stream_ct.binary_record``), timestamp ``ts`` in ms,
     headers ``source=simulate`` and ``scenario``. The truth goes to ``out_path + ".truth.json"``.
     ``onset`` defaults to ``n_records // 2``; other ``params`` go to ``Simulator``.
     Returns the number of records written.
     """
     params.setdefault("onset", n_records // 2)
     sim = Simulator(scenario=scenario, seed=seed, **params)
+    encode = ENCODERS[encoding]
     headers = [("source", b"simulate"), ("scenario", scenario.encode())]
     chunk = 20_000
     report_every = max(n_records // 10, 1)
@@ -461,7 +465,7 @@ def simulate_to_recording(scenario: str, n_records: int, seed: int, out_path: st
         while done < n_records:
             batch = sim.generate(min(chunk, n_records - done))
             for rec, ts_ms in zip(batch.records(), np.rint(batch.ts * 1000).astype(np.int64).tolist()):
-                yield Message(part_key(rec).encode(), orjson.dumps(rec), ts_ms, headers, None)
+                yield Message(part_key(rec).encode(), encode(rec), ts_ms, headers, None)
             before, done = done, done + len(batch)
             if show_progress and done // report_every > before // report_every:
                 print(f"simulate: {done:,}/{n_records:,} records ({100 * done // n_records}%)",
@@ -491,7 +495,7 @@ def _run(args: argparse.Namespace) -> int:
         print("stream-ct simulate: error: --records must be at least 1", file=sys.stderr)
         return 2
     try:
-        count = simulate_to_recording(args.scenario, args.records, args.seed, args.out, **params)
+        count = simulate_to_recording(args.scenario, args.records, args.seed, args.out, args.encoding, **params)
     except ValueError as exc:
         print(f"stream-ct simulate: error: {exc}", file=sys.stderr)
         return 2
@@ -527,5 +531,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help="within-wafer sd factor for variance-change (default: 2.0)")
     parser.add_argument("--parts-per-wafer", type=int, default=400, metavar="N", help="parts per wafer (default: 400)")
     parser.add_argument("--wafers-per-lot", type=int, default=25, metavar="N", help="wafers per lot (default: 25)")
+    add_encoding_argument(parser)
     parser.set_defaults(func=_run)
     return parser

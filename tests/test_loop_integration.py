@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from harness import Service, events_for, prediction_values, wait_for_event, write_config
+from stream_ct.binary_record import ENCODERS
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import RETRAIN_TOPIC, make_producer
 from stream_ct.record import part_key
@@ -25,8 +26,9 @@ FAB = dict(parts_per_wafer=50, wafers_per_lot=5)
 REFERENCE = 10_000
 
 
-def messages(records) -> list[Message]:
-    return [Message(part_key(r).encode(), orjson.dumps(r), int(r["ts"] * 1000), [("source", b"test")], None)
+def messages(records, encoding: str = "json") -> list[Message]:
+    encode = ENCODERS[encoding]
+    return [Message(part_key(r).encode(), encode(r), int(r["ts"] * 1000), [("source", b"test")], None)
             for r in records]
 
 
@@ -120,12 +122,13 @@ def test_candidate_on_corrupted_labels_is_rejected_and_champion_keeps_serving(tm
     assert versions == {1}
 
 
-@pytest.mark.parametrize("prediction_messages", ["part", "batch"])
-def test_bad_records_go_to_the_dlq_and_nothing_is_lost(tmp_path, kafka_bootstrap, topic, prediction_messages):
+@pytest.mark.parametrize("encoding, prediction_messages", [("json", "part"), ("binary", "batch")])
+def test_bad_records_go_to_the_dlq_and_nothing_is_lost(tmp_path, kafka_bootstrap, topic, encoding, prediction_messages):
     records, _ = simulated("none", 7000, seed=9)
-    good = messages(records)
+    good = messages(records, encoding)
     bad = [Message(b"k1", b"{not json", 1, [], None), Message(b"k2", b'{"lot_id": 1}', 2, [], None),
-           Message(b"k3", b"\xff\xfe", 3, [("h", b"\x00")], None), Message(b"k4", b"[1, 2]", 4, [], None)]
+           Message(b"k3", b"\xff\xfe", 3, [("h", b"\x00")], None), Message(b"k4", b"[1, 2]", 4, [], None),
+           Message(b"k5", ENCODERS["binary"](records[0])[:-3], 5, [], None)]  # a truncated binary record
     mixed = good[:6000] + bad + good[6000:]
     config_path = write_config(tmp_path, topic, drift_enabled="false",  # this test is about decoding
                                prediction_messages=prediction_messages)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_ct.features import feature_matrix, select_features, target_vector
+from stream_ct.features import (Measurements, _feature_matrix_reference, feature_matrix, measurement_rows, select_features,
+                               target_vector)
 
 RECORDS = [
     {"tests": {"1:VDD": 1.0, "2:IDD": 2.0, "10:FREQ": 3.0, "9:temp": 4.0}},
@@ -73,3 +74,25 @@ def test_target_vector_missing_labels_are_nan():
 
 def test_target_vector_empty():
     assert target_vector([], "passed").shape == (0,)
+
+
+def test_measurements_equal_a_per_test_reading_of_the_records():
+    """Mixed key layouts, nulls, NaN, inf and sentinels, keys the names lack and names no record has."""
+    rng = np.random.default_rng(3)
+    keys = [f"{i}:t{i}" for i in range(12)]
+    specials = [None, float("nan"), float("inf"), 9.9e37, -1e31]
+    records = []
+    for _ in range(300):
+        chosen = [k for k in keys if rng.random() < 0.8]
+        rng.shuffle(chosen)
+        records.append({"tests": {k: (specials[rng.integers(len(specials))] if rng.random() < 0.1
+                                      else float(rng.normal())) for k in chosen}})
+    records.append({"tests": {}})
+    batch = Measurements(records)
+    for names in (keys, keys[::-1][:5], ["absent", keys[3]]):
+        np.testing.assert_array_equal(batch.matrix(names), _feature_matrix_reference(records, names))
+        np.testing.assert_array_equal(feature_matrix(records, names), _feature_matrix_reference(records, names))
+    real = [{k: v for k, v in r["tests"].items() if v is not None and np.isfinite(v) and abs(v) < 1e30}
+            for r in records]
+    assert batch.missing == sum(len(r["tests"]) for r in records) - sum(map(len, real))
+    assert batch.rows() == real and measurement_rows(records) == real

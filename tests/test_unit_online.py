@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from stream_ct.features import Measurements, measurement_rows
 from stream_ct.online import OnlineModel
 
 RNG = np.random.default_rng(5)
@@ -117,3 +118,30 @@ def test_numpy_engine_matches_river(task, complete):
     fast.learn(rows[0], labels[1]), river.learn(rows[0], labels[1])  # a late label
     np.testing.assert_allclose(fast.predict_learn(rows[:50], [math.nan] * 50),
                                river.predict_learn(rows[:50], [math.nan] * 50), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_batch_of_results_scores_as_its_measurement_rows(task):
+    """Serve hands the model a batch's ``Measurements`` (non-measurements are NaN there): the
+    numpy engine must score as river does on the rows without them."""
+    rows, labels = _mixed_stream(complete=False)
+    if task == "classification":
+        labels = [y if math.isnan(y) else float(y > 0) for y in labels]
+    records = []
+    for i, row in enumerate(rows):
+        tests = dict(row)
+        if i % 11 == 0:
+            tests["a"] = [None, math.nan, 9.9e37, -math.inf][i % 4]  # not a measurement
+        if i % 13 == 0:
+            tests["only_sentinels"] = 9.9e37  # a key that never carries a measurement
+        records.append({"tests": tests})
+    fast, river = OnlineModel(task), OnlineModel(task, engine="river")
+    for lo, hi in ((0, 1), (1, 250), (250, 700)):
+        batch = Measurements(records[lo:hi])
+        np.testing.assert_allclose(fast.predict_learn(batch, labels[lo:hi]),
+                                   river.predict_learn(measurement_rows(records[lo:hi]), labels[lo:hi]),
+                                   rtol=1e-9, atol=1e-12)
+    assert fast.n_learned == river.n_learned
+    probe = Measurements(records[:40])  # river's engine takes the batch too (its rows)
+    np.testing.assert_allclose(fast.predict_learn(probe, [math.nan] * 40),
+                               river.predict_learn(probe, [math.nan] * 40), rtol=1e-9, atol=1e-12)

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from stream_ct.binary_record import add_encoding_argument
 from stream_ct.stdf.errors import StdfError
 
 EPILOG = """examples:
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     pub.add_argument("--bootstrap-servers", metavar="HOST:PORT", default=None,
                      help="Kafka bootstrap servers (default: $STREAM_CT_BOOTSTRAP or 127.0.0.1:9092)")
     pub.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_encoding_argument(pub)
     pub.set_defaults(func=run_publish)
 
     conv = actions.add_parser("convert", help="write the parts as a recording (JSON lines)",
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
     conv.add_argument("files", nargs="+", metavar="FILE", help="STDF V4 files")
     conv.add_argument("--out", required=True, metavar="RECORDING", help="output recording, e.g. parts.jsonl")
     conv.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_encoding_argument(conv)
     conv.set_defaults(func=run_convert)
 
 
@@ -60,7 +63,7 @@ def run_convert(args) -> int:
         print(problem, file=sys.stderr)
         return 2
     try:
-        convert(args.files, args.out, progress=not args.quiet)
+        convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding)
     except StdfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +81,7 @@ def run_publish(args) -> int:
         return 2
     bootstrap = bootstrap_servers(args.bootstrap_servers)
     try:
-        publish(args.files, args.topic, bootstrap, progress=not args.quiet)
+        publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding)
     except StdfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
