@@ -85,9 +85,11 @@ def main() -> int:
 
 def swap_run(args, bootstrap) -> list | None:
     """One served topic with a swap half-way: the row of figures, or None if no swap ran."""
+    from stream_ct.kafka_io import MODELS_TOPIC, make_producer
     from stream_ct.prediction_messages import unpack_all
     from stream_ct.registry import Registry
     from stream_ct.replay import record
+    from stream_ct.retrain_worker import announcement
     from stream_ct.serve import Server
 
     n = args.records
@@ -103,6 +105,15 @@ def swap_run(args, bootstrap) -> list | None:
     values = values[10000:]
     publish(topic, values, bootstrap)
     announce(config, v1, bootstrap)
+
+    # v2's announcement, and the producer that sends it mid-run, made before serve starts: a
+    # producer's start-up (metadata, threads) in this process would land in serve's batches
+    announcer = make_producer(bootstrap)
+    v2_announcement = announcement(Registry(registry), config.model.name, v2, "benchmark")
+
+    def announce_v2():
+        announcer.send(MODELS_TOPIC, key=config.model.name.encode(), value=v2_announcement)
+        announcer.flush()
 
     server = Server(config, bootstrap, exit_when_idle_s=3.0)
     process, swap, batch_done = server._process, server._swap_if_ready, server.sm.batch_done
@@ -121,7 +132,7 @@ def swap_run(args, bootstrap) -> list | None:
         process(batch)
         if state["announced_at"] is None and server.position >= n // 2:
             state["announced_at"] = len(rows) + 1
-            threading.Thread(target=announce, args=(config, v2, bootstrap), daemon=True).start()
+            threading.Thread(target=announce_v2, daemon=True).start()
 
     def timed_done(*a, **kw):
         rows.append({"seconds": kw["seconds"] + state["swap_s"], "records": kw["records"]})
@@ -130,6 +141,7 @@ def swap_run(args, bootstrap) -> list | None:
 
     server._swap_if_ready, server._process, server.sm.batch_done = timed_swap, timed_process, timed_done
     server.run()
+    announcer.close()
     predictions = {p["offset"] for p in unpack_all(m.value for m in record(config.predictions_topic, bootstrap))}
     lost = n - len(predictions & set(range(n)))
 
