@@ -108,6 +108,8 @@ def decode(value: bytes) -> dict[str, Any]:
 def _keys(raw: bytes, n: int) -> tuple[tuple[str, ...], dict[str, int]]:
     known = _schemas.get(raw)
     if known is not None:
+        if len(known[0]) != n:
+            raise BinaryRecordError(f"binary record: {len(known[0])} test keys for {n} results")
         return known
     try:
         parsed = orjson.loads(raw)

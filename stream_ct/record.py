@@ -46,7 +46,24 @@ def validate_record(record: Any) -> str | None:
     """
     if not isinstance(record, dict):
         return f"record is a JSON {type(record).__name__}, not an object"
-    return validate_fields(record) or _validate_tests(record.get("tests"))
+    return _validate_identity(record) or _validate_tests(record.get("tests")) or _validate_other_fields(record)
+
+
+def validate_fields(record: dict[str, Any]) -> str | None:
+    """Why the fields of ``record`` other than ``tests`` are not valid, or None."""
+    return _validate_identity(record) or _validate_other_fields(record)
+
+
+def _validate_identity(record: dict[str, Any]) -> str | None:
+    for name in IDENTITY_FIELDS:
+        if name not in record:
+            return f"missing field: {name}"
+        if not isinstance(record[name], (str, int)) or isinstance(record[name], bool):
+            return f"field {name} must be a string or integer"
+    ts = record.get("ts")
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):
+        return "field ts must be a finite number (epoch seconds)"
+    return None
 
 
 def _validate_tests(tests: Any) -> str | None:
@@ -58,16 +75,7 @@ def _validate_tests(tests: Any) -> str | None:
     return None
 
 
-def validate_fields(record: dict[str, Any]) -> str | None:
-    """Why the fields of ``record`` other than ``tests`` are not valid, or None."""
-    for name in IDENTITY_FIELDS:
-        if name not in record:
-            return f"missing field: {name}"
-        if not isinstance(record[name], (str, int)) or isinstance(record[name], bool):
-            return f"field {name} must be a string or integer"
-    ts = record.get("ts")
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):
-        return "field ts must be a finite number (epoch seconds)"
+def _validate_other_fields(record: dict[str, Any]) -> str | None:
     for name in ("x", "y", "head", "site", "hard_bin", "soft_bin"):
         value = record.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):

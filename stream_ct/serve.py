@@ -11,6 +11,7 @@ batches.
 from __future__ import annotations
 
 import collections
+import functools
 import gc
 import itertools
 import math
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
@@ -39,7 +40,7 @@ from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
 from stream_ct.outbox import Outbox
-from stream_ct.prediction_messages import PARTS_PER_MESSAGE, batch_message
+from stream_ct.prediction_messages import PARTS_PER_MESSAGE, batch_messages
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
@@ -107,8 +108,10 @@ class Server:
         self.sm = serve_metrics(self.metrics)
         self.metrics_args = metrics_args
         self.assigned = False
+        self.consumed: dict[TopicPartition, int] = {}  # next offset per partition read, inputs and labels
         self.commit_offsets: dict = {}  # the offsets the last commit covers
-        self.pending_commit = None  # its future while the broker has not answered
+        self.commits_sent = 0
+        self.last_commit = "none"  # the answer to the last commit: "none" sent, "pending", "done" or "failed"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -202,25 +205,41 @@ class Server:
         failed (the broker went away, a rebalance), this one is made synchronously, retried
         while the broker is away. Stopping during an outage leaves the batch uncommitted; it is
         read again on restart (at least once)."""
-        previous = self.pending_commit
-        self.commit_offsets = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in consumer.assignment()}
-        if previous is not None and previous.failed():
+        assigned = consumer.assignment()
+        self.consumed = {tp: offset for tp, offset in self.consumed.items() if tp in assigned}
+        self.commit_offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self.consumed.items()}
+        if self.last_commit == "failed":
             self.counts["async_commit_failures"] += 1
-            self.pending_commit = None
             self._commit_now(consumer)
-        else:
-            self.pending_commit = consumer.commit_async(offsets=dict(self.commit_offsets))
+            return
+        self.commits_sent += 1
+        self.last_commit = "pending"
+        consumer.commit_async(offsets=dict(self.commit_offsets),
+                              callback=functools.partial(self._commit_answered, self.commits_sent))
+
+    def _commit_answered(self, number: int, _offsets, response) -> None:
+        """kafka-python's answer to commit ``number``; only the latest commit's counts (a later
+        commit covers an earlier one)."""
+        if number == self.commits_sent:
+            self.last_commit = "failed" if isinstance(response, Exception) else "done"
 
     def _settle_commit(self, consumer) -> None:
         """Before the consumer closes: the last commit made sure of (again, synchronously, unless
-        the broker already answered it)."""
-        if self.pending_commit is not None and not (self.pending_commit.is_done and self.pending_commit.succeeded()):
-            self._commit_now(consumer)
-        self.pending_commit = None
+        its answer came). A commit the broker refuses here (the group moved on) is logged: the
+        batch is read again by whoever owns its partition."""
+        if self.last_commit in ("pending", "failed"):
+            try:
+                self._commit_now(consumer)
+            except KafkaError as exc:
+                log("serve", f"the last commit failed ({type(exc).__name__}: {exc}); its batch will be read again")
 
     def _commit_now(self, consumer) -> None:
         offsets = {tp: o for tp, o in self.commit_offsets.items() if tp in consumer.assignment()}
-        if offsets and not self._while_unreachable("commit", lambda: consumer.commit(offsets))[0]:
+        if not offsets:
+            return
+        if self._while_unreachable("commit", lambda: consumer.commit(offsets))[0]:
+            self.last_commit = "done"
+        else:
             log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
 
     def _while_unreachable(self, what: str, call) -> tuple[bool, Any]:
@@ -256,6 +275,7 @@ class Server:
         parts, labels = [], []
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             (labels if tp.topic == labels_topic else parts).extend(batch[tp])
+            self.consumed[tp] = batch[tp][-1].offset + 1
             if tp.topic != labels_topic:
                 self.end_offsets[tp.partition] = batch[tp][-1].offset + 1
         if parts:
@@ -333,17 +353,21 @@ class Server:
                              timestamp_ms=message.timestamp)
 
     def _emit_batched(self, records, sources, keys, scores, labels, source, version) -> None:
-        """One message per input partition and ``PARTS_PER_MESSAGE`` parts (``prediction_messages
-        = "batch"``); ``sources`` come sorted by partition, as ``_process`` gathers them."""
+        """One message per input partition and ``PARTS_PER_MESSAGE`` parts, split further when too
+        large (``prediction_messages = "batch"``); ``sources`` come sorted by partition, as
+        ``_process`` gathers them."""
         topic, name, start = self.config.predictions_topic, self.config.model.name, 0
         for partition, group in itertools.groupby(sources, key=lambda m: m.partition):
             end = start + len(list(group))
             for lo in range(start, end, PARTS_PER_MESSAGE):
                 hi = min(lo + PARTS_PER_MESSAGE, end)
-                key, value = batch_message(self.config.consumer.input_topic, partition, name, version, source,
-                                           keys[lo:hi], scores[lo:hi], labels[lo:hi],
-                                           [m.offset for m in sources[lo:hi]], [r["ts"] for r in records[lo:hi]])
-                self.outbox.send(topic, key=key, value=value, timestamp_ms=sources[hi - 1].timestamp)
+                sent = lo
+                for (key, value), parts in batch_messages(
+                        self.config.consumer.input_topic, partition, name, version, source, keys[lo:hi],
+                        scores[lo:hi], labels[lo:hi], [m.offset for m in sources[lo:hi]],
+                        [r["ts"] for r in records[lo:hi]]):
+                    sent += parts
+                    self.outbox.send(topic, key=key, value=value, timestamp_ms=sources[sent - 1].timestamp)
             start = end
 
     def _predictions(self, scores: np.ndarray, source: str) -> list:

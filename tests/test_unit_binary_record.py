@@ -78,6 +78,15 @@ MALFORMED = [
 ]
 
 
+def test_known_keys_with_another_number_of_results_are_dead_lettered():
+    """The key list is parsed once per program; a later record must still match it."""
+    first = _binary(2, b'["k1","k2"]', HEADER)
+    valid, invalid = decode_batch([first, _binary(1, b'["k1","k2"]', HEADER), _binary(3, b'["k1","k2"]', HEADER)])
+    assert [i for i, _ in valid] == [0]
+    assert [(i, reason) for i, reason in invalid] == [(1, "binary record: 2 test keys for 1 results"),
+                                                      (2, "binary record: 2 test keys for 3 results")]
+
+
 @pytest.mark.parametrize("value, reason", MALFORMED, ids=[r for _, r in MALFORMED])
 def test_a_malformed_binary_record_is_dead_lettered_with_its_reason(value, reason):
     good = encode({"lot_id": "L", "wafer_id": "W", "part_id": 2, "ts": 2.0, "tests": {"a": 1.0}})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stream_ct.config import ConfigError, ConsumerConfig
+from stream_ct import prediction_messages
 from stream_ct.prediction_messages import PARTS_PER_MESSAGE, unpack, unpack_all
 from stream_ct.serve import Server
 
@@ -68,6 +69,25 @@ def test_batched_messages_unpack_to_the_per_part_predictions(sizes):
         assert 0 < len(parts) <= PARTS_PER_MESSAGE
         last = [s for s in sources if (s.partition, s.offset) == (parts[-1]["partition"], parts[-1]["offset"])]
         assert kw["timestamp_ms"] == last[0].timestamp
+
+
+def test_a_batch_too_large_for_one_message_is_split(monkeypatch):
+    """Very long part keys: halves until each message fits, the parts and their order kept."""
+    monkeypatch.setattr(prediction_messages, "MAX_MESSAGE_BYTES", 3_000)
+    records, sources = _batch([50, 3])
+    for r in records:
+        r["part_id"] = "p" * 100 + str(r["part_id"])
+    scores = np.linspace(0, 1, len(records))
+    per_part, batched = _server("part"), _server("batch")
+    for server in (per_part, batched):
+        server._emit_predictions(records, sources, scores, "champion", 1)
+    values = [kw["value"] for _, kw in batched.outbox.sent]
+    assert len(values) > 2 and all(len(v) <= 3_000 for v in values)
+    assert unpack_all(values) == unpack_all(kw["value"] for _, kw in per_part.outbox.sent)
+    for _, kw in batched.outbox.sent:
+        last = unpack(kw["value"])[-1]
+        assert kw["timestamp_ms"] == next(s.timestamp for s in sources
+                                          if (s.partition, s.offset) == (last["partition"], last["offset"]))
 
 
 def test_unknown_prediction_message_format_is_refused():

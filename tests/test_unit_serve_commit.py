@@ -9,30 +9,33 @@ import types
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError
-from kafka.future import Future
+from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 
 import stream_ct.reconnect as reconnect
 from stream_ct.serve import Server
 
 
+PART = TopicPartition("parts", 0)
+
+
 class FlakyConsumer:
-    """One assigned partition at ``position``; its synchronous commits raise the given errors
-    first, then commit; its asynchronous commits answer when the test says so."""
+    """One assigned partition; its synchronous commits raise the given errors first, then
+    commit; its asynchronous commits are answered when the test says so (``answer``)."""
 
     def __init__(self, *errors):
         self.errors, self.commits, self.async_commits = list(errors), [], []
-        self.positions = {TopicPartition("parts", 0): 10}
+        self.assigned = {PART}
 
     def assignment(self):
-        return set(self.positions)
+        return set(self.assigned)
 
-    def position(self, tp):
-        return self.positions[tp]
+    def commit_async(self, offsets, callback):
+        self.async_commits.append(({tp: o.offset for tp, o in offsets.items()}, callback))
 
-    def commit_async(self, offsets):
-        self.async_commits.append((offsets, Future()))
-        return self.async_commits[-1][1]
+    def answer(self, response=None):
+        """kafka-python's callback for the last asynchronous commit (an exception: it failed)."""
+        offsets, callback = self.async_commits[-1]
+        callback(offsets, response)
 
     def commit(self, offsets):
         if self.errors:
@@ -43,8 +46,14 @@ class FlakyConsumer:
 def _server(stopping=False):
     server = Server.__new__(Server)  # only the state these calls use
     server.counts, server.stopping = collections.Counter(), stopping
-    server.commit_offsets, server.pending_commit = {}, None
+    server.consumed, server.commit_offsets, server.commits_sent, server.last_commit = {}, {}, 0, "none"
     return server
+
+
+def _batch(server, consumer, next_offset):
+    """A batch read up to ``next_offset`` whose outputs were acknowledged: committed."""
+    server.consumed[PART] = next_offset
+    server._commit(consumer)
 
 
 class FlakyOffsets:
@@ -83,40 +92,45 @@ def no_sleep(monkeypatch):
     monkeypatch.setattr(reconnect.time, "sleep", lambda s: None)
 
 
-def _failed_async_commit(consumer, server):
-    """A batch whose asynchronous commit the broker refused."""
-    server._commit(consumer)
-    consumer.async_commits[-1][1].failure(KafkaConnectionError("111 ECONNREFUSED"))
-
-
 def test_commit_goes_out_without_waiting_for_the_answer():
     consumer, server = FlakyConsumer(), _server()
-    server._commit(consumer)
-    consumer.positions[TopicPartition("parts", 0)] = 20
-    consumer.async_commits[-1][1].success(None)
-    server._commit(consumer)
-    assert [{tp: o.offset for tp, o in offsets.items()} for offsets, _ in consumer.async_commits] == [
-        {TopicPartition("parts", 0): 10}, {TopicPartition("parts", 0): 20}]
+    _batch(server, consumer, 10)
+    consumer.answer()
+    _batch(server, consumer, 20)
+    assert [offsets for offsets, _ in consumer.async_commits] == [{PART: 10}, {PART: 20}]
     assert consumer.commits == []
 
 
 def test_a_failed_commit_is_made_again_synchronously_waiting_out_an_unreachable_broker(capsys):
     consumer = FlakyConsumer(KafkaConnectionError("111 ECONNREFUSED"), KafkaTimeoutError("metadata"))
     server = _server()
-    _failed_async_commit(consumer, server)
-    consumer.positions[TopicPartition("parts", 0)] = 20
-    server._commit(consumer)  # the next batch: covers both
-    assert consumer.commits == [{TopicPartition("parts", 0): 20}] and server.counts["commit_retries"] == 2
+    _batch(server, consumer, 10)
+    consumer.answer(KafkaConnectionError("111 ECONNREFUSED"))
+    _batch(server, consumer, 20)  # the next batch: covers both
+    assert consumer.commits == [{PART: 20}] and server.counts["commit_retries"] == 2
     assert server.counts["async_commit_failures"] == 1 and len(consumer.async_commits) == 1
     out = capsys.readouterr().out
     assert "retrying until Kafka is back" in out and "Kafka reachable again" in out
+    _batch(server, consumer, 30)  # answered: back to not waiting
+    assert consumer.async_commits[-1][0] == {PART: 30}
+
+
+def test_only_the_latest_commit_s_answer_counts():
+    consumer, server = FlakyConsumer(), _server()
+    _batch(server, consumer, 10)
+    first = consumer.async_commits[0][1]
+    _batch(server, consumer, 20)
+    first({PART: 10}, KafkaTimeoutError("late"))  # an older commit failing: the newer one covers it
+    _batch(server, consumer, 30)
+    assert consumer.commits == [] and len(consumer.async_commits) == 3
 
 
 def test_stopping_during_an_outage_leaves_the_batch_uncommitted(capsys):
     consumer = FlakyConsumer(KafkaConnectionError("111 ECONNREFUSED"))
     server = _server(stopping=True)
-    _failed_async_commit(consumer, server)
-    server._commit(consumer)
+    _batch(server, consumer, 10)
+    consumer.answer(KafkaConnectionError("111 ECONNREFUSED"))
+    _batch(server, consumer, 20)
     assert consumer.commits == []
     assert "read again on restart" in capsys.readouterr().out
 
@@ -124,27 +138,43 @@ def test_stopping_during_an_outage_leaves_the_batch_uncommitted(capsys):
 @pytest.mark.parametrize("answer", ["none yet", "failed"])
 def test_the_last_commit_is_made_sure_of_before_the_consumer_closes(answer):
     consumer, server = FlakyConsumer(), _server()
-    server._commit(consumer)
+    _batch(server, consumer, 10)
     if answer == "failed":
-        consumer.async_commits[-1][1].failure(KafkaTimeoutError("commit"))
-    consumer.positions[TopicPartition("parts", 0)] = 30  # a batch read but not committed (its outputs failed)
+        consumer.answer(KafkaTimeoutError("commit"))
+    server.consumed[PART] = 30  # a batch read but not committed (its outputs failed)
     server._settle_commit(consumer)
-    assert consumer.commits == [{TopicPartition("parts", 0): 10}]
+    assert consumer.commits == [{PART: 10}]
 
 
 def test_an_answered_commit_is_not_made_again():
     consumer, server = FlakyConsumer(), _server()
-    server._commit(consumer)
-    consumer.async_commits[-1][1].success(None)
+    _batch(server, consumer, 10)
+    consumer.answer()
     server._settle_commit(consumer)
     assert consumer.commits == []
 
 
+def test_a_refused_last_commit_does_not_stop_the_shutdown(capsys):
+    consumer, server = FlakyConsumer(CommitFailedError("the group rebalanced")), _server()
+    _batch(server, consumer, 10)
+    consumer.answer(CommitFailedError("the group rebalanced"))
+    server._settle_commit(consumer)
+    assert consumer.commits == [] and "its batch will be read again" in capsys.readouterr().out
+
+
+def test_partitions_no_longer_assigned_are_not_committed():
+    consumer, server = FlakyConsumer(), _server()
+    server.consumed[TopicPartition("parts", 1)] = 7  # revoked in a rebalance
+    _batch(server, consumer, 10)
+    assert consumer.async_commits[-1][0] == {PART: 10}
+
+
 def test_other_errors_are_not_swallowed():
     consumer, server = FlakyConsumer(ValueError("bug")), _server()
-    _failed_async_commit(consumer, server)
+    _batch(server, consumer, 10)
+    consumer.answer(KafkaTimeoutError("commit"))
     with pytest.raises(ValueError):
-        server._commit(consumer)
+        _batch(server, consumer, 20)
 
 
 def test_retrain_request_waits_for_the_input_offsets(capsys):
