@@ -67,6 +67,11 @@ def _dies(b):
     return b.x * 65536 + b.y
 
 
+def _groups(b):
+    """Wafer ids as serve makes them, ``lot/wafer``."""
+    return np.char.add(np.char.add(b.lot_id, "/"), b.wafer_id)
+
+
 def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -76,7 +81,7 @@ class StreamCt:
 
     def __init__(self, ref, seed=0, **monitor_args):
         t = time.perf_counter()
-        self.mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
+        self.mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=_groups(ref),
                                 reference_strata=_strata(ref), reference_dies=_dies(ref),
                                 arl0=ARL0, seed=seed, **monitor_args)
         self.calibration_s = time.perf_counter() - t
@@ -89,7 +94,7 @@ class StreamCt:
     def update(self, b):
         """Stream positions and feature indices of the signals this batch raised."""
         names = {n: j for j, n in enumerate(b.feature_names)}
-        return [(s.position, [names[f] for f in s.features]) for s in self.mon.update(b.X, _strata(b), _dies(b))]
+        return [(s.position, [names[f] for f in s.features]) for s in self.mon.update(b.X, _strata(b), _dies(b), _groups(b))]
 
 
 class SeedKS:
@@ -429,6 +434,8 @@ def speed(d=50, n=100_000, repeats=3):
     batches = [base.generate(2000) for _ in range(n // 2000)]
     variants = {  # name: (monitor arguments, strata, die patterns)
         "stream-ct defaults (window 2,000, stride 2,000), strata, dies": ({}, True, True),
+        "stream-ct defaults without the within-wafer/lot charts, strata, dies":
+            (dict(budget={"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3, "within": 0.0}), True, True),
         "stream-ct defaults, strata, no dies": ({}, True, False),
         "stream-ct defaults, no strata, no dies": ({}, False, False),
         "stream-ct as serve runs it (window 1,000, stride 250), strata, dies":
@@ -437,7 +444,7 @@ def speed(d=50, n=100_000, repeats=3):
     states = {}
     for name, (kw, _, with_dies) in variants.items():
         _log(f"[speed d={d}] calibrating: {name}")
-        states[name] = DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
+        states[name] = DriftMonitor(ref.X, ref.feature_names, reference_groups=_groups(ref),
                                     reference_strata=_strata(ref), reference_dies=_dies(ref) if with_dies else None,
                                     arl0=ARL0, seed=0, **kw).state_dict()
     best = {name: 0.0 for name in variants}
@@ -446,7 +453,7 @@ def speed(d=50, n=100_000, repeats=3):
             mon = DriftMonitor.from_state(states[name])
             t = time.perf_counter()
             for b in batches:
-                mon.update(b.X, _strata(b) if with_strata else None, _dies(b) if with_dies else None)
+                mon.update(b.X, _strata(b) if with_strata else None, _dies(b) if with_dies else None, _groups(b))
             best[name] = max(best[name], n / (time.perf_counter() - t))
     seed, few = SeedKS(ref).fresh(), batches[: max(1, len(batches) // 5)]  # the seed check is slow
     t = time.perf_counter()

@@ -169,6 +169,15 @@ def die_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
                     dtype=np.int64)
 
 
+def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Each record's wafer as ``lot/wafer``, the drift monitor's group id.
+
+    >>> wafer_ids([{"lot_id": "L1", "wafer_id": "W3"}]).tolist()
+    ['L1/W3']
+    """
+    return np.array([f"{r['lot_id']}/{r['wafer_id']}" for r in records])
+
+
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     """The target field of each record as floats; NaN where the record has no label yet."""
     return np.array([np.nan if r.get(field) is None else float(r[field]) for r in records])

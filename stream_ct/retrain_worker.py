@@ -28,7 +28,7 @@ from stream_ct.child_process import call_in_child
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_features, target_vector
+from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_features, target_vector, wafer_ids
 from stream_ct.gates import run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer)
@@ -182,7 +182,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     decision = ("shadow" if shadow else "promoted") if passed else "rejected"
     reference = {
         "X": X,
-        "groups": np.array([f"{rec['lot_id']}/{rec['wafer_id']}" for rec in labeled]),
+        "groups": wafer_ids(labeled),
         "dies": die_ids(labeled),
         **{s: np.array([str(rec.get(s, "")) for rec in labeled]) for s in STRATA},
     }

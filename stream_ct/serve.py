@@ -30,7 +30,7 @@ from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import Measurements, die_ids, target_vector
+from stream_ct.features import Measurements, die_ids, target_vector, wafer_ids
 from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer)
@@ -419,7 +419,7 @@ class Server:
     def _detect(self, X, records, sources, start: int) -> None:
         strata = {name: np.array([str(r.get(name, "")) for r in records]) for name in STRATA}
         dies = die_ids(records) if self.monitor.die_pattern is not None else None
-        signals = self.monitor.update(X, strata=strata, dies=dies)
+        signals = self.monitor.update(X, strata=strata, dies=dies, groups=wafer_ids(records))
         for s in signals:
             index = self.monitor_start + s.position - start
             message = sources[min(max(index, 0), len(sources) - 1)]

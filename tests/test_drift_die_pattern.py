@@ -96,7 +96,7 @@ def test_a_half_sigma_shift_on_a_patterned_test_is_caught_sooner(patterned):
         while name not in delays and mon.n_seen < 14_000:
             b = run.generate(500)
             dies = b.x * 65536 + b.y if mon.die_pattern is not None else None
-            for s in mon.update(b.X, dies=dies):
+            for s in mon.update(b.X, dies=dies, groups=b.wafer_index):
                 assert s.position >= 4_000, f"{name}: false alarm at {s.position}"
                 if key in s.features:
                     delays[name] = s.position - 4_000

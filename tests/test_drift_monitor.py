@@ -23,16 +23,20 @@ def _dies(batch):
     return batch.x * 65536 + batch.y
 
 
+def _groups(batch):
+    return np.char.add(np.char.add(batch.lot_id, "/"), batch.wafer_id)
+
+
 def _monitor(sim, n_ref, dies=True, **kw):
-    """The product's setup: wafer groups, strata, and die positions unless ``dies=False``."""
+    """The product's setup: lot/wafer groups, strata, and die positions unless ``dies=False``."""
     ref = sim.generate(n_ref)
-    return DriftMonitor(ref.X, ref.feature_names, reference_groups=ref.wafer_index,
+    return DriftMonitor(ref.X, ref.feature_names, reference_groups=_groups(ref),
                         reference_strata=_strata(ref), reference_dies=_dies(ref) if dies else None, **kw)
 
 
 def _update(mon, batch):
     return mon.update(batch.X, strata=_strata(batch),
-                      dies=None if mon.die_pattern is None else _dies(batch))
+                      dies=None if mon.die_pattern is None else _dies(batch), groups=_groups(batch))
 
 
 def _first_after(mon, sim, onset, limit, step=5000):
@@ -91,7 +95,7 @@ def test_invalid_values_are_counted_and_ignored(small):
     X[::10, 0] = np.nan
     X[::20, 1] = 9.9e37
     X[:5, 2] = -np.inf
-    signals = mon.update(X)
+    signals = mon.update(X, groups=np.repeat(np.arange(10), 100))
     snap = mon.snapshot()
     assert snap["invalid_counts"] == {"a": 100, "b": 50, "c": 5, "d": 0}
     assert all(np.isfinite(v) for v in snap["latest"]["ks"].values())
@@ -104,11 +108,12 @@ def test_state_dict_round_trip_resumes_identically(small):
     X = rng.normal(size=(3000, 4))
     X[1500:, 3] += 1.0
     a = DriftMonitor.from_state(small.state_dict())
-    a.update(X[:1234], strata={"tester": np.array(["T1", "T2"] * 617)})
+    wafer = np.repeat(np.arange(30), 100)  # the split at 1,234 falls inside a wafer
+    a.update(X[:1234], strata={"tester": np.array(["T1", "T2"] * 617)}, groups=wafer[:1234])
     b = DriftMonitor.from_state(copy.deepcopy(a.state_dict()))
     tester = np.array(["T1", "T2"] * 883)
-    sa = a.update(X[1234:], strata={"tester": tester})
-    sb = b.update(X[1234:], strata={"tester": tester})
+    sa = a.update(X[1234:], strata={"tester": tester}, groups=wafer[1234:])
+    sb = b.update(X[1234:], strata={"tester": tester}, groups=wafer[1234:])
     assert [s.to_event() for s in sa] == [s.to_event() for s in sb] and sa
     assert a.n_seen == b.n_seen == 3000
     assert np.array_equal(a.cal["ks"], b.cal["ks"])
@@ -117,7 +122,7 @@ def test_state_dict_round_trip_resumes_identically(small):
 def test_signal_event_is_json_safe(small):
     mon = DriftMonitor.from_state(small.state_dict())
     X = np.random.default_rng(3).normal(size=(2000, 4)) * np.array([1, 1, 3, 1])
-    signals = mon.update(X)
+    signals = mon.update(X, groups=np.repeat(np.arange(20), 100))
     assert any(s.detector == "ks" and s.features[0] == "c" for s in signals)
     ks = next(s for s in signals if s.detector == "ks")
     event = orjson.loads(orjson.dumps(ks.to_event()))
@@ -155,17 +160,60 @@ def test_floor_one_sigma_shift_caught(floor_state):
     assert sim.feature_names[sim.drift_test] in signal.features
 
 
-def test_tester_offset_caught_and_attributed():
-    """A 1-sd offset on tester T2 only, in a fab of small lots (the 10,000-record reference spans
-    40 lots): caught within 10,000 records, attributed to T2, nothing before the onset.
+def test_floor_step_inside_a_lot_caught_by_the_within_wafer_charts(floor_state):
+    """A 1-sd step in the middle of a wafer: the parts after it stand out against the earlier
+    parts of their own wafer, whatever the lot's and wafer's offsets (the global charts need
+    about a lot, above)."""
+    onset = 200_000 + 14_150  # wafer 11 of its lot, part 150
+    sim = Simulator(scenario="mean-shift", seed=11, n_tests=20, onset=onset)
+    sim.generate(200_000)
+    mon = DriftMonitor.from_state(floor_state)
+    signal, early = _first_after(mon, sim, onset - 200_000, 40_000, step=2000)
+    assert early == []
+    assert signal is not None and signal.position - (onset - 200_000) <= 150
+    assert signal.detector == "cusum_wafer" and signal.features[0] == sim.feature_names[sim.drift_test]
 
-    On the default floor (25-wafer lots of 10,000 parts) the family-wise bound on the stratum
-    charts leaves such an offset unseen for 300,000 records (docs/drift.md, known limits)."""
-    onset = 10_000
-    sim = Simulator(scenario="tester-offset", seed=5, n_tests=50, onset=10_000 + onset, shift_sigma=1.0,
+
+def test_floor_tester_offset_caught_and_attributed(floor_state):
+    """A 1-sd offset on tester T2 from the middle of a lot of the default floor: T2's wafers
+    stand out against the other testers' wafers of the same lot (the lot's offset cancels);
+    the within-lot chart of level T2 names it."""
+    onset = 200_000 + 14_150
+    sim = Simulator(scenario="tester-offset", seed=11, n_tests=20, onset=onset, shift_sigma=1.0)
+    sim.generate(200_000)
+    mon = DriftMonitor.from_state(floor_state)
+    key, found, early = sim.feature_names[sim.drift_test], None, []
+    while mon.n_seen < 60_000 and found is None:
+        for s in _update(mon, sim.generate(2000)):
+            if s.position < onset - 200_000:
+                early.append(s)
+            elif s.stratum == {"tester": "T2"} and key in s.features:
+                found = s
+                break
+    assert not early
+    assert found is not None and found.detector == "cusum_lot"
+    assert found.position - (onset - 200_000) <= 40_000
+
+
+def test_a_monitor_with_wafer_groups_needs_the_groups(floor_state):
+    mon = DriftMonitor.from_state(floor_state)
+    with pytest.raises(ValueError, match="pass groups="):
+        mon.update(np.zeros((5, 20)), dies=np.zeros(5, dtype=np.int64))
+
+
+def test_tester_offset_caught_and_attributed():
+    """A 1-sd offset on tester T2 only, in a fab of small lots (the 40,000-record reference spans
+    160 lots of 5 wafers): caught within 10,000 records, attributed to T2, nothing before the
+    onset.
+
+    Attribution needs each tester's own mean from the reference, bounded for all tests and
+    testers together: with 40 such lots (10,000 records) the bound is about 0.6 sd and the
+    offset is caught by the global charts only (docs/drift.md)."""
+    onset, n_ref = 10_000, 40_000
+    sim = Simulator(scenario="tester-offset", seed=5, n_tests=50, onset=n_ref + onset, shift_sigma=1.0,
                     parts_per_wafer=50, wafers_per_lot=5)
-    ref = sim.generate(10_000)
-    mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=np.char.add(ref.lot_id, ref.wafer_id),
+    ref = sim.generate(n_ref)
+    mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=_groups(ref),
                        reference_strata=_strata(ref), reference_dies=_dies(ref), window=1000, stride=250)
     drift_key = sim.feature_names[sim.drift_test]
     found, early = None, []
@@ -204,4 +252,4 @@ def test_raw_value_windows_allow_for_wafer_location_spread():
     assert (raw.cal["ks"] > aligned.cal["ks"]).all()
     X = rng.normal(size=(2000, 2))
     X[:, 1] += 3.0
-    assert any(s.detector == "ks" and s.features == ["b"] for s in raw.update(X))
+    assert any(s.detector == "ks" and s.features == ["b"] for s in raw.update(X, groups=np.repeat(np.arange(20), 100)))

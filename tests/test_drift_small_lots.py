@@ -26,7 +26,7 @@ def _dies(b):
 
 def _monitor(ref, **kw):
     """As serve builds it: lot/wafer groups, strata, die positions."""
-    groups = np.array([f"{a}/{b}" for a, b in zip(ref.lot_id, ref.wafer_id)])
+    groups = np.char.add(np.char.add(ref.lot_id, "/"), ref.wafer_id)
     return DriftMonitor(ref.X, ref.feature_names, reference_groups=groups, reference_strata=_strata(ref),
                         reference_dies=_dies(ref), arl0=100_000, window=1000, stride=250, **kw)
 
@@ -35,7 +35,7 @@ def _run(sim, mon, n):
     out = []
     while mon.n_seen < n:
         b = sim.generate(1000)
-        out += mon.update(b.X, strata=_strata(b), dies=_dies(b))
+        out += mon.update(b.X, strata=_strata(b), dies=_dies(b), groups=np.char.add(np.char.add(b.lot_id, "/"), b.wafer_id))
     return out
 
 

@@ -45,9 +45,9 @@ def test_the_child_loads_what_the_parent_would(registry):
     np.testing.assert_array_equal(artifact.estimator.predict_proba(X), here_artifact.estimator.predict_proba(X))
     rows = here_artifact.reference["X"][:2000]
     batch = rows * np.where(np.arange(rows.shape[1]) == 0, 4.0, 1.0)  # the first test's spread x4
-    dies = here_artifact.reference["dies"][:2000]
-    got = [(s.detector, s.position, s.features) for s in monitor.update(batch, dies=dies)]
-    want = [(s.detector, s.position, s.features) for s in here_monitor.update(batch, dies=dies)]
+    dies, groups = here_artifact.reference["dies"][:2000], here_artifact.reference["groups"][:2000]
+    got = [(s.detector, s.position, s.features) for s in monitor.update(batch, dies=dies, groups=groups)]
+    want = [(s.detector, s.position, s.features) for s in here_monitor.update(batch, dies=dies, groups=groups)]
     assert got == want and got
 
 

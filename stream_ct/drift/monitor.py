@@ -7,7 +7,8 @@
 >>> mon = DriftMonitor(ref, ["a", "b", "c"], reference_groups=wafer, arl0=10_000,
 ...                    window=500, stride=250, block=4, n_boot=40_000, seed=0)
 >>> X = rng.normal(size=(3000, 3)); X[:, 2] += 2.0              # feature c shifts 2 sigma
->>> signals = mon.update(X, strata={"tester": np.where(np.arange(3000) % 2, "T1", "T2")})
+>>> signals = mon.update(X, strata={"tester": np.where(np.arange(3000) % 2, "T1", "T2")},
+...                      groups=np.repeat(np.arange(40, 70), 100))
 >>> signals[0].detector, signals[0].features, 0 < signals[0].position < 1500, mon.n_seen
 ('cusum', ['c'], True, 3000)
 >>> mon2 = DriftMonitor.from_state(mon.state_dict()); mon2.n_seen
@@ -28,12 +29,14 @@ from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
+from stream_ct.drift.residuals import CompletedGroups, SelfStartingResiduals
 from stream_ct.drift.signal import DriftSignal
 from stream_ct.drift.values import group_sums, valid_mask
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
-DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3}
-_CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "strata_subgroups", "k",
+DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.2, "strata": 0.2, "within": 0.2}
+_CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "strata_subgroups",
+           "within_subgroups", "k",
            "psi_bins", "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata",
            "budget", "block", "n_boot", "seed", "min_lots")
 
@@ -53,10 +56,19 @@ class DriftMonitor:
     less its die's offset learned on the reference (``DiePattern``: wafer-map patterns make
     neighbouring parts alike and would otherwise widen the thresholds); ``update`` then needs
     the ``dies`` of every batch.
+    With ``reference_groups`` two more chart families run on self-starting residuals
+    (``SelfStartingResiduals``), blind to wafer and lot offsets: each part against the
+    earlier parts of its wafer (detector ``"cusum_wafer"``, subgroups ``within_subgroups``)
+    and, when the ids are ``lot/wafer``, each finished wafer against the earlier wafers of
+    its lot (``"cusum_lot"``, also per level of the stratum keys constant within wafers, such
+    as the tester); ``update`` then needs the ``groups`` of every batch. A step inside a
+    wafer or a lot is found at the speed of i.i.d. parts, where the global charts must wait
+    until it outgrows the lot-to-lot spread.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
-    share evenly over the keys, and by record count over a key's levels), then Bonferroni
+    share evenly over the keys, and by record count over a key's levels; the within share
+    half to the wafer charts, a quarter each to the lot charts and their levels), then Bonferroni
     over features, sides, charts and looks. Null statistics come from a moving-block
     bootstrap of the reference: runs of ``block`` consecutive groups (``reference_groups``:
     wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
@@ -69,7 +81,7 @@ class DriftMonitor:
     def __init__(self, reference, feature_names, reference_groups=None, reference_strata=None,
                  reference_dies=None, arl0: float = 100_000,
                  window: int = 2000, stride: int = 2000, subgroups=(1, 4, 16, 64, None),
-                 strata_subgroups=(16, 64, None),
+                 strata_subgroups=(16, 64, None), within_subgroups=(1, 4),
                  k: float = 0.5, psi_bins: int = 10, psi_smoothing: float = 0.5,
                  min_ks: float = 0.05, min_psi: float = 0.05, center: bool = True,
                  ks_reference: int = 20_000,
@@ -96,6 +108,8 @@ class DriftMonitor:
         self.strata_sizes = sorted({wafer if m is None else int(m) for m in self.strata_subgroups})
         if not set(self.strata_sizes) <= set(self.sizes):
             raise ValueError("strata_subgroups must be a subset of subgroups")
+        self.within_subgroups = tuple(int(m) for m in within_subgroups)
+        self.wafer_records = wafer
         self.k, self.psi_bins, self.psi_smoothing = float(k), psi_bins, psi_smoothing
         self.min_ks, self.min_psi, self.center = min_ks, min_psi, bool(center)
         self.strata, self.block = tuple(strata), int(block)
@@ -140,6 +154,7 @@ class DriftMonitor:
             for level in self.cal["levels"]:
                 self._thresholds(self._strata_share(), self.strata_sizes, level)
         self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
+        self._start_within_charts()
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
@@ -171,6 +186,9 @@ class DriftMonitor:
             psi_null.append(pair[:, 1])
         cal = {"h": {}}
         cal.update(self._cusum_calibration(ref, blocks))
+        if self.reference_groups is not None and self.budget.get("within", 0) > 0:
+            cal["within"] = self._within_calibration(
+                ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies))
         # Location part: window means wander with wafers and lots (sd sigma_w, upper bound);
         # sampling part: i.i.d. critical values; each gets half the per-look error rate.
         alpha_ks = self.budget["ks"] * self.stride / (self.arl0 * d)
@@ -238,8 +256,93 @@ class DriftMonitor:
                 if len(rows) >= 4 * max(self.strata_sizes):
                     cal = _chart_calibration(rows, self.strata_sizes, mean,
                                              run_records * len(rows) / len(ref), bound_level)
+                    # the level's mean, from few lots, is bounded like its sds (family-wise)
+                    z = stats.norm.isf(bound_level / 2)
+                    cal["mean_sd"] = {m: z * e for m, e in cal["mean_sd"].items()}
                     out["levels"][f"{key}={level}"] = dict(cal, mean=mean)
         return out
+
+    def _within_calibration(self, charted: np.ndarray) -> dict:
+        """The within-group charts' calibration on the reference's own residuals (NaN = missing):
+        parts against the earlier parts of their wafer (``"wafer"``, sizes
+        ``within_subgroups``) and, when the group ids are ``lot/wafer``, wafers against the
+        earlier wafers of their lot (``"lot"``, one increment per wafer), also per level of
+        every stratum key that is constant within wafers and varies within lots
+        (``"lot_levels"``: a level's own mean, a tester's fixed offset against the others,
+        with its error; sds and variance rates of the whole within-lot stream, of which the
+        level's residuals are a subsample). Residuals have mean 0 by construction (no
+        reference-mean error); their sds and variance rates get the same upper bounds as the
+        other charts, over horizons up to a lot (residuals of different groups are
+        independent by construction)."""
+        d, groups = charted.shape[1], np.asarray(self.reference_groups)
+        lot_records = self.block * self.wafer_records
+        keys = sorted(self.reference_strata)
+        labels = np.column_stack([self.reference_strata[k] for k in keys]) if keys else None
+        parts, wafers = _residuals_in_chunks(charted, groups, labels)
+        out = {"wafer": _residual_calibration(parts[~_run_starts(groups)], self.within_subgroups, lot_records / 3),
+               "lot_strata": []}
+        lots = _lots_of(wafers.ids)
+        if lots is None or len(wafers.ids) < 8:
+            return out
+        res, _ = SelfStartingResiduals(d).update(wafers.means, lots, np.arange(len(lots)))
+        res[_run_starts(lots)] = np.nan  # a lot's first wafer: nothing to compare it with
+        out["lot"] = lot = _residual_calibration(res, (1,), self.block / 3)
+        out["lot_levels"] = {}
+        out["lot_strata"] = [key for j, key in enumerate(keys) if key in self.strata
+                             and _constant_within(self.reference_strata[key], groups)
+                             and _varies_within(wafers.labels[:, j], lots)]
+        of_wafer = {key: wafers.labels[:, keys.index(key)].astype(str) for key in out["lot_strata"]}
+        # a level's mean is known to its sampling error; an error that large, persisting,
+        # must not cross a chart: bounded for all features x levels together
+        z = stats.norm.isf(0.025 / max(1, d * sum(len(np.unique(v)) for v in of_wafer.values())))
+        for key, levels in of_wafer.items():
+            for level in np.unique(levels).tolist():
+                rows = res[levels == level]
+                n = (~np.isnan(rows)).sum(axis=0)
+                if n.min() >= 8:
+                    out["lot_levels"][f"{key}={level}"] = dict(
+                        lot, mean=np.nanmean(rows, axis=0), mean_sd={"1": z * np.sqrt(lot["v"]["1"] / n)})
+        return out
+
+    def _start_within_charts(self) -> None:
+        """The within-wafer and within-lot charts and their residual trackers, from the
+        calibration (none when the monitor has no ``reference_groups``)."""
+        within = self.cal.get("within")
+        self.wafer_banks, self.lot_banks, self.lot_strata_banks = [], [], {}
+        self.wafer_residuals = self.lot_residuals = None
+        self.lot_strata = [] if within is None else list(within["lot_strata"])
+        if within is None:
+            return
+        d, share = len(self.feature_names), self.budget["within"]
+        wafer_share = share / 2 if "lot" in within else share
+        self.wafer_residuals = SelfStartingResiduals(d)
+        self.wafer_banks = self._residual_banks(within["wafer"], wafer_share, self.within_subgroups, 1)
+        if "lot" in within:
+            self.lot_residuals = SelfStartingResiduals(d)
+            self.lot_banks = self._residual_banks(within["lot"], share / (4 if self.lot_strata else 2), (1,),
+                                                  self.wafer_records)
+            for name in within["lot_levels"]:
+                key, level = name.split("=", 1)
+                self.lot_strata_banks[(key, level)] = self._lot_level_banks(key, level)
+
+    def _lot_level_banks(self, key: str, level: str) -> list[CusumBank]:
+        """Within-lot charts of one stratum level (its own calibration, else the global one)."""
+        within = self.cal["within"]
+        cal = within["lot_levels"].get(f"{key}={level}", within["lot"])
+        share = self.budget["within"] / 4 / len(self.lot_strata)
+        return self._residual_banks(cal, share, (1,), self.wafer_records)
+
+    def _residual_banks(self, cal: dict, share: float, sizes, records_per_increment: float) -> list[CusumBank]:
+        """Charts on residuals for a per-record rate ``share / arl0`` split over ``sizes``
+        (subgroups of increments; an increment stands for ``records_per_increment`` records)."""
+        d, banks = len(self.feature_names), []
+        for m in sizes:
+            arl = self.arl0 * 2 * d * len(sizes) / (share * m * records_per_increment)
+            e, curve = cal["mean_sd"][str(m)], cal["curve"][str(m)]
+            v = effective_rate(curve["starts"], curve["bound"], self.k, arl, e)
+            h = _unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float), self.k, e)
+            banks.append(CusumBank(cal["mean"], cal["sigma"][str(m)], self.k, h, m))
+        return banks
 
     def _banks(self, share: float, sizes, level: str | None = None) -> list[CusumBank]:
         """CUSUM charts for a per-record rate ``share / arl0``, split over the ``sizes``.
@@ -265,23 +368,28 @@ class DriftMonitor:
                 curve = cal.get("curve", {}).get(str(m))
                 v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate
                     curve["starts"], curve["bound"], self.k, arl, e)
-                cache[str(m)] = np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float)
+                cache[str(m)] = _unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float),
+                                               self.k, e)
         return cache
 
     # -- streaming -----------------------------------------------------------------------
-    def update(self, X, strata: dict | None = None, dies=None) -> list[DriftSignal]:
+    def update(self, X, strata: dict | None = None, dies=None, groups=None) -> list[DriftSignal]:
         """Consume a batch (b x d, stream order); return the signals it raised, by position.
 
         ``strata`` maps a key of ``self.strata`` (e.g. "tester") to a length-b array of
         levels; each level gets its own CUSUM charts. ``dies`` (length b) is required when
         the monitor was built with ``reference_dies``: the charts see each record less its
-        die's offset.
+        die's offset. ``groups`` (length b, the same kind of wafer id as
+        ``reference_groups``) is required when it was built with ``reference_groups``: the
+        within-wafer and within-lot charts follow them.
         """
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"X must be (b x {len(self.feature_names)})")
         if self.die_pattern is not None and dies is None:
             raise ValueError("this monitor removes die patterns (reference_dies): pass dies=")
+        if self.wafer_residuals is not None and groups is None:
+            raise ValueError("this monitor charts steps within wafers (reference_groups): pass groups=")
         charted = X if self.die_pattern is None else self.die_pattern.remove(X, dies)
         b = X.shape[0]
         valid = valid_mask(X)
@@ -303,6 +411,9 @@ class DriftMonitor:
                         share, self.strata_sizes, f"{key}={level}")
                 signals += self._cusum_signals(banks, charted[rows], None if complete else valid[rows],
                                                positions[rows], {key: level})
+        if self.wafer_residuals is not None:
+            signals += self._within_signals(charted if complete else np.where(valid, charted, np.nan), complete,
+                                            groups, positions, strata)
         signals += self._window_signals(X, valid)
         self.n_seen += b
         for s in signals:
@@ -313,8 +424,41 @@ class DriftMonitor:
         """Share of the false-alarm budget of each stratum key's charts (all its levels)."""
         return self.budget["strata"] / max(1, len(self.strata))
 
-    def _cusum_signals(self, banks, X, valid, positions, stratum) -> list[DriftSignal]:
-        """One "cusum" signal per batch and stratum: every feature whose chart crossed."""
+    def _within_signals(self, X, complete, groups, positions, strata) -> list[DriftSignal]:
+        """Charts on each part against the earlier parts of its wafer ("cusum_wafer") and on
+        each finished wafer's mean against the earlier wafers of its lot ("cusum_lot", also
+        per level of the stratum keys constant within wafers); ``complete``: ``X`` has no
+        missing value. A wafer's first part charts as 0, a lot's first wafer not at all."""
+        b = len(X)
+        labels = None if not self.lot_strata else np.column_stack(
+            [np.asarray(strata[key]).astype(str) if strata is not None and key in strata else np.full(b, "")
+             for key in self.lot_strata])
+        parts, wafers = self.wafer_residuals.update(X, np.asarray(groups), positions, labels)
+        out = self._cusum_signals(self.wafer_banks, parts, None if complete else ~np.isnan(parts), positions,
+                                  None, "cusum_wafer")
+        lots = _lots_of(wafers.ids) if self.lot_residuals is not None and len(wafers.ids) else None
+        if lots is None:
+            return out
+        first = lots != np.r_[np.array([self.lot_residuals.group], dtype=object), lots[:-1]]
+        res, _ = self.lot_residuals.update(wafers.means, lots, wafers.positions)
+        res[first] = np.nan
+        valid = ~np.isnan(res)
+        out += self._cusum_signals(self.lot_banks, res, valid, wafers.positions, None, "cusum_lot")
+        for j, key in enumerate(self.lot_strata):
+            levels = wafers.labels[:, j].astype(str)
+            for level in np.unique(levels).tolist():
+                if not level:
+                    continue
+                rows = levels == level
+                banks = self.lot_strata_banks.get((key, level))
+                if banks is None:
+                    banks = self.lot_strata_banks[(key, level)] = self._lot_level_banks(key, level)
+                out += self._cusum_signals(banks, res[rows], valid[rows], wafers.positions[rows],
+                                           {key: level}, "cusum_lot")
+        return out
+
+    def _cusum_signals(self, banks, X, valid, positions, stratum, detector: str = "cusum") -> list[DriftSignal]:
+        """One signal per batch, chart family and stratum: every feature whose chart crossed."""
         first = {}  # feature -> (alarm, bank) of its earliest crossing
         for bank in banks:
             for a in bank.update(X, valid, positions):
@@ -326,7 +470,7 @@ class DriftMonitor:
         ranked = sorted(first, key=lambda j: -first[j][0].statistic / first[j][1].h[j])
         top, bank = first[ranked[0]]
         return [DriftSignal(
-            position=min(a.position for a, _ in first.values()), detector="cusum",
+            position=min(a.position for a, _ in first.values()), detector=detector,
             features=[names[j] for j in ranked],
             statistic={names[j]: first[j][0].statistic for j in ranked},
             threshold={names[j]: float(first[j][1].h[j]) for j in ranked},
@@ -430,8 +574,9 @@ class DriftMonitor:
     def snapshot(self, top_k: int = 10) -> dict:
         """Latest statistics, thresholds and counts, JSON-safe (for metrics and reports)."""
         names = self.feature_names
-        cusum = (np.max([bank.state.max(axis=0) / bank.h for bank in self.global_banks], axis=0)
-                 if self.global_banks else np.zeros(len(names)))
+        charts = self.global_banks + self.wafer_banks + self.lot_banks
+        cusum = (np.max([bank.state.max(axis=0) / bank.h for bank in charts], axis=0)
+                 if charts else np.zeros(len(names)))
         ratio = np.nan_to_num(np.nanmax(np.vstack([self.latest["ks"] / self.cal["ks"],
                                                    self.latest["psi"] / self.cal["psi"],
                                                    cusum]), axis=0), nan=0.0)
@@ -450,7 +595,9 @@ class DriftMonitor:
             "latest": {"ks": per(self.latest["ks"]), "psi": per(self.latest["psi"]),
                        "cusum_ratio": per(cusum)},
             "thresholds": {"ks": per(self.cal["ks"]), "psi": per(self.cal["psi"]),
-                           **{f"cusum_m{b.subgroup}": per(b.h) for b in self.global_banks}},
+                           **{f"cusum_m{b.subgroup}": per(b.h) for b in self.global_banks},
+                           **{f"cusum_wafer_m{b.subgroup}": per(b.h) for b in self.wafer_banks},
+                           **{"cusum_lot": per(b.h) for b in self.lot_banks}},
             "invalid_counts": {n: int(c) for n, c in zip(names, self.invalid_counts)},
             "signal_counts": dict(self.signal_counts),
             "strata": sorted(f"{k}={v}" for k, v in self.strata_banks),
@@ -472,6 +619,13 @@ class DriftMonitor:
             "global_banks": [b.state_dict() for b in self.global_banks],
             "strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
                              for (k, v), banks in self.strata_banks.items()],
+            "within": None if self.wafer_residuals is None else {
+                "wafer_residuals": self.wafer_residuals.state_dict(),
+                "lot_residuals": None if self.lot_residuals is None else self.lot_residuals.state_dict(),
+                "wafer_banks": [b.state_dict() for b in self.wafer_banks],
+                "lot_banks": [b.state_dict() for b in self.lot_banks],
+                "lot_strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
+                                     for (k, v), banks in self.lot_strata_banks.items()]},
         }
 
     @classmethod
@@ -489,6 +643,15 @@ class DriftMonitor:
         mon.global_banks = [CusumBank.from_state(s) for s in state["global_banks"]]
         mon.strata_banks = {(e["key"], e["level"]): [CusumBank.from_state(s) for s in e["banks"]]
                             for e in state["strata_banks"]}
+        within = state.get("within")
+        if within is not None:
+            mon.wafer_residuals = SelfStartingResiduals.from_state(within["wafer_residuals"])
+            mon.lot_residuals = (None if within["lot_residuals"] is None
+                                 else SelfStartingResiduals.from_state(within["lot_residuals"]))
+            mon.wafer_banks = [CusumBank.from_state(s) for s in within["wafer_banks"]]
+            mon.lot_banks = [CusumBank.from_state(s) for s in within["lot_banks"]]
+            mon.lot_strata_banks = {(e["key"], e["level"]): [CusumBank.from_state(s) for s in e["banks"]]
+                                    for e in within["lot_strata_banks"]}
         return mon
 
 
@@ -514,6 +677,61 @@ def grouped_median(xs: np.ndarray, n: np.ndarray, step: np.ndarray) -> np.ndarra
         below, at = (xs < lo).sum(axis=0), (xs == lo).sum(axis=0)
     grouped = lo - step / 2 + (n / 2 - below) / np.maximum(at, 1) * step
     return np.where((step > 0) & (at > 0), grouped, plain)
+
+
+def _lots_of(wafer_ids) -> np.ndarray | None:
+    """The lot of every ``lot/wafer`` id, or None unless every id has that form."""
+    ids = [str(g) for g in wafer_ids]
+    if not ids or not all("/" in g for g in ids):
+        return None
+    return np.array([g.rsplit("/", 1)[0] for g in ids], dtype=object)
+
+
+def _constant_within(levels: np.ndarray, groups: np.ndarray) -> bool:
+    """Whether every run of equal ``groups`` holds one level."""
+    same_group = groups[1:] == groups[:-1]
+    return not (levels[1:] != levels[:-1])[same_group].any()
+
+
+def _varies_within(levels: np.ndarray, lots: np.ndarray) -> bool:
+    """Whether some lot holds groups of two or more levels."""
+    same_lot = lots[1:] == lots[:-1]
+    return bool((levels[1:] != levels[:-1])[same_lot].any())
+
+
+def _residuals_in_chunks(X: np.ndarray, groups: np.ndarray, labels, chunk: int = 20_000):
+    """``SelfStartingResiduals(d).update`` over all of ``X`` in chunks of rows (bounded
+    memory on wide references): the residuals and every completed group."""
+    tracker, parts, done = SelfStartingResiduals(X.shape[1]), [], []
+    for a in range(0, len(X), chunk):
+        b = min(a + chunk, len(X))
+        r, completed = tracker.update(X[a:b], groups[a:b], np.arange(a, b), None if labels is None else labels[a:b])
+        parts.append(r)
+        done.append(completed)
+    return np.vstack(parts), CompletedGroups(*(np.concatenate([getattr(c, f) for c in done])
+                                               for f in ("means", "ids", "positions", "labels")))
+
+
+def _unless_unsafe(h: np.ndarray, k: float, mean_sd) -> np.ndarray:
+    """``h``, infinite (the chart off) where the reference mean's error leaves the chart
+    less than 5 % of its slack: an error that large, persisting, would cross any threshold."""
+    return np.where(np.asarray(mean_sd) >= 0.95 * k, np.inf, h)
+
+
+def _run_starts(ids: np.ndarray) -> np.ndarray:
+    """Where a run of equal ids starts."""
+    return np.r_[True, ids[1:] != ids[:-1]]
+
+
+def _residual_calibration(residuals: np.ndarray, sizes, run_increments: float) -> dict:
+    """``_chart_calibration`` of a stream of residuals within groups (rows without any value
+    dropped, a missing value counted as 0), whose mean is 0 by construction: no
+    reference-mean error. Variance rates over horizons up to 3 x ``run_increments``."""
+    rows = residuals[~np.isnan(residuals).all(axis=1)]
+    mean = np.zeros(rows.shape[1])
+    cal = _chart_calibration(np.where(np.isnan(rows), 0.0, rows), sizes, mean, run_increments)
+    cal["mean_sd"] = {m: np.zeros_like(e) for m, e in cal["mean_sd"].items()}
+    return dict(cal, mean=mean)
 
 
 def _count_lots(groups, n_groups: int, block: int) -> float:
