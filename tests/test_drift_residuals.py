@@ -36,16 +36,18 @@ def _stream(seed=0, n=3000, d=3):
 def test_equal_to_a_per_record_loop_in_any_batches():
     X, groups, rng = _stream()
     want, want_means = _loop(X, groups)
-    tracker, got, means, ends = SelfStartingResiduals(3), [], [], []
+    tracker, got, means, ends, sizes = SelfStartingResiduals(3), [], [], [], []
     cuts = np.r_[0, np.sort(rng.choice(np.arange(1, len(X)), 60, replace=False)), len(X)]
     for a, b in zip(cuts[:-1], cuts[1:]):
         r, done = tracker.update(X[a:b], groups[a:b], np.arange(a, b))
         got.append(r)
         means.append(done.means)
         ends += done.positions.tolist()
+        sizes += done.sizes.tolist()
     np.testing.assert_allclose(np.vstack(got), want, atol=1e-9)
     np.testing.assert_allclose(np.vstack(means), want_means, atol=1e-9)
     assert ends == (np.flatnonzero(np.diff(groups)) + 1).tolist()  # each group ends at the next one's start
+    assert sizes == np.bincount(groups)[:-1].tolist()  # records of every group but the last, unfinished
 
 
 def test_blind_to_group_offsets_and_unit_variance_within():

@@ -279,6 +279,7 @@ class DriftMonitor:
         keys = sorted(self.reference_strata)
         labels = np.column_stack([self.reference_strata[k] for k in keys]) if keys else None
         parts, wafers = _residuals_in_chunks(charted, groups, labels)
+        wafers = _whole(wafers, self.wafer_records / 2)  # not the reference's cut first and last
         out = {"wafer": _residual_calibration(parts[~_run_starts(groups)], self.within_subgroups, lot_records / 3),
                "lot_strata": []}
         lots = _lots_of(wafers.ids)
@@ -436,6 +437,8 @@ class DriftMonitor:
         parts, wafers = self.wafer_residuals.update(X, np.asarray(groups), positions, labels)
         out = self._cusum_signals(self.wafer_banks, parts, None if complete else ~np.isnan(parts), positions,
                                   None, "cusum_wafer")
+        # pieces of a wafer (its parts spread over several input partitions) are not wafers
+        wafers = _whole(wafers, self.wafer_records / 2)
         lots = _lots_of(wafers.ids) if self.lot_residuals is not None and len(wafers.ids) else None
         if lots is None:
             return out
@@ -709,7 +712,16 @@ def _residuals_in_chunks(X: np.ndarray, groups: np.ndarray, labels, chunk: int =
         parts.append(r)
         done.append(completed)
     return np.vstack(parts), CompletedGroups(*(np.concatenate([getattr(c, f) for c in done])
-                                               for f in ("means", "ids", "positions", "labels")))
+                                               for f in ("means", "ids", "positions", "labels", "sizes")))
+
+
+def _whole(groups: CompletedGroups, min_size: float) -> CompletedGroups:
+    """The completed groups of at least ``min_size`` records."""
+    keep = groups.sizes >= min_size
+    if keep.all():
+        return groups
+    return CompletedGroups(groups.means[keep], groups.ids[keep], groups.positions[keep], groups.labels[keep],
+                           groups.sizes[keep])
 
 
 def _unless_unsafe(h: np.ndarray, k: float, mean_sd) -> np.ndarray:

@@ -31,12 +31,14 @@ import numpy as np
 @dataclass(frozen=True)
 class CompletedGroups:
     """Groups that ended in a batch: per-feature means (NaN: no value), ids, the stream
-    position of the record that ended each (the next group's first), and each group's
-    ``labels`` (the row of ``update``'s ``labels`` at its first record)."""
+    position of the record that ended each (the next group's first), each group's
+    ``labels`` (the row of ``update``'s ``labels`` at its first record) and ``sizes``
+    (records)."""
     means: np.ndarray
     ids: np.ndarray
     positions: np.ndarray
     labels: np.ndarray
+    sizes: np.ndarray
 
 
 class SelfStartingResiduals:
@@ -44,8 +46,9 @@ class SelfStartingResiduals:
 
     def __init__(self, d: int):
         self.d = int(d)
-        self.group = None  # id of the group in progress, its label, sums and counts so far
+        self.group = None  # id of the group in progress, its label, records, sums and counts so far
         self.label = None
+        self.rows = 0
         self.sum = np.zeros(self.d)
         self.count = np.zeros(self.d)
 
@@ -60,7 +63,7 @@ class SelfStartingResiduals:
         if labels.ndim == 1:
             labels = labels[:, None]
         if len(X) == 0:
-            return np.empty((0, self.d)), self._completed([], [], [], [], labels.shape[1])
+            return np.empty((0, self.d)), self._completed([], [], [], [], [], labels.shape[1])
         b = len(X)
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])  # runs of equal ids
         lengths = np.diff(np.r_[starts, b])
@@ -97,18 +100,23 @@ class SelfStartingResiduals:
         run_labels = labels[starts]
         if continues:
             run_labels[0] = self.label
-        means, ids, ends, done_labels = [], [], [], []
+        run_rows = lengths.copy()
+        if continues:
+            run_rows[0] += self.rows
+        means, ids, ends, done_labels, sizes = [], [], [], [], []
         if self.group is not None and not continues:  # the carried group ended before this batch
             means.append(self._mean(self.sum, self.count))
             ids.append(self.group)
             ends.append(positions[0])
             done_labels.append(self.label)
+            sizes.append(self.rows)
         means += list(self._mean(run_sums[:-1], run_counts[:-1]))
         done = self._completed(means, ids + groups[starts[:-1]].tolist(), ends + positions[starts[1:]].tolist(),
-                               done_labels + list(run_labels[:-1]), labels.shape[1])
+                               done_labels + list(run_labels[:-1]), sizes + run_rows[:-1].tolist(),
+                               labels.shape[1])
         last = groups[-1]
         self.group, self.label = (last.item() if isinstance(last, np.generic) else last), run_labels[-1]
-        self.sum, self.count = run_sums[-1].copy(), run_counts[-1].copy()
+        self.sum, self.count, self.rows = run_sums[-1].copy(), run_counts[-1].copy(), int(run_rows[-1])
         return residuals, done
 
     @staticmethod
@@ -116,19 +124,21 @@ class SelfStartingResiduals:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(count > 0, total / count, np.nan)
 
-    def _completed(self, means, ids, positions, labels, width: int) -> CompletedGroups:
+    def _completed(self, means, ids, positions, labels, sizes, width: int) -> CompletedGroups:
         ids_array = np.empty(len(ids), dtype=object)
         ids_array[:] = ids
         return CompletedGroups(np.array(means, dtype=float).reshape(-1, self.d), ids_array,
                                np.array(positions, dtype=np.int64),
-                               np.array(labels, dtype=object).reshape(len(ids), width))
+                               np.array(labels, dtype=object).reshape(len(ids), width),
+                               np.array(sizes, dtype=np.int64))
 
     def state_dict(self) -> dict:
-        return {"d": self.d, "group": self.group, "label": self.label, "sum": self.sum, "count": self.count}
+        return {"d": self.d, "group": self.group, "label": self.label, "rows": self.rows, "sum": self.sum,
+                "count": self.count}
 
     @classmethod
     def from_state(cls, s: dict) -> "SelfStartingResiduals":
         out = cls(s["d"])
-        out.group, out.label = s["group"], s["label"]
+        out.group, out.label, out.rows = s["group"], s["label"], int(s["rows"])
         out.sum, out.count = np.array(s["sum"], dtype=float), np.array(s["count"], dtype=float)
         return out
