@@ -26,7 +26,7 @@ the product recommends: 20 lots of the floor), with wafer ids as groups, tester/
 as strata and die positions (x, y), as serve builds it.
 
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
-    python benchmarks/drift_detection.py --windows # serve's windows vs the defaults, floor (~4 min)
+    python benchmarks/drift_detection.py --windows # serve's former windows vs the defaults, floor (~4 min)
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
@@ -438,7 +438,7 @@ def speed(d=50, n=100_000, repeats=3):
             (dict(budget={"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3, "within": 0.0}), True, True),
         "stream-ct defaults, strata, no dies": ({}, True, False),
         "stream-ct defaults, no strata, no dies": ({}, False, False),
-        "stream-ct as serve runs it (window 1,000, stride 250), strata, dies":
+        "stream-ct with serve's windows before the sixth round (1,000 / 250), strata, dies":
             (dict(window=1000, stride=250), True, True),
     }
     states = {}
@@ -469,9 +469,9 @@ def speed(d=50, n=100_000, repeats=3):
 
 
 def windows(d=50, n_ref=200_000, onsets=3, n_nodrift=300_000):
-    """Serve's KS/PSI windows (1,000 / stride 250) against the monitor's defaults (2,000 /
-    2,000) on the floor stream: delays of a variance change and a 1-sd shift, false alarms,
-    records/s of the layer."""
+    """The KS/PSI windows serve used before the sixth round (1,000 / stride 250) against the
+    monitor's defaults, serve's since (2,000 / 2,000), on the floor stream: delays of a
+    variance change and a 1-sd shift, false alarms, records/s of the layer."""
     base = Simulator(scenario="none", seed=100, n_tests=d)
     ref = base.generate(n_ref)
     rows = []
@@ -504,7 +504,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="50 features, fewer onsets, 300k no-drift records")
     ap.add_argument("--speed", action="store_true", help="only the detection layer's records/s at 50 features")
     ap.add_argument("--windows", action="store_true",
-                    help="serve's KS/PSI windows (1,000 / 250) against the monitor defaults (2,000 / 2,000), floor")
+                    help="serve's former KS/PSI windows (1,000 / 250) against the defaults (2,000 / 2,000), floor")
     ap.add_argument("--floor-reference", type=int, default=200_000, metavar="N",
                     help="reference records on the floor stream (default 200,000 = 20 lots)")
     ap.add_argument("--streams", nargs="+", metavar="KIND:D",

@@ -62,8 +62,8 @@ class ModelSection:
 class DriftSection:
     enabled: bool = True
     arl0: float = 100_000.0
-    window: int = 1000
-    stride: int = 250
+    window: int = 2000
+    stride: int = 2000
     reference_size: int = 5000
 
 

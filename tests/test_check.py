@@ -24,7 +24,7 @@ def test_shipped_definitions_are_valid_and_summarized():
     code, out, err = run(SHIPPED)
     assert code == 0 and err == ""
     text = " ".join(out.split())
-    for fact in ('reads topic "parts" as consumer group "stream-ct-yield"', "classification", '"passed"', "ARL0 100,000", "window 1,000", "stride 250",
+    for fact in ('reads topic "parts" as consumer group "stream-ct-yield"', "classification", '"passed"', "ARL0 100,000", "window 2,000", "stride 2,000",
                  'Registry "registry"', "parts.predictions", "parts.dlq", 'include "*"'):
         assert fact in text, fact
     assert out.rstrip().endswith(f"{len(SHIPPED)} valid, 0 invalid")

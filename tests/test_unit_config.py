@@ -41,7 +41,7 @@ def test_shipped_yield_toml_loads():
     assert cfg.model.task == "classification" and cfg.model.target == "passed"
     assert cfg.model.estimator == "hist_gradient_boosting" and cfg.model.name == "yield"
     assert cfg.drift.arl0 == 100000.0 and isinstance(cfg.drift.arl0, float)
-    assert (cfg.drift.window, cfg.drift.stride, cfg.drift.reference_size) == (1000, 250, 10000)
+    assert (cfg.drift.window, cfg.drift.stride, cfg.drift.reference_size) == (2000, 2000, 10000)
     assert cfg.retrain.cooldown_records == 10000
     assert cfg.retrain.timeout_s == 300.0 and isinstance(cfg.retrain.timeout_s, float)
     assert cfg.retrain.holdout_fraction == 0.25
