@@ -94,7 +94,7 @@ def bench_config(input_topic: str, registry: str, n_tests: int, poll_max_records
         "consumer": {"name": "yield", "input_topic": input_topic, "poll_max_records": poll_max_records,
                      "group_id": unique("bench")},
         "model": {"task": "classification", "target": "passed", "estimator": estimator},
-        "drift": {"arl0": 100000, "window": 1000, "stride": 250, "reference_size": 5000},
+        "drift": {"arl0": 100000, "window": 2000, "stride": 2000, "reference_size": 5000},
         "retrain": {"window_records": 5000, "min_rows": 1000, "min_minority": 20, "holdout_fraction": 0.25,
                     "cooldown_records": 10**9, "timeout_s": 600},
         "gates": {"min_metric": 0.70, "min_improvement": -1.0},
