@@ -227,3 +227,28 @@ def ks_shift(sorted_ref: np.ndarray, delta: float) -> float:
     n = len(sorted_ref)
     moved = np.searchsorted(sorted_ref, sorted_ref + abs(delta), "right")
     return float((moved - np.searchsorted(sorted_ref, sorted_ref, "right")).max() / n)
+
+
+def chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: float,
+                       level: float = 0.01) -> dict:
+    """sd of subgroup means (upper bound at ``level``), worst variance rate and the curve of
+    rate bounds over horizons (``curve``: ``starts``, ``bound``), and reference-mean error
+    per subgroup size."""
+    out = {"sigma": {}, "v": {}, "mean_sd": {}, "curve": {}}
+    for m in sizes:
+        g = x[: len(x) // m * m].reshape(-1, m, x.shape[1]).mean(axis=1)
+        df = max(1, len(g) - 1)  # sd from few subgroups: its 99 % upper bound
+        sigma = g.std(axis=0) * np.sqrt(df / stats.chi2.ppf(level, df))
+        sigma[~(sigma > 0)] = 1.0
+        starts, bound = variance_rate_curve((g - mean) / sigma, int(3 * run_records / m), level)
+        v = bound.max(axis=0)  # the worst rate: the reference mean's error (below)
+        out["sigma"][str(m)], out["v"][str(m)] = sigma, v
+        out["curve"][str(m)] = {"starts": starts, "bound": bound}
+        out["mean_sd"][str(m)] = np.sqrt(v / len(g))
+    return out
+
+
+def unless_unsafe(h: np.ndarray, k: float, mean_sd) -> np.ndarray:
+    """``h``, infinite (the chart off) where the reference mean's error leaves the chart
+    less than 5 % of its slack: an error that large, persisting, would cross any threshold."""
+    return np.where(np.asarray(mean_sd) >= 0.95 * k, np.inf, h)

@@ -22,16 +22,16 @@ import math
 import numpy as np
 from scipy import stats
 
-from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, grid_step, ks_shift,
-                                         cusum_threshold, effective_rate, spread_inflation,
-                                         variance_rate_curve, wafer_blocks)
+from stream_ct.drift.calibration import (bootstrap_stream, chart_calibration, exp_tail_quantile, grid_step,
+                                         ks_shift, cusum_threshold, effective_rate, spread_inflation,
+                                         unless_unsafe, wafer_blocks)
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
-from stream_ct.drift.residuals import CompletedGroups, SelfStartingResiduals
 from stream_ct.drift.signal import DriftSignal
 from stream_ct.drift.values import group_sums, valid_mask
+from stream_ct.drift import within as within_charts
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
 DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.2, "strata": 0.2, "within": 0.2}
@@ -154,7 +154,9 @@ class DriftMonitor:
             for level in self.cal["levels"]:
                 self._thresholds(self._strata_share(), self.strata_sizes, level)
         self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
-        self._start_within_charts()
+        within = self.cal.get("within")  # charts within wafers and lots (with reference_groups)
+        self.within = None if within is None else within_charts.WithinCharts(
+            within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records)
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
@@ -187,8 +189,10 @@ class DriftMonitor:
         cal = {"h": {}}
         cal.update(self._cusum_calibration(ref, blocks))
         if self.reference_groups is not None and self.budget.get("within", 0) > 0:
-            cal["within"] = self._within_calibration(
-                ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies))
+            cal["within"] = within_charts.calibrate(
+                ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies),
+                self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
+                self.wafer_records, self.block)
         # Location part: window means wander with wafers and lots (sd sigma_w, upper bound);
         # sampling part: i.i.d. critical values; each gets half the per-look error rate.
         alpha_ks = self.budget["ks"] * self.stride / (self.arl0 * d)
@@ -245,7 +249,7 @@ class DriftMonitor:
         # tight and a mean biased by more than it admits, and alarm on every stream.
         n_families = ref.shape[1] * sum(len(np.unique(v)) for v in self.reference_strata.values())
         bound_level = min(0.01, 0.05 / max(1, n_families))
-        out = _chart_calibration(charted, self.sizes, self.mean, run_records)
+        out = chart_calibration(charted, self.sizes, self.mean, run_records)
         out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
         out["levels"] = {}
@@ -254,96 +258,13 @@ class DriftMonitor:
                 rows = charted[levels == level]
                 mean = rows.mean(axis=0)
                 if len(rows) >= 4 * max(self.strata_sizes):
-                    cal = _chart_calibration(rows, self.strata_sizes, mean,
+                    cal = chart_calibration(rows, self.strata_sizes, mean,
                                              run_records * len(rows) / len(ref), bound_level)
                     # the level's mean, from few lots, is bounded like its sds (family-wise)
                     z = stats.norm.isf(bound_level / 2)
                     cal["mean_sd"] = {m: z * e for m, e in cal["mean_sd"].items()}
                     out["levels"][f"{key}={level}"] = dict(cal, mean=mean)
         return out
-
-    def _within_calibration(self, charted: np.ndarray) -> dict:
-        """The within-group charts' calibration on the reference's own residuals (NaN = missing):
-        parts against the earlier parts of their wafer (``"wafer"``, sizes
-        ``within_subgroups``) and, when the group ids are ``lot/wafer``, wafers against the
-        earlier wafers of their lot (``"lot"``, one increment per wafer), also per level of
-        every stratum key that is constant within wafers and varies within lots
-        (``"lot_levels"``: a level's own mean, a tester's fixed offset against the others,
-        with its error; sds and variance rates of the whole within-lot stream, of which the
-        level's residuals are a subsample). Residuals have mean 0 by construction (no
-        reference-mean error); their sds and variance rates get the same upper bounds as the
-        other charts, over horizons up to a lot (residuals of different groups are
-        independent by construction)."""
-        d, groups = charted.shape[1], np.asarray(self.reference_groups)
-        lot_records = self.block * self.wafer_records
-        keys = sorted(self.reference_strata)
-        labels = np.column_stack([self.reference_strata[k] for k in keys]) if keys else None
-        parts, wafers = _residuals_in_chunks(charted, groups, labels)
-        wafers = _whole(wafers, self.wafer_records / 2)  # not the reference's cut first and last
-        out = {"wafer": _residual_calibration(parts[~_run_starts(groups)], self.within_subgroups, lot_records / 3),
-               "lot_strata": []}
-        lots = _lots_of(wafers.ids)
-        if lots is None or len(wafers.ids) < 8:
-            return out
-        res, _ = SelfStartingResiduals(d).update(wafers.means, lots, np.arange(len(lots)))
-        res[_run_starts(lots)] = np.nan  # a lot's first wafer: nothing to compare it with
-        out["lot"] = lot = _residual_calibration(res, (1,), self.block / 3)
-        out["lot_levels"] = {}
-        out["lot_strata"] = [key for j, key in enumerate(keys) if key in self.strata
-                             and _constant_within(self.reference_strata[key], groups)
-                             and _varies_within(wafers.labels[:, j], lots)]
-        of_wafer = {key: wafers.labels[:, keys.index(key)].astype(str) for key in out["lot_strata"]}
-        # a level's mean is known to its sampling error; an error that large, persisting,
-        # must not cross a chart: bounded for all features x levels together
-        z = stats.norm.isf(0.025 / max(1, d * sum(len(np.unique(v)) for v in of_wafer.values())))
-        for key, levels in of_wafer.items():
-            for level in np.unique(levels).tolist():
-                rows = res[levels == level]
-                n = (~np.isnan(rows)).sum(axis=0)
-                if n.min() >= 8:
-                    out["lot_levels"][f"{key}={level}"] = dict(
-                        lot, mean=np.nanmean(rows, axis=0), mean_sd={"1": z * np.sqrt(lot["v"]["1"] / n)})
-        return out
-
-    def _start_within_charts(self) -> None:
-        """The within-wafer and within-lot charts and their residual trackers, from the
-        calibration (none when the monitor has no ``reference_groups``)."""
-        within = self.cal.get("within")
-        self.wafer_banks, self.lot_banks, self.lot_strata_banks = [], [], {}
-        self.wafer_residuals = self.lot_residuals = None
-        self.lot_strata = [] if within is None else list(within["lot_strata"])
-        if within is None:
-            return
-        d, share = len(self.feature_names), self.budget["within"]
-        wafer_share = share / 2 if "lot" in within else share
-        self.wafer_residuals = SelfStartingResiduals(d)
-        self.wafer_banks = self._residual_banks(within["wafer"], wafer_share, self.within_subgroups, 1)
-        if "lot" in within:
-            self.lot_residuals = SelfStartingResiduals(d)
-            self.lot_banks = self._residual_banks(within["lot"], share / (4 if self.lot_strata else 2), (1,),
-                                                  self.wafer_records)
-            for name in within["lot_levels"]:
-                key, level = name.split("=", 1)
-                self.lot_strata_banks[(key, level)] = self._lot_level_banks(key, level)
-
-    def _lot_level_banks(self, key: str, level: str) -> list[CusumBank]:
-        """Within-lot charts of one stratum level (its own calibration, else the global one)."""
-        within = self.cal["within"]
-        cal = within["lot_levels"].get(f"{key}={level}", within["lot"])
-        share = self.budget["within"] / 4 / len(self.lot_strata)
-        return self._residual_banks(cal, share, (1,), self.wafer_records)
-
-    def _residual_banks(self, cal: dict, share: float, sizes, records_per_increment: float) -> list[CusumBank]:
-        """Charts on residuals for a per-record rate ``share / arl0`` split over ``sizes``
-        (subgroups of increments; an increment stands for ``records_per_increment`` records)."""
-        d, banks = len(self.feature_names), []
-        for m in sizes:
-            arl = self.arl0 * 2 * d * len(sizes) / (share * m * records_per_increment)
-            e, curve = cal["mean_sd"][str(m)], cal["curve"][str(m)]
-            v = effective_rate(curve["starts"], curve["bound"], self.k, arl, e)
-            h = _unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float), self.k, e)
-            banks.append(CusumBank(cal["mean"], cal["sigma"][str(m)], self.k, h, m))
-        return banks
 
     def _banks(self, share: float, sizes, level: str | None = None) -> list[CusumBank]:
         """CUSUM charts for a per-record rate ``share / arl0``, split over the ``sizes``.
@@ -369,7 +290,7 @@ class DriftMonitor:
                 curve = cal.get("curve", {}).get(str(m))
                 v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate
                     curve["starts"], curve["bound"], self.k, arl, e)
-                cache[str(m)] = _unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float),
+                cache[str(m)] = unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float),
                                                self.k, e)
         return cache
 
@@ -389,7 +310,7 @@ class DriftMonitor:
             raise ValueError(f"X must be (b x {len(self.feature_names)})")
         if self.die_pattern is not None and dies is None:
             raise ValueError("this monitor removes die patterns (reference_dies): pass dies=")
-        if self.wafer_residuals is not None and groups is None:
+        if self.within is not None and groups is None:
             raise ValueError("this monitor charts steps within wafers (reference_groups): pass groups=")
         charted = X if self.die_pattern is None else self.die_pattern.remove(X, dies)
         b = X.shape[0]
@@ -412,9 +333,9 @@ class DriftMonitor:
                         share, self.strata_sizes, f"{key}={level}")
                 signals += self._cusum_signals(banks, charted[rows], None if complete else valid[rows],
                                                positions[rows], {key: level})
-        if self.wafer_residuals is not None:
-            signals += self._within_signals(charted if complete else np.where(valid, charted, np.nan), complete,
-                                            groups, positions, strata)
+        if self.within is not None:
+            signals += self.within.update(charted if complete else np.where(valid, charted, np.nan), complete,
+                                          groups, positions, strata, self._cusum_signals)
         signals += self._window_signals(X, valid)
         self.n_seen += b
         for s in signals:
@@ -424,41 +345,6 @@ class DriftMonitor:
     def _strata_share(self) -> float:
         """Share of the false-alarm budget of each stratum key's charts (all its levels)."""
         return self.budget["strata"] / max(1, len(self.strata))
-
-    def _within_signals(self, X, complete, groups, positions, strata) -> list[DriftSignal]:
-        """Charts on each part against the earlier parts of its wafer ("cusum_wafer") and on
-        each finished wafer's mean against the earlier wafers of its lot ("cusum_lot", also
-        per level of the stratum keys constant within wafers); ``complete``: ``X`` has no
-        missing value. A wafer's first part charts as 0, a lot's first wafer not at all."""
-        b = len(X)
-        labels = None if not self.lot_strata else np.column_stack(
-            [np.asarray(strata[key]).astype(str) if strata is not None and key in strata else np.full(b, "")
-             for key in self.lot_strata])
-        parts, wafers = self.wafer_residuals.update(X, np.asarray(groups), positions, labels)
-        out = self._cusum_signals(self.wafer_banks, parts, None if complete else ~np.isnan(parts), positions,
-                                  None, "cusum_wafer")
-        # pieces of a wafer (its parts spread over several input partitions) are not wafers
-        wafers = _whole(wafers, self.wafer_records / 2)
-        lots = _lots_of(wafers.ids) if self.lot_residuals is not None and len(wafers.ids) else None
-        if lots is None:
-            return out
-        first = lots != np.r_[np.array([self.lot_residuals.group], dtype=object), lots[:-1]]
-        res, _ = self.lot_residuals.update(wafers.means, lots, wafers.positions)
-        res[first] = np.nan
-        valid = ~np.isnan(res)
-        out += self._cusum_signals(self.lot_banks, res, valid, wafers.positions, None, "cusum_lot")
-        for j, key in enumerate(self.lot_strata):
-            levels = wafers.labels[:, j].astype(str)
-            for level in np.unique(levels).tolist():
-                if not level:
-                    continue
-                rows = levels == level
-                banks = self.lot_strata_banks.get((key, level))
-                if banks is None:
-                    banks = self.lot_strata_banks[(key, level)] = self._lot_level_banks(key, level)
-                out += self._cusum_signals(banks, res[rows], valid[rows], wafers.positions[rows],
-                                           {key: level}, "cusum_lot")
-        return out
 
     def _cusum_signals(self, banks, X, valid, positions, stratum, detector: str = "cusum") -> list[DriftSignal]:
         """One signal per batch, chart family and stratum: every feature whose chart crossed."""
@@ -577,7 +463,8 @@ class DriftMonitor:
     def snapshot(self, top_k: int = 10) -> dict:
         """Latest statistics, thresholds and counts, JSON-safe (for metrics and reports)."""
         names = self.feature_names
-        charts = self.global_banks + self.wafer_banks + self.lot_banks
+        within = [] if self.within is None else self.within.wafer_banks + self.within.lot_banks
+        charts = self.global_banks + within
         cusum = (np.max([bank.state.max(axis=0) / bank.h for bank in charts], axis=0)
                  if charts else np.zeros(len(names)))
         ratio = np.nan_to_num(np.nanmax(np.vstack([self.latest["ks"] / self.cal["ks"],
@@ -599,8 +486,9 @@ class DriftMonitor:
                        "cusum_ratio": per(cusum)},
             "thresholds": {"ks": per(self.cal["ks"]), "psi": per(self.cal["psi"]),
                            **{f"cusum_m{b.subgroup}": per(b.h) for b in self.global_banks},
-                           **{f"cusum_wafer_m{b.subgroup}": per(b.h) for b in self.wafer_banks},
-                           **{"cusum_lot": per(b.h) for b in self.lot_banks}},
+                           **({} if self.within is None else {
+                               **{f"cusum_wafer_m{b.subgroup}": per(b.h) for b in self.within.wafer_banks},
+                               **{"cusum_lot": per(b.h) for b in self.within.lot_banks}})},
             "invalid_counts": {n: int(c) for n, c in zip(names, self.invalid_counts)},
             "signal_counts": dict(self.signal_counts),
             "strata": sorted(f"{k}={v}" for k, v in self.strata_banks),
@@ -622,13 +510,7 @@ class DriftMonitor:
             "global_banks": [b.state_dict() for b in self.global_banks],
             "strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
                              for (k, v), banks in self.strata_banks.items()],
-            "within": None if self.wafer_residuals is None else {
-                "wafer_residuals": self.wafer_residuals.state_dict(),
-                "lot_residuals": None if self.lot_residuals is None else self.lot_residuals.state_dict(),
-                "wafer_banks": [b.state_dict() for b in self.wafer_banks],
-                "lot_banks": [b.state_dict() for b in self.lot_banks],
-                "lot_strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
-                                     for (k, v), banks in self.lot_strata_banks.items()]},
+            "within": None if self.within is None else self.within.state_dict(),
         }
 
     @classmethod
@@ -646,15 +528,8 @@ class DriftMonitor:
         mon.global_banks = [CusumBank.from_state(s) for s in state["global_banks"]]
         mon.strata_banks = {(e["key"], e["level"]): [CusumBank.from_state(s) for s in e["banks"]]
                             for e in state["strata_banks"]}
-        within = state.get("within")
-        if within is not None:
-            mon.wafer_residuals = SelfStartingResiduals.from_state(within["wafer_residuals"])
-            mon.lot_residuals = (None if within["lot_residuals"] is None
-                                 else SelfStartingResiduals.from_state(within["lot_residuals"]))
-            mon.wafer_banks = [CusumBank.from_state(s) for s in within["wafer_banks"]]
-            mon.lot_banks = [CusumBank.from_state(s) for s in within["lot_banks"]]
-            mon.lot_strata_banks = {(e["key"], e["level"]): [CusumBank.from_state(s) for s in e["banks"]]
-                                    for e in within["lot_strata_banks"]}
+        if state.get("within") is not None:
+            mon.within.load_state(state["within"])
         return mon
 
 
@@ -682,70 +557,6 @@ def grouped_median(xs: np.ndarray, n: np.ndarray, step: np.ndarray) -> np.ndarra
     return np.where((step > 0) & (at > 0), grouped, plain)
 
 
-def _lots_of(wafer_ids) -> np.ndarray | None:
-    """The lot of every ``lot/wafer`` id, or None unless every id has that form."""
-    ids = [str(g) for g in wafer_ids]
-    if not ids or not all("/" in g for g in ids):
-        return None
-    return np.array([g.rsplit("/", 1)[0] for g in ids], dtype=object)
-
-
-def _constant_within(levels: np.ndarray, groups: np.ndarray) -> bool:
-    """Whether every run of equal ``groups`` holds one level."""
-    same_group = groups[1:] == groups[:-1]
-    return not (levels[1:] != levels[:-1])[same_group].any()
-
-
-def _varies_within(levels: np.ndarray, lots: np.ndarray) -> bool:
-    """Whether some lot holds groups of two or more levels."""
-    same_lot = lots[1:] == lots[:-1]
-    return bool((levels[1:] != levels[:-1])[same_lot].any())
-
-
-def _residuals_in_chunks(X: np.ndarray, groups: np.ndarray, labels, chunk: int = 20_000):
-    """``SelfStartingResiduals(d).update`` over all of ``X`` in chunks of rows (bounded
-    memory on wide references): the residuals and every completed group."""
-    tracker, parts, done = SelfStartingResiduals(X.shape[1]), [], []
-    for a in range(0, len(X), chunk):
-        b = min(a + chunk, len(X))
-        r, completed = tracker.update(X[a:b], groups[a:b], np.arange(a, b), None if labels is None else labels[a:b])
-        parts.append(r)
-        done.append(completed)
-    return np.vstack(parts), CompletedGroups(*(np.concatenate([getattr(c, f) for c in done])
-                                               for f in ("means", "ids", "positions", "labels", "sizes")))
-
-
-def _whole(groups: CompletedGroups, min_size: float) -> CompletedGroups:
-    """The completed groups of at least ``min_size`` records."""
-    keep = groups.sizes >= min_size
-    if keep.all():
-        return groups
-    return CompletedGroups(groups.means[keep], groups.ids[keep], groups.positions[keep], groups.labels[keep],
-                           groups.sizes[keep])
-
-
-def _unless_unsafe(h: np.ndarray, k: float, mean_sd) -> np.ndarray:
-    """``h``, infinite (the chart off) where the reference mean's error leaves the chart
-    less than 5 % of its slack: an error that large, persisting, would cross any threshold."""
-    return np.where(np.asarray(mean_sd) >= 0.95 * k, np.inf, h)
-
-
-def _run_starts(ids: np.ndarray) -> np.ndarray:
-    """Where a run of equal ids starts."""
-    return np.r_[True, ids[1:] != ids[:-1]]
-
-
-def _residual_calibration(residuals: np.ndarray, sizes, run_increments: float) -> dict:
-    """``_chart_calibration`` of a stream of residuals within groups (rows without any value
-    dropped, a missing value counted as 0), whose mean is 0 by construction: no
-    reference-mean error. Variance rates over horizons up to 3 x ``run_increments``."""
-    rows = residuals[~np.isnan(residuals).all(axis=1)]
-    mean = np.zeros(rows.shape[1])
-    cal = _chart_calibration(np.where(np.isnan(rows), 0.0, rows), sizes, mean, run_increments)
-    cal["mean_sd"] = {m: np.zeros_like(e) for m, e in cal["mean_sd"].items()}
-    return dict(cal, mean=mean)
-
-
 def _count_lots(groups, n_groups: int, block: int) -> float:
     """Lots in the reference: distinct prefixes of ``lot/wafer`` group ids when every id has
     one, else ``groups / block`` (``block`` wafers per lot); one lot without groups."""
@@ -761,22 +572,3 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Column means of the rows of ``x`` per label 0..L-1, NaN ignored (0 if none)."""
     sums, counts = group_sums(x, labels, labels.max() + 1)
     return sums / np.maximum(counts, 1)
-
-
-def _chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: float,
-                       level: float = 0.01) -> dict:
-    """sd of subgroup means (upper bound at ``level``), worst variance rate and the curve of
-    rate bounds over horizons (``curve``: ``starts``, ``bound``), and reference-mean error
-    per subgroup size."""
-    out = {"sigma": {}, "v": {}, "mean_sd": {}, "curve": {}}
-    for m in sizes:
-        g = x[: len(x) // m * m].reshape(-1, m, x.shape[1]).mean(axis=1)
-        df = max(1, len(g) - 1)  # sd from few subgroups: its 99 % upper bound
-        sigma = g.std(axis=0) * np.sqrt(df / stats.chi2.ppf(level, df))
-        sigma[~(sigma > 0)] = 1.0
-        starts, bound = variance_rate_curve((g - mean) / sigma, int(3 * run_records / m), level)
-        v = bound.max(axis=0)  # the worst rate: the reference mean's error (below)
-        out["sigma"][str(m)], out["v"][str(m)] = sigma, v
-        out["curve"][str(m)] = {"starts": starts, "bound": bound}
-        out["mean_sd"][str(m)] = np.sqrt(v / len(g))
-    return out
