@@ -15,8 +15,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from stream_ct.binary_record import MAGIC as BINARY_MAGIC
-from stream_ct.binary_record import BinaryRecordError
+from stream_ct.binary_record import BinaryRecordError, is_binary
 from stream_ct.binary_record import decode as decode_binary
 from stream_ct.record import IDENTITY_FIELDS, validate_fields, validate_record
 
@@ -65,7 +64,7 @@ def decode_batch(values: Sequence[bytes | None]) -> tuple[list[tuple[int, dict[s
         if len(raw) > MAX_RECORD_BYTES:
             invalid.append((i, f"oversized: {len(raw)} bytes > {MAX_RECORD_BYTES}"))
             continue
-        if raw[:4] == BINARY_MAGIC:
+        if is_binary(raw):
             try:
                 record = decode_binary(raw)
             except BinaryRecordError as exc:

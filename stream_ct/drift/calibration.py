@@ -230,7 +230,7 @@ def ks_shift(sorted_ref: np.ndarray, delta: float) -> float:
 
 
 def chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: float,
-                       level: float = 0.01) -> dict:
+                      level: float = 0.01) -> dict:
     """sd of subgroup means (upper bound at ``level``), worst variance rate and the curve of
     rate bounds over horizons (``curve``: ``starts``, ``bound``), and reference-mean error
     per subgroup size."""

@@ -259,7 +259,7 @@ class DriftMonitor:
                 mean = rows.mean(axis=0)
                 if len(rows) >= 4 * max(self.strata_sizes):
                     cal = chart_calibration(rows, self.strata_sizes, mean,
-                                             run_records * len(rows) / len(ref), bound_level)
+                                            run_records * len(rows) / len(ref), bound_level)
                     # the level's mean, from few lots, is bounded like its sds (family-wise)
                     z = stats.norm.isf(bound_level / 2)
                     cal["mean_sd"] = {m: z * e for m, e in cal["mean_sd"].items()}
@@ -291,7 +291,7 @@ class DriftMonitor:
                 v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate
                     curve["starts"], curve["bound"], self.k, arl, e)
                 cache[str(m)] = unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float),
-                                               self.k, e)
+                                              self.k, e)
         return cache
 
     # -- streaming -----------------------------------------------------------------------

@@ -115,8 +115,8 @@ class WithinCharts:
             [np.asarray(strata[key]).astype(str) if strata is not None and key in strata else np.full(b, "")
              for key in self.lot_strata])
         parts, wafers = self.wafer_residuals.update(X, np.asarray(groups), positions, labels)
-        out = signals(self.wafer_banks, parts, None if complete else ~np.isnan(parts), positions,
-                                  None, "cusum_wafer")
+        out = signals(self.wafer_banks, parts, None if complete else ~np.isnan(parts), positions, None,
+                      "cusum_wafer")
         # pieces of a wafer (its parts spread over several input partitions) are not wafers
         wafers = _whole(wafers, self.wafer_records / 2)
         lots = _lots_of(wafers.ids) if self.lot_residuals is not None and len(wafers.ids) else None
@@ -136,8 +136,7 @@ class WithinCharts:
                 banks = self.lot_strata_banks.get((key, level))
                 if banks is None:
                     banks = self.lot_strata_banks[(key, level)] = self._level_banks(key, level)
-                out += signals(banks, res[rows], valid[rows], wafers.positions[rows],
-                                           {key: level}, "cusum_lot")
+                out += signals(banks, res[rows], valid[rows], wafers.positions[rows], {key: level}, "cusum_lot")
         return out
 
     def state_dict(self) -> dict:
@@ -207,7 +206,7 @@ def _run_starts(ids: np.ndarray) -> np.ndarray:
 
 
 def _residual_calibration(residuals: np.ndarray, sizes, run_increments: float) -> dict:
-    """``_chart_calibration`` of a stream of residuals within groups (rows without any value
+    """``chart_calibration`` of a stream of residuals within groups (rows without any value
     dropped, a missing value counted as 0), whose mean is 0 by construction: no
     reference-mean error. Variance rates over horizons up to 3 x ``run_increments``."""
     rows = residuals[~np.isnan(residuals).all(axis=1)]
