@@ -419,7 +419,7 @@ class Server:
     def _detect(self, X, records, sources, start: int) -> None:
         strata = {name: np.array([str(r.get(name, "")) for r in records]) for name in STRATA}
         dies = die_ids(records) if self.monitor.die_pattern is not None else None
-        groups = wafer_ids(records) if self.monitor.within is not None else None
+        groups = wafer_ids(records) if self.monitor.needs_groups else None
         signals = self.monitor.update(X, strata=strata, dies=dies, groups=groups)
         for s in signals:
             index = self.monitor_start + s.position - start

@@ -160,6 +160,21 @@ def test_floor_one_sigma_shift_caught(floor_state):
     assert sim.feature_names[sim.drift_test] in signal.features
 
 
+def test_floor_half_sigma_step_at_a_lot_boundary_caught_by_the_lot_mean_chart(floor_state):
+    """0.5 sd from a lot's first record: smaller than the lot-to-lot spread for the charts
+    against the reference mean, invisible within wafers and lots; each whole lot's mean
+    against the earlier lots' shows it after a few lots (sixth drift round: missed within
+    200,000 records)."""
+    onset = 200_000 + 20_000
+    sim = Simulator(scenario="mean-shift", seed=11, n_tests=20, onset=onset, shift_sigma=0.5)
+    sim.generate(200_000)
+    mon = DriftMonitor.from_state(floor_state)
+    signal, _ = _first_after(mon, sim, onset - 200_000, 100_000)
+    assert signal is not None and signal.detector == "cusum_lot_mean"
+    assert signal.position - (onset - 200_000) <= 60_000
+    assert signal.features[0] == sim.feature_names[sim.drift_test] and signal.effect_size > 0.25
+
+
 def test_floor_step_inside_a_lot_caught_by_the_within_wafer_charts(floor_state):
     """A 1-sd step in the middle of a wafer: the parts after it stand out against the earlier
     parts of their own wafer, whatever the lot's and wafer's offsets (the global charts need

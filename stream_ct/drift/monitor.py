@@ -32,9 +32,10 @@ from stream_ct.drift.psi import PsiBins, psi
 from stream_ct.drift.signal import DriftSignal
 from stream_ct.drift.values import group_sums, valid_mask
 from stream_ct.drift import within as within_charts
+from stream_ct.drift.lot_means import LotMeanChart, reference_lots
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets.
-DEFAULT_BUDGET = {"ks": 0.2, "psi": 0.2, "cusum": 0.2, "strata": 0.2, "within": 0.2}
+DEFAULT_BUDGET = {"ks": 0.18, "psi": 0.18, "cusum": 0.18, "strata": 0.18, "within": 0.18, "lots": 0.1}
 _CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "strata_subgroups",
            "within_subgroups", "k",
            "psi_bins", "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata",
@@ -63,12 +64,15 @@ class DriftMonitor:
     its lot (``"cusum_lot"``, also per level of the stratum keys constant within wafers, such
     as the tester); ``update`` then needs the ``groups`` of every batch. A step inside a
     wafer or a lot is found at the speed of i.i.d. parts, where the global charts must wait
-    until it outgrows the lot-to-lot spread.
+    until it outgrows the lot-to-lot spread. With ``lot/wafer`` ids and at least eight whole
+    lots in the reference, a self-starting CUSUM charts each whole lot's mean against the
+    earlier lots' (``"cusum_lot_mean"``, ``LotMeanChart``): a step at a lot boundary.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
     share evenly over the keys, and by record count over a key's levels; the within share
-    half to the wafer charts, a quarter each to the lot charts and their levels), then Bonferroni
+    half to the wafer charts, a quarter each to the lot charts and their levels; the lots
+    share to the lot-mean charts, all of it at their exact thresholds), then Bonferroni
     over features, sides, charts and looks. Null statistics come from a moving-block
     bootstrap of the reference: runs of ``block`` consecutive groups (``reference_groups``:
     wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
@@ -157,6 +161,9 @@ class DriftMonitor:
         within = self.cal.get("within")  # charts within wafers and lots (with reference_groups)
         self.within = None if within is None else within_charts.WithinCharts(
             within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records)
+        lots = self.cal.get("lot_means")  # each whole lot against the earlier ones
+        self.lot_means = None if lots is None or not self.location_enabled else LotMeanChart(
+            lots["means"], lots["lot_records"], self.k, self.arl0, self.budget["lots"])
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
@@ -193,6 +200,11 @@ class DriftMonitor:
                 ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies),
                 self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
                 self.wafer_records, self.block)
+        lots = None if self.reference_groups is None or self.budget.get("lots", 0) <= 0 else reference_lots(
+            ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies),
+            self.reference_groups)
+        if lots is not None:
+            cal["lot_means"] = {"means": lots[0], "lot_records": lots[1]}
         # Location part: window means wander with wafers and lots (sd sigma_w, upper bound);
         # sampling part: i.i.d. critical values; each gets half the per-look error rate.
         alpha_ks = self.budget["ks"] * self.stride / (self.arl0 * d)
@@ -310,8 +322,8 @@ class DriftMonitor:
             raise ValueError(f"X must be (b x {len(self.feature_names)})")
         if self.die_pattern is not None and dies is None:
             raise ValueError("this monitor removes die patterns (reference_dies): pass dies=")
-        if self.within is not None and groups is None:
-            raise ValueError("this monitor charts steps within wafers (reference_groups): pass groups=")
+        if self.needs_groups and groups is None:
+            raise ValueError("this monitor charts wafers and lots (reference_groups): pass groups=")
         charted = X if self.die_pattern is None else self.die_pattern.remove(X, dies)
         b = X.shape[0]
         valid = valid_mask(X)
@@ -333,14 +345,22 @@ class DriftMonitor:
                         share, self.strata_sizes, f"{key}={level}")
                 signals += self._cusum_signals(banks, charted[rows], None if complete else valid[rows],
                                                positions[rows], {key: level})
+        if self.needs_groups:
+            missing_nan = charted if complete else np.where(valid, charted, np.nan)
         if self.within is not None:
-            signals += self.within.update(charted if complete else np.where(valid, charted, np.nan), complete,
-                                          groups, positions, strata, self._cusum_signals)
+            signals += self.within.update(missing_nan, complete, groups, positions, strata, self._cusum_signals)
+        if self.lot_means is not None:
+            signals += self.lot_means.update(missing_nan, groups, positions, self._cusum_signals)
         signals += self._window_signals(X, valid)
         self.n_seen += b
         for s in signals:
             self.signal_counts[s.detector] = self.signal_counts.get(s.detector, 0) + 1
         return sorted(signals, key=lambda s: s.position)
+
+    @property
+    def needs_groups(self) -> bool:
+        """Whether ``update`` needs each batch's wafer ids (charts within wafers and lots, lot means)."""
+        return self.within is not None or self.lot_means is not None
 
     def _strata_share(self) -> float:
         """Share of the false-alarm budget of each stratum key's charts (all its levels)."""
@@ -488,7 +508,8 @@ class DriftMonitor:
                            **{f"cusum_m{b.subgroup}": per(b.h) for b in self.global_banks},
                            **({} if self.within is None else {
                                **{f"cusum_wafer_m{b.subgroup}": per(b.h) for b in self.within.wafer_banks},
-                               **{"cusum_lot": per(b.h) for b in self.within.lot_banks}})},
+                               **{"cusum_lot": per(b.h) for b in self.within.lot_banks}}),
+                           **({} if self.lot_means is None else {"cusum_lot_mean": per(self.lot_means.bank.h)})},
             "invalid_counts": {n: int(c) for n, c in zip(names, self.invalid_counts)},
             "signal_counts": dict(self.signal_counts),
             "strata": sorted(f"{k}={v}" for k, v in self.strata_banks),
@@ -511,6 +532,7 @@ class DriftMonitor:
             "strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
                              for (k, v), banks in self.strata_banks.items()],
             "within": None if self.within is None else self.within.state_dict(),
+            "lot_means": None if self.lot_means is None else self.lot_means.state_dict(),
         }
 
     @classmethod
@@ -530,6 +552,8 @@ class DriftMonitor:
                             for e in state["strata_banks"]}
         if state.get("within") is not None:
             mon.within.load_state(state["within"])
+        if state.get("lot_means") is not None:
+            mon.lot_means.load_state(state["lot_means"])
         return mon
 
 

@@ -1,0 +1,193 @@
+"""Each whole lot's mean against the earlier lots': a self-starting CUSUM (Hawkins 1987).
+
+On a test floor lot offsets are normal variation, so a persistent shift that starts at a lot
+boundary looks like one more lot offset to every chart against the reference mean, and the
+charts within wafers and lots never see it. Its unit is the lot. After ``n`` earlier whole
+lots whose means of a feature have mean ``m`` and sd ``s`` (the reference's lots, then the
+stream's), a new lot's mean ``x`` gives ``T = (x - m) / (s * sqrt(1 + 1/n))``, Student-t with
+``n - 1`` degrees of freedom when lot means are normal, however few lots the reference holds;
+mapped through its CDF onto the standard normal, the increments ``U`` of successive lots are
+independent N(0, 1) (Hawkins, "Self-starting cusum charts for location and scale", 1987). A
+two-sided CUSUM on ``U`` with slack ``k`` then gets its exact threshold from Siegmund's
+approximation: no bound on the reference's own mean error is needed, as the part-level charts
+need one. Each whole lot then joins ``m`` and ``s``. A lot is whole when it holds at least
+half the reference's median lot size (pieces of lots spread over partitions are not lots); it
+is complete when the first record of the next lot arrives. Group ids are ``lot/wafer``.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> lots = rng.normal(0, 0.3, (20, 2))                           # 20 reference lots, 2 tests
+>>> chart = LotMeanChart(lots, lot_records=100, k=0.5, arl0=10_000, share=1.0)
+>>> X = np.vstack([rng.normal(lots[i % 20], 0.1, (100, 2)) + [0.0, 1.5 * (i >= 3)] for i in range(8)])
+>>> groups = np.repeat([f"L{i}/1" for i in range(8)], 100)    # test 1 moves 5 lot sds from lot 3
+>>> [(a.position, a.feature, a.side) for a in chart.update(X, groups, np.arange(800))]
+[(400, 1, 1), (700, 1, 1)]
+
+Lot 3 is complete when lot 4's first record (400) arrives; the restarted chart fires again
+while the shift lasts and before the running mean has taken it in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from stream_ct.drift.calibration import siegmund_h
+from stream_ct.drift.cusum import CusumBank
+
+#: Whole lots a reference needs for the chart (Student-t with at least 7 degrees of freedom).
+MIN_LOTS = 8
+
+#: |U| cap: a lot far outside every earlier one gives a finite statistic (norm.isf(1e-300) ~ 37).
+_U_MAX = 37.0
+
+
+def lot_runs(groups) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where each run of records of one lot starts in ``groups`` (``lot/wafer`` ids, stream
+    order) and its lot; None unless every id names a lot.
+
+    >>> lot_runs(np.array(["A/1", "A/1", "A/2", "B/1"]))
+    (array([0, 3]), array(['A', 'B'], dtype=object))
+    """
+    g = np.asarray(groups)
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.empty(0, dtype=np.int64)
+    parts = [str(x).rsplit("/", 1) for x in g[starts].tolist()]
+    if any(len(p) != 2 for p in parts):
+        return None
+    lots = np.empty(len(parts), dtype=object)
+    lots[:] = [p[0] for p in parts]
+    new = np.r_[True, lots[1:] != lots[:-1]] if len(lots) else np.empty(0, dtype=bool)
+    return starts[new], lots[new]
+
+
+class LotAccumulator:
+    """Sums of the lot in progress; ``update`` returns the lots a batch completed."""
+
+    def __init__(self, d: int):
+        self.lot, self.rows = None, 0
+        self.sum, self.count = np.zeros(d), np.zeros(d)
+
+    def update(self, X, groups, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per completed lot: its mean per feature (NaN: no value; ``X`` holds NaN where a
+        value is missing), its records, and the position of the record that completed it."""
+        X = np.asarray(X, dtype=float)
+        runs = lot_runs(groups)
+        if runs is None:
+            raise ValueError("lot means need lot/wafer group ids")
+        starts, lots = runs
+        means, sizes, ends = [], [], []
+        if not len(X):
+            return np.empty((0, len(self.sum))), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        valid = ~np.isnan(X)
+        sums = np.add.reduceat(np.where(valid, X, 0.0), starts, axis=0)
+        counts = np.add.reduceat(valid, starts, axis=0).astype(float)
+        rows = np.diff(np.r_[starts, len(X)])
+        if self.lot is not None and lots[0] == self.lot:  # the carried lot goes on
+            sums[0] += self.sum
+            counts[0] += self.count
+            rows[0] += self.rows
+        elif self.lot is not None:  # the carried lot ended before this batch
+            means.append(_mean(self.sum, self.count))
+            sizes.append(self.rows)
+            ends.append(positions[0])
+        means += list(_mean(sums[:-1], counts[:-1]))
+        sizes += rows[:-1].tolist()
+        ends += np.asarray(positions)[starts[1:]].tolist()
+        self.lot, self.rows = lots[-1], int(rows[-1])
+        self.sum, self.count = sums[-1].copy(), counts[-1].copy()
+        return (np.array(means, dtype=float).reshape(-1, len(self.sum)), np.array(sizes, dtype=np.int64),
+                np.array(ends, dtype=np.int64))
+
+    def state_dict(self) -> dict:
+        return {"lot": self.lot, "rows": self.rows, "sum": self.sum, "count": self.count}
+
+    def load_state(self, s: dict) -> None:
+        self.lot, self.rows = s["lot"], int(s["rows"])
+        self.sum, self.count = np.array(s["sum"], dtype=float), np.array(s["count"], dtype=float)
+
+
+def reference_lots(X: np.ndarray, groups, chunk: int = 20_000) -> tuple[np.ndarray, float] | None:
+    """The means of the whole lots of a reference (rows ``X``, NaN = missing; ``lot/wafer``
+    ``groups``) and its median lot size; None unless the ids name lots and ``MIN_LOTS``
+    whole lots are there. The lot still open at the end counts as cut."""
+    if lot_runs(np.asarray(groups)[:1]) is None:
+        return None
+    acc, means, sizes = LotAccumulator(X.shape[1]), [], []
+    groups = np.asarray(groups)
+    for a in range(0, len(X), chunk):
+        m, s, _ = acc.update(X[a:a + chunk], groups[a:a + chunk], np.arange(a, min(a + chunk, len(X))))
+        means.append(m)
+        sizes.append(s)
+    means, sizes = np.vstack(means), np.concatenate(sizes)
+    if not len(sizes):
+        return None
+    lot_records = float(np.median(sizes))
+    whole = means[sizes >= lot_records / 2]
+    return (whole, lot_records) if len(whole) >= MIN_LOTS else None
+
+
+class LotMeanChart:
+    """Self-starting two-sided CUSUM charts (slack ``k``) on whole lots' means, started from
+    the ``reference_means`` (lots x d) of lots of ``lot_records`` records, at a per-record
+    false-alarm rate ``share / arl0`` over all features and both sides."""
+
+    def __init__(self, reference_means, lot_records: float, k: float, arl0: float, share: float):
+        ref = np.asarray(reference_means, dtype=float)
+        d = ref.shape[1]
+        self.lot_records = float(lot_records)
+        self.n = (~np.isnan(ref)).sum(axis=0).astype(float)
+        self.mean = np.nanmean(ref, axis=0)
+        self.m2 = np.nansum((ref - self.mean) ** 2, axis=0)
+        sd = np.sqrt(self.m2 / np.maximum(self.n - 1, 1))
+        # the charts see U times the reference's lot sd, so alarms carry shifts in data units
+        self.scale = np.where(sd > 0, sd, 1.0)
+        arl = arl0 * 2 * d / (share * self.lot_records)  # in lots, per chart
+        self.bank = CusumBank(np.zeros(d), self.scale, k, np.full(d, siegmund_h(k, arl)))
+        self.lots = LotAccumulator(d)
+
+    def update(self, X, groups, positions, signals=None) -> list:
+        """Consume records (``X`` with NaN where missing, ``lot/wafer`` ``groups``, stream
+        ``positions``); chart every whole lot they complete. Returns ``signals(banks, values,
+        valid, positions, stratum, detector)`` (the monitor's) or, without it, the alarms."""
+        means, sizes, ends = self.lots.update(X, groups, positions)
+        means, ends = means[sizes >= self.lot_records / 2], ends[sizes >= self.lot_records / 2]
+        if not len(means):
+            return []
+        u = np.vstack([self._standardize(m) for m in means])
+        valid = ~np.isnan(u)
+        values = u * self.scale
+        if signals is None:
+            return self.bank.update(values, valid, ends)
+        return signals([self.bank], values, valid, ends, None, "cusum_lot_mean")
+
+    def _standardize(self, x: np.ndarray) -> np.ndarray:
+        """One lot's ``U`` per feature (NaN where it or the earlier lots lack a value), then
+        the lot joins the running mean and sd."""
+        n, ok = self.n, ~np.isnan(x) & (self.n >= 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = (x - self.mean) / np.sqrt(self.m2 / (n - 1) * (1 + 1 / n))
+            df = np.maximum(n - 1, 1)
+            u = np.where(t > 0, stats.norm.isf(stats.t.sf(t, df)), stats.norm.ppf(stats.t.cdf(t, df)))
+        u = np.where(ok, np.clip(np.nan_to_num(u, nan=0.0), -_U_MAX, _U_MAX), np.nan)
+        seen = ~np.isnan(x)  # Welford, per feature with a value
+        self.n = self.n + seen
+        delta = np.where(seen, x - self.mean, 0.0)
+        self.mean = self.mean + delta / np.maximum(self.n, 1)
+        self.m2 = self.m2 + delta * np.where(seen, x - self.mean, 0.0)
+        return u
+
+    def state_dict(self) -> dict:
+        return {"n": self.n, "mean": self.mean, "m2": self.m2, "bank": self.bank.state_dict(),
+                "lots": self.lots.state_dict()}
+
+    def load_state(self, s: dict) -> None:
+        """Resume from ``state_dict()``."""
+        self.n, self.mean, self.m2 = (np.array(s[k], dtype=float) for k in ("n", "mean", "m2"))
+        self.bank = CusumBank.from_state(s["bank"])
+        self.lots.load_state(s["lots"])
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+

@@ -1,0 +1,109 @@
+"""Self-starting CUSUM on whole lots' means (stream_ct/drift/lot_means.py), no broker."""
+
+import copy
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from stream_ct.drift.calibration import siegmund_arl
+from stream_ct.drift.lot_means import LotAccumulator, LotMeanChart, lot_runs, reference_lots
+
+
+def _lots(n_lots, size, d, rng, lot_sd=0.3, start=0):
+    """Records of ``n_lots`` lots of ``size`` parts (two wafers each), lot offsets N(0, lot_sd)."""
+    offsets = rng.normal(0, lot_sd, (n_lots, d))
+    X = np.repeat(offsets, size, axis=0) + rng.normal(size=(n_lots * size, d))
+    lot = np.repeat(np.arange(start, start + n_lots), size)
+    wafer = np.tile(np.repeat([1, 2], size // 2), n_lots)
+    return X, np.array([f"L{a}/{b}" for a, b in zip(lot, wafer)])
+
+
+def test_lot_runs_merge_wafers_of_one_lot_and_need_lot_ids():
+    starts, lots = lot_runs(np.array(["A/1", "A/1", "A/2", "B/1", "B/1", "A/3"]))
+    assert starts.tolist() == [0, 3, 5] and lots.tolist() == ["A", "B", "A"]
+    assert lot_runs(np.array(["w1", "w2"])) is None
+
+
+def test_accumulator_across_batches_equals_direct_lot_means_with_missing_values():
+    rng = np.random.default_rng(0)
+    X, groups = _lots(6, 50, 3, rng)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[100:150, 2] = np.nan  # lot 2 has no value of feature 2
+    acc, means, sizes, ends = LotAccumulator(3), [], [], []
+    for a in range(0, len(X), 37):  # batches that cut lots anywhere
+        m, s, e = acc.update(X[a:a + 37], groups[a:a + 37], np.arange(a, min(a + 37, len(X))))
+        means.append(m), sizes.append(s), ends.append(e)
+    means, sizes, ends = np.vstack(means), np.concatenate(sizes), np.concatenate(ends)
+    expected = np.array([np.nanmean(X[i * 50:(i + 1) * 50], axis=0) if i != 2 else
+                         np.r_[np.nanmean(X[100:150, :2], axis=0), np.nan] for i in range(5)])
+    np.testing.assert_allclose(means, expected, equal_nan=True)
+    assert sizes.tolist() == [50] * 5 and ends.tolist() == [50, 100, 150, 200, 250]  # lot 5 still open
+
+
+def test_reference_lots_keep_whole_lots_only():
+    rng = np.random.default_rng(1)
+    X, groups = _lots(12, 40, 2, rng)
+    means, size = reference_lots(X[25:], groups[25:])  # the first lot cut to 15 records, the last open
+    assert size == 40 and len(means) == 10
+    assert reference_lots(X[:200], groups[:200]) is None  # 4 lots: too few for the chart
+
+
+def test_increments_are_independent_standard_normal_whatever_the_reference_size():
+    """The property that makes the thresholds exact: under no drift, lot after lot, U is
+    N(0, 1) and uncorrelated, here from a reference of only 8 lots."""
+    rng = np.random.default_rng(2)
+    d, n = 4, 3000
+    chart = LotMeanChart(rng.normal(5.0, 0.3, (8, d)), lot_records=1, k=0.5, arl0=1e9, share=1.0)
+    u = np.vstack([chart._standardize(x) for x in rng.normal(5.0, 0.3, (n, d))])
+    for j in range(d):
+        assert stats.kstest(u[:, j], "norm").pvalue > 0.001
+        assert abs(np.corrcoef(u[1:, j], u[:-1, j])[0, 1]) < 4 / np.sqrt(n)
+
+
+def test_false_alarm_rate_matches_the_stated_arl():
+    """Per chart ARL of 200 lots (k = 0.5, Siegmund), 8 charts, 20,000 no-drift lots from a
+    10-lot reference: about 800 alarms expected; Siegmund's approximation and Poisson noise
+    stay within 20 %."""
+    rng = np.random.default_rng(3)
+    d, n, arl = 4, 20_000, 200
+    chart = LotMeanChart(rng.normal(0, 0.3, (10, d)), lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0)
+    assert siegmund_arl(0.5, chart.bank.h[0]) == pytest.approx(arl, rel=1e-6)
+    means = rng.normal(0, 0.3, (n, d))
+    groups = np.array([f"L{i}/1" for i in range(n + 1)])
+    alarms = chart.update(np.vstack([means, np.zeros((1, d))]), groups, np.arange(n + 1))
+    expected = n * 2 * d / arl
+    assert 0.8 * expected <= len(alarms) <= 1.2 * expected
+
+
+def test_a_step_at_a_lot_boundary_is_caught_after_a_few_lots_and_not_before():
+    """A step of about 3 lot sds from a lot's first record, at ARL0 = 100,000 records on lots
+    of 200 (a threshold for 10^6 lots per chart): each shifted lot also joins the running
+    mean and sd, which slows the chart (Siegmund's delay with the full shift: 5 lots)."""
+    rng = np.random.default_rng(4)
+    d, size = 10, 200
+    ref, ref_groups = _lots(20, size, d, rng)
+    means, lot_records = reference_lots(ref, ref_groups)
+    chart = LotMeanChart(means, lot_records, k=0.5, arl0=100_000, share=0.1)
+    X, groups = _lots(30, size, d, rng, start=20)
+    X[10 * size:, 3] += 1.0  # about 3 lot sds, from the first record of lot 30
+    alarms = chart.update(X, groups, np.arange(len(X)))
+    assert alarms and all(a.feature == 3 and a.side == 1 for a in alarms)
+    assert 10 * size < alarms[0].position <= 20 * size
+
+
+def test_state_round_trip_resumes_identically():
+    rng = np.random.default_rng(5)
+    ref, ref_groups = _lots(12, 100, 3, rng)
+    X, groups = _lots(20, 100, 3, rng, start=12)
+    X[800:, 0] += 0.8
+    whole = LotMeanChart(*reference_lots(ref, ref_groups), k=0.5, arl0=10_000, share=1.0)
+    expected = whole.update(X, groups, np.arange(len(X)))
+    first = LotMeanChart(*reference_lots(ref, ref_groups), k=0.5, arl0=10_000, share=1.0)
+    got = first.update(X[:950], groups[:950], np.arange(950))  # stop inside a lot
+    resumed = LotMeanChart(*reference_lots(ref, ref_groups), k=0.5, arl0=10_000, share=1.0)
+    resumed.load_state(copy.deepcopy(first.state_dict()))
+    got += resumed.update(X[950:], groups[950:], np.arange(950, len(X)))
+    assert expected and [(a.position, a.feature, a.side) for a in got] == [
+        (a.position, a.feature, a.side) for a in expected]
+    np.testing.assert_allclose([a.statistic for a in got], [a.statistic for a in expected], rtol=1e-9)
