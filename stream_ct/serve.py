@@ -463,10 +463,13 @@ class Server:
         if not decision.fire:
             return
         self.counts[f"triggers_{decision.reason}"] += 1
+        drift_since = self.trigger.drift_since
         self.trigger.dispatched(self.position)
         if decision.conditions["drift"]:
-            # Train on data after the change: wait for window_records new records first.
-            self.deferred = {"reason": decision.reason, "position": self.position}
+            # Train on data after the change: wait until window_records records have followed the
+            # episode's first drift signal (a trigger that also waited on a retrain in flight or on
+            # a performance drop may find them there already).
+            self.deferred = {"reason": decision.reason, "position": drift_since}
         else:
             self._request(decision.reason, self.config.retrain.window_records)
 

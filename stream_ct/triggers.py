@@ -4,7 +4,8 @@ A policy is a boolean expression over ``drift``, ``performance`` and ``schedule`
 example ``"schedule or (drift and performance)"``). A manual request always fires. After a
 retrain is dispatched, automatic triggers wait ``cooldown_records`` (hysteresis: one drift
 episode yields one retrain), and a drift signal is remembered for ``drift_memory_records``
-so that it can meet a performance drop that shows up later.
+so that it can meet a performance drop that shows up later; ``drift_since`` is the first
+signal of that episode (where the post-drift data begin).
 
 >>> t = TriggerPolicy("drift", cooldown_records=100)
 >>> t.note_drift(position=50)
@@ -100,8 +101,12 @@ class TriggerPolicy:
         self.last_retrain_position: int | None = None
         self.last_retrain_time = clock()
         self.last_drift: int | None = None
+        self.drift_since: int | None = None
 
     def note_drift(self, position: int) -> None:
+        """A drift signal at ``position``; one after the memory has expired starts a new episode."""
+        if self.last_drift is None or position - self.last_drift > self.drift_memory_records:
+            self.drift_since = position
         self.last_drift = position
 
     def conditions(self, position: int, performance_low: bool) -> dict[str, bool]:
@@ -125,10 +130,10 @@ class TriggerPolicy:
 
     def forget_drift(self) -> None:
         """A new champion (and drift reference) is in place: earlier signals are moot."""
-        self.last_drift = None
+        self.last_drift = self.drift_since = None
 
     def dispatched(self, position: int) -> None:
         """A retrain was requested at ``position``: restart cooldown and schedule, forget the drift."""
         self.last_retrain_position = position
         self.last_retrain_time = self.clock()
-        self.last_drift = None
+        self.last_drift = self.drift_since = None

@@ -181,6 +181,17 @@ def test_drift_memory_expires():
     assert t.check(701, performance_low=True, busy=False).fire is True
 
 
+def test_drift_since_is_the_first_signal_of_the_episode():
+    t = TriggerPolicy("drift and performance", cooldown_records=0, drift_memory_records=500, clock=FakeClock())
+    t.note_drift(100)
+    t.note_drift(400)
+    assert t.drift_since == 100 and t.check(450, performance_low=True, busy=False).fire
+    t.note_drift(1000)  # after the memory expired: a new episode
+    assert t.drift_since == 1000
+    t.dispatched(1000)
+    assert t.drift_since is None
+
+
 def test_busy_blocks_and_is_checked_before_cooldown():
     t = TriggerPolicy("drift", cooldown_records=100, clock=FakeClock())
     t.note_drift(0)
