@@ -262,6 +262,10 @@ class DriftMonitor:
         n_families = ref.shape[1] * sum(len(np.unique(v)) for v in self.reference_strata.values())
         bound_level = min(0.01, 0.05 / max(1, n_families))
         out = chart_calibration(charted, self.sizes, self.mean, run_records)
+        # the reference mean's error, persisting, must not cross a chart: bounded for all
+        # features together, like the stratum levels' below
+        z_global = stats.norm.isf(min(0.01, 0.05 / ref.shape[1]) / 2)
+        out["mean_sd"] = {m: z_global * e for m, e in out["mean_sd"].items()}
         out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
         out["levels"] = {}
