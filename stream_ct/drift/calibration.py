@@ -248,6 +248,32 @@ def chart_calibration(x: np.ndarray, sizes, mean: np.ndarray, run_records: float
     return out
 
 
+def with_rate_floor(cal: dict, pooled: dict) -> dict:
+    """``cal`` (``chart_calibration`` of a stratum level's rows) with each variance-rate
+    bound raised to at least ``pooled``'s (of all levels' rows, each less its level's mean)
+    at the same horizon, in the data's units (rates times squared subgroup sds), and the
+    worst rate and reference-mean error raised with them. Horizons beyond the level's own
+    curve take its last cell.
+
+    >>> one = {"sigma": {"1": np.array([1.0])}, "v": {"1": np.array([1.0])},
+    ...        "mean_sd": {"1": np.array([0.1])},
+    ...        "curve": {"1": {"starts": np.array([1, 2]), "bound": np.array([[1.0], [1.0]])}}}
+    >>> pooled = dict(one, curve={"1": {"starts": np.array([1, 2, 4]), "bound": np.array([[1.0], [2.0], [4.0]])}})
+    >>> out = with_rate_floor(one, pooled)
+    >>> out["v"]["1"].tolist(), out["mean_sd"]["1"].tolist()
+    ([4.0], [0.2])
+    """
+    out = {"sigma": dict(cal["sigma"]), "v": {}, "mean_sd": {}, "curve": {}}
+    for m, sigma in cal["sigma"].items():
+        own, floor = cal["curve"][m], pooled["curve"][m]
+        cell = np.clip(np.searchsorted(own["starts"], floor["starts"], side="right") - 1, 0, len(own["starts"]) - 1)
+        bound = np.maximum(own["bound"][cell], floor["bound"] * (pooled["sigma"][m] / sigma) ** 2)
+        out["curve"][m] = {"starts": floor["starts"], "bound": bound}
+        out["v"][m] = np.maximum(cal["v"][m], bound.max(axis=0))
+        out["mean_sd"][m] = cal["mean_sd"][m] * np.sqrt(out["v"][m] / cal["v"][m])
+    return out
+
+
 def unless_unsafe(h: np.ndarray, k: float, mean_sd) -> np.ndarray:
     """``h``, infinite (the chart off) where the reference mean's error leaves the chart
     less than 5 % of its slack: an error that large, persisting, would cross any threshold."""

@@ -24,7 +24,7 @@ from scipy import stats
 
 from stream_ct.drift.calibration import (bootstrap_stream, chart_calibration, exp_tail_quantile, grid_step,
                                          ks_shift, cusum_threshold, effective_rate, spread_inflation,
-                                         unless_unsafe, wafer_blocks)
+                                         unless_unsafe, wafer_blocks, with_rate_floor)
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
@@ -270,12 +270,19 @@ class DriftMonitor:
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
         out["levels"] = {}
         for key, levels in self.reference_strata.items():
-            for level in np.unique(levels).tolist():
-                rows = charted[levels == level]
-                mean = rows.mean(axis=0)
+            names, inverse = np.unique(levels, return_inverse=True)
+            means = np.stack([charted[inverse == i].mean(axis=0) for i in range(len(names))])
+            # every level's values less their level's mean, in stream order: the lot-to-lot
+            # variation around a level's mean seen over all the reference's lots, a floor
+            # for a level seen in few lots (four lots that happen to agree show none)
+            pooled = chart_calibration(charted - means[inverse], self.strata_sizes, np.zeros(ref.shape[1]),
+                                       run_records, bound_level)
+            for i, level in enumerate(names.tolist()):
+                rows = charted[inverse == i]
+                mean = means[i]
                 if len(rows) >= 4 * max(self.strata_sizes):
-                    cal = chart_calibration(rows, self.strata_sizes, mean,
-                                            run_records * len(rows) / len(ref), bound_level)
+                    cal = with_rate_floor(chart_calibration(rows, self.strata_sizes, mean,
+                                                            run_records * len(rows) / len(ref), bound_level), pooled)
                     # the level's mean, from few lots, is bounded like its sds (family-wise)
                     z = stats.norm.isf(bound_level / 2)
                     cal["mean_sd"] = {m: z * e for m, e in cal["mean_sd"].items()}
