@@ -210,6 +210,21 @@ def test_floor_tester_offset_caught_and_attributed(floor_state):
     assert found.position - (onset - 200_000) <= 40_000
 
 
+def test_a_fab_seen_in_few_lots_keeps_the_lot_variation(floor_state):
+    """FAB1 holds 4 of the reference's 20 lots, and they happen to agree: its own rates show
+    no lot-to-lot variation. Floored by the pooled within-level rates, its charts stay quiet
+    on 300,000 no-drift records (with its own rates alone: 2 alarms, at 72,799 and 249,599)."""
+    sim = Simulator(scenario="none", seed=11, n_tests=20)
+    sim.generate(200_000)
+    mon = DriftMonitor.from_state(floor_state)
+    wafer = str(mon.wafer_records)
+    assert (mon.cal["levels"]["fab=FAB1"]["v"][wafer] > 2).all()
+    stratum_signals = []
+    while mon.n_seen < 300_000:
+        stratum_signals += [s for s in _update(mon, sim.generate(10_000)) if s.stratum]
+    assert stratum_signals == []
+
+
 def test_a_monitor_with_wafer_groups_needs_the_groups(floor_state):
     mon = DriftMonitor.from_state(floor_state)
     with pytest.raises(ValueError, match="pass groups="):
