@@ -47,6 +47,9 @@ def test_reference_lots_keep_whole_lots_only():
     means, size = reference_lots(X[25:], groups[25:])  # the first lot cut to 15 records, the last open
     assert size == 40 and len(means) == 10
     assert reference_lots(X[:200], groups[:200]) is None  # 4 lots: too few for the chart
+    mixed = groups.copy()
+    mixed[-1] = "w9"
+    assert reference_lots(X, mixed) is None  # not every id names a lot
 
 
 def test_increments_are_independent_standard_normal_whatever_the_reference_size():

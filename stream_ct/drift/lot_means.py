@@ -110,10 +110,10 @@ def reference_lots(X: np.ndarray, groups, chunk: int = 20_000) -> tuple[np.ndarr
     """The means of the whole lots of a reference (rows ``X``, NaN = missing; ``lot/wafer``
     ``groups``) and its median lot size; None unless the ids name lots and ``MIN_LOTS``
     whole lots are there. The lot still open at the end counts as cut."""
-    if lot_runs(np.asarray(groups)[:1]) is None:
+    groups = np.asarray(groups)
+    if lot_runs(groups) is None:
         return None
     acc, means, sizes = LotAccumulator(X.shape[1]), [], []
-    groups = np.asarray(groups)
     for a in range(0, len(X), chunk):
         m, s, _ = acc.update(X[a:a + chunk], groups[a:a + chunk], np.arange(a, min(a + chunk, len(X))))
         means.append(m)
