@@ -434,7 +434,9 @@ def speed(d=50, n=100_000, repeats=3):
     batches = [base.generate(2000) for _ in range(n // 2000)]
     variants = {  # name: (monitor arguments, strata, die patterns)
         "stream-ct defaults (window 2,000, stride 2,000), strata, dies": ({}, True, True),
-        "stream-ct defaults without the within-wafer/lot charts, strata, dies":
+        "stream-ct defaults without the lot-mean charts, strata, dies":
+            (dict(budget={"ks": 0.2, "psi": 0.2, "cusum": 0.2, "strata": 0.2, "within": 0.2}), True, True),
+        "stream-ct defaults without the within and lot-mean charts, strata, dies":
             (dict(budget={"ks": 0.2, "psi": 0.2, "cusum": 0.3, "strata": 0.3, "within": 0.0}), True, True),
         "stream-ct defaults, strata, no dies": ({}, True, False),
         "stream-ct defaults, no strata, no dies": ({}, False, False),
