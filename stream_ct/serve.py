@@ -96,7 +96,7 @@ class Server:
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
         self.last_settled_at = self.last_size_check = 0.0
-        self.last_check_reason = ""
+        self.last_check_kind = ""
         self.last_metrics_at = 0
         self.champion_metric: RollingMetric | None = None
         self.metric_before: dict[str, float] | None = None  # the previous champion's, at the swap
@@ -456,10 +456,12 @@ class Server:
                                       busy=bool(self.in_flight or self.deferred))
         if not any(decision.conditions.values()):
             return
-        if decision.fire or decision.reason != self.last_check_reason:  # each change, not every batch
+        # each change, not every batch ("cooldown: 6463 records since ..." counts up per batch)
+        kind = decision.reason.split(":", 1)[0]
+        if decision.fire or kind != self.last_check_kind:
             self.events.emit("trigger_check", fire=decision.fire, reason=decision.reason,
                              conditions=decision.conditions, position=self.position)
-            self.last_check_reason = decision.reason
+            self.last_check_kind = kind
         if not decision.fire:
             return
         self.counts[f"triggers_{decision.reason}"] += 1

@@ -1,0 +1,57 @@
+"""Serve's trigger handling without a broker: what it announces and when a drift retrain goes."""
+
+from __future__ import annotations
+
+import collections
+import types
+
+from stream_ct.serve import Server
+from stream_ct.triggers import TriggerPolicy
+
+
+def _server(policy: str, cooldown: int, window_records: int = 1000, drift_window: int = 200):
+    server = Server.__new__(Server)  # only the state the trigger check uses
+    server.champion = types.SimpleNamespace(version=1)
+    server.position, server.last_metrics_at = 0, 10 ** 12  # no metrics event
+    server.trigger = TriggerPolicy(policy, cooldown_records=cooldown)
+    server.in_flight, server.deferred, server.last_check_kind = {}, None, ""
+    server.counts = collections.Counter()
+    server.config = types.SimpleNamespace(retrain=types.SimpleNamespace(window_records=window_records),
+                                          drift=types.SimpleNamespace(window=drift_window),
+                                          model=types.SimpleNamespace(name="yield"))
+    server.emitted, server.requests = [], []
+    server.events = types.SimpleNamespace(emit=lambda kind, **kw: server.emitted.append((kind, kw)))
+    server._check_rollback = lambda: None
+    server._performance_low = lambda: True
+    server._request = lambda reason, window: server.requests.append((server.position, reason, window))
+    return server
+
+
+def test_a_cooldown_is_announced_once_not_every_batch():
+    server = _server("performance", cooldown=5000)
+    server.trigger.dispatched(0)
+    for position in range(100, 4000, 100):
+        server.position = position
+        server._check_performance()
+    reasons = [kw["reason"] for kind, kw in server.emitted if kind == "trigger_check"]
+    assert reasons == ["cooldown: 100 records since the last retrain < 5000"]
+    server.position = 5000
+    server._check_performance()
+    assert server.requests == [(5000, "performance", 1000)]
+
+
+def test_a_drift_retrain_counts_its_data_from_the_first_drift_signal():
+    """The signal at 100 found a retrain in flight; when the trigger fires at 5,000 the
+    post-drift records are there already: the request goes out at once, on all of them."""
+    server = _server("drift", cooldown=0)
+    server._performance_low = lambda: False
+    server.trigger.note_drift(100)
+    server.in_flight = {"earlier": {}}
+    server.position = 3000
+    server._check_performance()
+    assert server.deferred is None and not server.requests
+    server.in_flight, server.position = {}, 5000
+    server._check_performance()
+    assert server.deferred == {"reason": "drift", "position": 100}
+    server._dispatch_deferred()
+    assert server.requests == [(5000, "drift", 4900 + 200)] and server.deferred is None
