@@ -195,14 +195,13 @@ class DriftMonitor:
             psi_null.append(pair[:, 1])
         cal = {"h": {}}
         cal.update(self._cusum_calibration(ref, blocks))
+        charted = ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies)
         if self.reference_groups is not None and self.budget.get("within", 0) > 0:
             cal["within"] = within_charts.calibrate(
-                ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies),
-                self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
+                charted, self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
                 self.wafer_records, self.block)
         lots = None if self.reference_groups is None or self.budget.get("lots", 0) <= 0 else reference_lots(
-            ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies),
-            self.reference_groups)
+            charted, self.reference_groups)
         if lots is not None:
             cal["lot_means"] = {"means": lots[0], "lot_records": lots[1]}
         # Location part: window means wander with wafers and lots (sd sigma_w, upper bound);
