@@ -34,6 +34,7 @@ from scipy import stats
 
 from stream_ct.drift.calibration import siegmund_h
 from stream_ct.drift.cusum import CusumBank
+from stream_ct.drift.values import lots_of, mean_or_nan, run_starts
 
 #: Whole lots a reference needs for the chart (Student-t with at least 7 degrees of freedom).
 MIN_LOTS = 8
@@ -50,13 +51,11 @@ def lot_runs(groups) -> tuple[np.ndarray, np.ndarray] | None:
     (array([0, 3]), array(['A', 'B'], dtype=object))
     """
     g = np.asarray(groups)
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.empty(0, dtype=np.int64)
-    parts = [str(x).rsplit("/", 1) for x in g[starts].tolist()]
-    if any(len(p) != 2 for p in parts):
+    starts = np.flatnonzero(run_starts(g))
+    lots = lots_of(g[starts])
+    if lots is None:
         return None
-    lots = np.empty(len(parts), dtype=object)
-    lots[:] = [p[0] for p in parts]
-    new = np.r_[True, lots[1:] != lots[:-1]] if len(lots) else np.empty(0, dtype=bool)
+    new = run_starts(lots)
     return starts[new], lots[new]
 
 
@@ -87,10 +86,10 @@ class LotAccumulator:
             counts[0] += self.count
             rows[0] += self.rows
         elif self.lot is not None:  # the carried lot ended before this batch
-            means.append(_mean(self.sum, self.count))
+            means.append(mean_or_nan(self.sum, self.count))
             sizes.append(self.rows)
             ends.append(positions[0])
-        means += list(_mean(sums[:-1], counts[:-1]))
+        means += list(mean_or_nan(sums[:-1], counts[:-1]))
         sizes += rows[:-1].tolist()
         ends += np.asarray(positions)[starts[1:]].tolist()
         self.lot, self.rows = lots[-1], int(rows[-1])
@@ -150,7 +149,8 @@ class LotMeanChart:
         ``positions``); chart every whole lot they complete. Returns ``signals(banks, values,
         valid, positions, stratum, detector)`` (the monitor's) or, without it, the alarms."""
         means, sizes, ends = self.lots.update(X, groups, positions)
-        means, ends = means[sizes >= self.lot_records / 2], ends[sizes >= self.lot_records / 2]
+        whole = sizes >= self.lot_records / 2
+        means, ends = means[whole], ends[whole]
         if not len(means):
             return []
         u = np.vstack([self._standardize(m) for m in means])
@@ -185,9 +185,4 @@ class LotMeanChart:
         self.n, self.mean, self.m2 = (np.array(s[k], dtype=float) for k in ("n", "mean", "m2"))
         self.bank = CusumBank.from_state(s["bank"])
         self.lots.load_state(s["lots"])
-
-
-def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
 

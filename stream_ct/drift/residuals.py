@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream_ct.drift.values import mean_or_nan, run_starts
+
 
 @dataclass(frozen=True)
 class CompletedGroups:
@@ -65,7 +67,7 @@ class SelfStartingResiduals:
         if len(X) == 0:
             return np.empty((0, self.d)), self._completed([], [], [], [], [], labels.shape[1])
         b = len(X)
-        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])  # runs of equal ids
+        starts = np.flatnonzero(run_starts(groups))  # runs of equal ids
         lengths = np.diff(np.r_[starts, b])
         first = lengths[0]  # rows of the first run, which may continue the carried group
         continues = self.group is not None and groups[0] == self.group
@@ -105,12 +107,12 @@ class SelfStartingResiduals:
             run_rows[0] += self.rows
         means, ids, ends, done_labels, sizes = [], [], [], [], []
         if self.group is not None and not continues:  # the carried group ended before this batch
-            means.append(self._mean(self.sum, self.count))
+            means.append(mean_or_nan(self.sum, self.count))
             ids.append(self.group)
             ends.append(positions[0])
             done_labels.append(self.label)
             sizes.append(self.rows)
-        means += list(self._mean(run_sums[:-1], run_counts[:-1]))
+        means += list(mean_or_nan(run_sums[:-1], run_counts[:-1]))
         done = self._completed(means, ids + groups[starts[:-1]].tolist(), ends + positions[starts[1:]].tolist(),
                                done_labels + list(run_labels[:-1]), sizes + run_rows[:-1].tolist(),
                                labels.shape[1])
@@ -118,11 +120,6 @@ class SelfStartingResiduals:
         self.group, self.label = (last.item() if isinstance(last, np.generic) else last), run_labels[-1]
         self.sum, self.count, self.rows = run_sums[-1].copy(), run_counts[-1].copy(), int(run_rows[-1])
         return residuals, done
-
-    @staticmethod
-    def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, np.nan)
 
     def _completed(self, means, ids, positions, labels, sizes, width: int) -> CompletedGroups:
         ids_array = np.empty(len(ids), dtype=object)

@@ -18,6 +18,7 @@ from scipy import stats
 from stream_ct.drift.calibration import chart_calibration, cusum_threshold, effective_rate, unless_unsafe
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.residuals import CompletedGroups, SelfStartingResiduals
+from stream_ct.drift.values import lots_of, run_starts
 
 
 def calibrate(charted: np.ndarray, groups: np.ndarray, reference_strata: dict, strata, within_subgroups,
@@ -39,13 +40,13 @@ def calibrate(charted: np.ndarray, groups: np.ndarray, reference_strata: dict, s
     labels = np.column_stack([reference_strata[k] for k in keys]) if keys else None
     parts, wafers = _residuals_in_chunks(charted, groups, labels)
     wafers = _whole(wafers, wafer_records / 2)  # not the reference's cut first and last
-    out = {"wafer": _residual_calibration(parts[~_run_starts(groups)], within_subgroups, block * wafer_records / 3),
+    out = {"wafer": _residual_calibration(parts[~run_starts(groups)], within_subgroups, block * wafer_records / 3),
            "lot_strata": []}
-    lots = _lots_of(wafers.ids)
+    lots = lots_of(wafers.ids) if len(wafers.ids) else None
     if lots is None or len(wafers.ids) < 8:
         return out
     res, _ = SelfStartingResiduals(d).update(wafers.means, lots, np.arange(len(lots)))
-    res[_run_starts(lots)] = np.nan  # a lot's first wafer: nothing to compare it with
+    res[run_starts(lots)] = np.nan  # a lot's first wafer: nothing to compare it with
     out["lot"] = lot = _residual_calibration(res, (1,), block / 3)
     out["lot_levels"] = {}
     out["lot_strata"] = [key for j, key in enumerate(keys) if key in strata
@@ -119,7 +120,7 @@ class WithinCharts:
                       "cusum_wafer")
         # pieces of a wafer (its parts spread over several input partitions) are not wafers
         wafers = _whole(wafers, self.wafer_records / 2)
-        lots = _lots_of(wafers.ids) if self.lot_residuals is not None and len(wafers.ids) else None
+        lots = lots_of(wafers.ids) if self.lot_residuals is not None and len(wafers.ids) else None
         if lots is None:
             return out
         first = lots != np.r_[np.array([self.lot_residuals.group], dtype=object), lots[:-1]]
@@ -158,14 +159,6 @@ class WithinCharts:
                                  for e in s["lot_strata_banks"]}
 
 
-def _lots_of(wafer_ids) -> np.ndarray | None:
-    """The lot of every ``lot/wafer`` id, or None unless every id has that form."""
-    ids = [str(g) for g in wafer_ids]
-    if not ids or not all("/" in g for g in ids):
-        return None
-    return np.array([g.rsplit("/", 1)[0] for g in ids], dtype=object)
-
-
 def _constant_within(levels: np.ndarray, groups: np.ndarray) -> bool:
     """Whether every run of equal ``groups`` holds one level."""
     same_group = groups[1:] == groups[:-1]
@@ -198,11 +191,6 @@ def _whole(groups: CompletedGroups, min_size: float) -> CompletedGroups:
         return groups
     return CompletedGroups(groups.means[keep], groups.ids[keep], groups.positions[keep], groups.labels[keep],
                            groups.sizes[keep])
-
-
-def _run_starts(ids: np.ndarray) -> np.ndarray:
-    """Where a run of equal ids starts."""
-    return np.r_[True, ids[1:] != ids[:-1]]
 
 
 def _residual_calibration(residuals: np.ndarray, sizes, run_increments: float) -> dict:
