@@ -11,7 +11,10 @@ whenever a test is outside its limits. A scenario changes the stream at the exac
 index ``onset``; ``Simulator.ground_truth`` says what changed, where and by how much.
 
 Generation is vectorized per lot and draws the same random numbers whatever the scenario,
-so two scenarios with the same seed agree record for record before the onset.
+so two scenarios with the same seed agree record for record before the onset. ``seed``
+fixes the process (test means, sigmas, fab and tester offsets, die patterns) and, unless
+``stream_seed`` is given, the parts; another ``stream_seed`` draws other lots, wafers and
+parts of the same process (independent trials against one reference).
 
 >>> sim = Simulator(scenario="mean-shift", seed=1, n_tests=10, onset=500)
 >>> batch = sim.generate(1000)
@@ -167,6 +170,9 @@ class Simulator:
     >>> a = sim.generate(1500); b = sim.generate(1500)
     >>> int(b.index[0]), sim.ground_truth["onsets"][0]["stratum"]
     (1500, {'tester': 'T2'})
+    >>> other = Simulator(seed=3, stream_seed=4, parts_per_wafer=100)
+    >>> bool((other.mu == sim.mu).all()), bool((other.generate(1500).X == a.X).all())
+    (True, False)
     """
 
     def __init__(self, scenario: str = "none", seed: int = 0, n_tests: int = 50,
@@ -175,7 +181,7 @@ class Simulator:
                  parts_per_wafer: int = 400, wafers_per_lot: int = 25, n_testers: int = 4,
                  n_fabs: int = 2, lot_sd: float = 0.3, wafer_sd: float = 0.3,
                  fab_sd: float = 0.2, tester_sd: float = 0.1, n_factors: int = 4,
-                 target_yield: float = 0.89):
+                 target_yield: float = 0.89, stream_seed: int | None = None):
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
         if n_tests < 8:
@@ -196,7 +202,7 @@ class Simulator:
         if not 0.5 < target_yield < 1:
             raise ValueError("target_yield must be between 0.5 and 1")
 
-        self.scenario, self.seed, self.n_tests = scenario, seed, n_tests
+        self.scenario, self.seed, self.stream_seed, self.n_tests = scenario, seed, stream_seed, n_tests
         self.onset = None if scenario == "none" else int(onset)
         self.shift_sigma, self.drift_test, self.drift_tester = shift_sigma, drift_test, drift_tester
         self.variance_factor = variance_factor
@@ -206,7 +212,7 @@ class Simulator:
         self.n_factors, self.target_yield = n_factors, target_yield
         self.fabs = [f"FAB{f + 1}" for f in range(n_fabs)]
         self._init_tests(np.random.default_rng([seed, 0]))
-        self._rng = np.random.default_rng([seed, 1])
+        self._rng = np.random.default_rng([seed, 1] if stream_seed is None else [seed, 2, stream_seed])
         self._buffer: SimBatch | None = None
         self._scratch: np.ndarray | None = None
         self._lots = 0
@@ -316,7 +322,8 @@ class Simulator:
             "wafers_per_lot", "n_testers", "n_fabs", "lot_sd", "wafer_sd", "fab_sd", "tester_sd",
             "n_factors", "target_yield")}
         params["outcome_tests"] = [self.feature_names[j] for j in self._drivers]
-        return {"scenario": self.scenario, "seed": self.seed, "n_tests": self.n_tests, "params": params,
+        return {"scenario": self.scenario, "seed": self.seed, "stream_seed": self.stream_seed,
+                "n_tests": self.n_tests, "params": params,
                 "onsets": onsets,
                 "stationary_sd": dict(zip(self.feature_names, self.stationary_sd.tolist()))}
 

@@ -38,6 +38,19 @@ def test_same_seed_same_stream_whatever_the_batch_sizes():
     assert not np.array_equal(other.X, whole.X)
 
 
+def test_a_stream_seed_draws_other_parts_of_the_same_process():
+    process = Simulator(seed=3, **SMALL)
+    trials = [Simulator(scenario="mean-shift", seed=3, onset=700, stream_seed=s, **SMALL) for s in (1, 2, 1)]
+    for sim in trials:  # the process: test means and sigmas, offsets, die pattern, limits
+        for name in ("mu", "sigma", "stationary_sd", "_fab_off", "_tester_off", "_radial", "_lo", "_hi"):
+            np.testing.assert_array_equal(getattr(sim, name), getattr(process, name), err_msg=name)
+    batches = [sim.generate(2_000) for sim in trials]
+    assert not np.array_equal(batches[0].X, batches[1].X)
+    assert not np.array_equal(batches[0].X, process.generate(2_000).X)
+    assert_same(batches[0], batches[2])  # a stream seed repeats its stream
+    assert trials[0].ground_truth["stream_seed"] == 1
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS[1:])
 def test_scenarios_agree_with_no_drift_before_the_onset(scenario):
     _, drifted, stationary = paired(scenario, n=3_000, onset=1_234)
