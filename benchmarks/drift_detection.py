@@ -9,15 +9,21 @@ test alone ("1 chart") or as a stream monitor must, up and down on every test ("
 charts"), each at ``2d * ARL0`` so that the union false-alarms once per ARL0 records.
 Two versions of each: Siegmund's thresholds and delays for N(0, 1) values ("N(0,1)"), with
 the false alarms those thresholds really raise on the no-drift stream in the FA/1M column;
-and thresholds that hold ARL0 on this process ("ARL0 here": the threshold that lets
-n/ARL0 excursions of the no-drift stream through, one common threshold for the 2d
-charts), their delays measured on the same drift streams as stream-ct. The simulated
+and thresholds that hold ARL0 on this process ("ARL0 here": the lowest threshold of a
+grid under which the chart, restarted after each crossing, raises at most n/ARL0 alarms on
+the no-drift stream; one common threshold for the 2d charts), their delays measured on the
+same drift streams as stream-ct. The simulated
 parts carry die patterns, lot and wafer offsets, so the N(0,1) thresholds can false-alarm
 more often than ARL0 allows. On the floor
 stream, where lot offsets are normal variation, a further optimum row runs the union on
 lot means (known shift, fab means and lot-to-lot sd from 200 no-drift lots of the same
 process), measured on the same streams: the delay no detector at this false-alarm rate
 can beat there without knowing more than the process.
+
+Each onset is a trial of its own: the stream after the reference is drawn with its own
+``stream_seed`` (same process, other lots, wafers and parts), so the trials are independent
+given the reference, and none of them runs on the lots the no-drift stream calibrated the
+"ARL0 here" thresholds on.
 
 Two kinds of stream: "iid" parts (the simulator with its lot, wafer, fab and tester offsets
 set to 0) and "floor" (the simulator's defaults: lot and wafer offsets of 0.3 part sigma,
@@ -44,11 +50,13 @@ from scipy import stats
 
 from stream_ct.drift import DriftMonitor
 from stream_ct.drift.calibration import siegmund_delay, siegmund_h
-from stream_ct.drift.cusum import CusumBank, lindley
+from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.die_pattern import DiePattern
+from stream_ct.drift.lot_means import LotMeanChart, reference_lots
 from stream_ct.simulate import Simulator
 
 ARL0 = 100_000
+HORIZONS = {"iid": 50_000, "floor": 500_000}  # records watched after an onset before it counts as missed
 IID = dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0)
 SCENARIOS = [  # (label, scenario, shift in sigma, extra simulator arguments)
     ("mean 0.25 sd", "mean-shift", 0.25, {}),
@@ -177,9 +185,8 @@ def run_detection(method, sim, n_ref, onset, horizon, batch):
     return None, seen, t_busy
 
 
-def run_no_drift(method, sim, n, batch, also=None):
-    """Signals of ``method`` on ``n`` no-drift records and its busy time; ``also`` sees the
-    same batches (untimed)."""
+def run_no_drift(method, sim, n, batch):
+    """Signals of ``method`` on ``n`` no-drift records and its busy time."""
     method.fresh()
     batch = min(batch, n)
     alarms, t_busy = 0, 0.0
@@ -188,8 +195,6 @@ def run_no_drift(method, sim, n, batch, also=None):
         t = time.perf_counter()
         alarms += len(method.update(b))
         t_busy += time.perf_counter() - t
-        if also is not None:
-            also.update(b)
     return alarms, t_busy
 
 
@@ -215,81 +220,82 @@ class KnownShiftCharts:
     no-drift stream: how often Siegmund's N(0, 1) thresholds really false-alarm there, and
     thresholds that hold ARL0 on it.
 
-    Every chart (up and down on every test) also runs without a threshold and keeps the
-    maximum of each excursion above 0. A chart with threshold ``h`` alarms about once per
-    excursion whose maximum exceeds ``h`` (rare events: the restart after a crossing seldom
-    crosses again before the excursion would have ended), so the calibrated ``h`` lets
-    ``n / ARL0`` excursions through: of the drifting test's upward chart alone (1 chart), or
-    of all ``2d`` charts under one common ``h`` (the union)."""
+    For the second, ``calibrate`` runs every chart under each threshold of a grid, restarted
+    after each crossing exactly as a detector is, and keeps the lowest threshold that lets at
+    most ``n / ARL0`` alarms through: of the drifting test's upward chart alone (1 chart), or
+    of all ``2d`` charts under one common threshold (the union). Two passes over the same
+    no-drift records: a grid of ratio 2 from half Siegmund's threshold, then one of ratio
+    2^(1/12) (6 %) below the threshold the first found. A grid threshold that has raised
+    more alarms than that already is retired (set infinite)."""
+
+    GRID = 12
 
     def __init__(self, ref, test, shifts):
         self.pattern = DiePattern(ref.X, _dies(ref))
         self.mean, self.sd, self.test = ref.X.mean(axis=0), ref.X.std(axis=0), test
         d = len(self.mean)
         self.shifts = [s for s in shifts if s > 0]
-        self.state = {s: np.zeros(2 * d) for s in self.shifts}
-        self.peak = {s: np.zeros(2 * d) for s in self.shifts}  # maximum of the open excursion
-        self.floor = {s: siegmund_h(s / 2, 1_000) for s in self.shifts}  # far below any h used
-        self.maxima = {s: [] for s in self.shifts}  # (chart, maximum) of completed excursions
+        self.sets = [(s, charts) for s in self.shifts for charts in (1, 2 * d)]
         t = slice(test, test + 1)  # the single chart watches the drifting test only
-        self.siegmund = {(s, charts): CusumBank(self.mean[cols], self.sd[cols], s / 2,
-                                                np.full(len(self.mean[cols]), optimum_h(s, charts)))
-                         for s in self.shifts for charts, cols in ((1, t), (2 * d, slice(None)))}
+        self.cols = {1: t, 2 * d: slice(None)}
+        self.siegmund = {(s, charts): CusumBank(self.mean[self.cols[charts]], self.sd[self.cols[charts]], s / 2,
+                                                np.full(len(self.mean[self.cols[charts]]), optimum_h(s, charts)))
+                         for s, charts in self.sets}
         self.alarms = {key: 0 for key in self.siegmund}
+        self.h = {}
         self.n = 0
 
-    def update(self, b):
-        if not np.isfinite(b.X).all():
-            raise ValueError("the simulator's values are expected finite")
-        x = self.values(b)
-        z = (x - self.mean) / self.sd
-        positions = self.n + np.arange(len(b))
-        for (shift, charts), bank in self.siegmund.items():
-            alarms = bank.update(x if charts > 1 else x[:, self.test:self.test + 1], None, positions)
-            self.alarms[(shift, charts)] += len(alarms) if charts > 1 else sum(a.side == 1 for a in alarms)
-        for shift in self.shifts:
-            path = lindley(np.hstack([z - shift / 2, -z - shift / 2]), self.state[shift])
-            self.state[shift] = path[-1]
-            self._excursions(shift, path)
-        self.n += len(b)
+    def calibrate(self, stream, n):
+        """Both passes over ``n`` records of the no-drift streams ``stream()`` returns (each
+        the same records, from the end of the reference)."""
+        coarse = {key: optimum_h(key[0], key[1]) / 2 * 2.0 ** np.arange(self.GRID) for key in self.sets}
+        found = self._pass(stream(), n, coarse, siegmund=True)
+        fine = {key: found[key] / 2.0 ** (np.arange(self.GRID)[::-1] / self.GRID) for key in self.sets}
+        self.h = self._pass(stream(), n, fine)
+
+    def _pass(self, sim, n, grids, siegmund=False):
+        """The lowest threshold of each grid with at most ``n / ARL0`` alarms (the top one if none)."""
+        target, banks, counts = n / ARL0, {}, {}
+        for (s, charts), grid in grids.items():
+            cols = self.cols[charts]
+            width = len(self.mean[cols])  # charts of grid threshold g: features g * width + j
+            banks[(s, charts)] = CusumBank(np.tile(self.mean[cols], len(grid)), np.tile(self.sd[cols], len(grid)),
+                                           s / 2, np.repeat(grid, width))
+            counts[(s, charts)] = np.zeros(len(grid), dtype=np.int64)
+        for start in range(0, n, 2000):
+            b = sim.generate(min(2000, n - start))
+            x = self.values(b)
+            positions = start + np.arange(len(b))
+            if siegmund:
+                for (s, charts), bank in self.siegmund.items():
+                    alarms = bank.update(x[:, self.cols[charts]], None, positions)
+                    self.alarms[(s, charts)] += len(alarms) if charts > 1 else sum(a.side == 1 for a in alarms)
+            for (s, charts), bank in banks.items():
+                xs = x[:, self.cols[charts]]
+                width = xs.shape[1]
+                alarms = [a.feature // width for a in bank.update(np.tile(xs, self.GRID), None, positions)
+                          if charts > 1 or a.side == 1]
+                c = counts[(s, charts)]
+                c += np.bincount(alarms, minlength=self.GRID)
+                bank.h[np.repeat(c > target, width)] = np.inf  # retired: too many already
+        if siegmund:
+            self.n = n
+        found = {}
+        for key, grid in grids.items():
+            ok = np.flatnonzero(counts[key] <= target)
+            found[key] = float(grid[ok[0]] if len(ok) else grid[-1])
+        return found
 
     def values(self, b):
         """The batch's values less their dies' offsets."""
         return self.pattern.remove(b.X, _dies(b))
-
-    def _excursions(self, shift, path):
-        """Keep the maxima of the excursions ``path`` (rows x charts) completes; carry the open ones."""
-        t, n_charts = path.shape
-        flat = path.T.ravel()  # chart after chart
-        zero = flat <= 0  # a zero ends the excursion before it
-        col_start = np.arange(n_charts) * t
-        starts = np.union1d(col_start, np.flatnonzero(zero))
-        seg_max, seg_col = np.maximum.reduceat(flat, starts), starts // t
-        is_first = starts == col_start[seg_col]
-        is_last = np.r_[seg_col[1:] != seg_col[:-1], True]
-        peak = self.peak[shift]
-        ended = is_first & zero[starts]  # the carried excursion ended at this batch's first row
-        merge = is_first & ~zero[starts]  # ... or goes on into it
-        seg_max[merge] = np.maximum(seg_max[merge], peak[seg_col[merge]])
-        cols = np.r_[seg_col[ended], seg_col[~is_last]]
-        maxima = np.r_[peak[seg_col[ended]], seg_max[~is_last]]
-        keep = maxima > self.floor[shift]
-        self.maxima[shift].append((cols[keep], maxima[keep]))
-        peak[seg_col[is_last]] = seg_max[is_last]
 
     def false_alarms_per_million(self, shift, charts):
         """Alarms of Siegmund's thresholds (the drifting test's upward chart, or all charts)."""
         return self.alarms[(shift, charts)] / self.n * 1e6
 
     def calibrated_h(self, shift, charts):
-        """The threshold that lets ``n / ARL0`` excursions through (open ones counted as ended)."""
-        cols = np.concatenate([c for c, _ in self.maxima[shift]] + [np.arange(len(self.peak[shift]))])
-        maxima = np.concatenate([m for _, m in self.maxima[shift]] + [self.peak[shift]])
-        if charts == 1:
-            maxima = maxima[cols == self.test]
-        target = int(round(self.n / ARL0))
-        ranked = np.sort(maxima)[::-1]
-        return float(ranked[target]) if len(ranked) > target else self.floor[shift]
+        return self.h[(shift, charts)]
 
 
 class KnownShiftChart:
@@ -344,16 +350,17 @@ class LotMeanOptimum:
         fabs = sorted({f for _, f, _ in means})
         self.fab_mean = {f: np.mean([m for m, g, _ in means if g == f]) for f in fabs}
         self.sd = np.std([m - self.fab_mean[f] for m, f, _ in means], ddof=len(fabs))
+        self.raw_sd = np.std([m for m, _, _ in means], ddof=1)  # fabs not told apart
         self.d, self.params, self.n_ref = d, params, n_ref
         self.stationary_sd = process.stationary_sd[self.test]
 
-    def delay(self, shift, onset, horizon):
+    def delay(self, shift, onset, horizon, stream_seed):
         """Records from ``onset`` to the end of the lot whose mean first crosses (None: missed)."""
         delta = shift * self.stationary_sd / self.sd
         k = delta / 2
         h = siegmund_h(k, 2 * self.d * ARL0 / self.lot_size)
         sim = Simulator(scenario="mean-shift", seed=100, n_tests=self.d, onset=onset, shift_sigma=shift,
-                        **self.params)
+                        stream_seed=stream_seed, **self.params)
         sim.generate(self.n_ref)
         start, s = onset - self.n_ref, 0.0
         for mean, fab, last in lot_means(sim, start + horizon, self.test)[0]:
@@ -365,12 +372,44 @@ class LotMeanOptimum:
         return None
 
 
-def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000):
-    """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets;
-    ``n_ref`` reference records."""
+class SelfStartingLotOptimum:
+    """The known-shift CUSUM on the drifting test's lot means standardized as stream-ct's
+    lot-mean charts do it (each lot against the reference's lots and the stream's lots before
+    it, Hawkins' self-starting U), k = half the shift in lot sds, at ``2d * ARL0`` records per
+    chart: what a detector that knows the shift and which test moves, but learns the
+    in-control lots from the same 20-lot reference, can do on a step at a lot boundary."""
+
+    name = "CUSUM optimum (self-starting lot means)"
+
+    def __init__(self, ref, lot_optimum):
+        self.test, self.lots = lot_optimum.test, lot_optimum
+        self.reference = reference_lots(ref.X[:, [self.test]], _groups(ref))
+
+    def delay(self, shift, onset, horizon, stream_seed):
+        """Records from ``onset`` to the end of the lot whose U first crosses (None: missed)."""
+        opt, (means, lot_records) = self.lots, self.reference
+        k = shift * opt.stationary_sd / opt.raw_sd / 2
+        chart = LotMeanChart(means, lot_records, k, ARL0, share=1 / opt.d)
+        sim = Simulator(scenario="mean-shift", seed=100, n_tests=opt.d, onset=onset, shift_sigma=shift,
+                        stream_seed=stream_seed, **opt.params)
+        sim.generate(opt.n_ref)
+        start, seen = onset - opt.n_ref, 0
+        while seen < start + horizon:
+            b = sim.generate(100_000)
+            alarms = chart.update(b.X[:, [self.test]], _groups(b), seen + np.arange(len(b)))
+            hits = [a.position for a in alarms if a.side == 1 and a.position >= start]
+            if hits:
+                return hits[0] - start
+            seen += len(b)
+        return None
+
+
+def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000, horizons=None):
+    """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets,
+    ``horizons`` to the records watched after each onset; ``n_ref`` reference records."""
     params = IID if kind == "iid" else {}
     pre = 5_000 if kind == "iid" else 20_000
-    horizon = 50_000 if kind == "iid" else 200_000
+    horizon = (horizons or HORIZONS)[kind]
     rows = []
     base = Simulator(scenario="none", seed=100, n_tests=d, **params)
     ref = base.generate(n_ref)
@@ -379,17 +418,26 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_00
     _log(f"[{kind} d={d}] calibration {ours.calibration_s:.1f} s")
     methods = [ours, SeedKS(ref), Kswin(ref)]
     lot_optimum = LotMeanOptimum(base, d, params, n_ref) if kind == "floor" else None
+    lot_optima = [] if lot_optimum is None else [lot_optimum, SelfStartingLotOptimum(ref, lot_optimum)]
     repeats = repeats[kind]
-    # floor repeats see different lots; i.i.d. ones (detected within a few thousand records,
-    # so many are cheap) start at other dies of a wafer
-    onsets = [n_ref + pre + (37_013 if kind == "floor" else 1_013) * r for r in range(repeats)]
-    no_drift_rows, known = [], KnownShiftCharts(ref, base.drift_test, [s for _, _, s, _ in SCENARIOS])
-    for m in methods:  # false alarms: every feature (first: the optimum rows are calibrated on it)
+    # (onset, stream seed): each trial draws its own lots and parts of the process after the
+    # reference (the same seed's stream would put every trial on the same lots); floor onsets
+    # fall at every phase of the 10,000-record lots, i.i.d. ones at other dies of a wafer
+    onsets = [(n_ref + pre + (7_013 * r % 10_000 if kind == "floor" else 1_013 * r), 1 + r) for r in range(repeats)]
+
+    def no_drift():  # the process after the reference: the no-drift stream every method sees
+        sim = Simulator(scenario="none", seed=100, n_tests=d, **params)
+        sim.generate(n_ref)
+        return sim
+
+    known = KnownShiftCharts(ref, base.drift_test, [s for _, _, s, _ in SCENARIOS])
+    _log(f"[{kind} d={d}] calibrating the known-shift charts on {n_nodrift:,} no-drift records ...")
+    known.calibrate(no_drift, n_nodrift)
+    no_drift_rows = []
+    for m in methods:  # false alarms: every feature
         n = n_nodrift if m is ours else (max(200, kswin_records * 50 // d) if m.name == Kswin.name
                                          else seed_records)
-        sim = Simulator(scenario="none", seed=100, n_tests=d, **params)  # the same process
-        sim.generate(n_ref)
-        alarms, t = run_no_drift(m, sim, n, 2000 if m is ours else 1000, also=known if m is ours else None)
+        alarms, t = run_no_drift(m, no_drift(), n, 2000 if m is ours else 1000)
         no_drift_rows.append((kind, d, "no drift", m.name, None, None, alarms / n * 1e6, n / t))
         _log(f"  no drift ({n:,} records) {m.name:22s} alarms {alarms} ({n / t:,.0f} rec/s)")
     for label, scenario, shift, extra in SCENARIOS:
@@ -400,9 +448,9 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_00
         for m in methods + calibrated:
             delays, misses, recs, busy = [], 0, 0, 0.0
             reps = repeats if m is ours or m in calibrated else 1
-            for onset in onsets[:reps]:
+            for onset, stream_seed in onsets[:reps]:
                 sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset,
-                                shift_sigma=shift or 1.0, **params, **extra)
+                                shift_sigma=shift or 1.0, stream_seed=stream_seed, **params, **extra)
                 sim.generate(n_ref)
                 delay, n, t = run_detection(m, sim, n_ref, onset, horizon, 2000)
                 recs, busy = recs + n, busy + t
@@ -417,11 +465,12 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_00
             for charts in (1, 2 * d):
                 rows.append((kind, d, label, optimum_name(charts, "N(0,1)"),
                              optimum(shift, charts), 0.0, known.false_alarms_per_million(shift, charts), None))
-            if lot_optimum is not None:
-                delays = [lot_optimum.delay(shift, onset, horizon) for onset in onsets]
+            for opt in lot_optima:
+                delays = [opt.delay(shift, onset, horizon, stream_seed) for onset, stream_seed in onsets]
                 found = [x for x in delays if x is not None]
-                rows.append((kind, d, label, lot_optimum.name, np.mean(found) if found else None,
+                rows.append((kind, d, label, opt.name, np.mean(found) if found else None,
                              1 - len(found) / repeats, None, None))
+                _log(f"  {label:16s} {opt.name:22s} delays {delays}")
     rows += no_drift_rows
     return rows, ours.calibration_s
 
@@ -481,9 +530,10 @@ def windows(d=50, n_ref=200_000, onsets=3, n_nodrift=300_000):
         ours = StreamCt(ref, window=window, stride=stride)
         for label, scenario, shift in (("variance x2", "variance-change", 1.0), ("mean 1 sd", "mean-shift", 1.0)):
             delays = []
-            for r in range(onsets):
-                onset = n_ref + 20_000 + 37_013 * r
-                sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset, shift_sigma=shift)
+            for r in range(onsets):  # as in bench: a stream of its own per trial, every lot phase
+                onset = n_ref + 20_000 + 7_013 * r % 10_000
+                sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset, shift_sigma=shift,
+                                stream_seed=1 + r)
                 sim.generate(n_ref)
                 delays.append(run_detection(ours, sim, n_ref, onset, 200_000, 2000)[0])
             rows.append([f"{window:,} / {stride:,}", label, ", ".join("missed" if x is None else f"{x:,}"
@@ -509,6 +559,11 @@ def main(argv=None):
                     help="serve's former KS/PSI windows (1,000 / 250) against the defaults (2,000 / 2,000), floor")
     ap.add_argument("--floor-reference", type=int, default=200_000, metavar="N",
                     help="reference records on the floor stream (default 200,000 = 20 lots)")
+    ap.add_argument("--floor-onsets", type=int, metavar="N",
+                    help="onsets per floor scenario (default 6; 2 with --quick), each on a stream of its own, "
+                         "at phases 7,013 records apart in the 10,000-record lots")
+    ap.add_argument("--floor-horizon", type=int, default=HORIZONS["floor"], metavar="N",
+                    help="records watched after a floor onset before it counts as missed (default 500,000)")
     ap.add_argument("--streams", nargs="+", metavar="KIND:D",
                     help="only these streams, e.g. floor:50 (kinds iid, floor)")
     args = ap.parse_args(argv)
@@ -522,16 +577,21 @@ def main(argv=None):
         repeats, n_nodrift, kswin_records, seed_records = {"iid": 4, "floor": 2}, 300_000, 2_000, 50_000
     else:
         plan = [("iid", 50), ("floor", 50), ("iid", 300), ("floor", 300)]
-        repeats, n_nodrift, kswin_records, seed_records = {"iid": 10, "floor": 3}, 1_000_000, 2_000, 100_000
+        repeats, n_nodrift, kswin_records, seed_records = {"iid": 10, "floor": 6}, 1_000_000, 2_000, 100_000
     if args.streams:
         plan = [(kind, int(d)) for kind, d in (x.split(":") for x in args.streams)]
+    if args.floor_onsets:
+        repeats["floor"] = args.floor_onsets
+    horizons = {**HORIZONS, "floor": args.floor_horizon}
     rows, calib = [], {}
     for kind, d in plan:
         r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records,
-                     args.floor_reference if kind == "floor" else 200_000)
+                     args.floor_reference if kind == "floor" else 200_000, horizons)
         rows += r
         calib[(kind, d)] = c
-    print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records\n")
+    print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records")
+    print("onsets per scenario: " + ", ".join(f"{kind} {n} (missed after {horizons[kind]:,} records)"
+                                              for kind, n in repeats.items() if kind in dict(plan)) + "\n")
     head = (f"{'stream':6s} {'d':>4s} {'scenario':16s} {'method':38s} {'mean delay':>11s} {'miss':>5s} "
             f"{'FA/1M':>8s} {'rec/s':>9s}")
     print(head)
