@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from stream_ct.drift import DriftMonitor, DriftSignal
-from stream_ct.drift.monitor import grouped_median
+from stream_ct.drift.monitor import DEFAULT_BUDGET, grouped_median
 from stream_ct.drift.psi import psi
 from stream_ct.simulate import Simulator
 
@@ -256,6 +256,32 @@ def test_tester_offset_caught_and_attributed():
                 break
     assert not early
     assert found is not None and found.stratum == {"tester": "T2"}
+
+
+def test_idle_families_leave_their_share_to_the_running_ones(small):
+    """Wafer ids without lots: the within-wafer charts run, the lot-mean charts cannot."""
+    assert small.lot_means is None and small.within is not None and small.budget["lots"] == 0
+    running = {name: share for name, share in DEFAULT_BUDGET.items() if name != "lots"}
+    assert small.budget == pytest.approx({"lots": 0.0, **{name: share / sum(running.values())
+                                                          for name, share in running.items()}})
+    assert DriftMonitor.from_state(small.state_dict()).budget == small.budget
+
+
+@pytest.mark.slow
+def test_without_lots_the_running_families_stay_within_target():
+    """Wafer ids that name no lot: the lot-mean charts' share goes to the other families,
+    and 1M i.i.d. records still raise at most the 10 alarms ARL0 = 100,000 allows."""
+    sim = Simulator(scenario="none", seed=3, n_tests=50, **IID)
+    ref = sim.generate(200_000)
+    wafers = lambda b: np.char.add(b.lot_id, b.wafer_id)  # noqa: E731 - no "/": no lots
+    mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=wafers(ref), reference_strata=_strata(ref),
+                       seed=0)
+    assert mon.lot_means is None and mon.budget["lots"] == 0 and mon.budget["cusum"] > DEFAULT_BUDGET["cusum"]
+    alarms = 0
+    for _ in range(100):
+        b = sim.generate(10_000)
+        alarms += len(mon.update(b.X, strata=_strata(b), groups=wafers(b)))
+    assert alarms <= 10
 
 
 @pytest.mark.slow

@@ -76,7 +76,9 @@ class DriftMonitor:
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
     share evenly over the keys, and by record count over a key's levels; the within share
     half to the wafer charts, a quarter each to the lot charts and their levels; the lots
-    share to the lot-mean charts, all of it at their exact thresholds), then Bonferroni
+    share to the lot-mean charts, all of it at their exact thresholds; a family that cannot
+    run on the reference, without groups or with too few lots, leaves its share to the
+    others, ``spread_idle``), then Bonferroni
     over features, sides, charts and looks. Null statistics come from a moving-block
     bootstrap of the reference: runs of ``block`` consecutive groups (``reference_groups``:
     wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
@@ -208,6 +210,10 @@ class DriftMonitor:
             charted, self.reference_groups)
         if lots is not None:
             cal["lot_means"] = {"means": lots[0], "lot_records": lots[1]}
+        # a family that cannot run on this reference leaves its share to the ones that do
+        self.budget = spread_idle(self.budget, {
+            "cusum": self.location_enabled, "strata": self.location_enabled, "within": "within" in cal,
+            "lots": self.location_enabled and "lot_means" in cal})
         # Location part: window means wander with wafers and lots (sd sigma_w, upper bound);
         # sampling part: i.i.d. critical values; each gets half the per-look error rate.
         alpha_ks = self.budget["ks"] * self.stride / (self.arl0 * d)
@@ -593,6 +599,20 @@ def grouped_median(xs: np.ndarray, n: np.ndarray, step: np.ndarray) -> np.ndarra
         below, at = (xs < lo).sum(axis=0), (xs == lo).sum(axis=0)
     grouped = lo - step / 2 + (n / 2 - below) / np.maximum(at, 1) * step
     return np.where((step > 0) & (at > 0), grouped, plain)
+
+
+def spread_idle(budget: dict, running: dict) -> dict:
+    """``budget`` with the shares of the families that do not run (``running[name]`` false)
+    spread over the others in proportion; the total stays.
+
+    >>> spread_idle({"ks": 0.25, "cusum": 0.25, "lots": 0.5}, {"lots": False})
+    {'ks': 0.5, 'cusum': 0.5, 'lots': 0.0}
+    """
+    live = {name: share for name, share in budget.items() if running.get(name, True)}
+    if sum(live.values()) <= 0:
+        return dict(budget)
+    scale = sum(budget.values()) / sum(live.values())
+    return {name: live[name] * scale if name in live else 0.0 for name in budget}
 
 
 def _count_lots(groups, n_groups: int, block: int) -> float:
