@@ -200,8 +200,9 @@ class DriftMonitor:
             ks_null.append(pair[:, 0])
             psi_null.append(pair[:, 1])
         cal = {"h": {}}
-        cal.update(self._cusum_calibration(ref, blocks))
+        # the values every chart sees: less their dies' offsets (NaN stays NaN)
         charted = ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies)
+        cal.update(self._cusum_calibration(ref, charted, blocks))
         if self.reference_groups is not None and self.budget.get("within", 0) > 0:
             cal["within"] = within_charts.calibrate(
                 charted, self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
@@ -246,9 +247,10 @@ class DriftMonitor:
                                       self.bins.n_bins))
         return out
 
-    def _cusum_calibration(self, ref, blocks) -> dict:
+    def _cusum_calibration(self, ref, charted, blocks) -> dict:
         """Per subgroup size: sd of subgroup means, variance rate, reference-mean error;
         the same for every stratum level of ``reference_strata`` on its own rows.
+        ``charted``: the reference less its dies' offsets (``ref`` without die positions).
 
         Computed on the reference in stream order, with the sd of ``window``-record means
         (for KS and PSI, with the chi-square bound for the lots in the reference). The
@@ -261,8 +263,7 @@ class DriftMonitor:
         n_runs = len(ref) / run_records
         bound = spread_inflation(n_runs, level=0.01) ** 2
         filled = np.where(np.isnan(ref), self.mean, ref)
-        charted = filled if self.die_pattern is None else np.where(
-            np.isnan(ref), self.mean, self.die_pattern.remove(ref, self.reference_dies))
+        charted = filled if self.die_pattern is None else np.where(np.isnan(ref), self.mean, charted)
         w = min(self.window, len(ref) // 4)
         # The upper bounds on sds and variance rates hold for all chart families together
         # of the stratum levels (features x levels): one level whose reference
