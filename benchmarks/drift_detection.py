@@ -359,17 +359,21 @@ class LotMeanOptimum:
         delta = shift * self.stationary_sd / self.sd
         k = delta / 2
         h = siegmund_h(k, 2 * self.d * ARL0 / self.lot_size)
-        sim = Simulator(scenario="mean-shift", seed=100, n_tests=self.d, onset=onset, shift_sigma=shift,
-                        stream_seed=stream_seed, **self.params)
-        sim.generate(self.n_ref)
         start, s = onset - self.n_ref, 0.0
-        for mean, fab, last in lot_means(sim, start + horizon, self.test)[0]:
+        for mean, fab, last in lot_means(self.drift_stream(shift, onset, stream_seed), start + horizon, self.test)[0]:
             s = max(0.0, s + (mean - self.fab_mean[fab]) / self.sd - k)
             if s > h:
                 if last >= start:
                     return last - start
                 s = 0.0  # a false alarm before the onset
         return None
+
+    def drift_stream(self, shift, onset, stream_seed):
+        """The trial's mean-shift stream of this process, past its reference."""
+        sim = Simulator(scenario="mean-shift", seed=100, n_tests=self.d, onset=onset, shift_sigma=shift,
+                        stream_seed=stream_seed, **self.params)
+        sim.generate(self.n_ref)
+        return sim
 
 
 class SelfStartingLotOptimum:
@@ -390,9 +394,7 @@ class SelfStartingLotOptimum:
         opt, (means, lot_records) = self.lots, self.reference
         k = shift * opt.stationary_sd / opt.raw_sd / 2
         chart = LotMeanChart(means, lot_records, k, ARL0, share=1 / opt.d)
-        sim = Simulator(scenario="mean-shift", seed=100, n_tests=opt.d, onset=onset, shift_sigma=shift,
-                        stream_seed=stream_seed, **opt.params)
-        sim.generate(opt.n_ref)
+        sim = opt.drift_stream(shift, onset, stream_seed)
         start, seen = onset - opt.n_ref, 0
         while seen < start + horizon:
             b = sim.generate(100_000)
