@@ -83,7 +83,10 @@ class DriftMonitor:
     bootstrap of the reference: runs of ``block`` consecutive groups (``reference_groups``:
     wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
     mean deviation scaled up by the upper confidence bound of the run-to-run spread (few
-    runs in the reference mean wide thresholds). ``min_ks``/``min_psi`` are effect-size
+    runs in the reference mean wide thresholds); the KS/PSI null streams also carry the
+    reference mean's own error (centring aligns quantized windows by whole steps only, so a
+    sub-step error stays in every window), and quantized values move by those sub-step
+    amounts as values spread evenly within their steps would (``dithered_steps``). ``min_ks``/``min_psi`` are effect-size
     floors; KS and PSI use at most ``ks_reference`` evenly spaced reference rows (speed).
     NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
     """
@@ -182,18 +185,26 @@ class DriftMonitor:
         rng = np.random.default_rng(self.seed)
         d, w = len(self.feature_names), self.window
         ref = np.where(valid, self.reference, np.nan)
-        spread = spread_inflation(len(blocks) / self.block, level=0.05) - 1.0
+        n_runs = len(blocks) / self.block
+        spread = spread_inflation(n_runs, level=0.05) - 1.0
         n_rep = 8
         length = max(self.n_boot // n_rep, 4 * w, 20 * max(self.sizes))
         step = math.gcd(self.stride, w // 4)  # windows every `step`, paired `w` apart
         lag = w // step
         ks_null, psi_null = [], []
-        for _ in range(n_rep):
+        # the reference mean's error, in sds of its estimate: each feature gets each of
+        # ``n_rep`` normal quantiles once, in random order (less noise than ``n_rep`` draws)
+        mean_errors = stats.norm.ppf((rng.permuted(np.tile(np.arange(n_rep), (d, 1)), axis=1).T + 0.5) / n_rep)
+        for mean_error in mean_errors:
             rows, runs = bootstrap_stream(blocks, length, rng, self.block)
             x = ref[rows]
             run_dev = _group_means(x, runs) - self.mean
-            extra = self.whole_steps(spread * run_dev)
-            x = self.snap(x + extra[runs], np.flatnonzero((self.grid > 0) & self.tied))
+            # the stream's runs spread wider than the reference's may, and its mean is off by
+            # the reference mean's error in every window (centring takes it out of continuous
+            # features; quantized windows are centred by whole steps, the rest stays)
+            mean_error = mean_error * (1 + spread) * run_dev.std(axis=0) / math.sqrt(max(n_runs, 1))
+            x = self.snap(x + self.dithered_steps(spread * run_dev[runs] + mean_error, rng),
+                          np.flatnonzero((self.grid > 0) & self.tied))
             stats_ = np.array([self.window_statistics(x[s:s + w])
                                for s in range(0, length - w + 1, step)])  # (looks, 2, d)
             pair = np.minimum(stats_[:-lag], stats_[lag:])  # alarm needs both windows high
@@ -451,6 +462,20 @@ class DriftMonitor:
         feature is quantized; unchanged where it is continuous."""
         quantized = self.grid > 0
         return np.where(quantized, np.round(delta / np.where(quantized, self.grid, 1)) * self.grid, delta)
+
+    def dithered_steps(self, delta: np.ndarray, rng) -> np.ndarray:
+        """``delta`` (rows x d) where a feature is continuous; where it is quantized, each
+        value's ``delta`` in whole steps, rounded up with probability its remainder: what a
+        move of ``delta`` before quantization does to values spread evenly within their steps
+        (a fraction of each level goes one step further), so sub-step moves are not lost."""
+        cols = np.flatnonzero(self.grid > 0)
+        if not cols.size:
+            return delta
+        out = delta.copy()
+        steps = delta[:, cols] / self.grid[cols]
+        lower = np.floor(steps)
+        out[:, cols] = (lower + (rng.random(steps.shape) < steps - lower)) * self.grid[cols]
+        return out
 
     def snap(self, x: np.ndarray, cols) -> np.ndarray:
         """``x`` with every value of the columns ``cols`` that lies within a millionth of a
