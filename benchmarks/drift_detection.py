@@ -36,6 +36,7 @@ as strata and die positions (x, y), as serve builds it.
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
+    python benchmarks/drift_detection.py --streams floor:50 --lot-lag 0  # lots join the lot-mean charts at once
 """
 
 from __future__ import annotations
@@ -378,8 +379,8 @@ class LotMeanOptimum:
 
 class SelfStartingLotOptimum:
     """The known-shift CUSUM on the drifting test's lot means standardized as stream-ct's
-    lot-mean charts do it (each lot against the reference's lots and the stream's lots before
-    it, Hawkins' self-starting U), k = half the shift in lot sds, at ``2d * ARL0`` records per
+    lot-mean charts did it up to the eighth round (each lot against the reference's lots and
+    the stream's lots before it, joining at once: Hawkins' self-starting U), k = half the shift in lot sds, at ``2d * ARL0`` records per
     chart: what a detector that knows the shift and which test moves, but learns the
     in-control lots from the same 20-lot reference, can do on a step at a lot boundary."""
 
@@ -393,7 +394,7 @@ class SelfStartingLotOptimum:
         """Records from ``onset`` to the end of the lot whose U first crosses (None: missed)."""
         opt, (means, lot_records) = self.lots, self.reference
         k = shift * opt.stationary_sd / opt.raw_sd / 2
-        chart = LotMeanChart(means, lot_records, k, ARL0, share=1 / opt.d)
+        chart = LotMeanChart(means, lot_records, k, ARL0, share=1 / opt.d, lag=0)
         sim = opt.drift_stream(shift, onset, stream_seed)
         start, seen = onset - opt.n_ref, 0
         while seen < start + horizon:
@@ -406,9 +407,11 @@ class SelfStartingLotOptimum:
         return None
 
 
-def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000, horizons=None):
+def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000, horizons=None,
+          monitor_args=None):
     """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets,
-    ``horizons`` to the records watched after each onset; ``n_ref`` reference records."""
+    ``horizons`` to the records watched after each onset; ``n_ref`` reference records;
+    ``monitor_args`` for stream-ct's monitor."""
     params = IID if kind == "iid" else {}
     pre = 5_000 if kind == "iid" else 20_000
     horizon = (horizons or HORIZONS)[kind]
@@ -416,7 +419,7 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_00
     base = Simulator(scenario="none", seed=100, n_tests=d, **params)
     ref = base.generate(n_ref)
     _log(f"[{kind} d={d}] calibrating on {n_ref:,} reference records ...")
-    ours = StreamCt(ref)
+    ours = StreamCt(ref, **(monitor_args or {}))
     _log(f"[{kind} d={d}] calibration {ours.calibration_s:.1f} s")
     methods = [ours, SeedKS(ref), Kswin(ref)]
     lot_optimum = LotMeanOptimum(base, d, params, n_ref) if kind == "floor" else None
@@ -566,6 +569,9 @@ def main(argv=None):
                          "at phases 7,013 records apart in the 10,000-record lots")
     ap.add_argument("--floor-horizon", type=int, default=HORIZONS["floor"], metavar="N",
                     help="records watched after a floor onset before it counts as missed (default 500,000)")
+    ap.add_argument("--lot-lag", type=int, metavar="N",
+                    help="whole lots before a lot joins the lot-mean charts' estimates (default the "
+                         "monitor's, 20; 0: at once, as up to the eighth round)")
     ap.add_argument("--streams", nargs="+", metavar="KIND:D",
                     help="only these streams, e.g. floor:50 (kinds iid, floor)")
     args = ap.parse_args(argv)
@@ -588,7 +594,8 @@ def main(argv=None):
     rows, calib = [], {}
     for kind, d in plan:
         r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records,
-                     args.floor_reference if kind == "floor" else 200_000, horizons)
+                     args.floor_reference if kind == "floor" else 200_000, horizons,
+                     None if args.lot_lag is None else {"lot_lag": args.lot_lag})
         rows += r
         calib[(kind, d)] = c
     print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records")

@@ -57,7 +57,7 @@ def test_increments_are_independent_standard_normal_whatever_the_reference_size(
     N(0, 1) and uncorrelated, here from a reference of only 8 lots."""
     rng = np.random.default_rng(2)
     d, n = 4, 3000
-    chart = LotMeanChart(rng.normal(5.0, 0.3, (8, d)), lot_records=1, k=0.5, arl0=1e9, share=1.0)
+    chart = LotMeanChart(rng.normal(5.0, 0.3, (8, d)), lot_records=1, k=0.5, arl0=1e9, share=1.0, lag=0)
     u = np.vstack([chart._standardize(x) for x in rng.normal(5.0, 0.3, (n, d))])
     for j in range(d):
         assert stats.kstest(u[:, j], "norm").pvalue > 0.001
@@ -70,7 +70,7 @@ def test_false_alarm_rate_matches_the_stated_arl():
     stay within 20 %."""
     rng = np.random.default_rng(3)
     d, n, arl = 4, 20_000, 200
-    chart = LotMeanChart(rng.normal(0, 0.3, (10, d)), lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0)
+    chart = LotMeanChart(rng.normal(0, 0.3, (10, d)), lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0, lag=0)
     assert siegmund_arl(0.5, chart.bank.h[0]) == pytest.approx(arl, rel=1e-6)
     means = rng.normal(0, 0.3, (n, d))
     groups = np.array([f"L{i}/1" for i in range(n + 1)])
@@ -81,8 +81,7 @@ def test_false_alarm_rate_matches_the_stated_arl():
 
 def test_a_step_at_a_lot_boundary_is_caught_after_a_few_lots_and_not_before():
     """A step of about 3 lot sds from a lot's first record, at ARL0 = 100,000 records on lots
-    of 200 (a threshold for 10^6 lots per chart): each shifted lot also joins the running
-    mean and sd, which slows the chart (Siegmund's delay with the full shift: 5 lots)."""
+    of 200 (a threshold for 10^6 lots per chart)."""
     rng = np.random.default_rng(4)
     d, size = 10, 200
     ref, ref_groups = _lots(20, size, d, rng)
@@ -110,3 +109,59 @@ def test_state_round_trip_resumes_identically():
     assert expected and [(a.position, a.feature, a.side) for a in got] == [
         (a.position, a.feature, a.side) for a in expected]
     np.testing.assert_allclose([a.statistic for a in got], [a.statistic for a in expected], rtol=1e-9)
+
+
+def _lot_stream(means):
+    """One record per lot (``lot_records=1``) and a closing record for the last lot."""
+    X = np.vstack([means, np.zeros((1, means.shape[1]))])
+    return X, np.array([f"L{i}/1" for i in range(len(X))]), np.arange(len(X))
+
+
+def _first_alarms(chart, means, side=None):
+    """Features that alarmed (on ``side``) and the lot of each one's first alarm."""
+    first = {}
+    for a in chart.update(*_lot_stream(means)):
+        if side is None or a.side == side:
+            first.setdefault(a.feature, a.position)
+    return first
+
+
+def test_late_joining_lots_alarm_early_no_more_often_than_the_exact_chart():
+    """2,000 independent charts, 20-lot references, per-chart ARL 3,333 lots: in the first
+    100 lots the chart whose lots join 20 late (threshold simulated) alarms as often as the
+    exact one; at the exact chart's threshold it would alarm about twice as often."""
+    rng = np.random.default_rng(6)
+    d, arl = 2000, 3333.0
+    ref, stream = rng.normal(size=(20, d)), rng.normal(size=(100, d))
+    exact = LotMeanChart(ref, lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0, lag=0)
+    late = LotMeanChart(ref, lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0, lag=20)
+    assert late.bank.h[0] > exact.bank.h[0] + 1
+    n_exact, n_late = len(_first_alarms(exact, stream)), len(_first_alarms(late, stream))
+    assert 70 <= n_exact <= 150  # 2,000 x 0.054
+    assert n_late <= 1.25 * n_exact
+    at_exact = LotMeanChart(ref, lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0, lag=20)
+    at_exact.bank.h[:] = exact.bank.h
+    assert len(_first_alarms(at_exact, stream)) >= 1.5 * n_exact
+
+
+def test_a_step_of_under_one_lot_sd_is_not_absorbed_before_it_is_seen():
+    """A step of 0.83 lot sds after a 20-lot reference (a 0.25-part-sd shift on a floor with
+    0.3-sd lot offsets), 400 independent charts, ARL 3,333 lots each: joining at once, the
+    running mean takes the step in and most charts never cross within 50 lots; joining 20
+    lots late, most do."""
+    rng = np.random.default_rng(7)
+    d, arl = 400, 3333.0
+    ref, stream = rng.normal(size=(20, d)), rng.normal(size=(50, d)) + 0.83
+    caught = {lag: len(_first_alarms(LotMeanChart(ref, lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0,
+                                                  lag=lag), stream, side=1)) / d for lag in (0, 20)}
+    assert caught[0] < 0.45 and caught[20] > 0.55
+
+
+def test_a_state_saved_before_late_joining_resumes_without_lag():
+    rng = np.random.default_rng(8)
+    chart = LotMeanChart(rng.normal(size=(10, 2)), lot_records=1, k=0.5, arl0=1000, share=1.0, lag=0)
+    old = {k: v for k, v in chart.state_dict().items() if k not in ("lag", "pending")}
+    resumed = LotMeanChart(rng.normal(size=(10, 2)), lot_records=1, k=0.5, arl0=1000, share=1.0)
+    resumed.load_state(copy.deepcopy(old))
+    assert resumed.lag == 0 and resumed.pending.shape == (0, 2)
+    np.testing.assert_array_equal(resumed.bank.h, chart.bank.h)

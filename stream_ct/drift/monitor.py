@@ -43,7 +43,7 @@ DEFAULT_BUDGET = {"ks": 0.14, "psi": 0.14, "cusum": 0.14, "strata": 0.14, "withi
 _CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "strata_subgroups",
            "within_subgroups", "k",
            "psi_bins", "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata",
-           "budget", "block", "n_boot", "seed", "min_lots")
+           "budget", "block", "n_boot", "seed", "min_lots", "lot_lag")
 
 
 class DriftMonitor:
@@ -70,7 +70,8 @@ class DriftMonitor:
     wafer or a lot is found at the speed of i.i.d. parts, where the global charts must wait
     until it outgrows the lot-to-lot spread. With ``lot/wafer`` ids and at least eight whole
     lots in the reference, a self-starting CUSUM charts each whole lot's mean against the
-    earlier lots' (``"cusum_lot_mean"``, ``LotMeanChart``): a step at a lot boundary.
+    earlier lots' (``"cusum_lot_mean"``, ``LotMeanChart``; a lot joins the earlier ones
+    ``lot_lag`` lots late, so a step is not absorbed at once): a step at a lot boundary.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
@@ -100,7 +101,7 @@ class DriftMonitor:
                  ks_reference: int = 20_000,
                  strata=("tester", "site", "fab"),
                  budget: dict | None = None, block: int = 25, n_boot: int = 200_000,
-                 seed: int = 0, min_lots: float = 2.0, _calibration: dict | None = None):
+                 seed: int = 0, min_lots: float = 2.0, lot_lag: int = 20, _calibration: dict | None = None):
         reference = np.asarray(reference, dtype=float)
         self.feature_names = [str(f) for f in feature_names]
         if reference.ndim != 2 or reference.shape[1] != len(self.feature_names):
@@ -128,7 +129,7 @@ class DriftMonitor:
         self.strata, self.block = tuple(strata), int(block)
         self.budget = dict(DEFAULT_BUDGET if budget is None else budget)
         self.n_boot, self.seed = int(n_boot), seed
-        self.min_lots = float(min_lots)
+        self.min_lots, self.lot_lag = float(min_lots), int(lot_lag)
         self.n_lots = _count_lots(reference_groups, len(blocks), self.block)
         # Mean-shift charts need the lot-to-lot variation: a reference inside one or two lots
         # cannot tell a new lot's offset from drift, so they are switched off (KS/PSI on
@@ -172,7 +173,7 @@ class DriftMonitor:
             within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records)
         lots = self.cal.get("lot_means")  # each whole lot against the earlier ones
         self.lot_means = None if lots is None or not self.location_enabled else LotMeanChart(
-            lots["means"], lots["lot_records"], self.k, self.arl0, self.budget["lots"])
+            lots["means"], lots["lot_records"], self.k, self.arl0, self.budget["lots"], self.lot_lag)
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
