@@ -36,7 +36,7 @@ as strata and die positions (x, y), as serve builds it.
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
-    python benchmarks/drift_detection.py --streams floor:50 --lot-lag 0  # lots join the lot-mean charts at once
+    python benchmarks/drift_detection.py --streams floor:50 --lot-lag 0  # lots join at once
 """
 
 from __future__ import annotations
@@ -380,8 +380,8 @@ class LotMeanOptimum:
 class SelfStartingLotOptimum:
     """The known-shift CUSUM on the drifting test's lot means standardized as stream-ct's
     lot-mean charts did it up to the eighth round (each lot against the reference's lots and
-    the stream's lots before it, joining at once: Hawkins' self-starting U), k = half the shift in lot sds, at ``2d * ARL0`` records per
-    chart: what a detector that knows the shift and which test moves, but learns the
+    the stream's lots before it, joining at once: Hawkins' self-starting U), k = half the
+    shift in lot sds, at ``2d * ARL0`` records per chart: what a detector that knows the shift and which test moves, but learns the
     in-control lots from the same 20-lot reference, can do on a step at a lot boundary."""
 
     name = "CUSUM optimum (self-starting lot means)"

@@ -206,7 +206,8 @@ class LotMeanChart:
     false-alarm rate ``share / arl0`` over all features and both sides; a lot joins the
     running estimates ``lag`` whole lots after it is charted."""
 
-    def __init__(self, reference_means, lot_records: float, k: float, arl0: float, share: float, lag: int = 20):
+    def __init__(self, reference_means, lot_records: float, k: float, arl0: float, share: float,
+                 lag: int = 20):
         ref = np.asarray(reference_means, dtype=float)
         d = ref.shape[1]
         self.lot_records, self.lag = float(lot_records), int(lag)
@@ -219,8 +220,9 @@ class LotMeanChart:
         arl = arl0 * 2 * d / (share * self.lot_records)  # in lots, per chart
         if arl > MAX_LAGGED_ARL:
             self.lag = 0
-        h = {n0: lagged_threshold(n0, float(k), float(arl), self.lag) for n0 in set(self.n.astype(int).tolist())}
-        self.bank = CusumBank(np.zeros(d), self.scale, k, np.array([h[n0] for n0 in self.n.astype(int).tolist()]))
+        lots = self.n.astype(int).tolist()  # reference lots per feature: one threshold per count
+        h = {n0: lagged_threshold(n0, float(k), float(arl), self.lag) for n0 in set(lots)}
+        self.bank = CusumBank(np.zeros(d), self.scale, k, np.array([h[n0] for n0 in lots]))
         self.pending = np.empty((0, d))  # charted lots not yet in the estimates, oldest first
         self.lots = LotAccumulator(d)
 

@@ -77,7 +77,7 @@ class DriftMonitor:
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
     share evenly over the keys, and by record count over a key's levels; the within share
     half to the wafer charts, a quarter each to the lot charts and their levels; the lots
-    share to the lot-mean charts, all of it at their exact thresholds; a family that cannot
+    share to the lot-mean charts, all of it at their own thresholds; a family that cannot
     run on the reference, without groups or with too few lots, leaves its share to the
     others, ``spread_idle``), then Bonferroni
     over features, sides, charts and looks. Null statistics come from a moving-block
@@ -87,8 +87,8 @@ class DriftMonitor:
     runs in the reference mean wide thresholds); the KS/PSI null streams also carry the
     reference mean's own error (centring aligns quantized windows by whole steps only, so a
     sub-step error stays in every window), and quantized values move by those sub-step
-    amounts as values spread evenly within their steps would (``dithered_steps``). ``min_ks``/``min_psi`` are effect-size
-    floors; KS and PSI use at most ``ks_reference`` evenly spaced reference rows (speed).
+    amounts as values spread evenly within their steps would (``dithered_steps``).
+    ``min_ks``/``min_psi`` are effect-size floors; KS and PSI use at most ``ks_reference`` evenly spaced reference rows (speed).
     NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
     """
 
