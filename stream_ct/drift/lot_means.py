@@ -24,8 +24,8 @@ chance of an alarm in the first lots after the reference equals that of the char
 lag at Siegmund's exact threshold. With ``lag`` 20 (default) and a per-chart ARL of 3,333
 lots (50 tests, ARL0 100,000 records, 10,000-record lots) that shift goes unseen for 50 lots
 in 1 of 3 cases, one of 1.67 lot sds is seen after 9.3 lots instead of 10.6 and one of 3.3
-after 4.2 instead of 4.0 (simulated chart alone). The price grows with the per-chart ARL, so
-beyond ``MAX_LAGGED_ARL`` lots join at once.
+after 4.2 instead of 4.0 (simulated chart alone). The simulation grows with the per-chart
+ARL, so beyond ``MAX_LAGGED_ARL`` lots join at once.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -54,11 +54,11 @@ from stream_ct.drift.values import lots_of, mean_or_nan, run_starts
 #: Whole lots a reference needs for the chart (Student-t with at least 7 degrees of freedom).
 MIN_LOTS = 8
 
-#: Largest per-chart ARL (in lots) at which lots join late. The early false-alarm chance the
-#: late-joining threshold must match shrinks with the ARL, and the reference's own error,
-#: carried for ``lag`` lots, sets it more and more: the threshold's excess over Siegmund's is
-#: 2.2 at 3,333 lots (20 reference lots), 4.1 at 20,000 and 7.4 at 133,333, where it costs
-#: large shifts more than the lag gains on small ones. Beyond this ARL lots join at once.
+#: Largest per-chart ARL (in lots) at which lots join late: the threshold's simulation needs
+#: charts in proportion to the ARL (about 2 s at 50,000 lots, 6 s at 133,333, 40 s at 10^6).
+#: Beyond it lots join at once. The threshold's excess over Siegmund's grows with the ARL
+#: (2.1 at 3,333 lots, 4.6 at 20,000, 7.6 at 133,333 from 19 reference lots), yet on the
+#: simulated chart alone lag 5 finds every step sooner than lag 0 even at 133,333 lots.
 MAX_LAGGED_ARL = 50_000
 
 #: |U| cap: a lot far outside every earlier one gives a finite statistic (norm.isf(1e-300) ~ 37).
