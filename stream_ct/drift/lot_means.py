@@ -147,10 +147,22 @@ def reference_lots(X: np.ndarray, groups, chunk: int = 20_000) -> tuple[np.ndarr
     return (whole, lot_records) if len(whole) >= MIN_LOTS else None
 
 
-def to_normal(t: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """Student-t values ``t`` (``df`` degrees of freedom) mapped onto the standard normal
-    through their CDF, each side from its own tail (no loss of precision far out)."""
+def self_starting_u(x: np.ndarray, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
+    """Hawkins' ``U`` of lot means ``x`` against ``n`` earlier lots with mean ``mean`` and sum
+    of squared deviations ``m2``: ``T = (x - mean) / (s sqrt(1 + 1/n))``, Student-t with
+    ``n - 1`` degrees of freedom, mapped through its CDF onto the standard normal (each side
+    from its own tail: no loss of precision far out)."""
+    t = (x - mean) / np.sqrt(m2 / (n - 1) * (1 + 1 / n))
+    df = np.maximum(n - 1, 1)
     return np.where(t > 0, stats.norm.isf(stats.t.sf(t, df)), stats.norm.ppf(stats.t.cdf(t, df)))
+
+
+def welford_add(n, mean, m2, x, seen):
+    """``(n, mean, m2)`` with the lot means ``x`` added where ``seen`` (Welford)."""
+    n = n + seen
+    delta = np.where(seen, x - mean, 0.0)
+    mean = mean + delta / np.maximum(n, 1)
+    return n, mean, m2 + delta * np.where(seen, x - mean, 0.0)
 
 
 def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) -> np.ndarray:
@@ -166,16 +178,12 @@ def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) 
     pending = []
     for _ in range(lots):
         x = rng.normal(size=chains)
-        u = to_normal((x - mean) / np.sqrt(m2 / (n - 1) * (1 + 1 / n)), n - 1)
+        u = self_starting_u(x, n, mean, m2)
         up, down = np.maximum(up + u - k, 0.0), np.maximum(down - u - k, 0.0)
         top = np.maximum(top, np.maximum(up, down))
         pending.append(x)
         if len(pending) > lag:
-            y = pending.pop(0)
-            n = n + 1
-            delta = y - mean
-            mean = mean + delta / n
-            m2 = m2 + delta * (y - mean)
+            n, mean, m2 = welford_add(n, mean, m2, pending.pop(0), True)
     return top
 
 
@@ -185,14 +193,14 @@ def lagged_threshold(n0: int, k: float, arl: float, lag: int, seed: int = 0) -> 
     join the estimates ``lag`` lots late: the one whose chance of an alarm within the first
     ``arl / 20`` lots (10 to 100) on normal lot means is that of the chart without lag at
     Siegmund's threshold for the one-sided ARL ``arl`` (in lots), both simulated on the same
-    draws, with enough charts for about 100 alarms (20,000 to 25,000; about 2 s). Lag 0 or
-    ``arl`` over ``MAX_LAGGED_ARL``: Siegmund's threshold.
+    draws, with enough charts for about 100 alarms (at least 20,000; charts in proportion
+    to ``arl`` beyond 20,000 lots). Lag 0: Siegmund's threshold.
 
     >>> round(lagged_threshold(20, 0.5, 3333.0, 20), 1), round(lagged_threshold(20, 0.5, 3333.0, 0), 2)
     (8.4, 6.26)
     """
     exact = siegmund_h(k, arl)
-    if lag <= 0 or arl > MAX_LAGGED_ARL:
+    if lag <= 0:
         return exact
     lots = int(np.clip(arl / 20, 10, 100))
     chains = int(max(100 * arl / (2 * lots), 20_000))
@@ -247,22 +255,13 @@ class LotMeanChart:
         charted ``lag`` lots earlier joins the running mean and sd."""
         n, ok = self.n, ~np.isnan(x) & (self.n >= 2)
         with np.errstate(invalid="ignore", divide="ignore"):
-            t = (x - self.mean) / np.sqrt(self.m2 / (n - 1) * (1 + 1 / n))
-            u = to_normal(t, np.maximum(n - 1, 1))
+            u = self_starting_u(x, n, self.mean, self.m2)
         u = np.where(ok, np.clip(np.nan_to_num(u, nan=0.0), -_U_MAX, _U_MAX), np.nan)
         self.pending = np.vstack([self.pending, x])
         if len(self.pending) > self.lag:
-            self._join(self.pending[0])
-            self.pending = self.pending[1:]
+            joining, self.pending = self.pending[0], self.pending[1:]
+            self.n, self.mean, self.m2 = welford_add(self.n, self.mean, self.m2, joining, ~np.isnan(joining))
         return u
-
-    def _join(self, x: np.ndarray) -> None:
-        """Add one lot's means to the running mean and sd."""
-        seen = ~np.isnan(x)  # Welford, per feature with a value
-        self.n = self.n + seen
-        delta = np.where(seen, x - self.mean, 0.0)
-        self.mean = self.mean + delta / np.maximum(self.n, 1)
-        self.m2 = self.m2 + delta * np.where(seen, x - self.mean, 0.0)
 
     def state_dict(self) -> dict:
         return {"n": self.n, "mean": self.mean, "m2": self.m2, "lag": self.lag, "pending": self.pending,
