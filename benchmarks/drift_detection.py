@@ -381,8 +381,9 @@ class SelfStartingLotOptimum:
     """The known-shift CUSUM on the drifting test's lot means standardized as stream-ct's
     lot-mean charts did it up to the eighth round (each lot against the reference's lots and
     the stream's lots before it, joining at once: Hawkins' self-starting U), k = half the
-    shift in lot sds, at ``2d * ARL0`` records per chart: what a detector that knows the shift and which test moves, but learns the
-    in-control lots from the same 20-lot reference, can do on a step at a lot boundary."""
+    shift in lot sds, at ``2d * ARL0`` records per chart: what a detector that knows the
+    shift and which test moves, but learns the in-control lots from the same 20-lot
+    reference, can do on a step at a lot boundary."""
 
     name = "CUSUM optimum (self-starting lot means)"
 
@@ -407,13 +408,21 @@ class SelfStartingLotOptimum:
         return None
 
 
+def trials(kind, n_ref, repeats):
+    """(onset, stream seed) of each trial: each draws its own lots and parts of the process
+    after the reference (the same seed's stream would put every trial on the same lots);
+    floor onsets fall at every phase of the 10,000-record lots, i.i.d. ones at other dies of
+    a wafer."""
+    pre = 5_000 if kind == "iid" else 20_000
+    return [(n_ref + pre + (7_013 * r % 10_000 if kind == "floor" else 1_013 * r), 1 + r) for r in range(repeats)]
+
+
 def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000, horizons=None,
           monitor_args=None):
     """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets,
     ``horizons`` to the records watched after each onset; ``n_ref`` reference records;
     ``monitor_args`` for stream-ct's monitor."""
     params = IID if kind == "iid" else {}
-    pre = 5_000 if kind == "iid" else 20_000
     horizon = (horizons or HORIZONS)[kind]
     rows = []
     base = Simulator(scenario="none", seed=100, n_tests=d, **params)
@@ -425,10 +434,7 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_00
     lot_optimum = LotMeanOptimum(base, d, params, n_ref) if kind == "floor" else None
     lot_optima = [] if lot_optimum is None else [lot_optimum, SelfStartingLotOptimum(ref, lot_optimum)]
     repeats = repeats[kind]
-    # (onset, stream seed): each trial draws its own lots and parts of the process after the
-    # reference (the same seed's stream would put every trial on the same lots); floor onsets
-    # fall at every phase of the 10,000-record lots, i.i.d. ones at other dies of a wafer
-    onsets = [(n_ref + pre + (7_013 * r % 10_000 if kind == "floor" else 1_013 * r), 1 + r) for r in range(repeats)]
+    onsets = trials(kind, n_ref, repeats)
 
     def no_drift():  # the process after the reference: the no-drift stream every method sees
         sim = Simulator(scenario="none", seed=100, n_tests=d, **params)
@@ -535,10 +541,9 @@ def windows(d=50, n_ref=200_000, onsets=3, n_nodrift=300_000):
         ours = StreamCt(ref, window=window, stride=stride)
         for label, scenario, shift in (("variance x2", "variance-change", 1.0), ("mean 1 sd", "mean-shift", 1.0)):
             delays = []
-            for r in range(onsets):  # as in bench: a stream of its own per trial, every lot phase
-                onset = n_ref + 20_000 + 7_013 * r % 10_000
+            for onset, stream_seed in trials("floor", n_ref, onsets):
                 sim = Simulator(scenario=scenario, seed=100, n_tests=d, onset=onset, shift_sigma=shift,
-                                stream_seed=1 + r)
+                                stream_seed=stream_seed)
                 sim.generate(n_ref)
                 delays.append(run_detection(ours, sim, n_ref, onset, 200_000, 2000)[0])
             rows.append([f"{window:,} / {stride:,}", label, ", ".join("missed" if x is None else f"{x:,}"

@@ -88,7 +88,8 @@ class DriftMonitor:
     reference mean's own error (centring aligns quantized windows by whole steps only, so a
     sub-step error stays in every window), and quantized values move by those sub-step
     amounts as values spread evenly within their steps would (``dithered_steps``).
-    ``min_ks``/``min_psi`` are effect-size floors; KS and PSI use at most ``ks_reference`` evenly spaced reference rows (speed).
+    ``min_ks``/``min_psi`` are effect-size floors; KS and PSI use at most ``ks_reference``
+    evenly spaced reference rows (speed).
     NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
     """
 
