@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from stream_ct.drift import DriftMonitor, DriftSignal
+from stream_ct.drift.calibration import siegmund_h
 from stream_ct.drift.monitor import DEFAULT_BUDGET, grouped_median
 from stream_ct.drift.psi import psi
 from stream_ct.simulate import Simulator
@@ -173,6 +174,21 @@ def test_floor_half_sigma_step_at_a_lot_boundary_caught_by_the_lot_mean_chart(fl
     assert signal is not None and signal.detector == "cusum_lot_mean"
     assert signal.position - (onset - 200_000) <= 60_000
     assert signal.features[0] == sim.feature_names[sim.drift_test] and signal.effect_size > 0.25
+
+
+def test_a_restored_monitor_reuses_the_simulated_lot_thresholds(floor_state, monkeypatch):
+    """The lot-mean charts' late-joining thresholds are simulated once, at construction."""
+    import stream_ct.drift.lot_means as lot_means
+
+    def simulate(*args, **kwargs):
+        raise AssertionError("thresholds simulated again on restore")
+
+    monkeypatch.setattr(lot_means, "lagged_threshold", simulate)
+    mon = DriftMonitor.from_state(floor_state)
+    assert mon.lot_means.lag == 20
+    np.testing.assert_array_equal(mon.lot_means.bank.h, floor_state["calibration"]["lot_means"]["h"])
+    arl = mon.arl0 * 2 * len(mon.feature_names) / (mon.budget["lots"] * mon.lot_means.lot_records)
+    assert (mon.lot_means.bank.h > siegmund_h(0.5, arl) + 1).all()  # lots joining late
 
 
 def test_floor_step_inside_a_lot_caught_by_the_within_wafer_charts(floor_state):

@@ -212,10 +212,12 @@ class LotMeanChart:
     """Self-starting two-sided CUSUM charts (slack ``k``) on whole lots' means, started from
     the ``reference_means`` (lots x d) of lots of ``lot_records`` records, at a per-record
     false-alarm rate ``share / arl0`` over all features and both sides; a lot joins the
-    running estimates ``lag`` whole lots after it is charted."""
+    running estimates ``lag`` whole lots after it is charted. ``thresholds``: the per-feature
+    thresholds an earlier chart of the same arguments simulated (``bank.h``), so a restored
+    chart does not simulate them again."""
 
     def __init__(self, reference_means, lot_records: float, k: float, arl0: float, share: float,
-                 lag: int = 20):
+                 lag: int = 20, thresholds=None):
         ref = np.asarray(reference_means, dtype=float)
         d = ref.shape[1]
         self.lot_records, self.lag = float(lot_records), int(lag)
@@ -228,9 +230,11 @@ class LotMeanChart:
         arl = arl0 * 2 * d / (share * self.lot_records)  # in lots, per chart
         if arl > MAX_LAGGED_ARL:
             self.lag = 0
-        lots = self.n.astype(int).tolist()  # reference lots per feature: one threshold per count
-        h = {n0: lagged_threshold(n0, float(k), float(arl), self.lag) for n0 in set(lots)}
-        self.bank = CusumBank(np.zeros(d), self.scale, k, np.array([h[n0] for n0 in lots]))
+        if thresholds is None:
+            lots = self.n.astype(int).tolist()  # reference lots per feature: one threshold per count
+            h = {n0: lagged_threshold(n0, float(k), float(arl), self.lag) for n0 in set(lots)}
+            thresholds = [h[n0] for n0 in lots]
+        self.bank = CusumBank(np.zeros(d), self.scale, k, np.array(thresholds, dtype=float))
         self.pending = np.empty((0, d))  # charted lots not yet in the estimates, oldest first
         self.lots = LotAccumulator(d)
 

@@ -174,7 +174,10 @@ class DriftMonitor:
             within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records)
         lots = self.cal.get("lot_means")  # each whole lot against the earlier ones
         self.lot_means = None if lots is None or not self.location_enabled else LotMeanChart(
-            lots["means"], lots["lot_records"], self.k, self.arl0, self.budget["lots"], self.lot_lag)
+            lots["means"], lots["lot_records"], self.k, self.arl0, self.budget["lots"], self.lot_lag,
+            lots.get("h"))
+        if self.lot_means is not None and "h" not in lots:  # simulated once: a restored monitor reuses them
+            lots["h"] = self.lot_means.bank.h.copy()
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
