@@ -81,17 +81,18 @@ def test_false_alarm_rate_matches_the_stated_arl():
 
 def test_a_step_at_a_lot_boundary_is_caught_after_a_few_lots_and_not_before():
     """A step of about 3 lot sds from a lot's first record, at ARL0 = 100,000 records on lots
-    of 200 (a threshold for 10^6 lots per chart)."""
+    of 200 (100,000 lots per chart; lots joining 20 late: threshold 16.9, Siegmund's 9.7).
+    Seen 13 lots after it here (9 with lots joining at once)."""
     rng = np.random.default_rng(4)
     d, size = 10, 200
     ref, ref_groups = _lots(20, size, d, rng)
     means, lot_records = reference_lots(ref, ref_groups)
     chart = LotMeanChart(means, lot_records, k=0.5, arl0=100_000, share=0.1)
-    X, groups = _lots(30, size, d, rng, start=20)
+    X, groups = _lots(40, size, d, rng, start=20)
     X[10 * size:, 3] += 1.0  # about 3 lot sds, from the first record of lot 30
     alarms = chart.update(X, groups, np.arange(len(X)))
     assert alarms and all(a.feature == 3 and a.side == 1 for a in alarms)
-    assert 10 * size < alarms[0].position <= 20 * size
+    assert 10 * size < alarms[0].position <= 25 * size
 
 
 def test_state_round_trip_resumes_identically():

@@ -86,11 +86,17 @@ def test_reference_inside_one_lot_disables_location_and_says_so():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_small_lots_sweep_40k(seed):
-    sim = Simulator(seed=seed, parts_per_wafer=50, wafers_per_lot=5)
-    mon = _monitor(sim.generate(10_000))
-    assert _run(sim, mon, 40_000) == []
+def test_small_lots_sweep_40k():
+    """Five processes x 40,000 no-drift records (160 small lots each): at most the 2 alarms
+    ARL0 = 100,000 allows in 200,000 records (the bugs above raised one per window). Seed 3
+    raises one, a lot-mean chart 2 % over its threshold after a run of low lots, its
+    reference mean 0.28 lot sds above the process's."""
+    alarms = {}
+    for seed in (1, 2, 3, 4, 5):
+        sim = Simulator(seed=seed, parts_per_wafer=50, wafers_per_lot=5)
+        mon = _monitor(sim.generate(10_000))
+        alarms[seed] = [(s.position, s.detector, s.features) for s in _run(sim, mon, 40_000)]
+    assert sum(map(len, alarms.values())) <= 2, alarms
 
 
 @pytest.mark.slow

@@ -24,8 +24,11 @@ chance of an alarm in the first lots after the reference equals that of the char
 lag at Siegmund's exact threshold. With ``lag`` 20 (default) and a per-chart ARL of 3,333
 lots (50 tests, ARL0 100,000 records, 10,000-record lots) that shift goes unseen for 50 lots
 in 1 of 3 cases, one of 1.67 lot sds is seen after 9.3 lots instead of 10.6 and one of 3.3
-after 4.2 instead of 4.0 (simulated chart alone). The simulation grows with the per-chart
-ARL, so beyond ``MAX_LAGGED_ARL`` lots join at once.
+after 4.2 instead of 4.0 (simulated chart alone). Small lots give larger per-chart ARLs and
+thresholds further above Siegmund's (17.7 against 9.9 at 133,333 lots), yet the lag still
+finds small steps more often (simulated chart alone, 60 lots watched: 1.67 lot sds missed in
+5 % of charts against 30 % without lag) and large ones as fast (3.33 lot sds: 8.3 lots
+against 7.9).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -53,13 +56,6 @@ from stream_ct.drift.values import lots_of, mean_or_nan, run_starts
 
 #: Whole lots a reference needs for the chart (Student-t with at least 7 degrees of freedom).
 MIN_LOTS = 8
-
-#: Largest per-chart ARL (in lots) at which lots join late: the threshold's simulation needs
-#: charts in proportion to the ARL (about 2 s at 50,000 lots, 6 s at 133,333, 40 s at 10^6).
-#: Beyond it lots join at once. The threshold's excess over Siegmund's grows with the ARL
-#: (2.1 at 3,333 lots, 4.6 at 20,000, 7.6 at 133,333 from 19 reference lots), yet on the
-#: simulated chart alone lag 5 finds every step sooner than lag 0 even at 133,333 lots.
-MAX_LAGGED_ARL = 50_000
 
 #: |U| cap: a lot far outside every earlier one gives a finite statistic (norm.isf(1e-300) ~ 37).
 _U_MAX = 37.0
@@ -165,15 +161,52 @@ def welford_add(n, mean, m2, x, seen):
     return n, mean, m2 + delta * np.where(seen, x - mean, 0.0)
 
 
-def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) -> np.ndarray:
+def exact_alarm_chance(k: float, h: float, lots: int, bins: int = 600) -> float:
+    """Chance that the two-sided CUSUM (slack ``k``, threshold ``h``) on i.i.d. N(0, 1)
+    increments, started at 0, alarms within ``lots`` lots: twice one side's, from the
+    Brook-Evans Markov chain on ``bins`` levels (one side's chance is small where this is
+    used, so the two sides rarely both alarm).
+
+    >>> round(exact_alarm_chance(0.5, 6.258, 100), 3)   # 200,000 simulated charts: 0.054
+    0.055
+    """
+    width = h / bins
+    level = np.r_[0.0, (np.arange(1, bins + 1) - 0.5) * width]  # 0, then the bins' midpoints
+    below = stats.norm.cdf(np.arange(bins + 1)[None, :] * width + k - level[:, None])
+    step = np.diff(below, axis=1, prepend=0.0)  # from level i to level j (the rest: alarm)
+    p = np.zeros(bins + 1)
+    p[0] = 1.0
+    for _ in range(lots):
+        p = p @ step
+    return float(2 * (1 - p.sum()))
+
+
+def _tilted_reference(n0: int, chains: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and sum of squared deviations of ``n0`` N(0, 1) reference lots per chain, drawn
+    with more unlucky references than chance gives (half of the means with 3x their sd, half
+    of the sums at half their scale), and each chain's importance weight (at most 4)."""
+    n0 = int(n0)
+    se = 1 / np.sqrt(n0)
+    wide = rng.random(chains) < 0.5
+    mean = rng.normal(size=chains) * np.where(wide, 3 * se, se)
+    shrunk = rng.random(chains) < 0.5
+    m2 = rng.chisquare(n0 - 1, chains) * np.where(shrunk, 0.5, 1.0)
+    p_mean, p_m2 = stats.norm.pdf(mean, scale=se), stats.chi2.pdf(m2, n0 - 1)
+    q_mean = 0.5 * p_mean + 0.5 * stats.norm.pdf(mean, scale=3 * se)
+    q_m2 = 0.5 * p_m2 + stats.chi2.pdf(2 * m2, n0 - 1)  # 0.5 x the density of 0.5 x chi2
+    return mean, m2, p_mean / q_mean * p_m2 / q_m2
+
+
+def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Largest two-sided CUSUM value (slack ``k``) of each of ``chains`` simulated charts over
-    their first ``lots`` lots: normal lot means, ``n0`` reference lots, lots joining ``lag``
-    lots late. A chart with threshold ``h`` alarms within those lots when its maximum exceeds
-    ``h`` (until then its path does not depend on ``h``)."""
+    their first ``lots`` lots, and each chart's importance weight: normal lot means, ``n0``
+    reference lots (drawn by ``_tilted_reference``: the unlucky ones set the rare alarms),
+    lots joining ``lag`` lots late. A chart with threshold ``h`` alarms within those lots when
+    its maximum exceeds ``h`` (until then its path does not depend on ``h``); the chance of
+    that is the weights' sum over those charts divided by ``chains``."""
     rng = np.random.default_rng(seed)
-    ref = rng.normal(size=(chains, n0))
-    n, mean = np.full(chains, float(n0)), ref.mean(axis=1)
-    m2 = ((ref - mean[:, None]) ** 2).sum(axis=1)
+    mean, m2, weight = _tilted_reference(n0, chains, rng)
+    n = np.full(chains, float(n0))
     up, down, top = np.zeros(chains), np.zeros(chains), np.zeros(chains)
     pending = []
     for _ in range(lots):
@@ -184,28 +217,30 @@ def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) 
         pending.append(x)
         if len(pending) > lag:
             n, mean, m2 = welford_add(n, mean, m2, pending.pop(0), True)
-    return top
+    return top, weight
 
 
 @functools.lru_cache(maxsize=64)
-def lagged_threshold(n0: int, k: float, arl: float, lag: int, seed: int = 0) -> float:
+def lagged_threshold(n0: int, k: float, arl: float, lag: int, seed: int = 0, chains: int = 40_000) -> float:
     """Threshold of the self-starting chart (slack ``k``, ``n0`` reference lots) whose lots
     join the estimates ``lag`` lots late: the one whose chance of an alarm within the first
     ``arl / 20`` lots (10 to 100) on normal lot means is that of the chart without lag at
-    Siegmund's threshold for the one-sided ARL ``arl`` (in lots), both simulated on the same
-    draws, with enough charts for about 100 alarms (at least 20,000; charts in proportion
-    to ``arl`` beyond 20,000 lots). Lag 0: Siegmund's threshold.
+    Siegmund's threshold for the one-sided ARL ``arl`` (in lots; ``exact_alarm_chance``),
+    from ``chains`` charts weighted by ``null_maxima`` (about 2 s; at 133,333 lots the
+    threshold's sd over seeds is about 0.2). Lag 0: Siegmund's threshold.
 
     >>> round(lagged_threshold(20, 0.5, 3333.0, 20), 1), round(lagged_threshold(20, 0.5, 3333.0, 0), 2)
-    (8.4, 6.26)
+    (8.3, 6.26)
     """
     exact = siegmund_h(k, arl)
     if lag <= 0:
         return exact
     lots = int(np.clip(arl / 20, 10, 100))
-    chains = int(max(100 * arl / (2 * lots), 20_000))
-    target = float(np.mean(null_maxima(n0, k, 0, lots, chains, seed) > exact))
-    return float(np.quantile(null_maxima(n0, k, lag, lots, chains, seed), 1 - target))
+    target = exact_alarm_chance(k, exact, lots)
+    top, weight = null_maxima(n0, k, lag, lots, chains, seed)
+    order = np.argsort(-top)
+    chance = np.cumsum(weight[order]) / chains  # of an alarm at a threshold just under each maximum
+    return float(top[order][min(np.searchsorted(chance, target), chains - 1)])
 
 
 class LotMeanChart:
@@ -228,8 +263,6 @@ class LotMeanChart:
         # the charts see U times the reference's lot sd, so alarms carry shifts in data units
         self.scale = np.where(sd > 0, sd, 1.0)
         arl = arl0 * 2 * d / (share * self.lot_records)  # in lots, per chart
-        if arl > MAX_LAGGED_ARL:
-            self.lag = 0
         if thresholds is None:
             lots = self.n.astype(int).tolist()  # reference lots per feature: one threshold per count
             h = {n0: lagged_threshold(n0, float(k), float(arl), self.lag) for n0 in set(lots)}
