@@ -29,7 +29,9 @@ Two kinds of stream: "iid" parts (the simulator with its lot, wafer, fab and tes
 set to 0) and "floor" (the simulator's defaults: lot and wafer offsets of 0.3 part sigma,
 fixed fab and tester offsets). The monitor's reference is 200,000 records on both (the size
 the product recommends: 20 lots of the floor), with wafer ids as groups, tester/site/fab
-as strata and die positions (x, y), as serve builds it.
+as strata and die positions (x, y), as serve builds it. A third kind, "small" (not in the
+default plan), is the floor with lots of 5 wafers of 50 dies, as the demo's, after a
+10,000-record (40-lot) reference, missed after 300,000 records.
 
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
     python benchmarks/drift_detection.py --windows # serve's former windows vs the defaults, floor (~4 min)
@@ -37,6 +39,7 @@ as strata and die positions (x, y), as serve builds it.
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
     python benchmarks/drift_detection.py --streams floor:50 --lot-lag 0  # lots join at once
+    python benchmarks/drift_detection.py --streams small:50  # 250-record lots (~20 min)
 """
 
 from __future__ import annotations
@@ -57,8 +60,15 @@ from stream_ct.drift.lot_means import LotMeanChart, reference_lots
 from stream_ct.simulate import Simulator
 
 ARL0 = 100_000
-HORIZONS = {"iid": 50_000, "floor": 500_000}  # records watched after an onset before it counts as missed
-IID = dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0)
+HORIZONS = {"iid": 50_000, "floor": 500_000, "small": 300_000}  # records watched after an onset until missed
+PARAMS = {  # simulator arguments of each stream kind
+    "iid": dict(lot_sd=0.0, wafer_sd=0.0, fab_sd=0.0, tester_sd=0.0),
+    "floor": {},
+    "small": dict(parts_per_wafer=50, wafers_per_lot=5),
+}
+LOT_RECORDS = {"floor": 10_000, "small": 250}
+REFERENCES = {"iid": 200_000, "floor": 200_000, "small": 10_000}  # records: floor 20 lots, small 40
+ONSET_STEPS = {"iid": 1_013, "floor": 7_013, "small": 163}  # records between trials' onset phases
 SCENARIOS = [  # (label, scenario, shift in sigma, extra simulator arguments)
     ("mean 0.25 sd", "mean-shift", 0.25, {}),
     ("mean 0.5 sd", "mean-shift", 0.5, {}),
@@ -343,16 +353,16 @@ class LotMeanOptimum:
 
     name = "CUSUM optimum (lot means)"
 
-    def __init__(self, process, d, params, n_ref):
-        """``process``: the no-drift simulator (``d`` tests, ``params``) past its ``n_ref``
-        reference records; the next 200 lots give the known means and sd."""
+    def __init__(self, process, kind, d, n_ref):
+        """``process``: the no-drift simulator of the stream ``kind`` (``d`` tests) past its
+        ``n_ref`` reference records; the next 200 lots give the known means and sd."""
         self.test = process.drift_test
-        means, self.lot_size = lot_means(process, 200 * 10_000, self.test)
+        means, self.lot_size = lot_means(process, 200 * LOT_RECORDS[kind], self.test)
         fabs = sorted({f for _, f, _ in means})
         self.fab_mean = {f: np.mean([m for m, g, _ in means if g == f]) for f in fabs}
         self.sd = np.std([m - self.fab_mean[f] for m, f, _ in means], ddof=len(fabs))
         self.raw_sd = np.std([m for m, _, _ in means], ddof=1)  # fabs not told apart
-        self.d, self.params, self.n_ref = d, params, n_ref
+        self.d, self.params, self.n_ref = d, PARAMS[kind], n_ref
         self.stationary_sd = process.stationary_sd[self.test]
 
     def delay(self, shift, onset, horizon, stream_seed):
@@ -408,21 +418,22 @@ class SelfStartingLotOptimum:
         return None
 
 
-def trials(kind, n_ref, repeats):
+def trials(kind, n_ref, repeats, after=None):
     """(onset, stream seed) of each trial: each draws its own lots and parts of the process
     after the reference (the same seed's stream would put every trial on the same lots);
-    floor onsets fall at every phase of the 10,000-record lots, i.i.d. ones at other dies of
-    a wafer."""
-    pre = 5_000 if kind == "iid" else 20_000
-    return [(n_ref + pre + (7_013 * r % 10_000 if kind == "floor" else 1_013 * r), 1 + r) for r in range(repeats)]
+    floor onsets fall at every phase of the lots, i.i.d. ones at other dies of a wafer. The
+    first onset comes ``after`` records after the reference (default 5,000 i.i.d., else 20,000)."""
+    pre = after if after is not None else 5_000 if kind == "iid" else 20_000
+    step, lot = ONSET_STEPS[kind], LOT_RECORDS.get(kind)
+    return [(n_ref + pre + (step * r % lot if lot else step * r), 1 + r) for r in range(repeats)]
 
 
 def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_000, horizons=None,
-          monitor_args=None):
+          monitor_args=None, onset_after=None):
     """Table rows of one stream kind and width; ``repeats`` maps the kind to its onsets,
     ``horizons`` to the records watched after each onset; ``n_ref`` reference records;
-    ``monitor_args`` for stream-ct's monitor."""
-    params = IID if kind == "iid" else {}
+    ``monitor_args`` for stream-ct's monitor; ``onset_after`` as in ``trials``."""
+    params = PARAMS[kind]
     horizon = (horizons or HORIZONS)[kind]
     rows = []
     base = Simulator(scenario="none", seed=100, n_tests=d, **params)
@@ -431,10 +442,10 @@ def bench(kind, d, repeats, n_nodrift, kswin_records, seed_records, n_ref=200_00
     ours = StreamCt(ref, **(monitor_args or {}))
     _log(f"[{kind} d={d}] calibration {ours.calibration_s:.1f} s")
     methods = [ours, SeedKS(ref), Kswin(ref)]
-    lot_optimum = LotMeanOptimum(base, d, params, n_ref) if kind == "floor" else None
+    lot_optimum = LotMeanOptimum(base, kind, d, n_ref) if kind in LOT_RECORDS else None
     lot_optima = [] if lot_optimum is None else [lot_optimum, SelfStartingLotOptimum(ref, lot_optimum)]
     repeats = repeats[kind]
-    onsets = trials(kind, n_ref, repeats)
+    onsets = trials(kind, n_ref, repeats, onset_after)
 
     def no_drift():  # the process after the reference: the no-drift stream every method sees
         sim = Simulator(scenario="none", seed=100, n_tests=d, **params)
@@ -577,8 +588,11 @@ def main(argv=None):
     ap.add_argument("--lot-lag", type=int, metavar="N",
                     help="whole lots before a lot joins the lot-mean charts' estimates (default the "
                          "monitor's, 20; 0: at once, as up to the eighth round)")
+    ap.add_argument("--onset-after", type=int, metavar="N",
+                    help="records from the reference's end to the first trial's onset (default 5,000 iid, "
+                         "20,000 floor and small: 2 floor lots, 80 small ones)")
     ap.add_argument("--streams", nargs="+", metavar="KIND:D",
-                    help="only these streams, e.g. floor:50 (kinds iid, floor)")
+                    help="only these streams, e.g. floor:50 (kinds iid, floor, small)")
     args = ap.parse_args(argv)
     if args.speed:
         return speed()
@@ -587,10 +601,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.quick:
         plan = [("iid", 50), ("floor", 50)]
-        repeats, n_nodrift, kswin_records, seed_records = {"iid": 4, "floor": 2}, 300_000, 2_000, 50_000
+        repeats, n_nodrift, kswin_records, seed_records = {"iid": 4, "floor": 2, "small": 2}, 300_000, 2_000, 50_000
     else:
         plan = [("iid", 50), ("floor", 50), ("iid", 300), ("floor", 300)]
-        repeats, n_nodrift, kswin_records, seed_records = {"iid": 10, "floor": 6}, 1_000_000, 2_000, 100_000
+        repeats, n_nodrift, kswin_records, seed_records = {"iid": 10, "floor": 6, "small": 6}, 1_000_000, 2_000, 100_000
     if args.streams:
         plan = [(kind, int(d)) for kind, d in (x.split(":") for x in args.streams)]
     if args.floor_onsets:
@@ -599,8 +613,8 @@ def main(argv=None):
     rows, calib = [], {}
     for kind, d in plan:
         r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records,
-                     args.floor_reference if kind == "floor" else 200_000, horizons,
-                     None if args.lot_lag is None else {"lot_lag": args.lot_lag})
+                     args.floor_reference if kind == "floor" else REFERENCES[kind], horizons,
+                     None if args.lot_lag is None else {"lot_lag": args.lot_lag}, args.onset_after)
         rows += r
         calib[(kind, d)] = c
     print(f"ARL0 target {ARL0:,} records = {1e6 / ARL0:.0f} false alarms per 1M no-drift records")
