@@ -130,7 +130,8 @@ def _first_alarms(chart, means, side=None):
 def test_late_joining_lots_alarm_early_no_more_often_than_the_exact_chart():
     """2,000 independent charts, 20-lot references, per-chart ARL 3,333 lots: in the first
     100 lots the chart whose lots join 20 late (threshold simulated) alarms as often as the
-    exact one; at the exact chart's threshold it would alarm about twice as often."""
+    exact one (116 and 103 here; 2,000 x 0.055 expected), neither more nor much less; at
+    the exact chart's threshold it would alarm about twice as often."""
     rng = np.random.default_rng(6)
     d, arl = 2000, 3333.0
     ref, stream = rng.normal(size=(20, d)), rng.normal(size=(100, d))
@@ -139,7 +140,7 @@ def test_late_joining_lots_alarm_early_no_more_often_than_the_exact_chart():
     assert late.bank.h[0] > exact.bank.h[0] + 1
     n_exact, n_late = len(_first_alarms(exact, stream)), len(_first_alarms(late, stream))
     assert 70 <= n_exact <= 150  # 2,000 x 0.054
-    assert n_late <= 1.25 * n_exact
+    assert 0.75 * n_exact <= n_late <= 1.25 * n_exact
     at_exact = LotMeanChart(ref, lot_records=1, k=0.5, arl0=arl / (2 * d), share=1.0, lag=20)
     at_exact.bank.h[:] = exact.bank.h
     assert len(_first_alarms(at_exact, stream)) >= 1.5 * n_exact

@@ -24,11 +24,11 @@ chance of an alarm in the first lots after the reference equals that of the char
 lag at Siegmund's exact threshold. With ``lag`` 20 (default) and a per-chart ARL of 3,333
 lots (50 tests, ARL0 100,000 records, 10,000-record lots) that shift goes unseen for 50 lots
 in 1 of 3 cases, one of 1.67 lot sds is seen after 9.3 lots instead of 10.6 and one of 3.3
-after 4.2 instead of 4.0 (simulated chart alone). Small lots give larger per-chart ARLs and
-thresholds further above Siegmund's (17.7 against 9.9 at 133,333 lots), yet the lag still
-finds small steps more often (simulated chart alone, 60 lots watched: 1.67 lot sds missed in
-5 % of charts against 30 % without lag) and large ones as fast (3.33 lot sds: 8.3 lots
-against 7.9).
+after 4.2 instead of 4.0 (simulated chart alone, the step right after the reference). Small
+lots give larger per-chart ARLs and thresholds further above Siegmund's (17.7 against 9.9 at
+133,333 lots from 19 reference lots). The lag is a trade: a step long after the reference,
+when the estimates hold many lots and take it in slowly, is found a little later with it
+(``docs/drift.md``, Calibration).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
