@@ -588,10 +588,14 @@ class Server:
         if self.shadow is not None and self.shadow.version == self.champion.version:
             self.shadow = self.shadow_metrics = None
         self.counts["deploys"] += 1
+        warnings = [] if self.monitor is None else list(self.monitor.warnings)
         self.events.emit("deploy", model=self.config.model.name, version=self.champion.version,
                          previous_version=previous.version if previous else None, position=self.position,
-                         reason=self.champion_reason, metric_before=before, primary_metric=self.key_metric)
+                         reason=self.champion_reason, metric_before=before, primary_metric=self.key_metric,
+                         drift_warnings=warnings)
         log("serve", f"now serving {self.config.model.name} v{self.champion.version}", record=self.position)
+        for warning in warnings:
+            log("serve", warning, record=self.position)
 
     def _check_rollback(self) -> None:
         """Roll back once if the new champion's live metric falls by more than ``rollback_drop``

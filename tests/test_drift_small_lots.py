@@ -58,8 +58,24 @@ def test_small_lots_no_false_alarm(seed):
     """40 lots of 5 wafers x 50 dies in the reference; 20,000 no-drift records."""
     sim = Simulator(seed=seed, parts_per_wafer=50, wafers_per_lot=5)
     mon = _monitor(sim.generate(10_000))
-    assert mon.location_enabled and mon.warnings == []
+    assert mon.location_enabled
     assert _run(sim, mon, 20_000) == []
+
+
+def test_a_short_reference_says_which_global_charts_it_turns_off():
+    """40 small lots leave the reference mean too uncertain for the global mean-shift charts
+    on most tests (they are switched off there); the monitor says so, with the counts, and
+    160 lots of the same process turn them all on."""
+    sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
+    short = _monitor(sim.generate(10_000))
+    off = np.array([~np.isfinite(b.h) for b in short.global_banks])
+    assert short.location_enabled and off.all(axis=0).sum() == 37 and off.any(axis=0).sum() == 48
+    [warning] = short.snapshot()["warnings"]
+    assert "global mean-shift charts on 37 of 50 tests at every subgroup size and on 11 more" in warning
+    assert warning.endswith("a reference of more lots turns them on")
+    sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
+    long = _monitor(sim.generate(40_000))
+    assert all(np.isfinite(b.h).all() for b in long.global_banks) and long.warnings == []
 
 
 def test_small_lots_shift_caught_within_3000():

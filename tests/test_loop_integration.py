@@ -70,6 +70,9 @@ def test_no_drift_means_no_retrain(tmp_path, kafka_bootstrap, topic):
     assert not [e for e in events if e["type"] == "drift"]
     predictions = count(config.predictions_topic, kafka_bootstrap)
     assert predictions == len(records)
+    # 40 small lots: the deploy says which global charts the short reference turned off
+    [deploy] = [e for e in events if e["type"] == "deploy"]
+    assert [w for w in deploy["drift_warnings"] if "global mean-shift charts" in w], deploy
 
 
 def test_mean_shift_fires_after_onset_and_promotes_a_new_champion(tmp_path, kafka_bootstrap, topic):

@@ -165,6 +165,13 @@ class DriftMonitor:
         d, w = len(self.feature_names), self.window
         self.global_banks = self._banks(self.budget["cusum"], self.sizes) \
             if self.location_enabled else []
+        off = np.array([~np.isfinite(b.h) for b in self.global_banks]).reshape(-1, d)
+        if off.any():
+            self.warnings.append(
+                f"drift: the reference's mean is too uncertain for the global mean-shift charts on "
+                f"{int(off.all(axis=0).sum())} of {d} tests at every subgroup size and on "
+                f"{int((off.any(axis=0) & ~off.all(axis=0)).sum())} more at some (that error, bounded, "
+                "would cross any threshold), so they are off there; a reference of more lots turns them on")
         if self.location_enabled:  # thresholds of every stratum level, now rather than mid-stream
             for level in self.cal["levels"]:
                 self._thresholds(self._strata_share(), self.strata_sizes, level)
