@@ -578,8 +578,10 @@ def main(argv=None):
     ap.add_argument("--speed", action="store_true", help="only the detection layer's records/s at 50 features")
     ap.add_argument("--windows", action="store_true",
                     help="serve's former KS/PSI windows (1,000 / 250) against the defaults (2,000 / 2,000), floor")
-    ap.add_argument("--floor-reference", type=int, default=200_000, metavar="N",
+    ap.add_argument("--floor-reference", type=int, default=REFERENCES["floor"], metavar="N",
                     help="reference records on the floor stream (default 200,000 = 20 lots)")
+    ap.add_argument("--small-reference", type=int, default=REFERENCES["small"], metavar="N",
+                    help="reference records on the small-lot stream (default 10,000 = 40 lots)")
     ap.add_argument("--floor-onsets", type=int, metavar="N",
                     help="onsets per floor scenario (default 6; 2 with --quick), each on a stream of its own, "
                          "at phases 7,013 records apart in the 10,000-record lots")
@@ -613,7 +615,7 @@ def main(argv=None):
     rows, calib = [], {}
     for kind, d in plan:
         r, c = bench(kind, d, repeats, n_nodrift, kswin_records, seed_records,
-                     args.floor_reference if kind == "floor" else REFERENCES[kind], horizons,
+                     {**REFERENCES, "floor": args.floor_reference, "small": args.small_reference}[kind], horizons,
                      None if args.lot_lag is None else {"lot_lag": args.lot_lag}, args.onset_after)
         rows += r
         calib[(kind, d)] = c
