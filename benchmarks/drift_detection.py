@@ -39,7 +39,7 @@ default plan), is the floor with lots of 5 wafers of 50 dies, as the demo's, aft
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
     python benchmarks/drift_detection.py --streams floor:50 --lot-lag 0  # lots join at once
-    python benchmarks/drift_detection.py --streams small:50  # 250-record lots (~20 min)
+    python benchmarks/drift_detection.py --streams small:50  # 250-record lots (~4 min)
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def lagged_threshold(n0: int, k: float, arl: float, lag: int, seed: int = 0, cha
     join the estimates ``lag`` lots late: the one whose chance of an alarm within the first
     ``arl / 20`` lots (10 to 100) on normal lot means is that of the chart without lag at
     Siegmund's threshold for the one-sided ARL ``arl`` (in lots; ``exact_alarm_chance``),
-    from ``chains`` charts weighted by ``null_maxima`` (about 2 s; at 133,333 lots the
+    from ``chains`` charts weighted by ``null_maxima`` (about 1 s; at 133,333 lots the
     threshold's sd over seeds is 0.16). Lag 0: Siegmund's threshold.
 
     >>> round(lagged_threshold(20, 0.5, 3333.0, 20), 1), round(lagged_threshold(20, 0.5, 3333.0, 0), 2)
