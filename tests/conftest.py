@@ -31,30 +31,36 @@ def free_port_pair() -> int:
     raise RuntimeError("no free loopback port pair found")
 
 
-@pytest.fixture
-def restartable_broker():
-    """A broker of the test's own (free port, own state folder), started; the test may stop
-    it and start it again on the same port and data. Stopped and removed afterwards.
+def start_own_broker(prefix: str, port: int | None = None):
+    """A local broker on a free port (or ``port``) with a state folder of its own, started;
+    returns it and the folder.
 
-    A port found free can be taken before the broker binds it (other tests' clients use the
-    same ephemeral range): a broker that exits at start-up is tried again on another port,
-    three times at most, and the error then carries each attempt's log."""
+    A port found free can be taken before the broker binds it (other tests' clients and the
+    other workers' brokers use the same ephemeral range): a broker that exits at start-up is
+    tried again on another port, three times at most (a given ``port`` is tried once), and
+    the error then carries each attempt's log."""
     from stream_ct.broker import BrokerError, LocalBroker
 
     failures = []
-    for _ in range(3):
-        state = tempfile.mkdtemp(prefix="stream-ct-own-broker-")
-        broker = LocalBroker(port=free_port_pair(), state_dir=state)
+    for _ in range(1 if port else 3):
+        state = tempfile.mkdtemp(prefix=prefix)
+        broker = LocalBroker(port=port or free_port_pair(), state_dir=state)
         try:
             broker.start()
-            break
+            return broker, state
         except BrokerError as exc:
             log = Path(broker.log_path)
             failures.append(f"{exc}\n{log.read_text(errors='replace')[-2000:] if log.exists() else ''}")
             broker.stop()
             shutil.rmtree(state, ignore_errors=True)
-    else:
-        pytest.fail("could not start a broker of the test's own:\n" + "\n".join(failures))
+    pytest.fail("could not start a broker:\n" + "\n".join(failures))
+
+
+@pytest.fixture
+def restartable_broker():
+    """A broker of the test's own (free port, own state folder), started; the test may stop
+    it and start it again on the same port and data. Stopped and removed afterwards."""
+    broker, state = start_own_broker("stream-ct-own-broker-")
     try:
         yield broker
     finally:
@@ -68,15 +74,9 @@ def kafka_bootstrap():
     if os.environ.get("STREAM_CT_BOOTSTRAP"):
         yield os.environ["STREAM_CT_BOOTSTRAP"]
         return
-    from stream_ct.broker import LocalBroker
-
-    state = tempfile.mkdtemp(prefix="stream-ct-test-broker-")
-    port = int(os.environ.get("STREAM_CT_TEST_BROKER_PORT") or free_port_pair())
-    broker = LocalBroker(port=port, state_dir=state)
-    try:
-        bootstrap = broker.start()
-    except Exception as exc:  # the broker is part of the test environment: fail loudly
-        pytest.fail(f"could not start the test broker: {exc}")
+    broker, state = start_own_broker("stream-ct-test-broker-",
+                                     int(os.environ.get("STREAM_CT_TEST_BROKER_PORT") or 0) or None)
+    bootstrap = broker.bootstrap
     os.environ["STREAM_CT_BOOTSTRAP"] = bootstrap  # for subprocesses started by tests
     try:
         yield bootstrap
