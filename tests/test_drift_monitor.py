@@ -186,9 +186,9 @@ def test_a_restored_monitor_reuses_the_simulated_lot_thresholds(floor_state, mon
     monkeypatch.setattr(lot_means, "lagged_threshold", simulate)
     mon = DriftMonitor.from_state(floor_state)
     assert mon.lot_means.lag == 20
-    np.testing.assert_array_equal(mon.lot_means.bank.h, floor_state["calibration"]["lot_means"]["h"])
+    np.testing.assert_array_equal(mon.lot_means.thresholds, floor_state["calibration"]["lot_means"]["h"])
     arl = mon.arl0 * 2 * len(mon.feature_names) / (mon.budget["lots"] * mon.lot_means.lot_records)
-    assert (mon.lot_means.bank.h > siegmund_h(0.5, arl) + 1).all()  # lots joining late
+    assert (mon.lot_means.thresholds[0] > siegmund_h(0.5, arl) + 1).all()  # lots joining late
 
 
 def test_floor_step_inside_a_lot_caught_by_the_within_wafer_charts(floor_state):

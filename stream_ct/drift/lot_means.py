@@ -243,14 +243,17 @@ def lagged_threshold(n0: int, k: float, arl: float, lag: int, seed: int = 0, cha
 
 
 class LotMeanChart:
-    """Self-starting two-sided CUSUM charts (slack ``k``) on whole lots' means, started from
-    the ``reference_means`` (lots x d) of lots of ``lot_records`` records, at a per-record
-    false-alarm rate ``share / arl0`` over all features and both sides; a lot joins the
-    running estimates ``lag`` whole lots after it is charted. ``thresholds``: the per-feature
-    thresholds an earlier chart of the same arguments simulated (``bank.h``), so a restored
-    chart does not simulate them again."""
+    """Self-starting two-sided CUSUM charts on whole lots' means, started from the
+    ``reference_means`` (lots x d) of lots of ``lot_records`` records; a lot joins the running
+    estimates ``lag`` whole lots after it is charted. One bank of charts per slack in ``k``
+    (a number or a ladder, in lot sds), each at a per-record false-alarm rate ``share / arl0``
+    spread over all features and both sides (``share``: one per slack, each a number or one
+    per feature; 0 leaves that feature's chart of that slack off). ``thresholds``: the
+    per-bank, per-feature thresholds an earlier chart of the same arguments simulated
+    (``thresholds`` attribute), so a restored chart does not simulate them again; one array
+    (a chart saved with one bank) keeps only the first slack."""
 
-    def __init__(self, reference_means, lot_records: float, k: float, arl0: float, share: float,
+    def __init__(self, reference_means, lot_records: float, k, arl0: float, share,
                  lag: int = 20, thresholds=None):
         ref = np.asarray(reference_means, dtype=float)
         d = ref.shape[1]
@@ -261,14 +264,31 @@ class LotMeanChart:
         sd = np.sqrt(self.m2 / np.maximum(self.n - 1, 1))
         # the charts see U times the reference's lot sd, so alarms carry shifts in data units
         self.scale = np.where(sd > 0, sd, 1.0)
-        arl = arl0 * 2 * d / (share * self.lot_records)  # in lots, per chart
+        slacks = np.atleast_1d(np.asarray(k, dtype=float))
+        shares = [share] if np.ndim(k) == 0 else list(share)
         if thresholds is None:
-            lots = self.n.astype(int).tolist()  # reference lots per feature: one threshold per count
-            h = {n0: lagged_threshold(n0, float(k), float(arl), self.lag) for n0 in set(lots)}
-            thresholds = [h[n0] for n0 in lots]
-        self.bank = CusumBank(np.zeros(d), self.scale, k, np.array(thresholds, dtype=float))
+            thresholds = [self._thresholds(float(s), f, arl0) for s, f in zip(slacks, shares)]
+        elif np.ndim(thresholds) == 1:  # saved with one bank
+            thresholds = [thresholds]
+        self.banks = [CusumBank(np.zeros(d), self.scale, s, np.array(h, dtype=float))
+                      for s, h in zip(slacks, thresholds)]
         self.pending = np.empty((0, d))  # charted lots not yet in the estimates, oldest first
         self.lots = LotAccumulator(d)
+
+    @property
+    def thresholds(self) -> list[np.ndarray]:
+        """Per bank (slack), the per-feature thresholds (inf: off)."""
+        return [b.h for b in self.banks]
+
+    def _thresholds(self, k: float, share, arl0: float) -> np.ndarray:
+        """Per feature, the threshold of slack ``k`` at its ``share`` (one simulation per
+        distinct reference lot count and share)."""
+        shares = np.broadcast_to(np.asarray(share, dtype=float), self.n.shape)
+        h = {}
+        for n0, s in set(zip(self.n.astype(int).tolist(), shares.tolist())):
+            arl = arl0 * 2 * len(self.n) / (s * self.lot_records) if s > 0 else np.inf  # in lots, per chart
+            h[n0, s] = lagged_threshold(n0, k, float(arl), self.lag) if s > 0 else np.inf
+        return np.array([h[key] for key in zip(self.n.astype(int).tolist(), shares.tolist())])
 
     def update(self, X, groups, positions, signals=None) -> list:
         """Consume records (``X`` with NaN where missing, ``lot/wafer`` ``groups``, stream
@@ -283,8 +303,8 @@ class LotMeanChart:
         valid = ~np.isnan(u)
         values = u * self.scale
         if signals is None:
-            return self.bank.update(values, valid, ends)
-        return signals([self.bank], values, valid, ends, None, "cusum_lot_mean")
+            return sorted((a for b in self.banks for a in b.update(values, valid, ends)), key=lambda a: a.position)
+        return signals(self.banks, values, valid, ends, None, "cusum_lot_mean")
 
     def _standardize(self, x: np.ndarray) -> np.ndarray:
         """One lot's ``U`` per feature (NaN where it or the earlier lots lack a value); the lot
@@ -301,14 +321,14 @@ class LotMeanChart:
 
     def state_dict(self) -> dict:
         return {"n": self.n, "mean": self.mean, "m2": self.m2, "lag": self.lag, "pending": self.pending,
-                "bank": self.bank.state_dict(), "lots": self.lots.state_dict()}
+                "banks": [b.state_dict() for b in self.banks], "lots": self.lots.state_dict()}
 
     def load_state(self, s: dict) -> None:
         """Resume from ``state_dict()`` (a state saved before lots joined late resumes
-        without lag, at the threshold it was saved with)."""
+        without lag, at the threshold it was saved with; one saved with one bank, with it)."""
         self.n, self.mean, self.m2 = (np.array(s[k], dtype=float) for k in ("n", "mean", "m2"))
         self.lag = int(s.get("lag", 0))
         self.pending = np.array(s.get("pending", ()), dtype=float).reshape(-1, len(self.n))
-        self.bank = CusumBank.from_state(s["bank"])
+        self.banks = [CusumBank.from_state(b) for b in s.get("banks", [s.get("bank")])]
         self.lots.load_state(s["lots"])
 

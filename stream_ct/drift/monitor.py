@@ -43,7 +43,7 @@ DEFAULT_BUDGET = {"ks": 0.14, "psi": 0.14, "cusum": 0.14, "strata": 0.14, "withi
 _CONFIG = ("feature_names", "arl0", "window", "stride", "subgroups", "strata_subgroups",
            "within_subgroups", "k",
            "psi_bins", "psi_smoothing", "min_ks", "min_psi", "center", "ks_reference", "strata",
-           "budget", "block", "n_boot", "seed", "min_lots", "lot_lag")
+           "budget", "block", "n_boot", "seed", "min_lots", "lot_lag", "lot_large_k")
 
 
 class DriftMonitor:
@@ -72,6 +72,9 @@ class DriftMonitor:
     lots in the reference, a self-starting CUSUM charts each whole lot's mean against the
     earlier lots' (``"cusum_lot_mean"``, ``LotMeanChart``; a lot joins the earlier ones
     ``lot_lag`` lots late, so a step is not absorbed at once): a step at a lot boundary.
+    Where the reference's mean is too uncertain for a test's global charts (they are off
+    there; ``warnings`` says so), their share goes to a second lot-mean chart of that test
+    with slack ``lot_large_k`` lot sds, for the large steps their small subgroups would catch.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
@@ -102,7 +105,8 @@ class DriftMonitor:
                  ks_reference: int = 20_000,
                  strata=("tester", "site", "fab"),
                  budget: dict | None = None, block: int = 25, n_boot: int = 200_000,
-                 seed: int = 0, min_lots: float = 2.0, lot_lag: int = 20, _calibration: dict | None = None):
+                 seed: int = 0, min_lots: float = 2.0, lot_lag: int = 20, lot_large_k: float = 1.5,
+                 _calibration: dict | None = None):
         reference = np.asarray(reference, dtype=float)
         self.feature_names = [str(f) for f in feature_names]
         if reference.ndim != 2 or reference.shape[1] != len(self.feature_names):
@@ -130,7 +134,7 @@ class DriftMonitor:
         self.strata, self.block = tuple(strata), int(block)
         self.budget = dict(DEFAULT_BUDGET if budget is None else budget)
         self.n_boot, self.seed = int(n_boot), seed
-        self.min_lots, self.lot_lag = float(min_lots), int(lot_lag)
+        self.min_lots, self.lot_lag, self.lot_large_k = float(min_lots), int(lot_lag), float(lot_large_k)
         self.n_lots = _count_lots(reference_groups, len(blocks), self.block)
         # Mean-shift charts need the lot-to-lot variation: a reference inside one or two lots
         # cannot tell a new lot's offset from drift, so they are switched off (KS/PSI on
@@ -180,11 +184,16 @@ class DriftMonitor:
         self.within = None if within is None else within_charts.WithinCharts(
             within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records)
         lots = self.cal.get("lot_means")  # each whole lot against the earlier ones
-        self.lot_means = None if lots is None or not self.location_enabled else LotMeanChart(
-            lots["means"], lots["lot_records"], self.k, self.arl0, self.budget["lots"], self.lot_lag,
-            lots.get("h"))
-        if self.lot_means is not None and "h" not in lots:  # simulated once: a restored monitor reuses them
-            lots["h"] = self.lot_means.bank.h.copy()
+        self.lot_means = None
+        if lots is not None and self.location_enabled:
+            # a test whose global charts are off hands their share to lot-mean charts of slack
+            # ``lot_large_k``: the large steps the global charts' small subgroups would catch
+            freed = self.budget["cusum"] * (off.mean(axis=0) if len(off) else np.zeros(d))
+            slacks, shares = (self.k, self.lot_large_k), (self.budget["lots"], freed)
+            self.lot_means = LotMeanChart(lots["means"], lots["lot_records"], slacks[:1 + freed.any()],
+                                          self.arl0, shares, self.lot_lag, lots.get("h"))
+            if "h" not in lots:  # simulated once: a restored monitor reuses them
+                lots["h"] = [h.copy() for h in self.lot_means.thresholds]
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
@@ -567,7 +576,9 @@ class DriftMonitor:
                            **({} if self.within is None else {
                                **{f"cusum_wafer_m{b.subgroup}": per(b.h) for b in self.within.wafer_banks},
                                **{"cusum_lot": per(b.h) for b in self.within.lot_banks}}),
-                           **({} if self.lot_means is None else {"cusum_lot_mean": per(self.lot_means.bank.h)})},
+                           **({} if self.lot_means is None else {
+                               ("cusum_lot_mean" if b is self.lot_means.banks[0] else f"cusum_lot_mean_k{b.k:g}"):
+                               per(b.h) for b in self.lot_means.banks})},
             "invalid_counts": {n: int(c) for n, c in zip(names, self.invalid_counts)},
             "signal_counts": dict(self.signal_counts),
             "strata": sorted(f"{k}={v}" for k, v in self.strata_banks),
