@@ -25,7 +25,7 @@ from stream_ct.simulate import Simulator  # noqa: E402
 
 #: Detector -> the budget family whose share it spends.
 FAMILY = {"ks": "ks", "psi": "psi", "cusum": "cusum", "cusum_wafer": "within", "cusum_lot": "within",
-          "cusum_lot_mean": "lots"}
+          "cusum_lot_mean": "lots", "cusum_lot_mean_large": "cusum"}  # the latter spends off global charts' share
 
 
 def alarms_by_family(seed: int, records: int, n_ref: int, **params) -> tuple[collections.Counter, dict]:

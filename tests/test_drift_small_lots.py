@@ -101,6 +101,8 @@ def test_off_global_charts_hand_their_share_to_lot_mean_charts_for_large_steps()
             hits = [s for s in _run(sim, mon, onset + 2_000) if key in s.features]
             assert hits and hits[0].position >= onset
             delays[banks].append(hits[0].position - onset)
+            first = {h.detector for h in hits if h.position == hits[0].position}
+            assert ("cusum_lot_mean_large" in first) == (banks == 2), first
     ladder, alone = np.mean(delays[2]), np.mean(delays[1])
     assert ladder <= 1_000 and ladder <= 0.75 * alone, delays
 

@@ -276,6 +276,11 @@ class LotMeanChart:
         self.lots = LotAccumulator(d)
 
     @property
+    def detectors(self) -> list[str]:
+        """Each bank's detector name: ``"cusum_lot_mean"``, then ``"cusum_lot_mean_large"``."""
+        return ["cusum_lot_mean", "cusum_lot_mean_large"][:len(self.banks)]
+
+    @property
     def thresholds(self) -> list[np.ndarray]:
         """Per bank (slack), the per-feature thresholds (inf: off)."""
         return [b.h for b in self.banks]
@@ -293,7 +298,7 @@ class LotMeanChart:
     def update(self, X, groups, positions, signals=None) -> list:
         """Consume records (``X`` with NaN where missing, ``lot/wafer`` ``groups``, stream
         ``positions``); chart every whole lot they complete. Returns ``signals(banks, values,
-        valid, positions, stratum, detector)`` (the monitor's) or, without it, the alarms."""
+        valid, positions, stratum, detector)`` (the monitor's) per bank, or without it the alarms."""
         means, sizes, ends = self.lots.update(X, groups, positions)
         whole = sizes >= self.lot_records / 2
         means, ends = means[whole], ends[whole]
@@ -304,7 +309,8 @@ class LotMeanChart:
         values = u * self.scale
         if signals is None:
             return sorted((a for b in self.banks for a in b.update(values, valid, ends)), key=lambda a: a.position)
-        return signals(self.banks, values, valid, ends, None, "cusum_lot_mean")
+        return [s for name, bank in zip(self.detectors, self.banks)
+                for s in signals([bank], values, valid, ends, None, name)]
 
     def _standardize(self, x: np.ndarray) -> np.ndarray:
         """One lot's ``U`` per feature (NaN where it or the earlier lots lack a value); the lot

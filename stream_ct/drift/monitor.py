@@ -74,7 +74,8 @@ class DriftMonitor:
     ``lot_lag`` lots late, so a step is not absorbed at once): a step at a lot boundary.
     Where the reference's mean is too uncertain for a test's global charts (they are off
     there; ``warnings`` says so), their share goes to a second lot-mean chart of that test
-    with slack ``lot_large_k`` lot sds, for the large steps their small subgroups would catch.
+    with slack ``lot_large_k`` lot sds (``"cusum_lot_mean_large"``), for the large steps
+    their small subgroups would catch.
 
     Thresholds are calibrated at construction for one false alarm per ``arl0`` records over
     all detectors, features and strata: ``budget`` splits the rate over families (the strata
@@ -577,8 +578,7 @@ class DriftMonitor:
                                **{f"cusum_wafer_m{b.subgroup}": per(b.h) for b in self.within.wafer_banks},
                                **{"cusum_lot": per(b.h) for b in self.within.lot_banks}}),
                            **({} if self.lot_means is None else {
-                               ("cusum_lot_mean" if b is self.lot_means.banks[0] else f"cusum_lot_mean_k{b.k:g}"):
-                               per(b.h) for b in self.lot_means.banks})},
+                               name: per(h) for name, h in zip(self.lot_means.detectors, self.lot_means.thresholds)})},
             "invalid_counts": {n: int(c) for n, c in zip(names, self.invalid_counts)},
             "signal_counts": dict(self.signal_counts),
             "strata": sorted(f"{k}={v}" for k, v in self.strata_banks),
