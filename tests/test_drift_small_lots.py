@@ -96,7 +96,7 @@ def test_off_global_charts_hand_their_share_to_lot_mean_charts_for_large_steps()
                             onset=10_000 + onset)
             sim.generate(10_000)
             mon = DriftMonitor.from_state(state)
-            mon.lot_means.banks = mon.lot_means.banks[:banks]
+            mon.lot_means.chart.banks = mon.lot_means.banks[:banks]
             key = sim.feature_names[sim.drift_test]
             hits = [s for s in _run(sim, mon, onset + 2_000) if key in s.features]
             assert hits and hits[0].position >= onset
