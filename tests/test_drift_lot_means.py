@@ -4,7 +4,6 @@ import copy
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from stream_ct.drift.calibration import siegmund_arl
 from stream_ct.drift.lot_means import LotAccumulator, LotMeanChart, lot_runs, reference_lots
