@@ -107,6 +107,27 @@ def test_off_global_charts_hand_their_share_to_lot_mean_charts_for_large_steps()
     assert ladder <= 1_000 and ladder <= 0.75 * alone, delays
 
 
+def test_small_lots_tester_offset_is_named_with_its_tester():
+    """A 1-sd offset on tester T2's wafers of 5-wafer lots after a 40-lot reference: the
+    tester's within-lot chart, self-starting on its own reference wafers, names it (the
+    level's mean, bounded instead, left the tester charts off on every test here, and only
+    the lot-mean charts saw the offset, without the tester, after 9,891 records on average
+    in the benchmark, one of six missed). Here after 5,450 and 2,337 records."""
+    base = Simulator(scenario="none", seed=100, parts_per_wafer=50, wafers_per_lot=5)
+    state = _monitor(base.generate(10_000)).state_dict()
+    for trial in range(2):
+        onset = 20_000 + 163 * trial  # records after the reference
+        sim = Simulator(scenario="tester-offset", seed=100, onset=10_000 + onset, stream_seed=1 + trial,
+                        parts_per_wafer=50, wafers_per_lot=5)
+        sim.generate(10_000)
+        key = sim.feature_names[sim.drift_test]
+        signals = _run(sim, DriftMonitor.from_state(state), onset + 8_000)
+        assert [s for s in signals if s.position < onset] == []
+        first = next(s for s in signals if key in s.features)
+        assert first.stratum == {"tester": "T2"} and first.detector == "cusum_lot"
+        assert first.position - onset <= 6_000
+
+
 def test_small_lots_shift_caught_within_3000():
     onset = 10_000 + 5000
     sim = Simulator(scenario="mean-shift", seed=1, parts_per_wafer=50, wafers_per_lot=5,

@@ -66,12 +66,14 @@ class DriftMonitor:
     earlier parts of its wafer (detector ``"cusum_wafer"``, subgroups ``within_subgroups``)
     and, when the ids are ``lot/wafer``, each finished wafer against the earlier wafers of
     its lot (``"cusum_lot"``, also per level of the stratum keys constant within wafers, such
-    as the tester); ``update`` then needs the ``groups`` of every batch. A step inside a
+    as the tester: self-starting on that level's wafers, which learns the level's own offset
+    with its error); ``update`` then needs the ``groups`` of every batch. A step inside a
     wafer or a lot is found at the speed of i.i.d. parts, where the global charts must wait
     until it outgrows the lot-to-lot spread. With ``lot/wafer`` ids and at least eight whole
     lots in the reference, a self-starting CUSUM charts each whole lot's mean against the
     earlier lots' (``"cusum_lot_mean"``, ``LotMeanChart``; a lot joins the earlier ones
-    ``lot_lag`` lots late, so a step is not absorbed at once): a step at a lot boundary.
+    ``lot_lag`` lots late, so a step is not absorbed at once; a level's wafers join its
+    within-lot chart as late): a step at a lot boundary.
     Where the reference's mean is too uncertain for a test's global charts (they are off
     there; ``warnings`` says so), their share goes to a second lot-mean chart of that test
     with slack ``lot_large_k`` lot sds (``"cusum_lot_mean_large"``), for the large steps
@@ -183,7 +185,8 @@ class DriftMonitor:
         self.strata_banks: dict[tuple[str, str], list[CusumBank]] = {}
         within = self.cal.get("within")  # charts within wafers and lots (with reference_groups)
         self.within = None if within is None else within_charts.WithinCharts(
-            within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records)
+            within, d, self.k, self.arl0, self.budget["within"], self.within_subgroups, self.wafer_records,
+            self.lot_lag)
         lots = self.cal.get("lot_means")  # each whole lot against the earlier ones
         self.lot_means = None
         if lots is not None and self.location_enabled:

@@ -6,18 +6,19 @@ finished wafer against the earlier wafers of its own lot, carry none: a step tha
 inside a wafer or a lot is charted at the speed of i.i.d. parts. ``WithinCharts`` holds those
 charts for ``DriftMonitor``: ``"cusum_wafer"`` (parts, subgroups ``within_subgroups``) and
 ``"cusum_lot"`` (one increment per whole wafer; also per level of every stratum key that is
-constant within wafers and varies within lots, such as the tester, centred on that level's
-own mean against the others).
+constant within wafers and varies within lots, such as the tester: a self-starting chart,
+``self_starting.py``, on that level's wafers, which learns the level's own offset against
+the others with its error instead of bounding it).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from stream_ct.drift.calibration import chart_calibration, cusum_threshold, effective_rate, unless_unsafe
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.residuals import CompletedGroups, SelfStartingResiduals
+from stream_ct.drift.self_starting import MIN_REFERENCE, SelfStartingChart
 from stream_ct.drift.values import lots_of, run_starts
 
 
@@ -28,13 +29,11 @@ def calibrate(charted: np.ndarray, groups: np.ndarray, reference_strata: dict, s
     the earlier parts of their wafer (``"wafer"``, sizes ``within_subgroups``) and, when the
     group ids are ``lot/wafer``, wafers against the earlier wafers of their lot (``"lot"``,
     one increment per wafer), also per level of every key of ``strata`` that is constant
-    within wafers and varies within lots (``"lot_levels"``: a level's own mean, a tester's
-    fixed offset against the others, with its error bounded for all features and levels
-    together; sds and variance rates of the whole within-lot stream, of which the level's
-    residuals are a subsample). Residuals have mean 0 by construction (no reference-mean
-    error); their sds and variance rates get the same upper bounds as the other charts,
-    over horizons up to a lot (residuals of different groups are independent by
-    construction)."""
+    within wafers and varies within lots (``"lot_levels"``: the level's wafers' residuals,
+    the reference of its self-starting chart; a tester's fixed offset against the others
+    moves their mean). Residuals have mean 0 by construction (no reference-mean error);
+    their sds and variance rates get the same upper bounds as the other charts, over
+    horizons up to a lot (residuals of different groups are independent by construction)."""
     d, groups = charted.shape[1], np.asarray(groups)
     keys = sorted(reference_strata)
     labels = np.column_stack([reference_strata[k] for k in keys]) if keys else None
@@ -47,22 +46,18 @@ def calibrate(charted: np.ndarray, groups: np.ndarray, reference_strata: dict, s
         return out
     res, _ = SelfStartingResiduals(d).update(wafers.means, lots, np.arange(len(lots)))
     res[run_starts(lots)] = np.nan  # a lot's first wafer: nothing to compare it with
-    out["lot"] = lot = _residual_calibration(res, (1,), block / 3)
+    out["lot"] = _residual_calibration(res, (1,), block / 3)
     out["lot_levels"] = {}
     out["lot_strata"] = [key for j, key in enumerate(keys) if key in strata
                          and _constant_within(reference_strata[key], groups)
                          and _varies_within(wafers.labels[:, j], lots)]
     of_wafer = {key: wafers.labels[:, keys.index(key)].astype(str) for key in out["lot_strata"]}
-    # a level's mean is known to its sampling error; an error that large, persisting,
-    # must not cross a chart: bounded for all features x levels together
-    z = stats.norm.isf(0.025 / max(1, d * sum(len(np.unique(v)) for v in of_wafer.values())))
+    charted = ~np.isnan(res).all(axis=1)  # not a lot's first wafer
     for key, levels in of_wafer.items():
         for level in np.unique(levels).tolist():
-            rows = res[levels == level]
-            n = (~np.isnan(rows)).sum(axis=0)
-            if n.min() >= 8:
-                out["lot_levels"][f"{key}={level}"] = dict(
-                    lot, mean=np.nanmean(rows, axis=0), mean_sd={"1": z * np.sqrt(lot["v"]["1"] / n)})
+            rows = res[(levels == level) & charted]
+            if (~np.isnan(rows)).sum(axis=0).min() >= MIN_REFERENCE:
+                out["lot_levels"][f"{key}={level}"] = {"residuals": rows}
     return out
 
 
@@ -73,24 +68,33 @@ class WithinCharts:
     a key has them (all of it to the wafer charts when the group ids name no lots)."""
 
     def __init__(self, cal: dict, d: int, k: float, arl0: float, share: float, within_subgroups,
-                 wafer_records: int):
+                 wafer_records: int, lag: int = 20):
         self.cal, self.d, self.k, self.arl0, self.share = cal, d, k, arl0, share
-        self.wafer_records = wafer_records
+        self.wafer_records, self.lag = wafer_records, int(lag)
         self.lot_strata = list(cal["lot_strata"])
         self.wafer_residuals = SelfStartingResiduals(d)
         self.wafer_banks = self._banks(cal["wafer"], share / 2 if "lot" in cal else share, within_subgroups, 1)
-        self.lot_residuals, self.lot_banks, self.lot_strata_banks = None, [], {}
+        self.lot_residuals, self.lot_banks, self.lot_strata_charts = None, [], {}
         if "lot" in cal:
             self.lot_residuals = SelfStartingResiduals(d)
             self.lot_banks = self._banks(cal["lot"], share / (4 if self.lot_strata else 2), (1,), wafer_records)
             for name in cal["lot_levels"]:
                 key, level = name.split("=", 1)
-                self.lot_strata_banks[(key, level)] = self._level_banks(key, level)
+                self.lot_strata_charts[(key, level)] = self._level_chart(key, level)
 
-    def _level_banks(self, key: str, level: str) -> list[CusumBank]:
-        """Within-lot charts of one stratum level (its own calibration, else the global one)."""
+    def _level_chart(self, key: str, level: str):
+        """Within-lot charts of one stratum level: self-starting on the level's reference
+        wafers (thresholds kept in its calibration, so a restored monitor does not simulate
+        them again); a level without them (first seen on the stream, or calibrated before
+        the self-starting level charts) gets CUSUM banks on its calibration, else the global one."""
+        share = self.share / 4 / len(self.lot_strata)
         cal = self.cal["lot_levels"].get(f"{key}={level}", self.cal["lot"])
-        return self._banks(cal, self.share / 4 / len(self.lot_strata), (1,), self.wafer_records)
+        if "residuals" not in cal:
+            return self._banks(cal, share, (1,), self.wafer_records)
+        arl = self.arl0 * 2 * self.d / (share * self.wafer_records)  # in the level's wafers, per chart
+        chart = SelfStartingChart(cal["residuals"], self.k, arl, self.lag, cal.get("h"))
+        cal.setdefault("h", chart.thresholds)
+        return chart
 
     def _banks(self, cal: dict, share: float, sizes, records_per_increment: float) -> list[CusumBank]:
         """Charts on residuals for a per-record rate ``share / arl0`` split over ``sizes``
@@ -128,16 +132,20 @@ class WithinCharts:
         res[first] = np.nan
         valid = ~np.isnan(res)
         out += signals(self.lot_banks, res, valid, wafers.positions, None, "cusum_lot")
+        charted = valid.any(axis=1)
         for j, key in enumerate(self.lot_strata):
             levels = wafers.labels[:, j].astype(str)
             for level in np.unique(levels).tolist():
                 if not level:
                     continue
-                rows = levels == level
-                banks = self.lot_strata_banks.get((key, level))
-                if banks is None:
-                    banks = self.lot_strata_banks[(key, level)] = self._level_banks(key, level)
-                out += signals(banks, res[rows], valid[rows], wafers.positions[rows], {key: level}, "cusum_lot")
+                rows = (levels == level) & charted
+                chart = self.lot_strata_charts.get((key, level))
+                if chart is None:
+                    chart = self.lot_strata_charts[(key, level)] = self._level_chart(key, level)
+                if isinstance(chart, SelfStartingChart):
+                    out += chart.update(res[rows], wafers.positions[rows], signals, {key: level}, ["cusum_lot"])
+                else:
+                    out += signals(chart, res[rows], valid[rows], wafers.positions[rows], {key: level}, "cusum_lot")
         return out
 
     def state_dict(self) -> dict:
@@ -145,8 +153,9 @@ class WithinCharts:
                 "lot_residuals": None if self.lot_residuals is None else self.lot_residuals.state_dict(),
                 "wafer_banks": [b.state_dict() for b in self.wafer_banks],
                 "lot_banks": [b.state_dict() for b in self.lot_banks],
-                "lot_strata_banks": [{"key": k, "level": v, "banks": [b.state_dict() for b in banks]}
-                                     for (k, v), banks in self.lot_strata_banks.items()]}
+                "lot_strata_banks": [{"key": k, "level": v, **({"chart": c.state_dict()} if isinstance(c, SelfStartingChart)
+                                                               else {"banks": [b.state_dict() for b in c]})}
+                                     for (k, v), c in self.lot_strata_charts.items()]}
 
     def load_state(self, s: dict) -> None:
         """Resume from ``state_dict()`` (the charts' thresholds come with it)."""
@@ -155,8 +164,14 @@ class WithinCharts:
                               else SelfStartingResiduals.from_state(s["lot_residuals"]))
         self.wafer_banks = [CusumBank.from_state(b) for b in s["wafer_banks"]]
         self.lot_banks = [CusumBank.from_state(b) for b in s["lot_banks"]]
-        self.lot_strata_banks = {(e["key"], e["level"]): [CusumBank.from_state(b) for b in e["banks"]]
-                                 for e in s["lot_strata_banks"]}
+        self.lot_strata_charts = {}
+        for e in s["lot_strata_banks"]:
+            if "chart" in e:
+                chart = self._level_chart(e["key"], e["level"])
+                chart.load_state(e["chart"])
+            else:
+                chart = [CusumBank.from_state(b) for b in e["banks"]]
+            self.lot_strata_charts[(e["key"], e["level"])] = chart
 
 
 def _constant_within(levels: np.ndarray, groups: np.ndarray) -> bool:
