@@ -52,10 +52,10 @@ def calibrate(charted: np.ndarray, groups: np.ndarray, reference_strata: dict, s
                          and _constant_within(reference_strata[key], groups)
                          and _varies_within(wafers.labels[:, j], lots)]
     of_wafer = {key: wafers.labels[:, keys.index(key)].astype(str) for key in out["lot_strata"]}
-    charted = ~np.isnan(res).all(axis=1)  # not a lot's first wafer
+    compared = ~np.isnan(res).all(axis=1)  # not a lot's first wafer
     for key, levels in of_wafer.items():
         for level in np.unique(levels).tolist():
-            rows = res[(levels == level) & charted]
+            rows = res[(levels == level) & compared]
             if (~np.isnan(rows)).sum(axis=0).min() >= MIN_REFERENCE:
                 out["lot_levels"][f"{key}={level}"] = {"residuals": rows}
     return out
@@ -132,13 +132,13 @@ class WithinCharts:
         res[first] = np.nan
         valid = ~np.isnan(res)
         out += signals(self.lot_banks, res, valid, wafers.positions, None, "cusum_lot")
-        charted = valid.any(axis=1)
+        compared = valid.any(axis=1)  # not a lot's first wafer
         for j, key in enumerate(self.lot_strata):
             levels = wafers.labels[:, j].astype(str)
             for level in np.unique(levels).tolist():
                 if not level:
                     continue
-                rows = (levels == level) & charted
+                rows = (levels == level) & compared
                 chart = self.lot_strata_charts.get((key, level))
                 if chart is None:
                     chart = self.lot_strata_charts[(key, level)] = self._level_chart(key, level)
