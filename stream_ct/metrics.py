@@ -364,18 +364,19 @@ class ServeMetrics:
         total = sum(n for _, n in recent)
         self.records_per_second.set(total / span if span > 0 else 0.0, consumer=consumer)
 
-    def lag(self, consumer: str, kafka_consumer) -> None:
-        """Per-partition lag of a kafka-python consumer from its last fetch (no broker round trip)."""
+    def lag(self, consumer: str, kafka_consumer, positions: dict) -> None:
+        """Per-partition lag of a kafka-python consumer: its last fetch's high watermark less
+        ``positions`` (partition -> the next offset the service reads), no broker round trip
+        (kafka-python's ``position()`` may make one, and raise while the broker is away)."""
         assigned = {tp.partition: tp for tp in kafka_consumer.assignment()}
         with self.consumer_lag._lock:
             gone = [k for k in self.consumer_lag._children if k[0] == consumer and int(k[1]) not in assigned]
         for key in gone:
             self.consumer_lag.remove(consumer=key[0], partition=key[1])
         for partition, tp in assigned.items():
-            end = kafka_consumer.highwater(tp)
-            if end is None:
+            end, position = kafka_consumer.highwater(tp), positions.get(tp)
+            if end is None or position is None:
                 continue
-            position = kafka_consumer.position(tp)
             self.consumer_lag.set(max(0, end - position), consumer=consumer, partition=partition)
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:

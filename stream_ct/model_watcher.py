@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import orjson
 from kafka import TopicPartition
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, make_consumer
 from stream_ct.registry import Artifact, IntegrityError
@@ -101,8 +102,7 @@ class ModelWatcher(threading.Thread):
                             self._note_event(message.value)
                         else:
                             self._note_command(message.value)
-                caught_up = all(consumer.position(tp) >= end[tp] for tp in models)
-                if caught_up:
+                if _caught_up(consumer, models, end):
                     for key, announcement in latest.items():
                         self._load(announcement, shadow=key == self.shadow_key)
                     latest.clear()
@@ -159,3 +159,12 @@ class ModelWatcher(threading.Thread):
             else:
                 self._pending = loaded
                 self.loaded_version = version
+
+
+def _caught_up(consumer, partitions, end: dict) -> bool:
+    """Whether ``consumer`` has read ``partitions`` up to ``end``; False while the broker is
+    away (kafka-python's ``position()`` may ask it, and raise), so the watcher waits it out."""
+    try:
+        return all(consumer.position(tp) >= end[tp] for tp in partitions)
+    except (KafkaConnectionError, KafkaTimeoutError):
+        return False

@@ -171,7 +171,7 @@ class Server:
                                        missing=self.counts["missing_results"] - before["missing_results"],
                                        predictions={src: self.counts[f"predictions_{src}"] - before[f"predictions_{src}"]
                                                     for src in ("champion", "online")})
-                    self.sm.lag(cfg.consumer.name, consumer)
+                    self.sm.lag(cfg.consumer.name, consumer, self.consumed)
                 else:
                     self.sm.idle(cfg.consumer.name)
                     if self._idle_done(idle_since):

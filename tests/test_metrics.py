@@ -128,16 +128,18 @@ def test_lag_from_a_kafka_consumer_drops_revoked_partitions():
             return {TopicPartition("parts", p) for p in self.parts}
 
         def highwater(self, tp):
-            return {0: 100, 1: 50, 2: None}[tp.partition]
+            return {0: 100, 1: 50, 2: None, 3: 10}[tp.partition]
 
-        def position(self, tp):
-            return 40
+        def position(self, tp):  # kafka-python's may ask the broker: must not be called
+            raise AssertionError("position() called")
 
     sm = serve_metrics(Metrics())
-    sm.lag("yield", FakeConsumer([0, 1, 2]))
+    read = {TopicPartition("parts", p): 40 for p in (0, 1, 2)}  # partition 3: nothing read yet
+    sm.lag("yield", FakeConsumer([0, 1, 2, 3]), read)
     assert sm.consumer_lag.value(consumer="yield", partition=0) == 60
     assert sm.consumer_lag.value(consumer="yield", partition=1) == 10
-    sm.lag("yield", FakeConsumer([1]))
+    assert set(sm.consumer_lag._children) == {("yield", "0"), ("yield", "1")}
+    sm.lag("yield", FakeConsumer([1]), read)
     assert set(sm.consumer_lag._children) == {("yield", "1")}
 
 
