@@ -96,6 +96,7 @@ def _tilted_reference(n0: int, chains: int, rng) -> tuple[np.ndarray, np.ndarray
     return mean, m2, p_mean / q_mean * p_m2 / q_m2
 
 
+@functools.lru_cache(maxsize=8)  # one simulation serves every ARL that watches as many lots
 def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Largest two-sided CUSUM value (slack ``k``) of each of ``chains`` simulated charts over
     their first ``lots`` lots, and each chart's importance weight: normal lot means, ``n0``
