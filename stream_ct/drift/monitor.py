@@ -193,9 +193,12 @@ class DriftMonitor:
             # a test whose global charts are off hands their share to lot-mean charts of slack
             # ``lot_large_k``: the large steps the global charts' small subgroups would catch
             freed = self.budget["cusum"] * (off.mean(axis=0) if len(off) else np.zeros(d))
-            slacks, shares = (self.k, self.lot_large_k), (self.budget["lots"], freed)
-            self.lot_means = LotMeanChart(lots["means"], lots["lot_records"], slacks[:1 + freed.any()],
-                                          self.arl0, shares, self.lot_lag, lots.get("h"))
+            slacks, shares = [self.k], [self.budget["lots"]]
+            if freed.any():
+                slacks.append(self.lot_large_k)
+                shares.append(freed)
+            self.lot_means = LotMeanChart(lots["means"], lots["lot_records"], slacks, self.arl0, shares,
+                                          self.lot_lag, lots.get("h"))
             if "h" not in lots:  # simulated once: a restored monitor reuses them
                 lots["h"] = [h.copy() for h in self.lot_means.thresholds]
         self.n_seen = 0

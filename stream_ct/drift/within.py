@@ -93,7 +93,7 @@ class WithinCharts:
             return self._banks(cal, share, (1,), self.wafer_records)
         arl = self.arl0 * 2 * self.d / (share * self.wafer_records)  # in the level's wafers, per chart
         chart = SelfStartingChart(cal["residuals"], self.k, arl, self.lag, cal.get("h"))
-        cal.setdefault("h", chart.thresholds)
+        cal.setdefault("h", [h.copy() for h in chart.thresholds])
         return chart
 
     def _banks(self, cal: dict, share: float, sizes, records_per_increment: float) -> list[CusumBank]:
