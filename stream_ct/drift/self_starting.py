@@ -52,6 +52,29 @@ def self_starting_u(x: np.ndarray, n: np.ndarray, mean: np.ndarray, m2: np.ndarr
     return -np.sign(t) * special.ndtri(special.stdtr(np.maximum(n - 1, 1), -np.abs(t)))
 
 
+def t_to_normal(t: np.ndarray, df: float, step: float = 0.002) -> np.ndarray:
+    """``self_starting_u``'s map of Student-t values ``t`` (one ``df`` for all) onto the
+    standard normal, interpolated linearly between exact values ``step`` apart (error under
+    1e-7 at ``df`` 7 and more) and exact beyond them: 6x faster than the exact map on the
+    simulations' 40,000 charts, where the map was 90 % of the threshold simulation.
+
+    >>> t = np.array([-3.0, 0.1, 2.5, 40.0])
+    >>> bool(np.abs(t_to_normal(t, 19) - self_starting_u(t, 20.0, 0.0, 19.0 * 20 / 21)).max() < 1e-7)
+    True
+    """
+    a = np.abs(t)
+    top = step * np.ceil(min(float(a.max(initial=0.0)), 12.0) / step)
+    grid = np.arange(0.0, top + 2 * step, step)
+    exact = -special.ndtri(special.stdtr(df, -grid))
+    pos = np.minimum(a, top) / step
+    i = pos.astype(np.intp)
+    u = exact[i] + (pos - i) * (exact[i + 1] - exact[i])
+    far = a > top
+    if far.any():
+        u[far] = -special.ndtri(special.stdtr(df, -a[far]))
+    return np.copysign(u, t)
+
+
 def welford_add(n, mean, m2, x, seen):
     """``(n, mean, m2)`` with the observations ``x`` added where ``seen`` (Welford)."""
     n = n + seen
@@ -106,12 +129,12 @@ def null_maxima(n0: int, k: float, lag: int, lots: int, chains: int, seed: int) 
     that is the weights' sum over those charts divided by ``chains``."""
     rng = np.random.default_rng(seed)
     mean, m2, weight = _tilted_reference(n0, chains, rng)
-    n = np.full(chains, float(n0))
+    n = float(n0)  # every chart has as many lots in its estimates
     up, down, top = np.zeros(chains), np.zeros(chains), np.zeros(chains)
     pending = []
     for _ in range(lots):
         x = rng.normal(size=chains)
-        u = self_starting_u(x, n, mean, m2)
+        u = t_to_normal((x - mean) / np.sqrt(m2 / (n - 1) * (1 + 1 / n)), n - 1)
         up, down = np.maximum(up + u - k, 0.0), np.maximum(down - u - k, 0.0)
         top = np.maximum(top, np.maximum(up, down))
         pending.append(x)
@@ -126,7 +149,7 @@ def lagged_threshold(n0: int, k: float, arl: float, lag: int, seed: int = 0, cha
     join the estimates ``lag`` lots late: the one whose chance of an alarm within the first
     ``arl / 20`` lots (10 to 100) on normal lot means is that of the chart without lag at
     Siegmund's threshold for the one-sided ARL ``arl`` (in lots; ``exact_alarm_chance``),
-    from ``chains`` charts weighted by ``null_maxima`` (about 1 s; at 133,333 lots the
+    from ``chains`` charts weighted by ``null_maxima`` (about 0.2 s; at 133,333 lots the
     threshold's sd over seeds is 0.16). Lag 0: Siegmund's threshold.
 
     >>> round(lagged_threshold(20, 0.5, 3333.0, 20), 1), round(lagged_threshold(20, 0.5, 3333.0, 0), 2)
