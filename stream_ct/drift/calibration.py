@@ -20,7 +20,7 @@ and half-normal shapes), never below the i.i.d. value.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import fft, stats
 
 
 def wafer_blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
@@ -142,8 +142,9 @@ def variance_rate_curve(z: np.ndarray, max_lag: int, level: float = 0.01,
     """
     n = z.shape[0]
     max_lag = int(max(1, min(max_lag, n // 2)))
-    f = np.fft.rfft(z - z.mean(axis=0), n=2 * n, axis=0)
-    acov = np.fft.irfft(f * np.conj(f), axis=0)[: max_lag + 1] / n
+    size = fft.next_fast_len(2 * n - 1, real=True)  # zero padding: no wrap-around; small factors: fast
+    f = np.fft.rfft(z - z.mean(axis=0), n=size, axis=0)
+    acov = np.fft.irfft(f * np.conj(f), n=size, axis=0)[: max_lag + 1] / n
     rho = acov[1:] / np.maximum(acov[0], 1e-300)  # lags 1..max_lag
     lags = np.arange(1, max_lag + 1)[:, None]
     a = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(rho, axis=0)])[:-1]  # sum_{l<L}
