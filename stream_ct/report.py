@@ -493,8 +493,11 @@ def _gate_section(events: list[dict[str, Any]]) -> str:
         decision = str(e.get("decision"))
         css = {"promoted": "good", "rejected": "bad"}.get(decision, "warn")
         version = f"v{e['version']}" if e.get("version") is not None else "no version"
+        steps = ", ".join(f"{_E(str(step).replace('_', ' '))} {_num(s)}"
+                          for step, s in (e.get("step_seconds") or {}).items())
         facts = [f"reason {_E(str(e.get('reason')))}", f"{_num(e.get('rows'))} rows",
-                 f"{_num(e.get('seconds'))} s", f"request {_E(str(e.get('request_id', ''))[:8])}"]
+                 f"{_num(e.get('seconds'))} s" + (f" ({steps})" if steps else ""),
+                 f"request {_E(str(e.get('request_id', ''))[:8])}"]
         parts.append(f"<h3>{_E(str(e.get('model', '')))} {version}: <span class='{css}'>{_E(decision)}</span>"
                      f"</h3><p class='facts'>{' · '.join(facts)}</p>")
         rows = []

@@ -11,10 +11,11 @@ mid-training leaves it to the next worker; a failed attempt is retried up to
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -135,7 +136,29 @@ class Outcome:
     gates: list[dict[str, Any]]
     metrics: dict[str, Any]
     rows: int = 0  # records in the window
-    read_seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)  # where the child's time went, by step
+
+
+class StepClock:
+    """Seconds per named step, for the decision event and the worker's log.
+
+    >>> clock = StepClock()
+    >>> with clock("fit"):
+    ...     pass
+    >>> list(clock.seconds)
+    ['fit']
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[step] = round(self.seconds.get(step, 0.0) + time.monotonic() - started, 3)
 
 
 def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
@@ -148,35 +171,43 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
     return estimator.fit(X, y, sample_weight=weights)
 
 
-def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry) -> Outcome:
-    """Everything after the data is read: quality checks, fit, gates, registration."""
+def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
+                    clock: StepClock | None = None) -> Outcome:
+    """Everything after the data is read: quality checks, fit, gates, registration (each
+    step's seconds in ``clock``)."""
+    clock = clock or StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
     supervised = task != "anomaly"
-    labeled = [r for r in records if r.get(target) is not None] if supervised else records
-    y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
-    names = select_features(labeled, config.features.include, config.features.exclude)
-    X = feature_matrix(labeled, names)
-    sentinels, values = count_sentinels(labeled, names)
+    with clock("features"):
+        labeled = [r for r in records if r.get(target) is not None] if supervised else records
+        y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
+        names = select_features(labeled, config.features.include, config.features.exclude)
+        X = feature_matrix(labeled, names)
+        sentinels, values = count_sentinels(labeled, names)
     r, q = config.retrain, config.quality
-    quality = check_window(task, X, y, names, sentinels=sentinels, values=values, min_rows=r.min_rows,
-                           min_minority=r.min_minority, max_missing=q.max_missing_fraction,
-                           max_sentinel=q.max_sentinel_fraction, max_constant=q.max_constant_fraction)
+    with clock("quality"):
+        quality = check_window(task, X, y, names, sentinels=sentinels, values=values, min_rows=r.min_rows,
+                               min_minority=r.min_minority, max_missing=q.max_missing_fraction,
+                               max_sentinel=q.max_sentinel_fraction, max_constant=q.max_constant_fraction)
     if not all(g.passed for g in quality):
         return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)})
     split = int(len(labeled) * (1 - r.holdout_fraction))
     estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
-    candidate = _fit(estimator, X[:split], y[:split], r.recency_half_life)
-    candidate_metrics = evaluate(task, candidate, X[split:], y[split:])
-
-    champion_version = registry.champion(name)
-    champion_metrics = None
-    if champion_version is not None:
-        champion = registry.load(name, champion_version)
-        Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
-        champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
+    with clock("fit"):
+        candidate = _fit(estimator, X[:split], y[:split], r.recency_half_life)
+    with clock("holdout"):
+        candidate_metrics = evaluate(task, candidate, X[split:], y[split:])
+        champion_version = registry.champion(name)
+        champion_metrics = None
+        if champion_version is not None:
+            champion = registry.load(name, champion_version)
+            Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
+            champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
     groups = np.array([str(rec.get(config.gates.fairness_by, "")) for rec in labeled[split:]])
-    gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics, champion_metrics)
+    with clock("gates"):
+        gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics,
+                                    champion_metrics)
     passed = all(g.passed for g in gates)
     shadow = passed and champion_version is not None and config.deploy.shadow_records > 0
     decision = ("shadow" if shadow else "promoted") if passed else "rejected"
@@ -202,8 +233,10 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                         "first_ts": labeled[0]["ts"], "last_ts": labeled[-1]["ts"]},
     }
     calibrate = passed and config.drift.enabled
-    drift_state = calibrated_monitor(config, reference, names).state_dict() if calibrate else None
-    version = registry.save(name, candidate, reference, meta, drift_state)
+    with clock("drift_calibration"):
+        drift_state = calibrated_monitor(config, reference, names).state_dict() if calibrate else None
+    with clock("registry"):
+        version = registry.save(name, candidate, reference, meta, drift_state)
     if decision == "promoted":
         registry.set_champion(name, version)
     return Outcome(version, decision, meta["gates"], meta["metrics"])
@@ -240,15 +273,15 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
                    bootstrap: str | None = None) -> Outcome:
     """What the training child does: read the window (unless ``records`` are given), then
     ``train_and_judge`` with ``[retrain] threads`` OpenMP threads."""
-    started = time.monotonic()
+    clock = StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     if records is None:  # read here: 100,000 records cost seconds to pickle across
-        records = training_window(request, config, bootstrap)
-    read_s = time.monotonic() - started
+        with clock("read"):
+            records = training_window(request, config, bootstrap)
     # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
     with threadpool_limits(config.retrain.threads):
-        outcome = train_and_judge(request, records, Registry(registry_root))
-    outcome.rows, outcome.read_seconds = len(records), round(read_s, 3)
+        outcome = train_and_judge(request, records, Registry(registry_root), clock)
+    outcome.rows, outcome.step_seconds = len(records), clock.seconds
     return outcome
 
 
@@ -312,8 +345,8 @@ class RetrainWorker:
                     Registry(registry_root), request["model"], outcome.version, request["reason"]))
                 outbox.flush()  # the announcement is in the log before the decision is
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
-                        metrics=outcome.metrics, rows=outcome.rows, attempt=attempt, read_seconds=outcome.read_seconds,
-                        seconds=round(time.monotonic() - started, 3), **ids)
+                        metrics=outcome.metrics, rows=outcome.rows, attempt=attempt,
+                        step_seconds=outcome.step_seconds, seconds=round(time.monotonic() - started, 3), **ids)
             outbox.flush()
             return outcome
         raise AssertionError("unreachable: the last attempt returns")
@@ -369,8 +402,11 @@ class RetrainWorker:
             events.emit("retrain_failed", final=True, error=f"unreadable request: {exc}",
                         request=value[:2000].decode("utf-8", "replace"))
             return
+        started = time.monotonic()
         outcome = self.handle(request, outbox, events)
-        log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}", version=outcome.version)
+        steps = ", ".join(f"{step.replace('_', ' ')} {s:.1f} s" for step, s in outcome.step_seconds.items())
+        log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}", version=outcome.version,
+            seconds=round(time.monotonic() - started, 1), **({"steps": steps} if steps else {}))
 
 
 def register(subparsers) -> None:

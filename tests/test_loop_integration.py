@@ -89,6 +89,9 @@ def test_mean_shift_fires_after_onset_and_promotes_a_new_champion(tmp_path, kafk
     assert decisions[0]["reason"] == "bootstrap" and "drift" in decisions[1]["reason"]
     assert len(decisions) == 2  # one drift episode, one retrain (cooldown)
     assert decisions[1]["decision"] == "promoted", decisions[1]["gates"]
+    steps = decisions[1]["step_seconds"]  # where the retrain's time went, each step timed
+    assert {"read", "fit", "holdout", "gates", "drift_calibration", "registry"} <= set(steps)
+    assert 0 < sum(steps.values()) <= decisions[1]["seconds"]
     deploys = [e["version"] for e in events if e["type"] == "deploy"]
     assert deploys == [1, 2]
     assert count(config.predictions_topic, kafka_bootstrap) == len(records)

@@ -42,7 +42,8 @@ def synthetic_events(seed: int = 3) -> list[dict]:
                           "detail": f"auc gain {gain:+.4f} vs champion on the same holdout"})
         at(position, "retrain_started", worker, request_id=request_id, model="yield", reason=reason)
         at(position + 1500, "retrain_decision", worker, request_id=request_id, model="yield", reason=reason,
-           version=version, decision=verdict, gates=gates, rows=5000, read_seconds=0.8, seconds=21.5,
+           version=version, decision=verdict, gates=gates, rows=5000, seconds=21.5,
+           step_seconds={"read": 0.8, "fit": 2.1, "drift_calibration": 6.4},
            metrics={"candidate": {"auc": auc, "accuracy": 0.94, "f1": 0.97},
                     "champion": None if champion_auc is None else {"auc": champion_auc, "accuracy": 0.9, "f1": 0.95}})
 
@@ -122,6 +123,7 @@ def test_report_has_every_section_with_plots_and_gate_rows():
     assert page.count("<tr class='gate'>") == 12
     assert "beats_champion</td><td><span class='bad'>FAIL</span>" in page
     assert "auc gain -0.0090 vs champion on the same holdout" in page
+    assert "21.5 s (read 0.8, fit 2.1, drift calibration 6.4)" in page  # where a retrain's time went
     assert "retrain attempt 1: <span class='bad'>failed</span> (will be retried)" in page
     assert "No distribution data" not in page and "1001:VDD_LEAK" in page
     assert "[tester=T2]" in page  # strata are named in the legend
