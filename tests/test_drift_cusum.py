@@ -1,8 +1,9 @@
 """Vectorized CUSUM charts against a plain per-record loop; calibration helpers."""
 
 import numpy as np
+from scipy import stats
 
-from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, variance_rate,
+from stream_ct.drift.calibration import (bootstrap_stream, exp_tail_quantile, variance_rate, variance_rate_curve,
                                          siegmund_arl, siegmund_h, wafer_blocks)
 from stream_ct.drift.cusum import CusumBank, lindley
 
@@ -86,6 +87,25 @@ def test_variance_rate_sees_shared_offsets_and_short_patterns():
     pattern = np.tile(np.sin(np.linspace(0, 2 * np.pi, 100, endpoint=False)), 200)[:, None]
     wavy = pattern + rng.normal(size=(20_000, 1))
     assert variance_rate(wavy / wavy.std(), 300)[0] > 5
+
+
+def test_variance_rate_curve_uses_the_plain_autocovariance_at_every_length():
+    """The FFT is padded to a fast length: the curve must still come from the plain
+    autocovariance sums (no wrap-around), for series of any length, 1 and primes included."""
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 7, 97, 1009):
+        z = rng.normal(size=(n, 2)) + np.linspace(0, 3, n)[:, None]  # a trend: wrap-around would show
+        max_lag = max(1, min(n // 2, 40))
+        c = z - z.mean(axis=0)
+        acov = np.array([(c[:n - lag] * c[lag:]).sum(axis=0) / n for lag in range(max_lag + 1)])
+        rho = acov[1:] / np.maximum(acov[0], 1e-300)
+        lags = np.arange(1, max_lag + 1)[:, None]
+        rate = 1 + 2 * np.array([rho[:L - 1].sum(axis=0) - (lags[:L - 1] * rho[:L - 1]).sum(axis=0) / L
+                                 for L in range(1, max_lag + 1)])
+        df = np.maximum(1.0, 1.5 * n / lags - 1)
+        want = np.maximum(1 + (rate - 1) * df / stats.chi2.ppf(0.01, df), 1.0)
+        starts, bound = variance_rate_curve(z, max_lag)
+        np.testing.assert_allclose(bound, np.maximum.reduceat(want, starts - 1, axis=0), rtol=1e-9, atol=1e-12)
 
 
 def test_bootstrap_stream_keeps_whole_consecutive_wafers():

@@ -142,7 +142,8 @@ def variance_rate_curve(z: np.ndarray, max_lag: int, level: float = 0.01,
     """
     n = z.shape[0]
     max_lag = int(max(1, min(max_lag, n // 2)))
-    size = fft.next_fast_len(2 * n - 1, real=True)  # zero padding: no wrap-around; small factors: fast
+    # zero padding to n + max_lag: no wrap-around up to max_lag; a length of small factors: fast
+    size = fft.next_fast_len(n + max_lag, real=True)
     f = np.fft.rfft(z - z.mean(axis=0), n=size, axis=0)
     acov = np.fft.irfft(f * np.conj(f), n=size, axis=0)[: max_lag + 1] / n
     rho = acov[1:] / np.maximum(acov[0], 1e-300)  # lags 1..max_lag
