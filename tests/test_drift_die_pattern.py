@@ -50,6 +50,19 @@ def test_invalid_values_take_no_part():
     assert np.abs(off - DiePattern(X, die).offsets(np.arange(20))).max() < 0.1
 
 
+def test_a_constant_test_gets_no_offsets_and_a_later_change_stays_visible():
+    """A test constant on the reference (a limit, a flag) has no pattern: its offsets are 0,
+    not 0/0, so a value that moves later reaches the charts instead of becoming NaN."""
+    rng = np.random.default_rng(3)
+    die, radial = _wafers(50, 20)
+    X = np.c_[rng.normal(size=die.size) + radial, np.full(die.size, 1.5)]
+    with np.errstate(all="raise"):
+        pattern = DiePattern(X, die)
+    assert (pattern.offsets(np.arange(20))[:, 1] == 0).all()
+    moved = pattern.remove(np.c_[np.zeros(20), np.full(20, 2.5)], np.arange(20))
+    assert (moved[:, 1] == 2.5).all()
+
+
 def test_one_die_id_per_reference_row():
     with pytest.raises(ValueError, match="one die id per reference row"):
         DiePattern(np.zeros((10, 2)), np.arange(9))

@@ -64,13 +64,15 @@ def test_each_use_case_serves_every_real_part(tmp_path, kafka_bootstrap, topic, 
         for s in serves:
             s.stop()
         worker.stop()
-    decisions = {}
+    decisions, failures = {}, {}
     for name in names:
         config = ConsumerConfig.load(CONSUMERS / f"{name}.toml", topics(topic, name))
         predictions = prediction_values(config.predictions_topic, kafka_bootstrap)
         assert len(predictions) == len(messages), name
         events = events_for(f"{topic}-{name}", kafka_bootstrap)
         decisions[name] = [e for e in events if e["type"] == "retrain_decision"]
+        failures[name] = [e["error"] for e in events if e["type"] == "retrain_failed"]
+    assert not any(failures.values()), failures  # a retrain that raised says why here
     assert decisions["yield"] and decisions["yield"][0]["decision"] in ("promoted", "rejected")
     assert decisions["binning"] and decisions["binning"][0]["gates"]
     assert decisions["outliers"][0]["decision"] == "promoted", decisions["outliers"][0]["gates"]

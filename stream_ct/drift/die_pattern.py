@@ -57,7 +57,8 @@ class DiePattern:
         spread = (n * raw ** 2).sum(axis=0) / np.maximum(total, 1)
         noise = within * (n > 0).sum(axis=0) / np.maximum(total, 1)
         between = np.maximum(spread - noise, 0.0)
-        shrunk = raw * between / (between + within / np.maximum(n, 1))
+        scale = between + within / np.maximum(n, 1)  # 0 on a constant column: no pattern to learn
+        shrunk = raw * np.divide(between, scale, out=np.zeros_like(scale), where=scale > 0)
         self.offset = shrunk - (n * shrunk).sum(axis=0) / np.maximum(total, 1)  # (k x d)
         self.offset[n == 0] = 0.0
 
