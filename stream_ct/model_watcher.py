@@ -5,7 +5,9 @@ starts from the current champion), verifies and loads each announced version (ke
 name for the champion, ``<model>.shadow`` for a shadow candidate), builds its drift monitor,
 and hands it over through ``take()``; the serving loop swaps between batches. Loading runs
 through ``load`` (serve passes a ``ChildLoader``: the work happens in a child process, off
-the serving loop's GIL). It also reads ``ct.events`` to learn when retrain requests are
+the serving loop's GIL). A version that fails verification is never loaded: a serving
+instance keeps its champion, and one that has none yet (it just started) falls back to the
+newest earlier version of ``earlier_versions`` that verifies, with a critical alert. It also reads ``ct.events`` to learn when retrain requests are
 settled, and ``ct.control`` for manual commands addressed to its consumer.
 """
 
@@ -24,6 +26,8 @@ from stream_ct.registry import Artifact, IntegrityError
 
 #: ``load(version, expected_sha256s, with_monitor) -> (artifact, monitor)``
 Loader = Callable[[int, "dict[str, str] | None", bool], "tuple[Artifact, Any]"]
+#: ``earlier_versions(version)``: the versions to fall back to, newest first
+EarlierVersions = Callable[[int], "list[int]"]
 
 
 @dataclass
@@ -35,10 +39,11 @@ class LoadedChampion:
 
 class ModelWatcher(threading.Thread):
     def __init__(self, model_name: str, consumer_name: str, load: Loader,
-                 on_event: Callable[..., Any], bootstrap: str | None = None):
+                 on_event: Callable[..., Any], bootstrap: str | None = None,
+                 earlier_versions: EarlierVersions = lambda version: []):
         super().__init__(name=f"model-watcher-{model_name}", daemon=True)
         self.model_name, self.consumer_name = model_name, consumer_name
-        self.load = load
+        self.load, self.earlier_versions = load, earlier_versions
         self.on_event, self.bootstrap = on_event, bootstrap
         self._lock = threading.Lock()
         self._pending: LoadedChampion | None = None
@@ -142,23 +147,48 @@ class ModelWatcher(threading.Thread):
             if version == self.loaded_version:
                 return
             self.attempted_version = max(self.attempted_version, version)
-        try:
-            artifact, monitor = self.load(version, announcement.get("files"), not shadow)
-        except IntegrityError as exc:
-            self.on_event("alert", severity="critical", kind="checksum_mismatch", model=self.model_name,
-                          version=version, error=str(exc))
-            return  # a tampered artifact is never loaded; the champion keeps serving
-        except Exception as exc:  # a broken artifact must not stop the watcher: alert, keep serving
-            self.on_event("alert", severity="error", kind="model_load_failed", model=self.model_name,
-                          version=version, error=f"{type(exc).__name__}: {exc}")
-            return
-        loaded = LoadedChampion(artifact, monitor, announcement)
+        loaded = self._try_load(version, announcement, shadow)
+        if loaded is None and not shadow and self.loaded_version is None:
+            loaded = self._fall_back(version)
+        if loaded is None:
+            return  # the champion keeps serving
         with self._lock:
             if shadow:
                 self._shadow = loaded
             else:
                 self._pending = loaded
-                self.loaded_version = version
+                self.loaded_version = loaded.artifact.version
+
+    def _try_load(self, version: int, announcement: dict[str, Any], shadow: bool) -> LoadedChampion | None:
+        """``version`` loaded, or None after an alert: a tampered artifact is never loaded, and
+        a broken one must not stop the watcher."""
+        try:
+            artifact, monitor = self.load(version, announcement.get("files"), not shadow)
+        except IntegrityError as exc:
+            self.on_event("alert", severity="critical", kind="checksum_mismatch", model=self.model_name,
+                          version=version, error=str(exc))
+            return None
+        except Exception as exc:
+            self.on_event("alert", severity="error", kind="model_load_failed", model=self.model_name,
+                          version=version, error=f"{type(exc).__name__}: {exc}")
+            return None
+        return LoadedChampion(artifact, monitor, announcement)
+
+    def _fall_back(self, failed: int) -> LoadedChampion | None:
+        """With no champion yet (this instance just started) and the announced one unusable:
+        the newest earlier version that loads, announced to this instance only (the registry's
+        pointer and ``ct.models`` stay as they are: ``stream-ct models promote`` makes it
+        everyone's)."""
+        for version in self.earlier_versions(failed):
+            reason = f"fallback: v{failed} failed to load"
+            loaded = self._try_load(version, {"version": version, "reason": reason}, shadow=False)
+            if loaded is not None:
+                self.on_event("alert", severity="critical", kind="champion_fallback", model=self.model_name,
+                              version=version, failed_version=failed,
+                              error=f"v{failed} could not be loaded; serving v{version} until a verified "
+                                    f"version is announced")
+                return loaded
+        return None
 
 
 def _caught_up(consumer, partitions, end: dict) -> bool:

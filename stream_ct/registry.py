@@ -165,6 +165,12 @@ class Registry:
             drift_state = pickle.loads((folder / "drift.pkl").read_bytes())
         return Artifact(name, version, meta, estimator, reference, drift_state)
 
+    def promoted_before(self, name: str, version: int) -> list[int]:
+        """The versions before ``version`` that were promoted when registered, newest first
+        (what a starting serve instance may fall back to)."""
+        return [v for v in reversed(self.versions(name))
+                if v < version and self.meta(name, v).get("decision") == "promoted"]
+
     def champion(self, name: str) -> int | None:
         pointer = self._model_dir(name) / "CHAMPION"
         if not pointer.exists():

@@ -130,6 +130,24 @@ class EnvService(Service):
                                      stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def kill9(service: Service) -> None:
     """SIGKILL the service's process (a crash: no handler runs, nothing is flushed) and reap it."""
     if service.proc.poll() is None:

@@ -10,7 +10,8 @@ direct requests on ``ct.retrain`` (seed 21, 12,000 records, about 90 s):
 * a window over a topic that does not exist: settled once (decision or final failure);
 * ``retrain.timeout_s`` tiny: ``retrain_failed`` per attempt, ``final: true`` on the last;
 * a promoted artifact tampered on disk and then announced on ``ct.models``: serve alerts
-  ``checksum_mismatch`` and keeps serving v1.
+  ``checksum_mismatch`` and keeps serving v1; a serve instance started afterwards finds the
+  tampered version announced, alerts ``champion_fallback`` and serves v1.
 
 Throughout, every prediction comes from v1, none is lost, and the registry lists only complete
 versions, each of which verifies (except the one tampered on purpose).
@@ -26,7 +27,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness import (EnvService, events_for, part_messages, prediction_values, report_line,
+from harness import (EnvService, descendants, events_for, part_messages, prediction_values, report_line,
                      simulated_records, wait_for_event, wait_until, write_config)
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import topic_size
@@ -36,24 +37,6 @@ from stream_ct.replay import replay
 from stream_ct.retrain_worker import announcement, retrain_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children first), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def alive(pid: int) -> bool:
@@ -86,6 +69,7 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
     producer = make_producer(kafka_bootstrap)
     worker = EnvService(["retrain-worker"], tmp_path / "worker.log", tmp_path)
     serve = EnvService(["serve", str(config_path)], tmp_path / "serve.log", tmp_path)
+    late = None
     settled: dict[str, dict] = {}
 
     def send(request: dict) -> None:
@@ -165,9 +149,17 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
                    "every record to be predicted", [serve])
         serve.stop()
         assert serve.proc.returncode == 0, serve.output()
+        # 7. an instance that starts now (the stream consumed) finds the tampered version
+        #    announced: it falls back to the newest earlier promoted version that verifies
+        late = EnvService(["serve", str(config_path)], tmp_path / "serve-late.log", tmp_path)
+        fallback = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "deploy"
+                                  and str(e.get("reason")).startswith("fallback"), 120, [late])
+        late.stop()
     finally:
         serve.stop()
         worker.stop()
+        if late is not None:
+            late.stop()
         producer.close()
 
     events = events_for(topic, kafka_bootstrap)
@@ -193,7 +185,10 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
 
     # the champion kept serving: every prediction after the first deploy is v1's
     deploys = [e for e in events if e["type"] == "deploy"]
-    assert [d["version"] for d in deploys] == [1]
+    assert [d["version"] for d in deploys] == [1, 1]  # the second: the late instance's fallback
+    assert fallback["version"] == 1 and fallback["reason"] == f"fallback: v{tampered_version} failed to load"
+    [fell_back] = [e for e in events if e["type"] == "alert" and e.get("kind") == "champion_fallback"]
+    assert fell_back["severity"] == "critical" and fell_back["failed_version"] == tampered_version
     predictions = prediction_values(config.predictions_topic, kafka_bootstrap)
     assert len(predictions) == len(records)
     assert {p["key"] for p in predictions} == {p["key"] for p in predictions} and \
@@ -216,7 +211,7 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
     partial = [p.name for p in model_dir.iterdir() if p.name.startswith(".tmp-")]
     report_line("retrain faults + tampering",
                 faults="worker+child SIGKILL mid-training, gate failure, schema skip, missing topic, "
-                       "timeout x2 attempts, tampered model.skops announced",
+                       "timeout x2 attempts, tampered model.skops announced, a late instance falls back",
                 records_in=len(records), records_lost=len(records) - len({p["key"] for p in predictions}),
                 duplicates=len(predictions) - len({p["key"] for p in predictions}),
                 versions=listed, tampered_version=tampered_version, leftover_tmp_folders=partial,

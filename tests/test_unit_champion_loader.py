@@ -1,5 +1,6 @@
-"""Unit tests for loading a registered version in a child process (stream_ct.champion_loader)
-and for the child-process call both it and the retrain job use (stream_ct.child_process)."""
+"""Unit tests for loading a registered version in a child process (stream_ct.champion_loader),
+the model watcher's fallback when an announced version cannot be loaded, and the
+child-process call both the loader and the retrain job use (stream_ct.child_process)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from stream_ct.champion_loader import ChildLoader, load_version
 from stream_ct.child_process import ChildError, call_in_child
 from stream_ct.config import ConsumerConfig
+from stream_ct.model_watcher import ModelWatcher
 from stream_ct.registry import IntegrityError, Registry
 from stream_ct.retrain_worker import retrain_request, train_and_judge
 from stream_ct.simulate import Simulator
@@ -87,3 +89,43 @@ def test_call_in_child_kills_a_child_past_its_deadline():
 def test_call_in_child_reports_a_child_that_died():
     with pytest.raises(RuntimeError, match=r"the process for exiting died \(exit code 3\)"):
         call_in_child(os._exit, (3,), timeout_s=60, what="exiting")
+
+
+def tamper(registry: Registry, version: int) -> None:
+    model = registry.path("yield", version) / "model.skops"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+
+def copy_of_v1(registry: Registry, decision: str) -> int:
+    v1 = registry.load("yield", 1)
+    meta = {k: v for k, v in v1.meta.items() if k not in ("files", "version", "name", "created_at")}
+    return registry.save("yield", v1.estimator, v1.reference, dict(meta, decision=decision), v1.drift_state)
+
+
+def test_a_starting_instance_whose_announced_champion_is_tampered_serves_the_newest_earlier_verified_one(
+        registry, tmp_path):
+    root = tmp_path / "reg"
+    shutil.copytree(registry, root)
+    reg = Registry(root)
+    promoted_then_tampered, rejected, announced = (copy_of_v1(reg, d) for d in ("promoted", "rejected", "promoted"))
+    tamper(reg, promoted_then_tampered)
+    tamper(reg, announced)
+    assert reg.promoted_before("yield", announced) == [promoted_then_tampered, 1]
+    alerts = []
+    watcher = ModelWatcher("yield", "yield", ChildLoader(config(root)), lambda event_type, **f: alerts.append(f),
+                           earlier_versions=lambda v: reg.promoted_before("yield", v))
+    watcher._load({"version": announced, "files": reg.meta("yield", announced)["files"]})
+    loaded = watcher.take()
+    assert loaded.artifact.version == 1 and loaded.monitor is not None
+    assert loaded.announcement["reason"] == f"fallback: v{announced} failed to load"
+    assert [(a["kind"], a["version"]) for a in alerts] == [
+        ("checksum_mismatch", announced), ("checksum_mismatch", promoted_then_tampered), ("champion_fallback", 1)]
+    assert alerts[-1]["severity"] == "critical" and alerts[-1]["failed_version"] == announced
+    assert rejected not in [a["version"] for a in alerts]  # never a version that failed its gates
+
+    # an instance that serves already keeps its champion: no fallback
+    alerts.clear()
+    watcher._load({"version": announced + 1, "files": None})  # not in the registry
+    assert watcher.take() is None and [a["kind"] for a in alerts] == ["model_load_failed"]
