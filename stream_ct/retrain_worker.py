@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
@@ -43,6 +44,8 @@ from stream_ct.registry import Registry, code_version
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 
 WORKER_GROUP = "stream-ct-retrain"
+#: Request ids a worker remembers as settled (a request read again after a refused commit is not trained twice).
+REMEMBERED_REQUESTS = 10_000
 #: Record fields the drift monitor stratifies by.
 STRATA = ("tester", "site", "fab")
 
@@ -309,6 +312,7 @@ class RetrainWorker:
         self.metrics_args = metrics_args
         self.exit_when_idle_s = exit_when_idle_s
         self.stopping = False
+        self.settled_requests: dict[str, None] = {}  # oldest first, at most REMEMBERED_REQUESTS
 
     def handle(self, request: dict[str, Any], outbox: Outbox, events: EventLog) -> Outcome:
         """Settle one request: read, train (with retries), announce; returns the outcome once
@@ -378,9 +382,7 @@ class RetrainWorker:
                     for message in messages:
                         self._handle_message(message.value, outbox, events)
                         # settled only once its decision is in the log; else it is read again
-                        if not outbox.flush() or not while_unreachable(
-                                "commit", lambda: consumer.commit({tp: OffsetAndMetadata(message.offset + 1, "", -1)}),
-                                lambda: self.stopping, "retrain-worker")[0]:
+                        if not outbox.flush() or not self._commit(consumer, tp, message.offset):
                             log("retrain-worker", "stopping before the request was settled in Kafka; "
                                                   "it is read again on restart")
                             return 0
@@ -391,6 +393,20 @@ class RetrainWorker:
             consumer.close()
             producer.close(timeout=10)  # delivers what is buffered; nothing committed depends on it
         return 0
+
+    def _commit(self, consumer, tp: TopicPartition, offset: int) -> bool:
+        """Commit past ``offset``, waiting out an unreachable broker; False once stopping.
+
+        A broker away for longer than the session timeout drops this worker from its group,
+        and the commit is then refused (``CommitFailedError``): the worker rejoins at its next
+        poll and reads the request again, which it recognizes as settled."""
+        try:
+            return while_unreachable("commit", lambda: consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1)}),
+                                     lambda: self.stopping, "retrain-worker")[0]
+        except CommitFailedError as exc:
+            log("retrain-worker", f"commit refused ({exc.__class__.__name__}: the group rebalanced); "
+                                  "the request is read again and recognized as settled")
+            return True
 
     def _handle_message(self, value: bytes, outbox: Outbox, events: EventLog) -> None:
         try:
@@ -403,7 +419,14 @@ class RetrainWorker:
                         request=value[:2000].decode("utf-8", "replace"))
             return
         started = time.monotonic()
+        if request["request_id"] in self.settled_requests:
+            log("retrain-worker", f"{request['model']} {request['reason']}: settled already (its commit was "
+                                  "refused); not trained again", request_id=request["request_id"])
+            return
         outcome = self.handle(request, outbox, events)
+        self.settled_requests[request["request_id"]] = None
+        if len(self.settled_requests) > REMEMBERED_REQUESTS:
+            del self.settled_requests[next(iter(self.settled_requests))]
         steps = ", ".join(f"{step.replace('_', ' ')} {s:.1f} s" for step, s in outcome.step_seconds.items())
         log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}", version=outcome.version,
             seconds=round(time.monotonic() - started, 1), **({"steps": steps} if steps else {}))

@@ -1,6 +1,6 @@
 """Unit tests for the pure parts of stream_ct.retrain_worker (no Kafka): train_and_judge on simulated
 records with a tmp registry (promote, reject, skip), _fit's recency weights, train_in_child and its
-time limit."""
+time limit, and the worker's handling of a commit refused after a rebalance."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import random
 import shutil
 
 import numpy as np
+import orjson
 import pytest
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.config import ConsumerConfig
 from stream_ct.record import part_key
 from stream_ct.registry import Registry
-from stream_ct.retrain_worker import Outcome, _fit, retrain_request, train_and_judge, train_in_child
+from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, retrain_request, train_and_judge,
+                                      train_in_child)
 from stream_ct.simulate import Simulator
 from stream_ct.training import build_estimator, evaluate
 
@@ -248,3 +252,22 @@ def test_train_in_child_timeout_on_an_empty_registry(records, tmp_path):
     assert Registry(tmp_path).versions("yield") == []
     folder = tmp_path / "yield"
     assert not folder.exists() or all(p.name.startswith(".tmp-") for p in folder.iterdir())
+
+
+class RefusingConsumer:
+    """A consumer dropped from its group while the broker was away: its commit is refused."""
+
+    def commit(self, offsets):
+        raise CommitFailedError("the consumer is not part of an active group")
+
+
+def test_a_refused_commit_does_not_end_the_worker_and_the_request_read_again_is_not_trained_twice(monkeypatch):
+    worker = RetrainWorker()
+    handled = []
+    monkeypatch.setattr(worker, "handle", lambda request, outbox, events: handled.append(request["request_id"])
+                        or Outcome(1, "promoted", [], {}))
+    request = orjson.dumps(retrain_request(CONFIG, "bootstrap", 0, {0: 3000}))
+    worker._handle_message(request, outbox=None, events=None)
+    assert worker._commit(RefusingConsumer(), TopicPartition("ct.retrain", 0), 7)  # raised before: the worker died
+    worker._handle_message(request, outbox=None, events=None)  # redelivered after the rejoin
+    assert len(handled) == 1
