@@ -7,8 +7,9 @@ and hands it over through ``take()``; the serving loop swaps between batches. Lo
 through ``load`` (serve passes a ``ChildLoader``: the work happens in a child process, off
 the serving loop's GIL). A version that fails verification is never loaded: a serving
 instance keeps its champion, and one that has none yet (it just started) falls back to the
-newest earlier version of ``earlier_versions`` that verifies, with a critical alert. It also reads ``ct.events`` to learn when retrain requests are
-settled, and ``ct.control`` for manual commands addressed to its consumer.
+newest earlier version of ``earlier_versions`` that verifies, with a critical alert. It
+also reads ``ct.events`` to learn when retrain requests are settled, and ``ct.control``
+for manual commands addressed to its consumer.
 """
 
 from __future__ import annotations

@@ -418,11 +418,11 @@ class RetrainWorker:
             events.emit("retrain_failed", final=True, error=f"unreadable request: {exc}",
                         request=value[:2000].decode("utf-8", "replace"))
             return
-        started = time.monotonic()
         if request["request_id"] in self.settled_requests:
             log("retrain-worker", f"{request['model']} {request['reason']}: settled already (its commit was "
                                   "refused); not trained again", request_id=request["request_id"])
             return
+        started = time.monotonic()
         outcome = self.handle(request, outbox, events)
         self.settled_requests[request["request_id"]] = None
         if len(self.settled_requests) > REMEMBERED_REQUESTS:
