@@ -35,6 +35,7 @@ default plan), is the floor with lots of 5 wafers of 50 dies, as the demo's, aft
 
     python benchmarks/drift_detection.py --speed   # records/s of the detection layer only (~2 min)
     python benchmarks/drift_detection.py --windows # serve's former windows vs the defaults, floor (~4 min)
+    python benchmarks/drift_detection.py --calibration  # the monitor's construction, exact-map baseline (~2 min)
     python benchmarks/drift_detection.py --quick   # 50 features, fewer onsets (~5 min)
     python benchmarks/drift_detection.py           # 50 and 300 features, 1M no-drift records (~1 hour)
     python benchmarks/drift_detection.py --streams floor:50 --floor-reference 1000000  # a 100-lot reference
@@ -50,7 +51,7 @@ import time
 
 import numpy as np
 from river import drift as river_drift
-from scipy import stats
+from scipy import special, stats
 
 from stream_ct.drift import DriftMonitor
 from stream_ct.drift.calibration import siegmund_delay, siegmund_h
@@ -541,6 +542,50 @@ def speed(d=50, n=100_000, repeats=3):
           f"{'MET' if best[next(iter(variants))] >= 100_000 else 'NOT MET'}")
 
 
+def calibration(repeats=2):
+    """Seconds to build (calibrate) the monitor on the demo's small-lot reference (10,000
+    records, 40 lots) and on 100,000 floor records (a retrain window), the shipped monitor
+    against a baseline in the same run whose threshold simulations map t onto the normal
+    exactly (``self_starting_u``'s formula, before the twelfth round), best of ``repeats``,
+    with the largest difference between the two in the self-starting charts' thresholds (the
+    lot-mean and the testers' within-lot charts)."""
+    from stream_ct.drift import self_starting
+
+    shipped = self_starting.t_to_normal
+
+    def exact(t, df, step=None):
+        return -np.sign(t) * special.ndtri(special.stdtr(df, -np.abs(t)))
+
+    references = {"small-lot reference (10,000 records, 40 lots)": ("small", 10_000),
+                  "retrain window (100,000 floor records)": ("floor", 100_000)}
+    rows = []
+    for label, (kind, n) in references.items():
+        ref = Simulator(scenario="none", seed=5, n_tests=50, **PARAMS[kind]).generate(n)
+        best, thresholds = {}, {}
+        for _ in range(repeats):
+            for name, transform in (("exact map (baseline)", exact), ("grid map (shipped)", shipped)):
+                self_starting.t_to_normal = transform
+                self_starting.null_maxima.cache_clear()
+                self_starting.lagged_threshold.cache_clear()
+                _log(f"[calibration] {label}: {name}")
+                t = time.perf_counter()
+                mon = DriftMonitor(ref.X, ref.feature_names, reference_groups=_groups(ref),
+                                   reference_strata=_strata(ref), reference_dies=_dies(ref), arl0=ARL0, seed=0)
+                best[name] = min(best.get(name, np.inf), time.perf_counter() - t)
+                charts = [mon.lot_means, *(c for c in mon.within.lot_strata_charts.values()
+                                           if hasattr(c, "thresholds"))]
+                thresholds[name] = np.concatenate([np.ravel(h) for c in charts for h in c.thresholds])
+        self_starting.t_to_normal = shipped
+        a, b = thresholds.values()
+        finite = np.isfinite(a) & np.isfinite(b)
+        diff = float(np.abs(a[finite] - b[finite]).max()) if finite.any() else 0.0
+        base, ours = best["exact map (baseline)"], best["grid map (shipped)"]
+        rows.append((label, base, ours, base / ours, diff))
+    print(f"\n{'reference':48s} {'baseline s':>11s} {'shipped s':>10s} {'speed-up':>9s} {'max |dh|':>10s}")
+    for label, base, ours, ratio, diff in rows:
+        print(f"{label:48s} {base:11.1f} {ours:10.1f} {ratio:8.2f}x {diff:10.1e}")
+
+
 def windows(d=50, n_ref=200_000, onsets=3, n_nodrift=300_000):
     """The KS/PSI windows serve used before the sixth round (1,000 / stride 250) against the
     monitor's defaults, serve's since (2,000 / 2,000), on the floor stream: delays of a
@@ -576,6 +621,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="50 features, fewer onsets, 300k no-drift records")
     ap.add_argument("--speed", action="store_true", help="only the detection layer's records/s at 50 features")
+    ap.add_argument("--calibration", action="store_true",
+                    help="the monitor's construction time, against the exact t-to-normal map in the same run")
     ap.add_argument("--windows", action="store_true",
                     help="serve's former KS/PSI windows (1,000 / 250) against the defaults (2,000 / 2,000), floor")
     ap.add_argument("--floor-reference", type=int, default=REFERENCES["floor"], metavar="N",
@@ -600,6 +647,8 @@ def main(argv=None):
         return speed()
     if args.windows:
         return windows()
+    if args.calibration:
+        return calibration()
     t0 = time.perf_counter()
     if args.quick:
         plan = [("iid", 50), ("floor", 50)]
