@@ -82,6 +82,7 @@ class Server:
         self.champion_reason = ""
         self.previous_version: int | None = None
         self.monitor = None
+        self.monitor_warned = 0  # the monitor's warnings said so far
         self.monitor_start = 0
         self.shadow: Artifact | None = None
         self.shadow_metrics: tuple[RollingMetric, RollingMetric] | None = None
@@ -422,6 +423,11 @@ class Server:
         dies = die_ids(records) if self.monitor.die_pattern is not None else None
         groups = wafer_ids(records) if self.monitor.needs_groups else None
         signals = self.monitor.update(X, strata=strata, dies=dies, groups=groups)
+        for warning in self.monitor.warnings[self.monitor_warned:]:  # said mid-stream (wafers in pieces)
+            log("serve", warning, record=self.position)
+            self.events.emit("alert", severity="warning", kind="drift_monitor", model=self.config.model.name,
+                             detail=warning, position=self.position)
+        self.monitor_warned = len(self.monitor.warnings)
         for s in signals:
             index = self.monitor_start + s.position - start
             message = sources[min(max(index, 0), len(sources) - 1)]
@@ -590,6 +596,7 @@ class Server:
             self.shadow = self.shadow_metrics = None
         self.counts["deploys"] += 1
         warnings = [] if self.monitor is None else list(self.monitor.warnings)
+        self.monitor_warned = len(warnings)
         self.events.emit("deploy", model=self.config.model.name, version=self.champion.version,
                          previous_version=previous.version if previous else None, position=self.position,
                          reason=self.champion_reason, metric_before=before, primary_metric=self.key_metric,

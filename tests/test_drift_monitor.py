@@ -249,6 +249,29 @@ def test_a_monitor_with_wafer_groups_needs_the_groups(floor_state):
         mon.update(np.zeros((5, 20)), dies=np.zeros(5, dtype=np.int64))
 
 
+def test_wafers_in_pieces_are_said_once_and_whole_wafers_never(floor_state):
+    """An instance reading 2 of 6 part-keyed partitions sees each wafer in pieces: the
+    monitor says so once, with the remedy; the same records in tester order raise nothing."""
+    sim = Simulator(scenario="none", seed=12, n_tests=20)
+    sim.generate(200_000)
+    whole = DriftMonitor.from_state(floor_state)
+    for _ in range(3):
+        _update(whole, sim.generate(2000))
+    assert not [w for w in whole.warnings if "pieces" in w]
+    split = DriftMonitor.from_state(floor_state)
+    for _ in range(3):
+        batch = sim.generate(2000)
+        partition = batch.index % 6  # part keys hash evenly over the partitions
+        mine = np.flatnonzero(partition < 2)
+        order = mine[np.argsort(partition[mine], kind="stable")]  # one poll per partition
+        sub = copy.copy(batch)
+        for name in ("X", "tester", "site", "fab", "x", "y", "lot_id", "wafer_id"):
+            setattr(sub, name, getattr(batch, name)[order])
+        _update(split, sub)
+    pieces = [w for w in split.warnings if "pieces" in w]
+    assert len(pieces) == 1 and "key the input by lot/wafer" in pieces[0], split.warnings
+
+
 def test_tester_offset_caught_and_attributed():
     """A 1-sd offset on tester T2 only, in a fab of small lots (the 40,000-record reference spans
     160 lots of 5 wafers): caught within 10,000 records, nothing before the onset, and named

@@ -104,6 +104,10 @@ def test_three_instances_survive_a_kill_and_a_join_and_converge_on_the_new_champ
     tail = {part_key(r) for r in records[2 * third:]}
     tail_versions = {p["version"] for p in predictions if p["key"] in tail}
     assert tail_versions == {new}, tail_versions
+    # part keys spread every wafer over the six partitions: the instances say so, with the remedy
+    pieces = [e for e in events if e["type"] == "alert" and e.get("kind") == "drift_monitor"
+              and "wafers arrive in pieces" in e.get("detail", "")]
+    assert pieces and "key the input by lot/wafer" in pieces[0]["detail"], pieces
     # FINDING (reported, not asserted): on this no-drift stream an instance that sees 2 of 6
     # partitions fired a drift trigger (see the report); drift promotions are counted here.
     drift_requests = [e for e in events if e["type"] == "retrain_requested" and e["reason"] == "drift"]
@@ -111,4 +115,5 @@ def test_three_instances_survive_a_kill_and_a_join_and_converge_on_the_new_champ
                 faults="instance c SIGKILLed mid-stream, instance d added, manual retrain -> v2 on a, b, d",
                 records_in=RECORDS, records_lost=len(missing), duplicates=extra, converged_on=new,
                 drift_requests=[(e["source"], e["position"]) for e in drift_requests],
+                wafer_pieces_alerts=sorted({e["source"] for e in pieces}),
                 seconds=round(time.monotonic() - started, 1))

@@ -31,6 +31,7 @@ from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
 from stream_ct.drift.signal import DriftSignal
 from stream_ct.drift.values import group_sums, valid_mask
+from stream_ct.drift.wafer_runs import WaferRuns
 from stream_ct.drift import within as within_charts
 from stream_ct.drift.lot_means import LotMeanChart, reference_lots
 
@@ -207,6 +208,7 @@ class DriftMonitor:
         self.invalid_counts = np.zeros(d, dtype=np.int64)
         self.signal_counts: dict[str, int] = {}
         self.latest = {"ks": np.full(d, np.nan), "psi": np.full(d, np.nan)}
+        self.wafer_runs = WaferRuns(self.wafer_records)  # a warning, mid-stream, if wafers come in pieces
 
     # -- calibration -------------------------------------------------------------------
     def _calibrate(self, blocks, valid) -> dict:
@@ -407,6 +409,9 @@ class DriftMonitor:
                                                positions[rows], {key: level})
         if self.needs_groups:
             missing_nan = charted if complete else np.where(valid, charted, np.nan)
+            warning = self.wafer_runs.update(groups)
+            if warning:
+                self.warnings.append(warning)
         if self.within is not None:
             signals += self.within.update(missing_nan, complete, groups, positions, strata, self._cusum_signals)
         if self.lot_means is not None:
