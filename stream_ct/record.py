@@ -33,6 +33,15 @@ def part_key(record: dict[str, Any]) -> str:
     return f"{record['lot_id']}/{record['wafer_id']}/{record['part_id']}"
 
 
+def wafer_key(record: dict[str, Any]) -> str:
+    """The message key that keeps a wafer's parts in one partition, in order: ``lot/wafer``."""
+    return f"{record['lot_id']}/{record['wafer_id']}"
+
+
+#: Message keys a publisher may give part records (``--key``).
+MESSAGE_KEYS = {"part": part_key, "wafer": wafer_key}
+
+
 def is_sentinel(value: float) -> bool:
     """True for results that are not measurements: NaN, infinities and huge sentinels."""
     return not math.isfinite(value) or abs(value) >= SENTINEL_ABS

@@ -359,6 +359,19 @@ def test_convert_writes_one_message_per_part(tmp_path):
 
 
 @needs_data
+def test_convert_keys_by_wafer_on_request(tmp_path):
+    """``--key wafer``: a wafer's parts share one key, so one partition holds them in order."""
+    out = tmp_path / "wafers.jsonl"
+    assert main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--key", "wafer",
+                 "--quiet"]) == 0
+    messages = list(read_recording(str(out)))
+    assert len(messages) == 784
+    for message in messages:
+        rec = orjson.loads(message.value)
+        assert message.key == f"{rec['lot_id']}/{rec['wafer_id']}".encode()
+
+
+@needs_data
 def test_convert_stops_at_a_bad_file_and_says_what_was_written(tmp_path):
     data = load("makechip_d10_1.std")
     prr = next(s for s in record_starts(data) if data[s + 2:s + 4] == b"\x05\x14")

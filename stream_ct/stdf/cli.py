@@ -11,6 +11,7 @@ import os
 import sys
 
 from stream_ct.binary_record import add_encoding_argument
+from stream_ct.record import MESSAGE_KEYS
 from stream_ct.stdf.errors import StdfError
 
 EPILOG = """examples:
@@ -29,13 +30,14 @@ def register(subparsers) -> None:
     pub = actions.add_parser("publish", help="send one message per part to a Kafka topic",
                              epilog="example: stream-ct stdf publish lot2.stdf.gz --topic ct.parts",
                              description="Publish the parts of STDF files to a Kafka topic "
-                                         "(key lot/wafer/part, timestamp = test time).")
+                                         "(key lot/wafer/part or, with --key wafer, lot/wafer; timestamp = test time).")
     pub.add_argument("files", nargs="+", metavar="FILE", help="STDF V4 files")
     pub.add_argument("--topic", required=True, help="Kafka topic to publish to")
     pub.add_argument("--bootstrap-servers", metavar="HOST:PORT", default=None,
                      help="Kafka bootstrap servers (default: $STREAM_CT_BOOTSTRAP or 127.0.0.1:9092)")
     pub.add_argument("--quiet", action="store_true", help="no progress lines")
     add_encoding_argument(pub)
+    add_key_argument(pub)
     pub.set_defaults(func=run_publish)
 
     conv = actions.add_parser("convert", help="write the parts as a recording (JSON lines)",
@@ -46,7 +48,16 @@ def register(subparsers) -> None:
     conv.add_argument("--out", required=True, metavar="RECORDING", help="output recording, e.g. parts.jsonl")
     conv.add_argument("--quiet", action="store_true", help="no progress lines")
     add_encoding_argument(conv)
+    add_key_argument(conv)
     conv.set_defaults(func=run_convert)
+
+
+def add_key_argument(parser) -> None:
+    """``--key part|wafer``: the message key of each part."""
+    parser.add_argument("--key", choices=sorted(MESSAGE_KEYS), default="part",
+                        help="message key: lot/wafer/part (default) or lot/wafer, which keeps each wafer's "
+                             "parts together in one partition, as the drift charts need when several serve "
+                             "instances share the topic (docs/operate.md)")
 
 
 def _missing(files: list[str]) -> str | None:
@@ -63,7 +74,7 @@ def run_convert(args) -> int:
         print(problem, file=sys.stderr)
         return 2
     try:
-        convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding)
+        convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,7 +92,7 @@ def run_publish(args) -> int:
         return 2
     bootstrap = bootstrap_servers(args.bootstrap_servers)
     try:
-        publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding)
+        publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

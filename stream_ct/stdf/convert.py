@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from stream_ct.binary_record import ENCODERS
-from stream_ct.record import part_key
+from stream_ct.record import MESSAGE_KEYS
 from stream_ct.recording import Message, write_recording
 from stream_ct.stdf.errors import StdfError
 from stream_ct.stdf.progress import FileProgress
@@ -62,19 +62,21 @@ def open_reader(path, progress: bool) -> tuple[StdfReader, FileProgress | None]:
     return StdfReader(path, name, progress=shown), shown
 
 
-def part_messages(reader: StdfReader, encoding: str = "json") -> Iterator[Message]:
-    """Kafka messages of one STDF file: key ``lot/wafer/part``, value the record (JSON, or
-    ``"binary"``: ``stream_ct.binary_record``), timestamp the part's event time in ms,
-    headers ``source=stdf`` and ``file=<name>``."""
+def part_messages(reader: StdfReader, encoding: str = "json", key: str = "part") -> Iterator[Message]:
+    """Kafka messages of one STDF file: key ``lot/wafer/part`` (``key="wafer"``:
+    ``lot/wafer``, which keeps a wafer's parts together on any number of partitions), value
+    the record (JSON, or ``"binary"``: ``stream_ct.binary_record``), timestamp the part's
+    event time in ms, headers ``source=stdf`` and ``file=<name>``."""
     headers = [("source", b"stdf"), ("file", reader.name.encode("utf-8"))]
-    encode = ENCODERS[encoding]
+    encode, key_of = ENCODERS[encoding], MESSAGE_KEYS[key]
     for record in reader:
-        yield Message(part_key(record).encode("utf-8"), encode(record), round(record["ts"] * 1000), headers, None)
+        yield Message(key_of(record).encode("utf-8"), encode(record), round(record["ts"] * 1000), headers, None)
 
 
-def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "json") -> ConvertResult:
+def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "json",
+            key: str = "part") -> ConvertResult:
     """Write the parts of STDF ``paths`` to the recording ``out_path`` (gzip if ``.gz``),
-    their values in ``encoding`` (``part_messages``).
+    their values in ``encoding`` and keyed by ``key`` (``part_messages``).
 
     A bad file raises ``StdfError`` that says how many parts were written before it (the
     recording keeps them) and carries the partial ``ConvertResult`` as ``.result``.
@@ -86,7 +88,7 @@ def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "j
             reader, shown = open_reader(path, progress)
             entry = FileResult(reader.name, 0, reader.stats)
             result.files.append(entry)
-            for message in part_messages(reader, encoding):
+            for message in part_messages(reader, encoding, key):
                 yield message
                 entry.parts += 1  # resumed: the recording has written the message
             if shown:

@@ -32,9 +32,9 @@ class PublishResult:
 
 
 def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool = True,
-            producer=None, encoding: str = "json") -> PublishResult:
-    """Send the parts of STDF ``paths`` to ``topic`` (values in ``encoding``, as
-    ``part_messages`` writes them); return the acknowledged count per file.
+            producer=None, encoding: str = "json", key: str = "part") -> PublishResult:
+    """Send the parts of STDF ``paths`` to ``topic`` (values in ``encoding``, keys by ``key``,
+    as ``part_messages`` writes them); return the acknowledged count per file.
 
     A bad file raises ``StdfError`` saying how many parts were published before it (they
     stay published), carrying the partial ``PublishResult`` as ``.result``. ``producer``
@@ -56,7 +56,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
             reader, shown = open_reader(path, progress)
             entry = FileResult(reader.name, 0, reader.stats)
             result.files.append(entry)
-            for message in part_messages(reader, encoding):
+            for message in part_messages(reader, encoding, key):
                 future = producer.send(topic, key=message.key, value=message.value,
                                        timestamp_ms=message.timestamp, headers=message.headers)
                 future.add_callback(acked, entry)
