@@ -186,3 +186,11 @@ def test_batches_in_a_reused_buffer_give_the_same_charts():
 
     alarms, state = run(reuse=False)
     assert alarms and run(reuse=True) == (alarms, state)
+
+
+def test_a_bank_of_charts_all_off_costs_nothing_and_never_alarms():
+    """h = inf everywhere (a short reference's unsafe charts): update returns at once."""
+    bank = CusumBank(np.zeros(3), np.ones(3), 0.5, np.full(3, np.inf), subgroup=4)
+    X = np.full((100, 3), 50.0)
+    assert bank.update(X, None, np.arange(100)) == []
+    assert (bank.state == 0).all() and len(bank.pending) == 0

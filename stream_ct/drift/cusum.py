@@ -131,6 +131,8 @@ class CusumBank:
         bound from blocks of ``BLOCK`` rows, ``max_j (max C in block j - min(-S_0, min C in
         blocks <= j))``, exceeds it; only those charts get the exact path (in control: few).
         """
+        if not np.isfinite(self.h).any():  # every chart off (h = inf): none can alarm, nothing to compute
+            return []
         z, pos = self.increments(X, valid, np.asarray(positions, dtype=np.int64))
         t = z.shape[0]
         if t == 0:
