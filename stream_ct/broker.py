@@ -2,10 +2,12 @@
 
 The jars are resolved once with Maven into ``$STREAM_CT_HOME/kafka-<version>/libs`` (default
 ``~/.stream-ct``); each broker keeps its data, log and pid under its own state directory.
+Starting one takes Java and seconds, so the example is not a doctest (the tests' broker
+fixture runs it)::
 
->>> broker = LocalBroker(port=19092, state_dir="/tmp/stream-ct-doc-broker")   # doctest: +SKIP
->>> broker.start()                                                             # doctest: +SKIP
-'127.0.0.1:19092'
+    broker = LocalBroker(port=19092, state_dir="/tmp/stream-ct-doc-broker")
+    broker.start()   # '127.0.0.1:19092'
+    broker.stop()
 """
 
 from __future__ import annotations
