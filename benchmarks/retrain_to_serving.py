@@ -119,7 +119,8 @@ def main() -> int:
                           f"({outcome.decision}: {outcome.gates})")
                     return 1
                 deployed = max(deployed.values())
-                runs[mode] = (outcome.step_seconds, announced - t0, deployed - announced, deployed - t0, outcome.version)
+                runs[mode] = (outcome.step_seconds, announced - t0, deployed - announced, deployed - t0,
+                              outcome.version)
             outbox.producer.close()
         finally:
             events.close()

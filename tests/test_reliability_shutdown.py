@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from harness import (EnvService, committed_total, descendants, events_for, part_messages, prediction_values, report_line,
-                     simulated_records, wait_for_event, wait_until, write_config)
+from harness import (EnvService, committed_total, descendants, events_for, part_messages, prediction_values,
+                     report_line, simulated_records, wait_for_event, wait_until, write_config)
 from kafka.errors import KafkaError
 
 from stream_ct.config import ConsumerConfig
