@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 from river import drift as river_drift
-from scipy import special, stats
+from scipy import stats
 
 from stream_ct.drift import DriftMonitor
 from stream_ct.drift.calibration import siegmund_delay, siegmund_h
@@ -546,15 +546,12 @@ def calibration(repeats=2):
     """Seconds to build (calibrate) the monitor on the demo's small-lot reference (10,000
     records, 40 lots) and on 100,000 floor records (a retrain window), the shipped monitor
     against a baseline in the same run whose threshold simulations map t onto the normal
-    exactly (``self_starting_u``'s formula, before the twelfth round), best of ``repeats``,
+    exactly (``t_to_normal_exact``, as before the twelfth round), best of ``repeats``,
     with the largest difference between the two in the self-starting charts' thresholds (the
     lot-mean and the testers' within-lot charts)."""
     from stream_ct.drift import self_starting
 
-    shipped = self_starting.t_to_normal
-
-    def exact(t, df, step=None):
-        return -np.sign(t) * special.ndtri(special.stdtr(df, -np.abs(t)))
+    shipped, exact = self_starting.t_to_normal, self_starting.t_to_normal_exact
 
     references = {"small-lot reference (10,000 records, 40 lots)": ("small", 10_000),
                   "retrain window (100,000 floor records)": ("floor", 100_000)}

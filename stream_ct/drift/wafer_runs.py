@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_ct.drift.values import run_starts
+
 
 class WaferRuns:
     """Mean run length of equal wafer ids over the stream (a run continues across batches);
@@ -38,10 +40,10 @@ class WaferRuns:
     def update(self, groups) -> str | None:
         """Count the batch's runs (``groups``: its wafer ids in stream order); the warning
         text the first time the wafers look split, else None."""
-        ids = np.asarray(groups).astype(str)
+        ids = np.asarray(groups)
         if not len(ids):
             return None
-        self.runs += int((ids[1:] != ids[:-1]).sum()) + int(ids[0] != self.last)
+        self.runs += int(run_starts(ids).sum()) - int(ids[0] == self.last)  # a run the last batch began
         self.records += len(ids)
         self.last = ids[-1]
         if self.warned or self.records < self.min_wafers * self.wafer_records \
