@@ -148,6 +148,21 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def flip_byte(path: Path, at: int | None = None) -> None:
+    """Tamper with a file on disk: invert one byte (the middle one unless ``at``)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if at is None else at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def register_copy(registry, name: str, version: int, decision: str) -> int:
+    """A new version of ``name`` in ``registry``: ``version``'s artifact registered again
+    with ``decision``; returns its number."""
+    old = registry.load(name, version)
+    meta = {k: v for k, v in old.meta.items() if k not in ("files", "version", "name", "created_at")}
+    return registry.save(name, old.estimator, old.reference, dict(meta, decision=decision), old.drift_state)
+
+
 def kill9(service: Service) -> None:
     """SIGKILL the service's process (a crash: no handler runs, nothing is flushed) and reap it."""
     if service.proc.poll() is None:

@@ -27,8 +27,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harness import (EnvService, descendants, events_for, part_messages, prediction_values, report_line,
-                     simulated_records, wait_for_event, wait_until, write_config)
+from harness import (EnvService, descendants, events_for, flip_byte, part_messages, prediction_values,
+                     register_copy, report_line, simulated_records, wait_for_event, wait_until, write_config)
 from stream_ct.config import ConsumerConfig
 from stream_ct.kafka_io import topic_size
 from stream_ct.kafka_io import MODELS_TOPIC, RETRAIN_TOPIC, ensure_topics, make_producer
@@ -129,15 +129,9 @@ def test_retrain_faults_and_tampering_never_disturb_the_champion(tmp_path, kafka
 
         # 6. tampering: a promoted copy of v1 registered as a new version, announced after its
         #    model.skops was modified on disk.
-        v1 = registry.load(topic, 1)
-        meta = {k: v for k, v in v1.meta.items() if k not in ("files", "version", "name", "created_at")}
-        tampered_version = registry.save(topic, v1.estimator, v1.reference, dict(meta, decision="promoted"),
-                                         v1.drift_state)
+        tampered_version = register_copy(registry, topic, 1, "promoted")
         message = announcement(registry, topic, tampered_version, "tamper test")
-        skops = registry.path(topic, tampered_version) / "model.skops"
-        data = bytearray(skops.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        skops.write_bytes(bytes(data))
+        flip_byte(registry.path(topic, tampered_version) / "model.skops")
         producer.send(MODELS_TOPIC, key=topic.encode(), value=message)
         producer.flush()
         alert = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "alert"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from harness import flip_byte, register_copy
 from stream_ct.champion_loader import ChildLoader, load_version
 from stream_ct.child_process import ChildError, call_in_child
 from stream_ct.config import ConsumerConfig
@@ -61,10 +62,7 @@ def test_a_shadow_loads_without_a_monitor(registry):
 def test_a_tampered_version_raises_integrity_error_here(registry, tmp_path):
     root = tmp_path / "reg"
     shutil.copytree(registry, root)
-    model = root / "yield" / "v1" / "model.skops"
-    data = bytearray(model.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    model.write_bytes(bytes(data))
+    flip_byte(root / "yield" / "v1" / "model.skops")
     with pytest.raises(IntegrityError, match=r"model.skops sha256 .* != recorded"):
         ChildLoader(config(root))(1, None, True)
 
@@ -91,27 +89,15 @@ def test_call_in_child_reports_a_child_that_died():
         call_in_child(os._exit, (3,), timeout_s=60, what="exiting")
 
 
-def tamper(registry: Registry, version: int) -> None:
-    model = registry.path("yield", version) / "model.skops"
-    data = bytearray(model.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    model.write_bytes(bytes(data))
-
-
-def copy_of_v1(registry: Registry, decision: str) -> int:
-    v1 = registry.load("yield", 1)
-    meta = {k: v for k, v in v1.meta.items() if k not in ("files", "version", "name", "created_at")}
-    return registry.save("yield", v1.estimator, v1.reference, dict(meta, decision=decision), v1.drift_state)
-
-
 def test_a_starting_instance_whose_announced_champion_is_tampered_serves_the_newest_earlier_verified_one(
         registry, tmp_path):
     root = tmp_path / "reg"
     shutil.copytree(registry, root)
     reg = Registry(root)
-    promoted_then_tampered, rejected, announced = (copy_of_v1(reg, d) for d in ("promoted", "rejected", "promoted"))
-    tamper(reg, promoted_then_tampered)
-    tamper(reg, announced)
+    promoted_then_tampered, rejected, announced = (register_copy(reg, "yield", 1, d)
+                                                   for d in ("promoted", "rejected", "promoted"))
+    flip_byte(reg.path("yield", promoted_then_tampered) / "model.skops")
+    flip_byte(reg.path("yield", announced) / "model.skops")
     assert reg.promoted_before("yield", announced) == [promoted_then_tampered, 1]
     alerts = []
     watcher = ModelWatcher("yield", "yield", ChildLoader(config(root)), lambda event_type, **f: alerts.append(f),

@@ -11,6 +11,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
 
+from harness import flip_byte
 from stream_ct.registry import IntegrityError, Registry, sha256_bytes, sha256_file
 
 RNG = np.random.default_rng(0)
@@ -27,13 +28,6 @@ def estimator():
 @pytest.fixture
 def reg(tmp_path):
     return Registry(tmp_path / "registry")
-
-
-def flip_byte(path, at=None):
-    data = bytearray(path.read_bytes())
-    i = len(data) // 2 if at is None else at
-    data[i] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def test_save_increments_versions(reg, estimator):
