@@ -180,8 +180,8 @@ class ModelWatcher(threading.Thread):
         the newest earlier version that loads, announced to this instance only (the registry's
         pointer and ``ct.models`` stay as they are: ``stream-ct models promote`` makes it
         everyone's)."""
+        reason = f"fallback: v{failed} failed to load"
         for version in self.earlier_versions(failed):
-            reason = f"fallback: v{failed} failed to load"
             loaded = self._try_load(version, {"version": version, "reason": reason}, shadow=False)
             if loaded is not None:
                 self.on_event("alert", severity="critical", kind="champion_fallback", model=self.model_name,
