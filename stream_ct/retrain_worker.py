@@ -6,7 +6,9 @@ candidate in a child process under a time limit, judges it against the champion 
 holdout, registers it (passed or not), and announces a promotion on the compacted
 ``ct.models`` topic. A request is committed only after it was settled, so a worker killed
 mid-training leaves it to the next worker; a failed attempt is retried up to
-``[retrain] max_attempts`` times and then reported.
+``[retrain] max_attempts`` times and then reported. A worker killed after registering a
+version but before announcing it leaves the next worker that version to finish settling
+(``registered_for``), not a request to train again.
 """
 
 from __future__ import annotations
@@ -255,6 +257,15 @@ def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray],
                         arl0=config.drift.arl0, window=config.drift.window, stride=config.drift.stride)
 
 
+def registered_for(request: dict[str, Any], registry: Registry) -> int | None:
+    """The version registered for this request (its ``trigger.request_id``), newest first;
+    None if none is: a worker stopped after registering it and before settling it."""
+    for version in reversed(registry.versions(request["model"])):
+        if registry.meta(request["model"], version).get("trigger", {}).get("request_id") == request["request_id"]:
+            return version
+    return None
+
+
 def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
     """Why an automatic request is moot, or None: several serve instances see the same change
     and each asks; the first request is trained, the others find a newer version than
@@ -305,6 +316,16 @@ def announcement(registry: Registry, name: str, version: int, reason: str) -> by
                          "feature_names": meta["feature_names"], "reason": reason, "at": time.time()})
 
 
+def announce(outbox: Outbox, registry: Registry, name: str, version: int, decision: str, reason: str) -> None:
+    """Put a promoted or shadow version's announcement in the log (before its decision is).
+
+    A shadow candidate is announced under ``<model>.shadow``: serve scores it beside the
+    champion on live traffic and promotes it only if it wins there too."""
+    key = name + (".shadow" if decision == "shadow" else "")
+    outbox.send(MODELS_TOPIC, key=key.encode(), value=announcement(registry, name, version, reason))
+    outbox.flush()
+
+
 class RetrainWorker:
     def __init__(self, registry_path: str | None = None, bootstrap: str | None = None,
                  exit_when_idle_s: float | None = None, metrics_args=None):
@@ -321,6 +342,9 @@ class RetrainWorker:
         config = ConsumerConfig.from_dict(request["config"], source=f"request {request.get('request_id')}")
         ids = {"request_id": request["request_id"], "model": request["model"], "reason": request["reason"]}
         registry_root = self.registry_path or config.registry.path
+        registered = registered_for(request, Registry(registry_root))
+        if registered is not None:
+            return self._finish_settling(request, Registry(registry_root), registered, outbox, events, ids)
         stale = stale_reason(request, Registry(registry_root))
         if stale:
             events.emit("retrain_decision", version=None, decision="skipped", gates=[], metrics={},
@@ -342,18 +366,41 @@ class RetrainWorker:
                     return Outcome(None, "failed", [], {"error": str(exc)})
                 continue
             if outcome.decision in ("promoted", "shadow"):
-                # A shadow candidate is announced under "<model>.shadow": serve scores it beside the
-                # champion on live traffic and promotes it only if it wins there too.
-                key = request["model"] + (".shadow" if outcome.decision == "shadow" else "")
-                outbox.send(MODELS_TOPIC, key=key.encode(), value=announcement(
-                    Registry(registry_root), request["model"], outcome.version, request["reason"]))
-                outbox.flush()  # the announcement is in the log before the decision is
+                announce(outbox, Registry(registry_root), request["model"], outcome.version, outcome.decision,
+                         request["reason"])
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, attempt=attempt,
                         step_seconds=outcome.step_seconds, seconds=round(time.monotonic() - started, 3), **ids)
             outbox.flush()
             return outcome
         raise AssertionError("unreachable: the last attempt returns")
+
+    @staticmethod
+    def _finish_settling(request: dict[str, Any], registry: Registry, version: int, outbox: Outbox,
+                         events: EventLog, ids: dict[str, Any]) -> Outcome:
+        """Settle a request whose version a stopped worker registered: make it champion if the
+        pointer still shows the champion it was judged against, announce it if it is (still) the
+        champion or the newest shadow, and emit its decision; never train it again."""
+        name, meta = request["model"], registry.meta(request["model"], version)
+        decision, champion = meta["decision"], registry.champion(name)
+        if decision == "promoted" and champion == meta.get("parent_version"):
+            registry.set_champion(name, version)  # stopped between registering and the pointer
+            champion = version
+        current = champion == version if decision == "promoted" else \
+            decision == "shadow" and registry.versions(name)[-1] == version != champion
+        if current:
+            announce(outbox, registry, name, version, decision, request["reason"])
+            done = "announced now"
+        elif decision in ("promoted", "shadow"):
+            done = f"not announced: superseded (champion v{champion})"
+        else:
+            done = "nothing to announce"
+        detail = f"v{version} was registered for this request by a worker that stopped before settling it; " \
+                 f"{done}, not trained again"
+        events.emit("retrain_decision", version=version, decision=decision, gates=meta["gates"],
+                    metrics=meta["metrics"], detail=detail, **ids)
+        outbox.flush()
+        return Outcome(version, decision, meta["gates"], meta["metrics"], rows=meta["data_window"]["rows"])
 
     def run(self) -> int:
         ensure_control_topics(self.bootstrap)

@@ -155,12 +155,13 @@ def flip_byte(path: Path, at: int | None = None) -> None:
     path.write_bytes(bytes(data))
 
 
-def register_copy(registry, name: str, version: int, decision: str) -> int:
+def register_copy(registry, name: str, version: int, decision: str, **meta_changes) -> int:
     """A new version of ``name`` in ``registry``: ``version``'s artifact registered again
-    with ``decision``; returns its number."""
+    with ``decision`` (and ``meta_changes``); returns its number."""
     old = registry.load(name, version)
     meta = {k: v for k, v in old.meta.items() if k not in ("files", "version", "name", "created_at")}
-    return registry.save(name, old.estimator, old.reference, dict(meta, decision=decision), old.drift_state)
+    return registry.save(name, old.estimator, old.reference, dict(meta, decision=decision, **meta_changes),
+                         old.drift_state)
 
 
 def kill9(service: Service) -> None:

@@ -1,6 +1,7 @@
 """Unit tests for the pure parts of stream_ct.retrain_worker (no Kafka): train_and_judge on simulated
 records with a tmp registry (promote, reject, skip), _fit's recency weights, train_in_child and its
-time limit, and the worker's handling of a commit refused after a rebalance."""
+time limit, and the worker's handling of a commit refused after a rebalance and of a request whose
+version a stopped worker had registered."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from threadpoolctl import threadpool_limits
 
+from stream_ct import retrain_worker
 from stream_ct.config import ConsumerConfig
 from stream_ct.record import part_key
 from stream_ct.registry import Registry
@@ -22,6 +24,7 @@ from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, retrain_requ
                                       train_in_child)
 from stream_ct.simulate import Simulator
 from stream_ct.training import build_estimator, evaluate
+from harness import register_copy
 
 # Gates relaxed where the result would depend on the machine (latency on a shared host) or on
 # wafer-to-wafer yield variation between training rows and the 750-row holdout (predicted rate).
@@ -271,3 +274,64 @@ def test_a_refused_commit_does_not_end_the_worker_and_the_request_read_again_is_
     assert worker._commit(RefusingConsumer(), TopicPartition("ct.retrain", 0), 7)  # raised before: the worker died
     worker._handle_message(request, outbox=None, events=None)  # redelivered after the rejoin
     assert len(handled) == 1
+
+
+class RecordingOutbox:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, key, value):
+        self.sent.append((topic, key, orjson.loads(value)))
+
+    def flush(self):
+        return True
+
+
+class RecordingEvents:
+    def __init__(self):
+        self.emitted = []
+
+    def emit(self, kind, **fields):
+        self.emitted.append((kind, fields))
+
+
+def settle_again(root, request, monkeypatch):
+    """``handle`` a request read again by a new worker: (outcome, announcements, events)."""
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a request whose version is registered was trained again")
+
+    monkeypatch.setattr(retrain_worker, "train_in_child", must_not_train)
+    outbox, events = RecordingOutbox(), RecordingEvents()
+    outcome = RetrainWorker(registry_path=str(root)).handle(request, outbox, events)
+    return outcome, outbox.sent, events.emitted
+
+
+@pytest.mark.parametrize("stopped_before", ["the announcement", "the champion pointer"])
+def test_a_version_registered_by_a_stopped_worker_is_announced_not_trained_again(promoted, tmp_path, monkeypatch,
+                                                                                 stopped_before):
+    root, request, first = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    if stopped_before == "the champion pointer":  # stopped between registry.save and set_champion
+        (tmp_path / "reg" / "yield" / "CHAMPION").unlink()
+    outcome, sent, emitted = settle_again(tmp_path / "reg", request, monkeypatch)
+    reg = Registry(tmp_path / "reg")
+    assert (outcome.version, outcome.decision) == (1, "promoted") and outcome.gates == first.gates
+    assert reg.versions("yield") == [1] and reg.champion("yield") == 1
+    assert [(topic, key, value["version"]) for topic, key, value in sent] == [("ct.models", b"yield", 1)]
+    assert [kind for kind, _ in emitted] == ["retrain_decision"]
+    decision = emitted[0][1]
+    assert (decision["version"], decision["decision"], decision["request_id"]) == (1, "promoted", request["request_id"])
+    assert decision["detail"].endswith("announced now, not trained again")
+
+
+def test_a_superseded_version_of_a_stopped_worker_is_not_announced(promoted, tmp_path, monkeypatch):
+    root, request, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    reg = Registry(tmp_path / "reg")
+    newer = register_copy(reg, "yield", 1, "promoted", parent_version=1,
+                          trigger={"reason": "drift", "request_id": "another", "command_id": None, "signals": []})
+    reg.set_champion("yield", newer)
+    outcome, sent, emitted = settle_again(tmp_path / "reg", request, monkeypatch)
+    assert (outcome.version, outcome.decision) == (1, "promoted")
+    assert sent == [] and reg.champion("yield") == newer  # no rollback to the request's own version
+    assert emitted[0][1]["detail"].endswith("not announced: superseded (champion v2), not trained again")
