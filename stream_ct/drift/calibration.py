@@ -95,6 +95,20 @@ def exp_tail_quantile(samples: np.ndarray, p: float | np.ndarray, q: float = 0.9
     return np.where(p < p_u, tail, empirical)
 
 
+def chart_arl(arl0: float, charts: int, share, records_per_step: float):
+    """In-control ARL, in steps, of each of ``charts`` one-sided charts that share the
+    per-record false-alarm rate ``share / arl0`` equally, one step (a subgroup mean, a wafer,
+    a lot) standing for ``records_per_step`` records; inf where ``share`` is 0 (chart off).
+
+    >>> chart_arl(100_000, 2 * 50, 0.3, 250)  # 50 tests' two-sided lot-mean charts, lots of 250
+    133333.33333333334
+    """
+    share = np.asarray(share, dtype=float)
+    with np.errstate(divide="ignore"):
+        arl = np.where(share > 0, arl0 * charts / (share * records_per_step), np.inf)
+    return float(arl) if arl.ndim == 0 else arl
+
+
 def siegmund_arl(k: float, h: float) -> float:
     """Siegmund's in-control ARL of a one-sided CUSUM on N(0, 1) with slack ``k``."""
     b = h + 1.166

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_ct.drift.calibration import chart_arl
 from stream_ct.drift.self_starting import SelfStartingChart
 from stream_ct.drift.values import lots_of, mean_or_nan, run_starts
 
@@ -143,15 +144,9 @@ class LotMeanChart:
         d = ref.shape[1]
         self.lot_records = float(lot_records)
         shares = [share] if np.ndim(k) == 0 else list(share)
-        arls = [self._arl(f, arl0, d) for f in shares]
+        arls = [chart_arl(arl0, 2 * d, f, self.lot_records) for f in shares]  # in lots, per chart
         self.chart = SelfStartingChart(ref, k, arls[0] if np.ndim(k) == 0 else arls, lag, thresholds)
         self.lots = LotAccumulator(d)
-
-    def _arl(self, share, arl0: float, d: int) -> np.ndarray:
-        """Per-chart in-control ARL in lots at ``share`` (per feature; inf where 0)."""
-        share = np.asarray(share, dtype=float)
-        with np.errstate(divide="ignore"):
-            return np.where(share > 0, arl0 * 2 * d / (share * self.lot_records), np.inf)
 
     @property
     def lag(self) -> int:

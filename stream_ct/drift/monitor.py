@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from stream_ct.drift.calibration import (bootstrap_stream, chart_calibration, exp_tail_quantile, grid_step,
+from stream_ct.drift.calibration import (bootstrap_stream, chart_arl, chart_calibration, exp_tail_quantile, grid_step,
                                          ks_shift, cusum_threshold, effective_rate, spread_inflation,
                                          unless_unsafe, wafer_blocks, with_rate_floor)
 from stream_ct.drift.cusum import CusumBank
@@ -359,7 +359,7 @@ class DriftMonitor:
         cache = self.cal["h"].setdefault(f"{level}/{share!r}/{len(sizes)}", {})
         for m in sizes:
             if str(m) not in cache:
-                arl = self.arl0 * 2 * len(self.feature_names) * len(sizes) / (share * m)
+                arl = chart_arl(self.arl0, 2 * len(self.feature_names) * len(sizes), share, m)
                 e = cal["mean_sd"][str(m)]
                 curve = cal.get("curve", {}).get(str(m))
                 v = cal["v"][str(m)] if curve is None else effective_rate(  # older states: worst rate

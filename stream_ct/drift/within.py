@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_ct.drift.calibration import chart_calibration, cusum_threshold, effective_rate, unless_unsafe
+from stream_ct.drift.calibration import chart_arl, chart_calibration, cusum_threshold, effective_rate, unless_unsafe
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.residuals import CompletedGroups, SelfStartingResiduals
 from stream_ct.drift.self_starting import MIN_REFERENCE, SelfStartingChart
@@ -91,7 +91,7 @@ class WithinCharts:
         cal = self.cal["lot_levels"].get(f"{key}={level}", self.cal["lot"])
         if "residuals" not in cal:
             return self._banks(cal, share, (1,), self.wafer_records)
-        arl = self.arl0 * 2 * self.d / (share * self.wafer_records)  # in the level's wafers, per chart
+        arl = chart_arl(self.arl0, 2 * self.d, share, self.wafer_records)  # in the level's wafers
         chart = SelfStartingChart(cal["residuals"], self.k, arl, self.lag, cal.get("h"))
         cal.setdefault("h", [h.copy() for h in chart.thresholds])
         return chart
@@ -101,7 +101,7 @@ class WithinCharts:
         (subgroups of increments; an increment stands for ``records_per_increment`` records)."""
         banks = []
         for m in sizes:
-            arl = self.arl0 * 2 * self.d * len(sizes) / (share * m * records_per_increment)
+            arl = chart_arl(self.arl0, 2 * self.d * len(sizes), share, m * records_per_increment)
             e, curve = cal["mean_sd"][str(m)], cal["curve"][str(m)]
             v = effective_rate(curve["starts"], curve["bound"], self.k, arl, e)
             h = unless_unsafe(np.asarray(cusum_threshold(self.k, arl, v, e), dtype=float), self.k, e)
