@@ -7,7 +7,9 @@ charts within wafers and lots never see it. Its unit is the lot: a self-starting
 reference's, then the stream's), whose mean and sd it estimates with their error, so it
 needs no bound on the reference mean's. A lot is whole when it holds at least half the
 reference's median lot size (pieces of lots spread over partitions are not lots); it is
-complete when the first record of the next lot arrives. Group ids are ``lot/wafer``.
+complete when the first record of the next lot arrives, or, where testers that share a
+partition interleave their lots, of another lot once it has been away for longer than
+their turns (``lot_gap``, learned from the reference). Group ids are ``lot/wafer``.
 
 A lot joins the estimates ``lag`` whole lots after it is charted, so a step is not taken
 into the mean it is measured against before it is seen: joining at once, a shift of 0.83
@@ -63,60 +65,101 @@ def lot_runs(groups) -> tuple[np.ndarray, np.ndarray] | None:
     return starts[new], lots[new]
 
 
-class LotAccumulator:
-    """Sums of the lot in progress; ``update`` returns the lots a batch completed."""
+def lot_gap(groups) -> int:
+    """Records a lot may be away and still go on, learned from ``groups`` (``lot/wafer`` ids,
+    stream order): 0 when each lot's records arrive together; when testers that share a
+    partition interleave their lots (most lots come in several runs), twice the 99th
+    percentile of the records between one lot's runs, at most half the median lot's records
+    (a lot away that long is done).
 
-    def __init__(self, d: int):
-        self.lot, self.rows = None, 0
-        self.sum, self.count = np.zeros(d), np.zeros(d)
+    >>> lot_gap(np.repeat(["A/1", "B/1", "C/1"], 10))
+    0
+    >>> lot_gap(np.tile(np.repeat(["A/1", "B/1"], 4), 20))  # two testers, 4 records each in turn
+    8
+    """
+    runs = lot_runs(groups)
+    if runs is None:
+        return 0
+    starts, lots = runs
+    ends = np.r_[starts[1:], len(groups)]
+    order = np.lexsort((starts, lots.astype(str)))
+    same = lots[order][1:] == lots[order][:-1]
+    gaps = (starts[order][1:] - ends[order][:-1])[same]
+    n_lots = len(set(lots.tolist()))
+    if gaps.size < n_lots:  # a lot tested again later is no interleaving
+        return 0
+    sizes = np.bincount(np.unique(lots.astype(str), return_inverse=True)[1], weights=ends - starts)
+    return int(min(2 * np.quantile(gaps, 0.99), np.median(sizes) / 2))
+
+
+class LotAccumulator:
+    """Sums of the lots in progress, by lot; ``update`` returns the lots a batch completed.
+
+    A lot is complete at the first record of another lot once it has been away for ``gap``
+    records (``lot_gap``): with 0, as soon as another lot's record arrives; with testers
+    interleaving their lots, after their usual turns. A lot seen again after it was complete
+    starts over (a lot tested again later is a lot of its own; a piece is not charted).
+    """
+
+    def __init__(self, d: int, gap: int = 0):
+        self.d, self.gap = d, int(gap)
+        self.open: dict[str, list] = {}  # lot -> [sum, count, rows, position of its last record]
 
     def update(self, X, groups, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per completed lot: its mean per feature (NaN: no value; ``X`` holds NaN where a
         value is missing), its records, and the position of the record that completed it."""
         X = np.asarray(X, dtype=float)
+        if not len(X):
+            return np.empty((0, self.d)), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         runs = lot_runs(groups)
         if runs is None:
             raise ValueError("lot means need lot/wafer group ids")
         starts, lots = runs
-        means, sizes, ends = [], [], []
-        if not len(X):
-            return np.empty((0, len(self.sum))), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        positions = np.asarray(positions)
         valid = ~np.isnan(X)
         sums = np.add.reduceat(np.where(valid, X, 0.0), starts, axis=0)
         counts = np.add.reduceat(valid, starts, axis=0).astype(float)
         rows = np.diff(np.r_[starts, len(X)])
-        if self.lot is not None and lots[0] == self.lot:  # the carried lot goes on
-            sums[0] += self.sum
-            counts[0] += self.count
-            rows[0] += self.rows
-        elif self.lot is not None:  # the carried lot ended before this batch
-            means.append(mean_or_nan(self.sum, self.count))
-            sizes.append(self.rows)
-            ends.append(positions[0])
-        means += list(mean_or_nan(sums[:-1], counts[:-1]))
-        sizes += rows[:-1].tolist()
-        ends += np.asarray(positions)[starts[1:]].tolist()
-        self.lot, self.rows = lots[-1], int(rows[-1])
-        self.sum, self.count = sums[-1].copy(), counts[-1].copy()
-        return (np.array(means, dtype=float).reshape(-1, len(self.sum)), np.array(sizes, dtype=np.int64),
+        first, last = positions[starts].tolist(), positions[starts + rows - 1].tolist()
+        means, sizes, ends = [], [], []
+        for i, lot in enumerate(lots.tolist()):
+            for other in [o for o, acc in self.open.items() if o != lot and first[i] - acc[3] - 1 >= self.gap]:
+                total, count, n, _ = self.open.pop(other)
+                means.append(mean_or_nan(total, count))
+                sizes.append(n)
+                ends.append(first[i])
+            acc = self.open.get(lot)
+            if acc is None:
+                self.open[lot] = [sums[i].copy(), counts[i].copy(), int(rows[i]), last[i]]
+            else:
+                acc[0] += sums[i]
+                acc[1] += counts[i]
+                acc[2] += int(rows[i])
+                acc[3] = last[i]
+        return (np.array(means, dtype=float).reshape(-1, self.d), np.array(sizes, dtype=np.int64),
                 np.array(ends, dtype=np.int64))
 
     def state_dict(self) -> dict:
-        return {"lot": self.lot, "rows": self.rows, "sum": self.sum, "count": self.count}
+        return {"gap": self.gap, "open": [[lot, *acc] for lot, acc in self.open.items()]}
 
     def load_state(self, s: dict) -> None:
-        self.lot, self.rows = s["lot"], int(s["rows"])
-        self.sum, self.count = np.array(s["sum"], dtype=float), np.array(s["count"], dtype=float)
+        """Resume from ``state_dict()`` (or the one-lot state before lots were followed by id)."""
+        self.gap = int(s.get("gap", 0))
+        entries = s["open"] if "open" in s else [] if s["lot"] is None else [[s["lot"], s["sum"], s["count"],
+                                                                              s["rows"], -1]]
+        self.open = {lot: [np.array(total, dtype=float), np.array(count, dtype=float), int(n), int(p)]
+                     for lot, total, count, n, p in entries}
 
 
-def reference_lots(X: np.ndarray, groups, chunk: int = 20_000) -> tuple[np.ndarray, float] | None:
+def reference_lots(X: np.ndarray, groups, gap: int = 0, chunk: int = 20_000) -> tuple[np.ndarray, float] | None:
     """The means of the whole lots of a reference (rows ``X``, NaN = missing; ``lot/wafer``
-    ``groups``) and its median lot size; None unless the ids name lots and ``MIN_LOTS``
-    whole lots are there. The lot still open at the end counts as cut."""
+    ``groups``, lots away up to ``gap`` records going on: ``lot_gap``) and its median lot
+    size; None unless the ids name lots and ``MIN_LOTS`` whole lots are there. The lots
+    still open at the end count as cut."""
     groups = np.asarray(groups)
     if lot_runs(groups) is None:
         return None
-    acc, means, sizes = LotAccumulator(X.shape[1]), [], []
+    acc, means, sizes = LotAccumulator(X.shape[1], gap), [], []
     for a in range(0, len(X), chunk):
         m, s, _ = acc.update(X[a:a + chunk], groups[a:a + chunk], np.arange(a, min(a + chunk, len(X))))
         means.append(m)
@@ -136,17 +179,17 @@ class LotMeanChart:
     per slack in ``k`` (a number or a ladder, in lot sds), each at a per-record false-alarm
     rate ``share / arl0`` spread over all features and both sides (``share``: one per slack,
     each a number or one per feature; 0 leaves that feature's chart of that slack off).
-    ``thresholds``: as ``SelfStartingChart`` takes them."""
+    ``thresholds``: as ``SelfStartingChart`` takes them; ``gap``: as ``LotAccumulator``."""
 
     def __init__(self, reference_means, lot_records: float, k, arl0: float, share,
-                 lag: int = 20, thresholds=None):
+                 lag: int = 20, thresholds=None, gap: int = 0):
         ref = np.asarray(reference_means, dtype=float)
         d = ref.shape[1]
         self.lot_records = float(lot_records)
         shares = [share] if np.ndim(k) == 0 else list(share)
         arls = [chart_arl(arl0, 2 * d, f, self.lot_records) for f in shares]  # in lots, per chart
         self.chart = SelfStartingChart(ref, k, arls[0] if np.ndim(k) == 0 else arls, lag, thresholds)
-        self.lots = LotAccumulator(d)
+        self.lots = LotAccumulator(d, gap)
 
     @property
     def lag(self) -> int:

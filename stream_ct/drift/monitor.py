@@ -33,7 +33,7 @@ from stream_ct.drift.signal import DriftSignal
 from stream_ct.drift.values import group_sums, valid_mask
 from stream_ct.drift.wafer_runs import WaferRuns
 from stream_ct.drift import within as within_charts
-from stream_ct.drift.lot_means import LotMeanChart, reference_lots
+from stream_ct.drift.lot_means import LotMeanChart, lot_gap, reference_lots
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets. On a test
 #: floor a persistent shift that starts with a lot is seen by the lot-mean charts alone, and
@@ -199,7 +199,7 @@ class DriftMonitor:
                 slacks.append(self.lot_large_k)
                 shares.append(freed)
             self.lot_means = LotMeanChart(lots["means"], lots["lot_records"], slacks, self.arl0, shares,
-                                          self.lot_lag, lots.get("h"))
+                                          self.lot_lag, lots.get("h"), lots.get("gap", 0))
             if "h" not in lots:  # simulated once: a restored monitor reuses them
                 lots["h"] = [h.copy() for h in self.lot_means.thresholds]
         self.n_seen = 0
@@ -248,10 +248,11 @@ class DriftMonitor:
             cal["within"] = within_charts.calibrate(
                 charted, self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
                 self.wafer_records, self.block)
+        gap = 0 if self.reference_groups is None else lot_gap(self.reference_groups)
         lots = None if self.reference_groups is None or self.budget.get("lots", 0) <= 0 else reference_lots(
-            charted, self.reference_groups)
+            charted, self.reference_groups, gap)
         if lots is not None:
-            cal["lot_means"] = {"means": lots[0], "lot_records": lots[1]}
+            cal["lot_means"] = {"means": lots[0], "lot_records": lots[1], "gap": gap}
         # a family that cannot run on this reference leaves its share to the ones that do
         self.budget = spread_idle(self.budget, {
             "cusum": self.location_enabled, "strata": self.location_enabled, "within": "within" in cal,
