@@ -629,6 +629,9 @@ def main(argv=None):
     ap.add_argument("--floor-onsets", type=int, metavar="N",
                     help="onsets per floor scenario (default 6; 2 with --quick), each on a stream of its own, "
                          "at phases 7,013 records apart in the 10,000-record lots")
+    ap.add_argument("--small-onsets", type=int, metavar="N",
+                    help="onsets per small-lot scenario (default 6), each on a stream of its own, at phases "
+                         "163 records apart in the 250-record lots")
     ap.add_argument("--floor-horizon", type=int, default=HORIZONS["floor"], metavar="N",
                     help="records watched after a floor onset before it counts as missed (default 500,000)")
     ap.add_argument("--lot-lag", type=int, metavar="N",
@@ -657,6 +660,8 @@ def main(argv=None):
         plan = [(kind, int(d)) for kind, d in (x.split(":") for x in args.streams)]
     if args.floor_onsets:
         repeats["floor"] = args.floor_onsets
+    if args.small_onsets:
+        repeats["small"] = args.small_onsets
     horizons = {**HORIZONS, "floor": args.floor_horizon}
     rows, calib = [], {}
     for kind, d in plan:
