@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stream_ct.drift import DriftMonitor
-from stream_ct.drift.lot_means import LotAccumulator, lot_gap
+from stream_ct.drift.calibration import interleaved_stream, lot_blocks, wafer_blocks
+from stream_ct.drift.lot_means import LotAccumulator, lot_gap, turn_taking
 from stream_ct.simulate import Simulator
 
 
@@ -43,6 +44,30 @@ def test_interleaved_lots_are_followed_by_id_and_complete_after_their_turns():
 def test_lot_gap_is_zero_for_whole_lots_and_a_lot_tested_again_later():
     assert lot_gap(np.repeat(["A/1", "A/2", "B/1", "C/1", "A/3"], 50)) == 0  # lot A again at the end
     assert lot_gap(np.repeat(["w1", "w2"], 5)) == 0  # no lot ids
+
+
+def test_turn_taking_counts_the_testers_and_their_turn():
+    lots = np.repeat(np.arange(12), 60)  # testers A (lots 0-3), B (4-7), C (8-11): turns of 5 records
+    groups = np.array([f"L{lot}/{i // 30}" for i, lot in enumerate(lots)])
+    order = _turns(240, 5, 3)
+    assert turn_taking(groups[order]) == (3, 5)
+    assert turn_taking(groups) == (1, 0)
+
+
+def test_the_null_stream_of_testers_taking_turns_keeps_each_testers_lots_in_order():
+    """Lots of 100 rows, two wafers each; each tester's own stream runs through whole lots."""
+    groups = np.array([f"L{i // 100}/{i // 50}" for i in range(400)])
+    order = _turns(200, 10, 2)  # lots 0-1 on one tester, 2-3 on the other, in turns of 10
+    lots = lot_blocks(wafer_blocks(groups[order], 400), groups[order])
+    assert [sorted(order[rows].tolist()) for rows in lots] == [list(range(a, a + 100)) for a in (0, 200, 100, 300)]
+    rows, runs = interleaved_stream(lots, 1000, np.random.default_rng(0), 1, 2, 10)
+    rows = order[rows]  # as row numbers of the lots laid end to end
+    assert len(rows) == len(runs) == 1000
+    for tester in (0, 1):  # every other turn: one tester's stream, a lot's rows in order
+        own = rows.reshape(-1, 10)[tester::2].ravel()
+        jumps = np.flatnonzero(np.diff(own) != 1)
+        assert len(jumps) <= 8 and all(own[j + 1] % 100 == 0 for j in jumps)  # a new draw: a lot from its start
+    assert (np.diff(rows) != 1).sum() >= 99  # the turns interleave
 
 
 def _interleaved(n_each: int, seeds, chunk: int = 16, **first):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, stats
 
+from stream_ct.drift.values import lots_of
+
 
 def wafer_blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
     """Row indices of each group, in order of first appearance (one row each if ``None``)."""
@@ -33,6 +35,17 @@ def wafer_blocks(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
     bounds = np.cumsum(np.bincount(inverse))[:-1]
     blocks = np.split(order, bounds)
     return [blocks[i] for i in np.argsort(first)]
+
+
+def lot_blocks(blocks: list[np.ndarray], groups) -> list[np.ndarray]:
+    """Row indices of each lot: its wafers' ``blocks`` (``wafer_blocks``) one after the
+    other, lots in order of first appearance (testers taking turns make the first records of
+    their wafers alternate, so consecutive wafer blocks are not one lot's)."""
+    lots = lots_of([groups[b[0]] for b in blocks]).astype(str)
+    _, first, inverse = np.unique(lots, return_index=True, return_inverse=True)
+    order = np.argsort(first[inverse], kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    return [np.concatenate([blocks[i] for i in lot]) for lot in np.split(order, bounds)]
 
 
 def bootstrap_stream(blocks: list[np.ndarray], length: int, rng,
@@ -57,6 +70,22 @@ def bootstrap_stream(blocks: list[np.ndarray], length: int, rng,
     offset = int(rng.integers(0, len(first)))
     return (np.concatenate(rows)[offset:offset + length],
             np.concatenate(labels)[offset:offset + length])
+
+
+def interleaved_stream(blocks: list[np.ndarray], length: int, rng, run: int, testers: int,
+                       turn: int) -> tuple[np.ndarray, np.ndarray]:
+    """``bootstrap_stream`` of testers that share a partition: ``testers`` null streams of
+    their own (``blocks`` of whole lots, ``lot_blocks``, with ``run`` 1: a tester keeps its
+    lot as long as on the floor), taking turns of ``turn`` records; runs numbered apart.
+    Windows then hold several testers' lots drawn independently, as on the floor, not only
+    the pairs the reference happened to hold."""
+    each = -(-length // testers) + turn
+    streams = [bootstrap_stream(blocks, each, rng, run) for _ in range(testers)]
+    turns = np.concatenate([np.arange(each) // turn * testers + i for i in range(testers)])
+    order = np.lexsort((np.tile(np.arange(each), testers), turns))[:length]
+    rows = np.concatenate([r for r, _ in streams])[order]
+    runs = np.concatenate([labels * testers + i for i, (_, labels) in enumerate(streams)])[order]
+    return rows, np.unique(runs, return_inverse=True)[1]
 
 
 def spread_inflation(n_runs: float, level: float = 0.1) -> float:

@@ -92,6 +92,29 @@ def lot_gap(groups) -> int:
     return int(min(2 * np.quantile(gaps, 0.99), np.median(sizes) / 2))
 
 
+def turn_taking(groups) -> tuple[int, int]:
+    """How many testers take turns in ``groups`` (``lot/wafer`` ids, stream order) and their
+    usual turn in records: (1, 0) unless lots interleave (``lot_gap``); else the median lot's
+    span over its records, rounded, and the median run of one lot.
+
+    >>> turn_taking(np.repeat(["A/1", "B/1", "C/1"], 10))
+    (1, 0)
+    >>> turn_taking(np.tile(np.repeat(["A/1", "B/1"], 4), 20))
+    (2, 4)
+    """
+    if lot_gap(groups) == 0:
+        return 1, 0
+    starts, lots = lot_runs(groups)
+    ends = np.r_[starts[1:], len(groups)]
+    _, lot = np.unique(lots.astype(str), return_inverse=True)
+    first = np.full(lot.max() + 1, len(groups))
+    np.minimum.at(first, lot, starts)
+    last = np.zeros(lot.max() + 1, dtype=np.int64)
+    np.maximum.at(last, lot, ends)
+    records = np.bincount(lot, weights=ends - starts)
+    return max(1, int(round(np.median((last - first) / records)))), int(np.median(ends - starts))
+
+
 class LotAccumulator:
     """Sums of the lots in progress, by lot; ``update`` returns the lots a batch completed.
 

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import stats
 
 from stream_ct.drift.calibration import (bootstrap_stream, chart_arl, chart_calibration, exp_tail_quantile, grid_step,
-                                         ks_shift, cusum_threshold, effective_rate, spread_inflation,
-                                         unless_unsafe, wafer_blocks, with_rate_floor)
+                                         interleaved_stream, ks_shift, cusum_threshold, effective_rate, lot_blocks,
+                                         spread_inflation, unless_unsafe, wafer_blocks, with_rate_floor)
 from stream_ct.drift.cusum import CusumBank
 from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
@@ -33,7 +33,7 @@ from stream_ct.drift.signal import DriftSignal
 from stream_ct.drift.values import group_sums, valid_mask
 from stream_ct.drift.wafer_runs import WaferRuns
 from stream_ct.drift import within as within_charts
-from stream_ct.drift.lot_means import LotMeanChart, lot_gap, reference_lots
+from stream_ct.drift.lot_means import LotMeanChart, lot_gap, reference_lots, turn_taking
 
 #: Share of the false-alarm budget (1/ARL0 per record) each detector family gets. On a test
 #: floor a persistent shift that starts with a lot is seen by the lot-mean charts alone, and
@@ -225,8 +225,12 @@ class DriftMonitor:
         # the reference mean's error, in sds of its estimate: each feature gets each of
         # ``n_rep`` normal quantiles once, in random order (less noise than ``n_rep`` draws)
         mean_errors = stats.norm.ppf((rng.permuted(np.tile(np.arange(n_rep), (d, 1)), axis=1).T + 0.5) / n_rep)
+        # testers taking turns on the reference's partition: windows hold several of their lots
+        testers, turn = (1, 0) if self.reference_groups is None else turn_taking(self.reference_groups)
+        lots = lot_blocks(blocks, self.reference_groups) if testers > 1 else None
         for mean_error in mean_errors:
-            rows, runs = bootstrap_stream(blocks, length, rng, self.block)
+            rows, runs = bootstrap_stream(blocks, length, rng, self.block) if lots is None else \
+                interleaved_stream(lots, length, rng, 1, testers, turn)
             x = ref[rows]
             run_dev = _group_means(x, runs) - self.mean
             # the stream's runs spread wider than the reference's may, and its mean is off by
