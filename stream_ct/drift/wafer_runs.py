@@ -52,6 +52,7 @@ class WaferRuns:
         self.warned = True
         return (f"drift: wafers arrive in pieces ({self.mean_run:.0f} records of one wafer in a row on average, "
                 f"against wafers of {self.wafer_records}): the subgroup charts mix wafers and the within-wafer "
-                "charts see pieces, so mean shifts are found later and lot offsets can false-alarm. A wafer's "
-                "parts must arrive together: key the input by lot/wafer (not by part), and give testers that "
-                "run at once partitions of their own (docs/operate.md, 'Keys and partitions')")
+                "charts see pieces, so mean shifts are found later, and the KS/PSI windows of testers taking "
+                "turns false-alarm above their share. A wafer's parts must arrive together: key the input by "
+                "lot/wafer (not by part), and give testers that run at once partitions of their own "
+                "(docs/operate.md, 'Keys and partitions')")
