@@ -118,3 +118,38 @@ def test_a_step_on_one_tester_taking_turns_is_caught_by_the_lot_mean_charts(inte
     first = signals[0]
     assert first.detector.startswith("cusum_lot_mean") and first.features[0] == names[7]
     assert first.position - onset <= 3_000  # 1,040 here: about two of its lots
+
+
+def test_turns_that_begin_after_the_reference_are_learned_from_the_stream():
+    """A reference of one tester (gap 0); on the stream two testers take turns of 8 records:
+    the first lots come in pieces (not charted), then a lot seen again soon teaches the gap."""
+    rng = np.random.default_rng(1)
+    lots = np.repeat(np.arange(8), 100)
+    X = rng.normal(size=(800, 2))
+    groups = np.array([f"L{lot}/1" for lot in lots])[_turns(400, 8, 2)]
+    acc = LotAccumulator(2, gap=0, horizon=50)
+    _, sizes, _ = acc.update(X, groups, np.arange(800))
+    assert acc.gap == 16
+    assert sizes[:2].tolist() == [8, 8] and sizes[-4:].tolist() == [100] * 4  # then whole lots
+    assert LotAccumulator(2, gap=0).update(X, groups, np.arange(800))[1].max() == 8  # no horizon: pieces
+
+
+def test_a_monitor_calibrated_on_one_tester_follows_two_taking_turns():
+    """Without learning the turns the lot-mean charts never saw a whole lot: the 1-sd step on
+    one tester was not caught within 100,000 records; now after 1,040 (as with a reference
+    that shows the turns)."""
+    sim = Simulator(seed=100, n_tests=20, parts_per_wafer=50, wafers_per_lot=5, stream_seed=1)
+    ref = sim.generate(10_000)
+    mon = DriftMonitor(ref.X, ref.feature_names,
+                       reference_groups=np.char.add("S0-", np.char.add(np.char.add(ref.lot_id, "/"), ref.wafer_id)),
+                       reference_strata={s: getattr(ref, s).astype(str) for s in ("tester", "site", "fab")},
+                       reference_dies=ref.x * 65536 + ref.y, seed=0)
+    assert mon.cal["lot_means"]["gap"] == 0
+    X, groups, strata, dies, order, names = _interleaved(
+        50_000, [5, 6], scenario="mean-shift", onset=20_000, shift_sigma=1.0, drift_test=7)
+    onset = int(np.flatnonzero(order == 20_000)[0])
+    signals = _signals(mon, X, groups, strata, dies)
+    assert mon.lot_means.lots.gap == 32
+    assert signals and all(s.position >= onset for s in signals)
+    assert signals[0].detector.startswith("cusum_lot_mean") and signals[0].features[0] == names[7]
+    assert signals[0].position - onset <= 3_000

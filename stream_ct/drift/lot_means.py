@@ -121,12 +121,15 @@ class LotAccumulator:
     A lot is complete at the first record of another lot once it has been away for ``gap``
     records (``lot_gap``): with 0, as soon as another lot's record arrives; with testers
     interleaving their lots, after their usual turns. A lot seen again after it was complete
-    starts over (a lot tested again later is a lot of its own; a piece is not charted).
+    starts over (a lot tested again later is a lot of its own; a piece is not charted); seen
+    again within ``horizon`` records it was taking turns, so ``gap`` grows to twice its
+    absence (testers that began taking turns after the reference was taken).
     """
 
-    def __init__(self, d: int, gap: int = 0):
-        self.d, self.gap = d, int(gap)
+    def __init__(self, d: int, gap: int = 0, horizon: float = 0.0):
+        self.d, self.gap, self.horizon = d, int(gap), float(horizon)
         self.open: dict[str, list] = {}  # lot -> [sum, count, rows, position of its last record]
+        self.done: dict[str, int] = {}  # lots completed lately -> position of their last record
 
     def update(self, X, groups, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per completed lot: its mean per feature (NaN: no value; ``X`` holds NaN where a
@@ -147,12 +150,15 @@ class LotAccumulator:
         means, sizes, ends = [], [], []
         for i, lot in enumerate(lots.tolist()):
             for other in [o for o, acc in self.open.items() if o != lot and first[i] - acc[3] - 1 >= self.gap]:
-                total, count, n, _ = self.open.pop(other)
+                total, count, n, seen = self.open.pop(other)
                 means.append(mean_or_nan(total, count))
                 sizes.append(n)
                 ends.append(first[i])
+                if self.horizon:
+                    self.done[other] = seen
             acc = self.open.get(lot)
             if acc is None:
+                self._back_soon(lot, first[i])
                 self.open[lot] = [sums[i].copy(), counts[i].copy(), int(rows[i]), last[i]]
             else:
                 acc[0] += sums[i]
@@ -162,12 +168,21 @@ class LotAccumulator:
         return (np.array(means, dtype=float).reshape(-1, self.d), np.array(sizes, dtype=np.int64),
                 np.array(ends, dtype=np.int64))
 
+    def _back_soon(self, lot: str, position: int) -> None:
+        """A completed ``lot`` seen again at ``position`` within ``horizon``: wait longer from now on."""
+        seen = self.done.pop(lot, None)
+        if seen is not None and position - seen - 1 < self.horizon:
+            self.gap = max(self.gap, 2 * (position - seen - 1))
+        if len(self.done) > 256:
+            self.done = {o: p for o, p in self.done.items() if position - p < self.horizon}
+
     def state_dict(self) -> dict:
-        return {"gap": self.gap, "open": [[lot, *acc] for lot, acc in self.open.items()]}
+        return {"gap": self.gap, "open": [[lot, *acc] for lot, acc in self.open.items()], "done": self.done}
 
     def load_state(self, s: dict) -> None:
         """Resume from ``state_dict()`` (or the one-lot state before lots were followed by id)."""
         self.gap = int(s.get("gap", 0))
+        self.done = {str(lot): int(p) for lot, p in s.get("done", {}).items()}
         entries = s["open"] if "open" in s else [] if s["lot"] is None else [[s["lot"], s["sum"], s["count"],
                                                                               s["rows"], -1]]
         self.open = {lot: [np.array(total, dtype=float), np.array(count, dtype=float), int(n), int(p)]
@@ -212,7 +227,7 @@ class LotMeanChart:
         shares = [share] if np.ndim(k) == 0 else list(share)
         arls = [chart_arl(arl0, 2 * d, f, self.lot_records) for f in shares]  # in lots, per chart
         self.chart = SelfStartingChart(ref, k, arls[0] if np.ndim(k) == 0 else arls, lag, thresholds)
-        self.lots = LotAccumulator(d, gap)
+        self.lots = LotAccumulator(d, gap, horizon=self.lot_records / 2)
 
     @property
     def lag(self) -> int:
