@@ -103,6 +103,7 @@ def interleaved_monitor():
 def test_two_testers_taking_turns_raise_no_lot_mean_false_alarms(interleaved_monitor):
     """300,000 no-drift records at ARL0 100,000: 3 false alarms expected in all, of every family."""
     assert interleaved_monitor.cal["lot_means"]["gap"] == 32
+    assert any("2 testers take turns of about 16 records" in w for w in interleaved_monitor.warnings)
     X, groups, strata, dies, _, _ = _interleaved(150_000, [3, 4])
     signals = _signals(DriftMonitor.from_state(interleaved_monitor.state_dict()), X, groups, strata, dies)
     assert len(signals) <= 6, [(s.detector, s.position) for s in signals]  # 187 lot-mean alarms before

@@ -169,6 +169,13 @@ class DriftMonitor:
         self.tied = np.array([len(r) and np.diff(np.r_[0, np.flatnonzero(np.diff(r)) + 1, len(r)]).max()
                               >= max(2, 0.001 * len(r)) for r in self.ranks.sorted], dtype=bool)
         self.cal = _calibration or self._calibrate(blocks, valid)
+        testers, turn = self.cal.get("turns", (1, 0))
+        if testers > 1:
+            self.warnings.append(
+                f"drift: in the reference {testers} testers take turns of about {turn} records on one partition: "
+                "the lot-mean charts follow their lots by id and KS/PSI are calibrated on turns, but KS/PSI raise "
+                "more false alarms than their share there; give testers that run at once partitions of their own "
+                "(docs/operate.md, 'Keys and partitions')")
 
         d, w = len(self.feature_names), self.window
         self.global_banks = self._banks(self.budget["cusum"], self.sizes) \
@@ -228,6 +235,7 @@ class DriftMonitor:
         # testers taking turns on the reference's partition: windows hold several of their lots
         testers, turn = (1, 0) if self.reference_groups is None else turn_taking(self.reference_groups)
         lots = lot_blocks(blocks, self.reference_groups) if testers > 1 else None
+        cal = {"h": {}, "turns": [testers, turn]}
         for mean_error in mean_errors:
             rows, runs = bootstrap_stream(blocks, length, rng, self.block) if lots is None else \
                 interleaved_stream(lots, length, rng, 1, testers, turn)
@@ -244,7 +252,6 @@ class DriftMonitor:
             pair = np.minimum(stats_[:-lag], stats_[lag:])  # alarm needs both windows high
             ks_null.append(pair[:, 0])
             psi_null.append(pair[:, 1])
-        cal = {"h": {}}
         # the values every chart sees: less their dies' offsets (NaN stays NaN)
         charted = ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies)
         cal.update(self._cusum_calibration(ref, charted, blocks))
