@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from drift_detection import ARL0, _dies, _groups, _strata  # noqa: E402
 from stream_ct.drift import DriftMonitor, monitor  # noqa: E402
+from stream_ct.drift.calibration import turn_order  # noqa: E402
 from stream_ct.simulate import Simulator  # noqa: E402
 
 #: Detector -> the budget family whose share it spends.
@@ -61,9 +62,7 @@ def taking_turns(seed: int, stream_seeds, n_each: int, turn: int, **params):
     """``n_each`` records of each tester (its own ``stream_seed``), taking turns of ``turn``
     records on one partition: (X, strata, dies, lot/wafer ids prefixed by the tester)."""
     parts = [Simulator(scenario="none", seed=seed, stream_seed=s, **params).generate(n_each) for s in stream_seeds]
-    k = len(parts)
-    turns = np.concatenate([np.arange(n_each) // turn * k + i for i in range(k)])
-    order = np.lexsort((np.tile(np.arange(n_each), k), turns))
+    order = turn_order(n_each, turn, len(parts))
     column = lambda values: np.concatenate(values)[order]  # noqa: E731
     strata = {s: column([_strata(b)[s] for b in parts]) for s in ("tester", "site", "fab")}
     groups = column([np.char.add(f"S{i}-", _groups(b)) for i, b in enumerate(parts)])

@@ -258,8 +258,9 @@ def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray],
 
 
 def registered_for(request: dict[str, Any], registry: Registry) -> int | None:
-    """The version registered for this request (its ``trigger.request_id``), newest first;
-    None if none is: a worker stopped after registering it and before settling it."""
+    """The version registered for this request (its ``trigger.request_id``, searched from the
+    newest), or None; there is one when a worker stopped after registering it and before
+    settling the request."""
     for version in reversed(registry.versions(request["model"])):
         if registry.meta(request["model"], version).get("trigger", {}).get("request_id") == request["request_id"]:
             return version

@@ -1,4 +1,5 @@
-"""Testers that share a partition interleave their lots: the lot-mean charts follow lots by id.
+"""Testers that share a partition take turns: the lot-mean charts follow lots by id (and learn
+turns the reference did not show), and KS/PSI are calibrated on turns.
 
 Before, a lot ended at the first record of another lot, so two testers taking turns of 16
 records gave "lots" of 16 records, consecutive ones sharing a lot offset: on two interleaved
@@ -9,15 +10,9 @@ import numpy as np
 import pytest
 
 from stream_ct.drift import DriftMonitor
-from stream_ct.drift.calibration import interleaved_stream, lot_blocks, wafer_blocks
+from stream_ct.drift.calibration import interleaved_stream, lot_blocks, turn_order, wafer_blocks
 from stream_ct.drift.lot_means import LotAccumulator, lot_gap, turn_taking
 from stream_ct.simulate import Simulator
-
-
-def _turns(n_each: int, chunk: int, n_sources: int) -> np.ndarray:
-    """Order of records of ``n_sources`` streams of ``n_each`` (concatenated) taking turns of ``chunk``."""
-    turn = np.concatenate([np.arange(n_each) // chunk * n_sources + i for i in range(n_sources)])
-    return np.lexsort((np.tile(np.arange(n_each), n_sources), turn))
 
 
 def test_interleaved_lots_are_followed_by_id_and_complete_after_their_turns():
@@ -26,7 +21,7 @@ def test_interleaved_lots_are_followed_by_id_and_complete_after_their_turns():
     lots = np.repeat(np.arange(8), 100)  # source A: lots 0-3, source B: lots 4-7, 100 records each
     X = offsets[lots] + rng.normal(0, 0.1, (800, 2))
     groups = np.array([f"L{lot}/1" for lot in lots])
-    order = _turns(400, 8, 2)
+    order = turn_order(400, 8, 2)
     X, groups, lots = X[order], groups[order], lots[order]
     gap = lot_gap(groups)
     assert gap == 16  # twice the 8 records of the other tester's turn
@@ -49,7 +44,7 @@ def test_lot_gap_is_zero_for_whole_lots_and_a_lot_tested_again_later():
 def test_turn_taking_counts_the_testers_and_their_turn():
     lots = np.repeat(np.arange(12), 60)  # testers A (lots 0-3), B (4-7), C (8-11): turns of 5 records
     groups = np.array([f"L{lot}/{i // 30}" for i, lot in enumerate(lots)])
-    order = _turns(240, 5, 3)
+    order = turn_order(240, 5, 3)
     assert turn_taking(groups[order]) == (3, 5)
     assert turn_taking(groups) == (1, 0)
 
@@ -57,7 +52,7 @@ def test_turn_taking_counts_the_testers_and_their_turn():
 def test_the_null_stream_of_testers_taking_turns_keeps_each_testers_lots_in_order():
     """Lots of 100 rows, two wafers each; each tester's own stream runs through whole lots."""
     groups = np.array([f"L{i // 100}/{i // 50}" for i in range(400)])
-    order = _turns(200, 10, 2)  # lots 0-1 on one tester, 2-3 on the other, in turns of 10
+    order = turn_order(200, 10, 2)  # lots 0-1 on one tester, 2-3 on the other, in turns of 10
     lots = lot_blocks(wafer_blocks(groups[order], 400), groups[order])
     assert [sorted(order[rows].tolist()) for rows in lots] == [list(range(a, a + 100)) for a in (0, 200, 100, 300)]
     rows, runs = interleaved_stream(lots, 1000, np.random.default_rng(0), 1, 2, 10)
@@ -79,7 +74,7 @@ def _interleaved(n_each: int, seeds, chunk: int = 16, **first):
                         **(first if i == 0 else {}))
         b = sim.generate(n_each)
         parts.append((b, np.char.add(f"S{i}-", np.char.add(np.char.add(b.lot_id, "/"), b.wafer_id))))
-    order = _turns(n_each, chunk, len(seeds))
+    order = turn_order(n_each, chunk, len(seeds))
     column = lambda values: np.concatenate(values)[order]  # noqa: E731
     return (column([b.X for b, _ in parts]), column([g for _, g in parts]),
             {s: column([getattr(b, s).astype(str) for b, _ in parts]) for s in ("tester", "site", "fab")},
@@ -127,7 +122,7 @@ def test_turns_that_begin_after_the_reference_are_learned_from_the_stream():
     rng = np.random.default_rng(1)
     lots = np.repeat(np.arange(8), 100)
     X = rng.normal(size=(800, 2))
-    groups = np.array([f"L{lot}/1" for lot in lots])[_turns(400, 8, 2)]
+    groups = np.array([f"L{lot}/1" for lot in lots])[turn_order(400, 8, 2)]
     acc = LotAccumulator(2, gap=0, horizon=50)
     _, sizes, _ = acc.update(X, groups, np.arange(800))
     assert acc.gap == 16

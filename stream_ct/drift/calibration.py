@@ -72,6 +72,17 @@ def bootstrap_stream(blocks: list[np.ndarray], length: int, rng,
             np.concatenate(labels)[offset:offset + length])
 
 
+def turn_order(each: int, turn: int, testers: int) -> np.ndarray:
+    """Order of the records of ``testers`` streams of ``each`` records laid end to end, taking
+    turns of ``turn`` records (each stream's records in their order).
+
+    >>> turn_order(4, 2, 2).tolist()
+    [0, 1, 4, 5, 2, 3, 6, 7]
+    """
+    turns = np.concatenate([np.arange(each) // turn * testers + i for i in range(testers)])
+    return np.lexsort((np.tile(np.arange(each), testers), turns))
+
+
 def interleaved_stream(blocks: list[np.ndarray], length: int, rng, run: int, testers: int,
                        turn: int) -> tuple[np.ndarray, np.ndarray]:
     """``bootstrap_stream`` of testers that share a partition: ``testers`` null streams of
@@ -81,8 +92,7 @@ def interleaved_stream(blocks: list[np.ndarray], length: int, rng, run: int, tes
     the pairs the reference happened to hold."""
     each = -(-length // testers) + turn
     streams = [bootstrap_stream(blocks, each, rng, run) for _ in range(testers)]
-    turns = np.concatenate([np.arange(each) // turn * testers + i for i in range(testers)])
-    order = np.lexsort((np.tile(np.arange(each), testers), turns))[:length]
+    order = turn_order(each, turn, testers)[:length]
     rows = np.concatenate([r for r, _ in streams])[order]
     runs = np.concatenate([labels * testers + i for i, (_, labels) in enumerate(streams)])[order]
     return rows, np.unique(runs, return_inverse=True)[1]

@@ -234,11 +234,11 @@ class DriftMonitor:
         mean_errors = stats.norm.ppf((rng.permuted(np.tile(np.arange(n_rep), (d, 1)), axis=1).T + 0.5) / n_rep)
         # testers taking turns on the reference's partition: windows hold several of their lots
         testers, turn = (1, 0) if self.reference_groups is None else turn_taking(self.reference_groups)
-        lots = lot_blocks(blocks, self.reference_groups) if testers > 1 else None
+        lot_rows = lot_blocks(blocks, self.reference_groups) if testers > 1 else None
         cal = {"h": {}, "turns": [testers, turn]}
         for mean_error in mean_errors:
-            rows, runs = bootstrap_stream(blocks, length, rng, self.block) if lots is None else \
-                interleaved_stream(lots, length, rng, 1, testers, turn)
+            rows, runs = bootstrap_stream(blocks, length, rng, self.block) if lot_rows is None else \
+                interleaved_stream(lot_rows, length, rng, 1, testers, turn)
             x = ref[rows]
             run_dev = _group_means(x, runs) - self.mean
             # the stream's runs spread wider than the reference's may, and its mean is off by
