@@ -38,8 +38,13 @@ def wafer_key(record: dict[str, Any]) -> str:
     return f"{record['lot_id']}/{record['wafer_id']}"
 
 
+def lot_key(record: dict[str, Any]) -> str:
+    """The message key that keeps a lot's parts in one partition, in order: ``lot``."""
+    return str(record["lot_id"])
+
+
 #: Message keys a publisher may give part records (``--key``).
-MESSAGE_KEYS = {"part": part_key, "wafer": wafer_key}
+MESSAGE_KEYS = {"part": part_key, "wafer": wafer_key, "lot": lot_key}
 
 
 def is_sentinel(value: float) -> bool:

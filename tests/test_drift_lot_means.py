@@ -155,3 +155,21 @@ def test_a_state_saved_before_late_joining_resumes_without_lag():
     resumed.load_state(copy.deepcopy(old))
     assert resumed.lag == 0 and resumed.chart.pending.shape == (0, 2)
     np.testing.assert_array_equal(resumed.thresholds, chart.thresholds)
+
+
+def test_lots_in_pieces_are_not_charted_and_said_once_most_are():
+    """An instance that reads one of three partitions a lot's wafers went to sees a third of
+    each lot: never half the reference's lot size, so the chart never sees a lot; it says so."""
+    rng = np.random.default_rng(6)
+    ref, ref_groups = _lots(12, 90, 2, rng)
+    chart = LotMeanChart(*reference_lots(ref, ref_groups), k=0.5, arl0=10_000, share=1.0)
+    X, groups = _lots(8, 90, 2, rng, start=12)
+    third = np.arange(len(X)) % 90 < 30  # 30 of each lot's 90 records
+    chart.update(X[third][:120], groups[third][:120], np.arange(120))
+    assert chart.pieces_warning() is None  # 3 lots completed: too few to say
+    chart.update(X[third][120:], groups[third][120:], np.arange(120, third.sum()))
+    assert (chart.completed, chart.whole) == (7, 0)
+    assert "lots arrive in pieces (7 of 7 lots" in chart.pieces_warning() and "--key lot" in chart.pieces_warning()
+    whole = LotMeanChart(*reference_lots(ref, ref_groups), k=0.5, arl0=10_000, share=1.0)
+    whole.update(X, groups, np.arange(len(X)))
+    assert (whole.completed, whole.whole) == (7, 7) and whole.pieces_warning() is None

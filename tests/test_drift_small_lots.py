@@ -178,3 +178,22 @@ def test_short_reference_of_a_coarse_test_gives_no_window_alarms():
                        reference_dies=_dies(ref), arl0=100_000)  # serve's windows
     windows = [s for s in _run(sim, mon, 400_000) if s.detector in ("ks", "psi")]
     assert windows == []
+
+
+def test_an_instance_that_sees_some_wafers_of_each_lot_says_lots_arrive_in_pieces():
+    """Keyed by wafer over three partitions, an instance sees about a third of each lot's
+    wafers: its lot-mean charts see no whole lot, and the monitor says so once (keyed by lot
+    it would see them whole)."""
+    sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
+    state = _monitor(sim.generate(10_000)).state_dict()
+    b = sim.generate(20_000)
+    groups = np.char.add(np.char.add(b.lot_id, "/"), b.wafer_id)
+    mine = np.arange(len(groups)) // 50 % 3 == 0  # every third wafer
+    for rows, expected in ((mine, 1), (np.ones(len(groups), bool), 0)):
+        mon = DriftMonitor.from_state(state)
+        for a in range(0, rows.sum(), 1000):
+            part = np.flatnonzero(rows)[a:a + 1000]
+            mon.update(b.X[part], strata={k: v[part] for k, v in _strata(b).items()}, dies=_dies(b)[part],
+                       groups=groups[part])
+        pieces = [w for w in mon.warnings if "lots arrive in pieces" in w]
+        assert len(pieces) == expected, mon.warnings

@@ -359,16 +359,17 @@ def test_convert_writes_one_message_per_part(tmp_path):
 
 
 @needs_data
-def test_convert_keys_by_wafer_on_request(tmp_path):
-    """``--key wafer``: a wafer's parts share one key, so one partition holds them in order."""
-    out = tmp_path / "wafers.jsonl"
-    assert main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--key", "wafer",
+@pytest.mark.parametrize("key", ["wafer", "lot"])
+def test_convert_keys_by_wafer_or_lot_on_request(tmp_path, key):
+    """``--key wafer`` (``lot``): a wafer's (lot's) parts share one key, so one partition holds them in order."""
+    out = tmp_path / "keyed.jsonl"
+    assert main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--key", key,
                  "--quiet"]) == 0
     messages = list(read_recording(str(out)))
     assert len(messages) == 784
     for message in messages:
         rec = orjson.loads(message.value)
-        assert message.key == f"{rec['lot_id']}/{rec['wafer_id']}".encode()
+        assert message.key == (f"{rec['lot_id']}/{rec['wafer_id']}" if key == "wafer" else rec["lot_id"]).encode()
 
 
 @needs_data

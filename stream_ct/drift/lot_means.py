@@ -228,6 +228,7 @@ class LotMeanChart:
         arls = [chart_arl(arl0, 2 * d, f, self.lot_records) for f in shares]  # in lots, per chart
         self.chart = SelfStartingChart(ref, k, arls[0] if np.ndim(k) == 0 else arls, lag, thresholds)
         self.lots = LotAccumulator(d, gap, horizon=self.lot_records / 2)
+        self.completed, self.whole = 0, 0  # lots completed on the stream, and those charted
 
     @property
     def lag(self) -> int:
@@ -253,7 +254,20 @@ class LotMeanChart:
         valid, positions, stratum, detector)`` (the monitor's) per bank, or without it the alarms."""
         means, sizes, ends = self.lots.update(X, groups, positions)
         whole = sizes >= self.lot_records / 2
+        self.completed, self.whole = self.completed + len(sizes), self.whole + int(whole.sum())
         return self.chart.update(means[whole], ends[whole], signals, None, self.detectors)
+
+    def pieces_warning(self, min_lots: int = 5) -> str | None:
+        """What to do when most lots completed on the stream were pieces (under half the
+        reference's lot size, never charted: an instance that reads some of the partitions a
+        lot's wafers went to), once ``min_lots`` have; else None."""
+        if self.completed < min_lots or 2 * self.whole >= self.completed:
+            return None
+        return (f"drift: lots arrive in pieces ({self.completed - self.whole} of {self.completed} lots completed "
+                f"here held under half the reference's {self.lot_records:.0f} records): the lot-mean charts skip "
+                "pieces, so a step at a lot boundary is found late or not at all. Key the input by lot "
+                "(stream-ct stdf publish --key lot) so each serve instance sees whole lots "
+                "(docs/operate.md, 'Keys and partitions')")
 
     def state_dict(self) -> dict:
         return {**self.chart.state_dict(), "lots": self.lots.state_dict()}

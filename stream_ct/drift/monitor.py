@@ -216,6 +216,7 @@ class DriftMonitor:
         self.signal_counts: dict[str, int] = {}
         self.latest = {"ks": np.full(d, np.nan), "psi": np.full(d, np.nan)}
         self.wafer_runs = WaferRuns(self.wafer_records)  # a warning, mid-stream, if wafers come in pieces
+        self.lots_warned = False  # the same if lots do
 
     # -- calibration -------------------------------------------------------------------
     def _calibrate(self, blocks, valid) -> dict:
@@ -428,6 +429,10 @@ class DriftMonitor:
             signals += self.within.update(missing_nan, complete, groups, positions, strata, self._cusum_signals)
         if self.lot_means is not None:
             signals += self.lot_means.update(missing_nan, groups, positions, self._cusum_signals)
+            warning = None if self.lots_warned else self.lot_means.pieces_warning()
+            if warning:
+                self.warnings.append(warning)
+                self.lots_warned = True
         signals += self._window_signals(X, valid)
         self.n_seen += b
         for s in signals:

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     pub = actions.add_parser("publish", help="send one message per part to a Kafka topic",
                              epilog="example: stream-ct stdf publish lot2.stdf.gz --topic ct.parts",
                              description="Publish the parts of STDF files to a Kafka topic "
-                                         "(key lot/wafer/part or, with --key wafer, lot/wafer; timestamp = test time).")
+                                         "(key lot/wafer/part or, with --key wafer or lot, lot/wafer or lot; "
+                                         "timestamp = test time).")
     pub.add_argument("files", nargs="+", metavar="FILE", help="STDF V4 files")
     pub.add_argument("--topic", required=True, help="Kafka topic to publish to")
     pub.add_argument("--bootstrap-servers", metavar="HOST:PORT", default=None,
@@ -53,11 +54,11 @@ def register(subparsers) -> None:
 
 
 def add_key_argument(parser) -> None:
-    """``--key part|wafer``: the message key of each part."""
+    """``--key part|wafer|lot``: the message key of each part."""
     parser.add_argument("--key", choices=sorted(MESSAGE_KEYS), default="part",
-                        help="message key: lot/wafer/part (default) or lot/wafer, which keeps each wafer's "
-                             "parts together in one partition, as the drift charts need when several serve "
-                             "instances share the topic (docs/operate.md)")
+                        help="message key: lot/wafer/part (default), lot/wafer, which keeps each wafer's parts "
+                             "together in one partition, or lot, which keeps each lot's: what the drift charts "
+                             "need when several serve instances share the topic (docs/operate.md)")
 
 
 def _missing(files: list[str]) -> str | None:
