@@ -75,8 +75,7 @@ def alarms_taking_turns(seed: int, records: int, n_ref: int, testers: int, turn:
     the monitor as before it followed testers' turns (a lot ends where another's record
     arrives, ``lot_gap`` 0; KS/PSI calibrated on one tester's null stream)."""
     X, strata, dies, groups = taking_turns(seed, range(1, testers + 1), n_ref // testers, turn, **params)
-    with mock.patch.object(monitor, "lot_gap", monitor.lot_gap if by_id else lambda groups: 0), \
-            mock.patch.object(monitor, "turn_taking", monitor.turn_taking if by_id else lambda groups: (1, 0)):
+    with mock.patch.object(monitor, "lot_gap", monitor.lot_gap if by_id else lambda groups: 0):  # 0: no turns
         mon = DriftMonitor(X, [f"t{j}" for j in range(X.shape[1])], reference_groups=groups, reference_strata=strata,
                            reference_dies=dies, arl0=ARL0, seed=0)
     X, strata, dies, groups = taking_turns(seed, range(101, 101 + testers), records // testers, turn, **params)

@@ -94,17 +94,18 @@ def lot_gap(groups) -> int:
 
 def turn_taking(groups) -> tuple[int, int]:
     """How many testers take turns in ``groups`` (``lot/wafer`` ids, stream order) and their
-    usual turn in records: (1, 0) unless lots interleave (``lot_gap``); else the median lot's
-    span over its records, rounded, and the median run of one lot.
+    usual turn in records: the median lot's span over its records, rounded, and the median
+    run of one lot; (1, 0) when lots arrive whole (one tester).
 
     >>> turn_taking(np.repeat(["A/1", "B/1", "C/1"], 10))
     (1, 0)
     >>> turn_taking(np.tile(np.repeat(["A/1", "B/1"], 4), 20))
     (2, 4)
     """
-    if lot_gap(groups) == 0:
+    runs = lot_runs(groups)
+    if runs is None:
         return 1, 0
-    starts, lots = lot_runs(groups)
+    starts, lots = runs
     ends = np.r_[starts[1:], len(groups)]
     _, lot = np.unique(lots.astype(str), return_inverse=True)
     first = np.full(lot.max() + 1, len(groups))
@@ -112,7 +113,8 @@ def turn_taking(groups) -> tuple[int, int]:
     last = np.zeros(lot.max() + 1, dtype=np.int64)
     np.maximum.at(last, lot, ends)
     records = np.bincount(lot, weights=ends - starts)
-    return max(1, int(round(np.median((last - first) / records)))), int(np.median(ends - starts))
+    testers = int(round(np.median((last - first) / records)))
+    return (testers, int(np.median(ends - starts))) if testers > 1 else (1, 0)
 
 
 class LotAccumulator:
@@ -229,6 +231,7 @@ class LotMeanChart:
         self.chart = SelfStartingChart(ref, k, arls[0] if np.ndim(k) == 0 else arls, lag, thresholds)
         self.lots = LotAccumulator(d, gap, horizon=self.lot_records / 2)
         self.completed, self.whole = 0, 0  # lots completed on the stream, and those charted
+        self.warned = False
 
     @property
     def lag(self) -> int:
@@ -258,11 +261,12 @@ class LotMeanChart:
         return self.chart.update(means[whole], ends[whole], signals, None, self.detectors)
 
     def pieces_warning(self, min_lots: int = 5) -> str | None:
-        """What to do when most lots completed on the stream were pieces (under half the
-        reference's lot size, never charted: an instance that reads some of the partitions a
-        lot's wafers went to), once ``min_lots`` have; else None."""
-        if self.completed < min_lots or 2 * self.whole >= self.completed:
+        """What to do, said once, when most lots completed on the stream were pieces (under
+        half the reference's lot size, never charted: an instance that reads some of the
+        partitions a lot's wafers went to), once ``min_lots`` have; else None."""
+        if self.warned or self.completed < min_lots or 2 * self.whole >= self.completed:
             return None
+        self.warned = True
         return (f"drift: lots arrive in pieces ({self.completed - self.whole} of {self.completed} lots completed "
                 f"here held under half the reference's {self.lot_records:.0f} records): the lot-mean charts skip "
                 "pieces, so a step at a lot boundary is found late or not at all. Key the input by lot "

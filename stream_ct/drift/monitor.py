@@ -216,7 +216,6 @@ class DriftMonitor:
         self.signal_counts: dict[str, int] = {}
         self.latest = {"ks": np.full(d, np.nan), "psi": np.full(d, np.nan)}
         self.wafer_runs = WaferRuns(self.wafer_records)  # a warning, mid-stream, if wafers come in pieces
-        self.lots_warned = False  # the same if lots do
 
     # -- calibration -------------------------------------------------------------------
     def _calibrate(self, blocks, valid) -> dict:
@@ -234,7 +233,8 @@ class DriftMonitor:
         # ``n_rep`` normal quantiles once, in random order (less noise than ``n_rep`` draws)
         mean_errors = stats.norm.ppf((rng.permuted(np.tile(np.arange(n_rep), (d, 1)), axis=1).T + 0.5) / n_rep)
         # testers taking turns on the reference's partition: windows hold several of their lots
-        testers, turn = (1, 0) if self.reference_groups is None else turn_taking(self.reference_groups)
+        gap = 0 if self.reference_groups is None else lot_gap(self.reference_groups)
+        testers, turn = turn_taking(self.reference_groups) if gap else (1, 0)
         lot_rows = lot_blocks(blocks, self.reference_groups) if testers > 1 else None
         cal = {"h": {}, "turns": [testers, turn]}
         for mean_error in mean_errors:
@@ -260,7 +260,6 @@ class DriftMonitor:
             cal["within"] = within_charts.calibrate(
                 charted, self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
                 self.wafer_records, self.block)
-        gap = 0 if self.reference_groups is None else lot_gap(self.reference_groups)
         lots = None if self.reference_groups is None or self.budget.get("lots", 0) <= 0 else reference_lots(
             charted, self.reference_groups, gap)
         if lots is not None:
@@ -429,10 +428,9 @@ class DriftMonitor:
             signals += self.within.update(missing_nan, complete, groups, positions, strata, self._cusum_signals)
         if self.lot_means is not None:
             signals += self.lot_means.update(missing_nan, groups, positions, self._cusum_signals)
-            warning = None if self.lots_warned else self.lot_means.pieces_warning()
+            warning = self.lot_means.pieces_warning()
             if warning:
                 self.warnings.append(warning)
-                self.lots_warned = True
         signals += self._window_signals(X, valid)
         self.n_seen += b
         for s in signals:
