@@ -343,10 +343,11 @@ class RetrainWorker:
         config = ConsumerConfig.from_dict(request["config"], source=f"request {request.get('request_id')}")
         ids = {"request_id": request["request_id"], "model": request["model"], "reason": request["reason"]}
         registry_root = self.registry_path or config.registry.path
-        registered = registered_for(request, Registry(registry_root))
+        registry = Registry(registry_root)
+        registered = registered_for(request, registry)
         if registered is not None:
-            return self._finish_settling(request, Registry(registry_root), registered, outbox, events, ids)
-        stale = stale_reason(request, Registry(registry_root))
+            return self._finish_settling(request, registry, registered, outbox, events, ids)
+        stale = stale_reason(request, registry)
         if stale:
             events.emit("retrain_decision", version=None, decision="skipped", gates=[], metrics={},
                         detail=stale, **ids)
@@ -367,8 +368,7 @@ class RetrainWorker:
                     return Outcome(None, "failed", [], {"error": str(exc)})
                 continue
             if outcome.decision in ("promoted", "shadow"):
-                announce(outbox, Registry(registry_root), request["model"], outcome.version, outcome.decision,
-                         request["reason"])
+                announce(outbox, registry, request["model"], outcome.version, outcome.decision, request["reason"])
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, attempt=attempt,
                         step_seconds=outcome.step_seconds, seconds=round(time.monotonic() - started, 3), **ids)
