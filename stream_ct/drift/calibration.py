@@ -7,11 +7,13 @@ replicate also re-estimates the reference mean from a wafer resample, which puts
 reference's own estimation error into the null. Null statistics are extrapolated to the tiny
 per-look error rates a large ARL0 needs by an exponential tail fitted to their exceedances
 over the 90th percentile (exact for the Kolmogorov tail in ``D**2``, conservative for chi-square
-and half-normal shapes), never below the i.i.d. value.
+and half-normal shapes), further out with the slope all columns' exceedances show together
+(``tail_quantile``: windows holding a mixture of lots have heavier tails), never below the
+i.i.d. value.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
->>> float(np.round(exp_tail_quantile(rng.exponential(size=(20000, 1)), 1e-6)[0], 0))
+>>> float(np.round(tail_quantile(rng.exponential(size=(20000, 1)), 1e-6)[0], 0))
 14.0
 >>> round(siegmund_h(0.5, 10_000), 2)
 7.35
@@ -114,24 +116,52 @@ def grid_step(sorted_values: np.ndarray) -> float:
     return float(gaps.min()) if gaps.size else 0.0
 
 
-def exp_tail_quantile(samples: np.ndarray, p: float | np.ndarray, q: float = 0.9) -> np.ndarray:
-    """Per-column level exceeded with probability ``p`` under an exponential tail.
+def tail_quantile(samples: np.ndarray, p: float | np.ndarray, q: float = 0.9) -> np.ndarray:
+    """Per-column level exceeded with probability ``p`` by a non-negative statistic (n x d
+    ``samples``): an exponential tail per column over its ``q`` quantile, and further out
+    the tail's slope as all columns together show it.
 
-    ``samples`` is (n x d); the tail is fitted by maximum likelihood to the exceedances over
-    the ``q`` quantile. For ``p`` above ``1 - q`` the empirical quantile is returned.
+    Each column's tail scale is its mean excess over its ``q`` quantile ``u`` (maximum
+    likelihood), shrunk toward the columns' median ``scale / u`` by as little as the
+    ratios' agreement between two halves of the rows shows they differ (a column whose few
+    exceedances happen to be close would otherwise get a level far too low). The
+    exceedances, in units of their column's scale, are pooled, and the pooled top ``1 - q``
+    gets an exponential tail of its own: a tail heavier than exponential (windows holding a
+    mixture of lots) is extrapolated with the slope it shows there, never less steeply than
+    the column's own fit. For ``p`` above ``1 - q`` the empirical quantile is returned.
     """
     samples = np.asarray(samples, dtype=float)
-    u = np.quantile(samples, q, axis=0)
-    above = samples > u
-    p_u = above.mean(axis=0)
-    with np.errstate(invalid="ignore"):
-        scale = np.where(above, samples - u, 0.0).sum(axis=0) / np.maximum(above.sum(axis=0), 1)
+    u, p_u, scale = _exponential_tail(samples, q)
+    if samples.shape[1] >= 10:  # enough columns to tell their ratios' spread from noise
+        ratio = [s / np.where(v > 0, v, np.nan) for v, _, s in (_exponential_tail(samples[i::2], q) for i in (0, 1))]
+        both = np.isfinite(ratio[0]) & np.isfinite(ratio[1]) & (u > 0)
+        agree = np.corrcoef(ratio[0][both], ratio[1][both])[0, 1] if both.sum() > 2 else 1.0
+        weight = 2 * agree / (1 + agree) if agree > 0 else 0.0  # reliability of the full-sample ratio
+        scale = np.where(both, weight * scale + (1 - weight) * np.median(scale[both] / u[both]) * u, scale)
     p = np.broadcast_to(np.asarray(p, dtype=float), u.shape)
-    tail = u + scale * np.log(np.maximum(p_u, 1e-300) / p)
+    out = np.log(np.maximum(p_u, 1e-300) / p)  # in units of scale over u: exponential per column
+    pooled = ((samples - u) / np.where(scale > 0, scale, np.inf))[(samples > u) & (scale > 0)]
+    if pooled.size:
+        u2 = np.quantile(pooled, q)
+        further = pooled[pooled > u2]
+        if further.size:
+            far = p < p_u * (1 - q)  # beyond the pooled quantile
+            slope = (further - u2).mean()
+            out = np.where(far, np.maximum(out, u2 + slope * np.log(np.maximum(p_u * (1 - q), 1e-300) / p)), out)
+    tail = u + scale * out
     if (p < p_u).all():
         return tail
     empirical = np.array([np.quantile(col, min(1.0, 1 - pj)) for col, pj in zip(samples.T, p)])
     return np.where(p < p_u, tail, empirical)
+
+
+def _exponential_tail(samples: np.ndarray, q: float):
+    """Per column: the ``q`` quantile ``u``, the share above it, their mean excess over it."""
+    u = np.quantile(samples, q, axis=0)
+    above = samples > u
+    with np.errstate(invalid="ignore"):
+        scale = np.where(above, samples - u, 0.0).sum(axis=0) / np.maximum(above.sum(axis=0), 1)
+    return u, above.mean(axis=0), scale
 
 
 def chart_arl(arl0: float, charts: int, share, records_per_step: float):

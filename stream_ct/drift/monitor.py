@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from stream_ct.drift.calibration import (bootstrap_stream, chart_arl, chart_calibration, exp_tail_quantile, grid_step,
+from stream_ct.drift.calibration import (bootstrap_stream, chart_arl, chart_calibration, grid_step, tail_quantile,
                                          interleaved_stream, ks_shift, cusum_threshold, effective_rate, lot_blocks,
                                          spread_inflation, unless_unsafe, wafer_blocks, with_rate_floor)
 from stream_ct.drift.cusum import CusumBank
@@ -89,7 +89,8 @@ class DriftMonitor:
     others, ``spread_idle``), then Bonferroni
     over features, sides, charts and looks. Null statistics come from a moving-block
     bootstrap of the reference: runs of ``block`` consecutive groups (``reference_groups``:
-    wafer ids unique across lots, in stream order), ``n_boot`` records in all, each run's
+    wafer ids unique across lots, in stream order), ``n_boot`` records in all (KS/PSI: one
+    short stream per pair of windows, ``n_boot / 2 window`` pairs, at least 32), each run's
     mean deviation scaled up by the upper confidence bound of the run-to-run spread (few
     runs in the reference mean wide thresholds); the KS/PSI null streams also carry the
     reference mean's own error (centring aligns quantized windows by whole steps only, so a
@@ -108,7 +109,7 @@ class DriftMonitor:
                  min_ks: float = 0.05, min_psi: float = 0.05, center: bool = True,
                  ks_reference: int = 20_000,
                  strata=("tester", "site", "fab"),
-                 budget: dict | None = None, block: int = 25, n_boot: int = 200_000,
+                 budget: dict | None = None, block: int = 25, n_boot: int = 1_000_000,
                  seed: int = 0, min_lots: float = 2.0, lot_lag: int = 20, lot_large_k: float = 1.5,
                  _calibration: dict | None = None):
         reference = np.asarray(reference, dtype=float)
@@ -173,8 +174,9 @@ class DriftMonitor:
         if testers > 1:
             self.warnings.append(
                 f"drift: in the reference {testers} testers take turns of about {turn} records on one partition: "
-                "the lot-mean charts follow their lots by id and KS/PSI are calibrated on turns, but KS/PSI raise "
-                "more false alarms than their share there; give testers that run at once partitions of their own "
+                "the lot-mean charts follow their lots by id and KS/PSI are calibrated on turns, but the monitor "
+                "raises somewhat more false alarms than asked for there; give testers that run at once partitions "
+                "of their own "
                 "(docs/operate.md, 'Keys and partitions')")
 
         d, w = len(self.feature_names), self.window
@@ -224,35 +226,34 @@ class DriftMonitor:
         ref = np.where(valid, self.reference, np.nan)
         n_runs = len(blocks) / self.block
         spread = spread_inflation(n_runs, level=0.05) - 1.0
-        n_rep = 8
-        length = max(self.n_boot // n_rep, 4 * w, 20 * max(self.sizes))
-        step = math.gcd(self.stride, w // 4)  # windows every `step`, paired `w` apart
-        lag = w // step
-        ks_null, psi_null = [], []
+        # independent null window pairs, each from a stream of its own: the windows of one
+        # long stream share its few lots, and their tail then misses the lot combinations a
+        # long stream on the floor meets
+        n_pairs = max(self.n_boot // (2 * w), 32)
+        ks_null, psi_null = np.empty((n_pairs, d)), np.empty((n_pairs, d))
         # the reference mean's error, in sds of its estimate: each feature gets each of
-        # ``n_rep`` normal quantiles once, in random order (less noise than ``n_rep`` draws)
-        mean_errors = stats.norm.ppf((rng.permuted(np.tile(np.arange(n_rep), (d, 1)), axis=1).T + 0.5) / n_rep)
+        # ``n_pairs`` normal quantiles once, in random order (less noise than as many draws)
+        mean_errors = stats.norm.ppf((rng.permuted(np.tile(np.arange(n_pairs), (d, 1)), axis=1).T + 0.5) / n_pairs)
         # testers taking turns on the reference's partition: windows hold several of their lots
         gap = 0 if self.reference_groups is None else lot_gap(self.reference_groups)
         testers, turn = turn_taking(self.reference_groups) if gap else (1, 0)
         lot_rows = lot_blocks(blocks, self.reference_groups) if testers > 1 else None
+        runs_sd = _run_sd(ref, lot_rows or [np.concatenate(blocks[i:i + self.block])
+                                            for i in range(0, len(blocks), self.block)])
+        # the stream's mean is off by the reference mean's error in every window (centring
+        # takes it out of continuous features; quantized windows are centred by whole steps,
+        # the rest stays)
+        mean_errors = mean_errors * (1 + spread) * runs_sd / math.sqrt(max(n_runs, 1))
         cal = {"h": {}, "turns": [testers, turn]}
-        for mean_error in mean_errors:
-            rows, runs = bootstrap_stream(blocks, length, rng, self.block) if lot_rows is None else \
-                interleaved_stream(lot_rows, length, rng, 1, testers, turn)
+        for i, mean_error in enumerate(mean_errors):
+            rows, runs = bootstrap_stream(blocks, 2 * w, rng, self.block) if lot_rows is None else \
+                interleaved_stream(lot_rows, 2 * w, rng, 1, testers, turn)
             x = ref[rows]
-            run_dev = _group_means(x, runs) - self.mean
-            # the stream's runs spread wider than the reference's may, and its mean is off by
-            # the reference mean's error in every window (centring takes it out of continuous
-            # features; quantized windows are centred by whole steps, the rest stays)
-            mean_error = mean_error * (1 + spread) * run_dev.std(axis=0) / math.sqrt(max(n_runs, 1))
+            run_dev = _group_means(x, runs) - self.mean  # the stream's runs spread wider than the reference's may
             x = self.snap(x + self.dithered_steps(spread * run_dev[runs] + mean_error, rng),
                           np.flatnonzero((self.grid > 0) & self.tied))
-            stats_ = np.array([self.window_statistics(x[s:s + w])
-                               for s in range(0, length - w + 1, step)])  # (looks, 2, d)
-            pair = np.minimum(stats_[:-lag], stats_[lag:])  # alarm needs both windows high
-            ks_null.append(pair[:, 0])
-            psi_null.append(pair[:, 1])
+            # an alarm needs this window and the one ``w`` records before it high
+            ks_null[i], psi_null[i] = np.minimum(self.window_statistics(x[:w]), self.window_statistics(x[w:]))
         # the values every chart sees: less their dies' offsets (NaN stays NaN)
         charted = ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies)
         cal.update(self._cusum_calibration(ref, charted, blocks))
@@ -282,8 +283,8 @@ class DriftMonitor:
         ks_model = np.array([ks_shift(r, t) for r, t in zip(self.ranks.sorted, shift_ks)]) + noise_ks
         psi_model = (np.sqrt(self._psi_shift(shift_psi)) + np.sqrt(noise_psi)) ** 2
         inflate = 1.0 + w / n  # the reference is a sample too
-        ks_boot = np.sqrt(exp_tail_quantile(np.concatenate(ks_null) ** 2 * inflate, alpha_ks))
-        psi_boot = exp_tail_quantile(np.concatenate(psi_null) * inflate, alpha_psi)
+        ks_boot = np.sqrt(tail_quantile(ks_null ** 2 * inflate, alpha_ks))
+        psi_boot = tail_quantile(psi_null * inflate, alpha_psi)
         cal["ks"] = np.maximum.reduce([ks_model, ks_boot, np.full(d, self.min_ks)])
         cal["psi"] = np.maximum.reduce([psi_model, psi_boot, np.full(d, self.min_psi)])
         return cal
@@ -705,3 +706,11 @@ def _group_means(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Column means of the rows of ``x`` per label 0..L-1, NaN ignored (0 if none)."""
     sums, counts = group_sums(x, labels, labels.max() + 1)
     return sums / np.maximum(counts, 1)
+
+
+def _run_sd(x: np.ndarray, runs: list[np.ndarray]) -> np.ndarray:
+    """Per column, the sd of the means of ``runs`` (row indices of ``x``), NaN ignored."""
+    labels = np.empty(len(x), dtype=np.int64)
+    for i, rows in enumerate(runs):
+        labels[rows] = i
+    return _group_means(x, labels).std(axis=0)
