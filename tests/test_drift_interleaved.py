@@ -104,6 +104,16 @@ def test_two_testers_taking_turns_raise_no_lot_mean_false_alarms(interleaved_mon
     assert len(signals) <= 6, [(s.detector, s.position) for s in signals]  # 187 lot-mean alarms before
 
 
+
+def test_the_global_charts_variance_rates_reach_over_the_runs_of_testers_taking_turns(interleaved_monitor):
+    """Two testers taking turns spread each run of 25 wafers (1,250 records here) over twice
+    its records: the variance rates that bound the global charts must reach three runs of
+    that span, 7,500 records, not 3,750 (on two 50-test floor testers in turns of 32 the
+    short reach let the reference mean's error cross a test's charts: 11 false alarms of
+    the global charts in 3,000,000 records instead of 8, where 4.2 are allowed)."""
+    starts = interleaved_monitor.cal["curve"]["1"]["starts"]
+    assert 3 * 1250 < starts[-1] <= 2 * 3 * 1250
+
 def test_a_step_on_one_tester_taking_turns_is_caught_by_the_lot_mean_charts(interleaved_monitor):
     """1 sd on test 7 of the first tester from one of its lot boundaries (its record 20,000)."""
     X, groups, strata, dies, order, names = _interleaved(

@@ -256,7 +256,7 @@ class DriftMonitor:
             ks_null[i], psi_null[i] = np.minimum(self.window_statistics(x[:w]), self.window_statistics(x[w:]))
         # the values every chart sees: less their dies' offsets (NaN stays NaN)
         charted = ref if self.die_pattern is None else self.die_pattern.remove(ref, self.reference_dies)
-        cal.update(self._cusum_calibration(ref, charted, blocks))
+        cal.update(self._cusum_calibration(ref, charted, blocks, testers))
         if self.reference_groups is not None and self.budget.get("within", 0) > 0:
             cal["within"] = within_charts.calibrate(
                 charted, self.reference_groups, self.reference_strata, self.strata, self.within_subgroups,
@@ -301,7 +301,7 @@ class DriftMonitor:
                                       self.bins.n_bins))
         return out
 
-    def _cusum_calibration(self, ref, charted, blocks) -> dict:
+    def _cusum_calibration(self, ref, charted, blocks, testers: int = 1) -> dict:
         """Per subgroup size: sd of subgroup means, variance rate, reference-mean error;
         the same for every stratum level of ``reference_strata`` on its own rows.
         ``charted``: the reference less its dies' offsets (``ref`` without die positions).
@@ -312,8 +312,9 @@ class DriftMonitor:
         (``block`` groups), each with its chi-square upper bound, are kept as a curve
         (``variance_rate_curve``); each chart's threshold uses the effective rate for its
         own horizon (``effective_rate``), the reference-mean error the worst rate.
+        ``testers`` taking turns spread each of their runs over as many times its records.
         """
-        run_records = self.block * np.mean([len(b) for b in blocks])
+        run_records = self.block * np.mean([len(b) for b in blocks]) * testers
         n_runs = len(ref) / run_records
         bound = spread_inflation(n_runs, level=0.01) ** 2
         filled = np.where(np.isnan(ref), self.mean, ref)
