@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 #: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
 COMMAND_MODULES = (
@@ -61,14 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (KafkaConnectionError, KafkaTimeoutError) as exc:
         address = getattr(args, "bootstrap_servers", None) or bootstrap_servers()
-        print(f"error: cannot reach Kafka at {address} ({type(exc).__name__}): start a broker with "
-              "`stream-ct broker start` or point STREAM_CT_BOOTSTRAP at yours", file=sys.stderr)
+        print(f"error: cannot reach Kafka at {address} ({type(exc).__name__}{_raised_in(exc)}): start a broker "
+              "with `stream-ct broker start` or point STREAM_CT_BOOTSTRAP at yours", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (| head): not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+
+
+def _raised_in(exc: BaseException) -> str:
+    """", in <file>:<line> <function>" of the innermost stream_ct frame the error passed, so a
+    report says which call met the outage ("" if none)."""
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # below main(), which caught it
+    ours = [f for f in frames if f"{os.sep}stream_ct{os.sep}" in f.filename]
+    return f", in {os.path.basename(ours[-1].filename)}:{ours[-1].lineno} {ours[-1].name}" if ours else ""
 
 
 if __name__ == "__main__":

@@ -157,7 +157,9 @@ class Server:
                 if metrics_server:
                     metrics_server.heartbeat()
                 self._between_batches()
-                batch = consumer.poll(timeout_ms=cfg.consumer.poll_timeout_ms)
+                polled, batch = self._poll(consumer)
+                if not polled:
+                    break
                 self.assigned = bool(consumer.assignment())
                 if batch:
                     started, position, before = time.monotonic(), self.position, self.counts.copy()
@@ -243,6 +245,13 @@ class Server:
             self.last_commit = "done"
         else:
             log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
+
+    def _poll(self, consumer) -> tuple[bool, Any]:
+        """``(True, batch)``, waiting out an unreachable broker: kafka-python's poll rejoins the
+        group and refreshes offsets, and right after a broker restart that can raise instead
+        of waiting (a test run saw serve exit there); ``(False, None)`` once stopping."""
+        return self._while_unreachable(
+            "poll", lambda: consumer.poll(timeout_ms=self.config.consumer.poll_timeout_ms))
 
     def _while_unreachable(self, what: str, call) -> tuple[bool, Any]:
         """``call()`` retried while the broker is away (``reconnect.while_unreachable``),

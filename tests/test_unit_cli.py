@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from stream_ct import cli
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from stream_ct.broker import BrokerError
 from stream_ct.cli import main
@@ -80,6 +82,25 @@ def test_error_mapping(monkeypatch, capsys, exc, code, err):
                         lambda name: _FakeModule(exc) if name == "fake_boom_module" else real_import(name))
     assert main(["boom"]) == code
     assert capsys.readouterr().err == err
+
+
+def test_an_outage_error_says_which_call_met_it(monkeypatch, capsys):
+    """The innermost stream_ct frame is named, so a report of an exit says where to look."""
+    import importlib
+
+    code = compile("def poll_loop():\n    x = 1\n    raise KafkaConnectionError('refused')\n",
+                   os.path.join(os.sep, "site", "stream_ct", "serve.py"), "exec")
+    namespace = {"KafkaConnectionError": KafkaConnectionError}
+    exec(code, namespace)
+    monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
+    real_import = importlib.import_module
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    fake = _FakeModule(None)
+    fake.run = lambda args: namespace["poll_loop"]()
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name: fake if name == "fake_boom_module" else real_import(name))
+    assert main(["boom"]) == 3
+    assert "(KafkaConnectionError, in serve.py:3 poll_loop)" in capsys.readouterr().err
 
 
 def test_unexpected_exception_is_not_swallowed(monkeypatch):

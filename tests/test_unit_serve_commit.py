@@ -1,6 +1,6 @@
-"""Serve's broker calls across an outage (no broker: a consumer that fails, then works): the offset
-commit (sent without waiting, made again synchronously when it failed), and the offsets lookup
-a retrain request needs."""
+"""Serve's broker calls across an outage (no broker: a consumer that fails, then works): the poll,
+the offset commit (sent without waiting, made again synchronously when it failed), and the
+offsets lookup a retrain request needs."""
 
 from __future__ import annotations
 
@@ -198,3 +198,24 @@ def test_stopping_during_an_outage_says_which_request_was_not_made(capsys):
     server._request("manual: check", 3, command_id="c-2")
     assert server._publish_request == []
     assert "retrain (manual: check) not requested (command_id=c-2)" in capsys.readouterr().out
+
+
+class FlakyPoll:
+    """A consumer whose polls raise the given errors first, then return one record."""
+
+    def __init__(self, *errors):
+        self.errors = list(errors)
+
+    def poll(self, timeout_ms):
+        if self.errors:
+            raise self.errors.pop(0)
+        return {PART: ["record"]}
+
+
+def test_a_poll_that_meets_a_restarting_broker_is_waited_out():
+    server = _server()
+    server.config = types.SimpleNamespace(consumer=types.SimpleNamespace(poll_timeout_ms=100))
+    polled = server._poll(FlakyPoll(KafkaConnectionError("111 ECONNREFUSED"), KafkaTimeoutError("coordinator")))
+    assert polled == (True, {PART: ["record"]}) and server.counts["poll_retries"] == 2
+    server.stopping = True  # stopping during an outage: no batch, the loop ends
+    assert server._poll(FlakyPoll(KafkaConnectionError("111 ECONNREFUSED"))) == (False, None)
