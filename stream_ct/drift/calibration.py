@@ -122,9 +122,10 @@ def tail_quantile(samples: np.ndarray, p: float | np.ndarray, q: float = 0.9) ->
     the tail's slope as all columns together show it.
 
     Each column's tail scale is its mean excess over its ``q`` quantile ``u`` (maximum
-    likelihood), shrunk toward the columns' median ``scale / u`` by as little as the
-    ratios' agreement between two halves of the rows shows they differ (a column whose few
-    exceedances happen to be close would otherwise get a level far too low). The
+    likelihood), shrunk toward the columns' median ``scale / u`` as far as that ratio is
+    unreliable: by one minus the split-half reliability of the ratios (their correlation
+    between the even and the odd rows, Spearman-Brown), so a column whose few exceedances
+    happen to lie close together does not get a level far too low. The
     exceedances, in units of their column's scale, are pooled, and the pooled top ``1 - q``
     gets an exponential tail of its own: a tail heavier than exponential (windows holding a
     mixture of lots) is extrapolated with the slope it shows there, never less steeply than
@@ -135,7 +136,8 @@ def tail_quantile(samples: np.ndarray, p: float | np.ndarray, q: float = 0.9) ->
     if samples.shape[1] >= 10:  # enough columns to tell their ratios' spread from noise
         ratio = [s / np.where(v > 0, v, np.nan) for v, _, s in (_exponential_tail(samples[i::2], q) for i in (0, 1))]
         both = np.isfinite(ratio[0]) & np.isfinite(ratio[1]) & (u > 0)
-        agree = np.corrcoef(ratio[0][both], ratio[1][both])[0, 1] if both.sum() > 2 else 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):  # ratios all equal: no spread, shrink fully
+            agree = np.corrcoef(ratio[0][both], ratio[1][both])[0, 1] if both.sum() > 2 else 1.0
         weight = 2 * agree / (1 + agree) if agree > 0 else 0.0  # reliability of the full-sample ratio
         scale = np.where(both, weight * scale + (1 - weight) * np.median(scale[both] / u[both]) * u, scale)
     p = np.broadcast_to(np.asarray(p, dtype=float), u.shape)
