@@ -65,17 +65,20 @@ def test_small_lots_no_false_alarm(seed):
 def test_a_short_reference_says_which_global_charts_it_turns_off():
     """40 small lots leave the reference mean too uncertain for the global mean-shift charts
     on most tests (they are switched off there); the monitor says so, with the counts, and
-    160 lots of the same process turn them all on."""
+    160 lots of the same process turn them on (all but three tests' subgroups of 64, since
+    the variance rates are bounded for all tests together)."""
     sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
     short = _monitor(sim.generate(10_000))
     off = np.array([~np.isfinite(b.h) for b in short.global_banks])
-    assert short.location_enabled and off.all(axis=0).sum() == 37 and off.any(axis=0).sum() == 48
+    # 37 and 48 before their variance rates were bounded for all tests together
+    assert short.location_enabled and off.all(axis=0).sum() == 45 and off.any(axis=0).sum() == 50
     [warning] = short.snapshot()["warnings"]
-    assert "global mean-shift charts on 37 of 50 tests at every subgroup size and on 11 more" in warning
+    assert "global mean-shift charts on 45 of 50 tests at every subgroup size and on 5 more" in warning
     assert warning.endswith("a reference of more lots turns them on")
     sim = Simulator(seed=5, parts_per_wafer=50, wafers_per_lot=5)
     long = _monitor(sim.generate(40_000))
-    assert all(np.isfinite(b.h).all() for b in long.global_banks) and long.warnings == []
+    off = np.array([~np.isfinite(b.h) for b in long.global_banks])
+    assert off[:-1].sum() == 0 and off[-1].sum() == 3 and long.global_banks[-1].subgroup == 64
 
 
 def test_off_global_charts_hand_their_share_to_lot_mean_charts_for_large_steps():
