@@ -326,12 +326,12 @@ class DriftMonitor:
         # tight and a mean biased by more than it admits, and alarm on every stream.
         n_families = ref.shape[1] * sum(len(np.unique(v)) for v in self.reference_strata.values())
         bound_level = min(0.01, 0.05 / max(1, n_families))
-        # the global charts' bounds hold for all features together too: the charts a short
-        # reference leaves on are those whose lots happened to agree, too tight at 99 % each
-        out = chart_calibration(charted, self.sizes, self.mean, run_records, min(0.01, 0.05 / ref.shape[1]))
-        # the reference mean's error, persisting, must not cross a chart: bounded for all
-        # features together, like the stratum levels' below
-        z_global = stats.norm.isf(min(0.01, 0.05 / ref.shape[1]) / 2)
+        # The global charts' bounds hold for all features together too: the charts a short
+        # reference leaves on are those whose lots happened to agree, too tight at 99 % each;
+        # and the reference mean's error, persisting, must not cross a chart.
+        global_level = min(0.01, 0.05 / ref.shape[1])
+        out = chart_calibration(charted, self.sizes, self.mean, run_records, global_level)
+        z_global = stats.norm.isf(global_level / 2)
         out["mean_sd"] = {m: z_global * e for m, e in out["mean_sd"].items()}
         out["window_sd"] = filled[: len(ref) // w * w].reshape(-1, w, ref.shape[1]).mean(
             axis=1).std(axis=0) * np.sqrt(bound * (1 + 1 / n_runs))  # + reference-mean error
