@@ -242,6 +242,13 @@ class ConsumerConfig:
             parse_policy(self.triggers.policy)
         except ValueError as exc:
             raise ConfigError(f"{source}: [triggers] policy: {exc}") from None
+        from stream_ct.rolling import MIN_LABELS
+
+        d = self.deploy
+        if d.rollback_min_labels < MIN_LABELS or 0 < d.shadow_records < MIN_LABELS:
+            raise ConfigError(f"{source}: [deploy] rollback_min_labels = {d.rollback_min_labels}, shadow_records = "
+                              f"{d.shadow_records}; a live metric needs at least {MIN_LABELS} labels "
+                              "(shadow_records = 0 turns the shadow off)")
         if self.drift.stride > self.drift.window:
             raise ConfigError(f"{source}: [drift] stride ({self.drift.stride}) exceeds window "
                               f"({self.drift.window}); use a stride at most the window")

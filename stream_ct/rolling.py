@@ -16,8 +16,12 @@ import numpy as np
 from stream_ct.training import metrics_from_scores
 
 
+#: labeled predictions before a rolling metric has a value (``RollingMetric.value``)
+MIN_LABELS = 50
+
+
 class RollingMetric:
-    def __init__(self, task: str, size: int = 2000, min_labels: int = 50):
+    def __init__(self, task: str, size: int = 2000, min_labels: int = MIN_LABELS):
         self.task, self.size, self.min_labels = task, size, min_labels
         self.scores = np.empty(0)
         self.labels = np.empty(0)

@@ -49,12 +49,15 @@ from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
 from stream_ct.triggers import TriggerPolicy
 
-
-
 #: Records between two ``model_metrics`` events (the champion's and the online model's rolling metrics).
 METRICS_EVERY = 5000
 #: River's HalfSpaceTrees flags a record as an outlier above this score before a champion exists.
 ONLINE_ANOMALY_THRESHOLD = 0.9
+
+
+def _finite(value) -> bool:
+    """A metric value that can be compared: a number, not None or NaN."""
+    return value is not None and math.isfinite(value)
 
 
 def build_monitor(config: ConsumerConfig, artifact: Artifact):
@@ -396,10 +399,11 @@ class Server:
 
     def _await_labels(self, records, rows, labels, scores, shadow_scores) -> None:
         version = self.champion.version if self.champion else None
+        shadow_version = None if shadow_scores is None else self.shadow.version
         for i, record in enumerate(records):
             if math.isnan(labels[i]):
-                self.joiner.add_prediction(part_key(record), (version, scores[i], None if shadow_scores is None
-                                                              else shadow_scores[i], rows[i]))
+                shadow = None if shadow_scores is None else (shadow_version, shadow_scores[i])
+                self.joiner.add_prediction(part_key(record), (version, scores[i], shadow, rows[i]))
         self._learn_from(self.joiner.take_early_matches())
 
     def _process_labels(self, messages: list) -> None:
@@ -408,7 +412,10 @@ class Server:
         for m in messages:
             try:
                 label = orjson.loads(m.value or b"")
-                pairs.append((part_key(label), float(label[target])))
+                value = float(label[target])
+                if not math.isfinite(value):
+                    raise ValueError(f"{target} = {label[target]!r} is not a finite number")
+                pairs.append((part_key(label), value))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 self._dead_letter(m, f"bad label record: {type(exc).__name__}: {exc}")
         self._learn_from(self.joiner.add_labels(pairs))
@@ -417,11 +424,14 @@ class Server:
     def _learn_from(self, joined) -> None:
         """Labeled predictions: update the rolling metrics and let the online model learn."""
         current = self.champion.version if self.champion else None
-        for (version, s, shadow_s, row), y in joined:
+        shadow_now = self.shadow.version if self.shadow is not None else None
+        for (version, s, shadow, row), y in joined:
             if version is not None and version == current:
                 self.champion_metric.add(np.array([s]), np.array([y]))
-                if shadow_s is not None and self.shadow_metrics:
-                    self.shadow_metrics[0].add(np.array([shadow_s]), np.array([y]))
+                # only the running shadow's own scores: a prediction made beside an earlier shadow
+                # says nothing about this one
+                if shadow is not None and shadow[0] == shadow_now:
+                    self.shadow_metrics[0].add(np.array([shadow[1]]), np.array([y]))
                     self.shadow_metrics[1].add(np.array([s]), np.array([y]))
             self.online.learn(row, y)
 
@@ -532,6 +542,12 @@ class Server:
     def _request(self, reason: str, window_records: int, **extra) -> None:
         """A retrain on the last ``window_records`` records by time, over every partition of the input
         (this instance's records date the window; the other instances' partitions are read too)."""
+        if not self.timestamps:
+            detail = "this instance has seen no part records since it started, so it cannot date the window"
+            log("serve", f"retrain ({reason}) not requested: {detail}", **extra)
+            self.events.emit("retrain_not_requested", model=self.config.model.name, reason=reason, detail=detail,
+                             position=self.position, **extra)
+            return
         window_records = max(1, min(window_records, len(self.timestamps)))
         reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
         if not reached:
@@ -568,7 +584,10 @@ class Server:
     def _between_batches(self) -> None:
         self._swap_if_ready()
         shadow = self.watcher.take_shadow()
-        if shadow is not None:
+        if shadow is not None and self._shadow_stale(shadow.artifact):
+            log("serve", f"shadow v{shadow.artifact.version} not started: it was judged against "
+                         f"v{shadow.artifact.meta.get('parent_version')}, v{self.champion.version} serves")
+        elif shadow is not None:
             self.shadow = shadow.artifact
             self.shadow_metrics = (RollingMetric(self.task, size=10**9), RollingMetric(self.task, size=10**9))
             self.events.emit("shadow_started", model=self.config.model.name, version=self.shadow.version,
@@ -601,8 +620,13 @@ class Server:
         self.champion_metric = RollingMetric(self.task)
         self.post_deploy_reported = False
         self.rollback_checked = self.champion_reason == "rollback"  # a rolled-back-to version stays
-        if self.shadow is not None and self.shadow.version == self.champion.version:
-            self.shadow = self.shadow_metrics = None
+        if self.shadow is not None and self.shadow.version != self.champion.version:
+            # its scores were compared with the champion just replaced; judged against the new one
+            # it would need a candidate trained against it
+            self.events.emit("shadow_ended", model=self.config.model.name, version=self.shadow.version,
+                             reason=f"v{self.champion.version} became champion before the shadow was judged",
+                             labeled=self.shadow_metrics[0].seen)
+        self.shadow = self.shadow_metrics = None
         self.counts["deploys"] += 1
         warnings = [] if self.monitor is None else list(self.monitor.warnings)
         self.monitor_warned = len(warnings)
@@ -626,10 +650,12 @@ class Server:
         d = self.config.deploy
         if self.rollback_checked or metric.seen < d.rollback_min_labels:
             return
-        self.rollback_checked = True
-        live = metric.value()[self.key_metric]
+        live = (metric.value() or {}).get(self.key_metric)
         before = (self.metric_before or {}).get(self.key_metric)
-        baseline = before if before is not None else self.champion.meta["metrics"]["candidate"][self.key_metric]
+        baseline = before if _finite(before) else self.champion.meta["metrics"]["candidate"][self.key_metric]
+        if not (_finite(live) and _finite(baseline)):
+            return  # e.g. AUC of a window whose labels are all one class: judged once both classes came
+        self.rollback_checked = True
         if live >= baseline - d.rollback_drop:
             return
         detail = (f"live {self.key_metric} {live:.4f} < {baseline:.4f} before deployment - {d.rollback_drop} "
@@ -645,11 +671,18 @@ class Server:
         self.events.emit("alert", severity="critical", kind="rollback", model=self.config.model.name,
                          version=self.champion.version, detail=detail)
 
+    def _shadow_stale(self, shadow: Artifact) -> bool:
+        """A shadow candidate is compared with the champion it was trained against, no other
+        (``ct.models`` keeps the last shadow announced, settled or not, for instances that start later)."""
+        return self.champion is not None and shadow.meta.get("parent_version") != self.champion.version
+
     def _judge_shadow(self) -> None:
         if self.shadow is None or self.shadow_metrics[0].seen < self.config.deploy.shadow_records:
             return
-        shadow_value = self.shadow_metrics[0].value()[self.key_metric]
-        champion_value = self.shadow_metrics[1].value()[self.key_metric]
+        shadow_value = (self.shadow_metrics[0].value() or {}).get(self.key_metric)
+        champion_value = (self.shadow_metrics[1].value() or {}).get(self.key_metric)
+        if not (_finite(shadow_value) and _finite(champion_value)):
+            return  # e.g. every label so far of one class: no AUC yet, more labels decide
         gain = shadow_value - champion_value
         passed = gain >= self.config.gates.min_improvement
         self.events.emit("shadow_result", model=self.config.model.name, version=self.shadow.version,

@@ -1,0 +1,139 @@
+"""Serve's deploy-time decisions without a broker: rollback, shadow, manual retrains, late labels."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_ct.config import ConfigError, ConsumerConfig
+from stream_ct.rolling import RollingMetric
+from stream_ct.serve import Server
+
+
+def _server(tmp_path, **sections) -> Server:
+    raw = {"consumer": {"name": "yield", "input_topic": "parts"},
+           "model": {"task": "classification", "target": "passed"}, "registry": {"path": str(tmp_path)}}
+    for name, keys in sections.items():
+        raw.setdefault(name, {}).update(keys)
+    server = Server(ConsumerConfig.from_dict(raw))
+    server.emitted, server.announced, server.dead = [], [], []
+    server.events = types.SimpleNamespace(emit=lambda type_, **kw: server.emitted.append((type_, kw)))
+    server._announce = lambda version, reason: server.announced.append((version, reason))
+    server.outbox = types.SimpleNamespace(send=lambda topic, **kw: server.dead.append(kw["headers"]))
+    return server
+
+
+def _artifact(version: int, parent: int | None = None, auc: float = 0.85):
+    return types.SimpleNamespace(version=version, meta={"parent_version": parent, "feature_names": [],
+                                                        "metrics": {"candidate": {"auc": auc}}})
+
+
+def _deployed(server: Server, version: int = 2, before: float = 0.84) -> None:
+    server.champion, server.previous_version, server.metric_before = _artifact(version, version - 1), version - 1, {
+        "auc": before}
+    server.champion_metric = RollingMetric("classification")
+    server.rollback_checked, server.post_deploy_reported = False, True
+
+
+def _events(server: Server, type_: str) -> list[dict]:
+    return [kw for kind, kw in server.emitted if kind == type_]
+
+
+def test_a_live_window_of_one_class_does_not_roll_a_healthy_champion_back(tmp_path):
+    """All 200 parts passed: AUC is undefined (NaN) and says nothing; the check waits for a failure."""
+    server = _server(tmp_path, deploy={"rollback_min_labels": 200})
+    _deployed(server)
+    server.champion_metric.add(np.full(200, 0.97), np.ones(200))
+    server._check_rollback()
+    assert server.announced == [] and not server.rollback_checked
+    server.champion_metric.add(np.r_[np.full(20, 0.1), np.full(20, 0.9)], np.r_[np.zeros(20), np.ones(20)])
+    server._check_rollback()
+    assert server.rollback_checked and server.announced == []  # judged now: AUC 1.0, no drop
+
+
+def test_a_real_drop_still_rolls_back(tmp_path):
+    server = _server(tmp_path, deploy={"rollback_min_labels": 100})
+    _deployed(server)
+    y = np.arange(100) % 2.0
+    server.champion_metric.add(np.where(y == 1, 0.2, 0.8), y)  # AUC 0: worse than 0.84 - 0.05
+    server._check_rollback()
+    assert server.announced == [(1, "rollback")] and _events(server, "rollback")
+
+
+@pytest.mark.parametrize("deploy", [{"rollback_min_labels": 20}, {"shadow_records": 20}])
+def test_label_counts_below_a_metric_s_minimum_are_refused_up_front(tmp_path, deploy):
+    with pytest.raises(ConfigError, match="needs at least 50 labels"):
+        _server(tmp_path, deploy=deploy)
+
+
+def test_a_manual_retrain_on_an_instance_that_saw_no_records_says_why_and_serve_goes_on(tmp_path):
+    server = _server(tmp_path)
+    server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0},
+                                            beginning_offsets=lambda parts: {p: 0 for p in parts},
+                                            end_offsets=lambda parts: {p: 0 for p in parts})
+    server.watcher = types.SimpleNamespace(
+        take=lambda: None, take_shadow=lambda: None, loaded_version=None,
+        take_commands=lambda: [{"consumer": "yield", "command": "retrain", "reason": "probe card",
+                                "command_id": "c1"}])
+    server._bootstrap_if_needed = lambda: None
+    server._between_batches()
+    [refused] = _events(server, "retrain_not_requested")
+    assert refused["command_id"] == "c1" and "no part records" in refused["detail"]
+    assert not server.in_flight
+
+
+def test_late_labels_score_only_the_shadow_that_made_the_prediction(tmp_path):
+    server = _server(tmp_path, deploy={"shadow_records": 1000})
+    server.champion, server.champion_metric = _artifact(1), RollingMetric("classification")
+    server.shadow = _artifact(2, parent=1)
+    records = [{"lot_id": "L", "wafer_id": "W", "part_id": str(i)} for i in range(100)]
+    server._await_labels(records, [{}] * 100, np.full(100, np.nan), np.full(100, 0.5), np.full(100, 0.123))
+    server.watcher = types.SimpleNamespace(take=lambda: None, take_commands=lambda: [], loaded_version=1,
+                                           take_shadow=lambda: types.SimpleNamespace(artifact=_artifact(3, 1)))
+    server._bootstrap_if_needed = lambda: None
+    server._between_batches()  # shadow v3 replaces v2
+    assert server.shadow.version == 3
+    server._learn_from(server.joiner.add_labels([(f"L/W/{i}", float(i % 2)) for i in range(100)]))
+    assert server.shadow_metrics[0].seen == 0 and server.champion_metric.seen == 100
+
+
+def test_a_new_champion_ends_a_shadow_judged_against_the_one_it_replaced(tmp_path):
+    server = _server(tmp_path, deploy={"shadow_records": 100})
+    server.champion, server.champion_metric = _artifact(1), RollingMetric("classification")
+    server.shadow = _artifact(3, parent=1)
+    server.shadow_metrics = (RollingMetric("classification", size=10**9), RollingMetric("classification", size=10**9))
+    server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
+        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}))
+    server._swap_if_ready()
+    assert server.shadow is None and server.shadow_metrics is None
+    [ended] = _events(server, "shadow_ended")
+    assert ended["version"] == 3 and "v4 became champion" in ended["reason"]
+
+
+def test_a_shadow_announced_against_an_earlier_champion_is_not_started(tmp_path):
+    """``ct.models`` keeps the last shadow for instances that start later; v2 was trained against
+    v1, so an instance serving v3 does not shadow it."""
+    server = _server(tmp_path, deploy={"shadow_records": 100})
+    server.champion, server.champion_metric = _artifact(3, 1), RollingMetric("classification")
+    server.watcher = types.SimpleNamespace(take=lambda: None, take_commands=lambda: [], loaded_version=3,
+                                           take_shadow=lambda: types.SimpleNamespace(artifact=_artifact(2, 1)))
+    server._bootstrap_if_needed = lambda: None
+    server._between_batches()
+    assert server.shadow is None and not _events(server, "shadow_started")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "PASS", None, [1]])
+def test_a_label_that_is_not_a_finite_number_goes_to_the_dead_letter_topic(tmp_path, value):
+    server = _server(tmp_path, model={"task": "multiclass", "target": "hard_bin"},
+                     labels={"topic": "parts.labels"})
+    server.joiner.add_prediction("L/W/1", (None, 0.5, None, {"t1": 1.0}))
+    label = orjson.dumps({"lot_id": "L", "wafer_id": "W", "part_id": "1", "hard_bin": value})
+    message = types.SimpleNamespace(topic="parts.labels", partition=0, offset=7, key=b"L/W/1", value=label,
+                                    headers=[], timestamp=0)
+    server._process_labels([message])
+    assert server.counts["dlq"] == 1 and server.online.n_learned == 0
+    reason = dict(server.dead[0])["dlq.reason"].decode()
+    assert reason.startswith("bad label record")
