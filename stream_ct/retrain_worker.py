@@ -6,24 +6,27 @@ candidate in a child process under a time limit, judges it against the champion 
 holdout, registers it (passed or not), and announces a promotion on the compacted
 ``ct.models`` topic. A request is committed only after it was settled, so a worker killed
 mid-training leaves it to the next worker; a failed attempt is retried up to
-``[retrain] max_attempts`` times and then reported. A worker killed after registering a
-version but before announcing it leaves the next worker that version to finish settling
-(``registered_for``), not a request to train again.
+``[retrain] max_attempts`` times and then reported; a request that cannot be handled at all
+(its config does not validate) is reported failed and committed, not read again. A worker
+killed after registering a version but before announcing it leaves the next worker that
+version to finish settling (``registered_for``), not a request to train again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import time
+import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import orjson
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
@@ -42,7 +45,7 @@ from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
-from stream_ct.registry import Registry, code_version
+from stream_ct.registry import IntegrityError, Registry, code_version
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 
 WORKER_GROUP = "stream-ct-retrain"
@@ -118,6 +121,15 @@ def _json_objects(messages) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
+def usable_label(value: Any) -> bool:
+    """Whether a label can be trained on: serve's rule (``float()`` takes it and it is finite; it
+    sends any other label record to the DLQ). A null is not a label yet."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: str | None = None
                     ) -> list[dict[str, Any]]:
     """The window's part records, with labels from the labels topic joined by key."""
@@ -141,6 +153,7 @@ class Outcome:
     gates: list[dict[str, Any]]
     metrics: dict[str, Any]
     rows: int = 0  # records in the window
+    unusable_labels: int = 0  # labels left out: not a finite number (serve dead-letters them)
     step_seconds: dict[str, float] = field(default_factory=dict)  # where the child's time went, by step
 
 
@@ -185,7 +198,9 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     task, target, name = config.model.task, config.model.target, config.model.name
     supervised = task != "anomaly"
     with clock("features"):
-        labeled = [r for r in records if r.get(target) is not None] if supervised else records
+        labeled = [r for r in records if usable_label(r.get(target))] if supervised else records
+        # labels that are there but not numbers: counted, as serve counts what it dead-letters
+        unusable_labels = sum(r.get(target) is not None for r in records) - len(labeled) if supervised else 0
         y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
         names = select_features(labeled, config.features.include, config.features.exclude)
         X = feature_matrix(labeled, names)
@@ -196,7 +211,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                                min_minority=r.min_minority, max_missing=q.max_missing_fraction,
                                max_sentinel=q.max_sentinel_fraction, max_constant=q.max_constant_fraction)
     if not all(g.passed for g in quality):
-        return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)})
+        return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)},
+                       unusable_labels=unusable_labels)
     split = int(len(labeled) * (1 - r.holdout_fraction))
     estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
     with clock("fit"):
@@ -204,17 +220,26 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     with clock("holdout"):
         candidate_metrics = evaluate(task, candidate, X[split:], y[split:])
         champion_version = registry.champion(name)
-        champion_metrics = None
+        champion_metrics = champion_unusable = None
         if champion_version is not None:
-            champion = registry.load(name, champion_version)
-            Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
-            champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
+            try:
+                champion = registry.load(name, champion_version)
+            except (IntegrityError, FileNotFoundError) as exc:
+                # serve falls back from such a champion: judge as at bootstrap, else no retrain could replace it
+                champion_unusable = f"champion v{champion_version} unusable: {type(exc).__name__}: {exc}"
+            else:
+                Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
+                champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
     groups = np.array([str(rec.get(config.gates.fairness_by, "")) for rec in labeled[split:]])
     with clock("gates"):
         gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics,
                                     champion_metrics)
+    if champion_unusable:  # the verdict says why there was no champion to beat
+        gates = [replace(g, detail=f"{champion_unusable}; the other gates decide") if g.name == "beats_champion"
+                 else g for g in gates]
     passed = all(g.passed for g in gates)
-    shadow = passed and champion_version is not None and config.deploy.shadow_records > 0
+    # shadowed only against a champion serve can run
+    shadow = passed and champion_metrics is not None and config.deploy.shadow_records > 0
     decision = ("shadow" if shadow else "promoted") if passed else "rejected"
     reference = {
         "X": X,
@@ -233,6 +258,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                     "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "end_offsets": window["end_offsets"], "rows": len(labeled),
+                        "unusable_labels": unusable_labels,
                         "rows_train": split, "rows_holdout": len(labeled) - split,
                         "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),
                         "first_ts": labeled[0]["ts"], "last_ts": labeled[-1]["ts"]},
@@ -244,7 +270,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         version = registry.save(name, candidate, reference, meta, drift_state)
     if decision == "promoted":
         registry.set_champion(name, version)
-    return Outcome(version, decision, meta["gates"], meta["metrics"])
+    return Outcome(version, decision, meta["gates"], meta["metrics"], unusable_labels=unusable_labels)
 
 
 def calibrated_monitor(config: ConsumerConfig, reference: dict[str, np.ndarray], feature_names: list[str]):
@@ -268,12 +294,19 @@ def registered_for(request: dict[str, Any], registry: Registry) -> int | None:
 
 
 def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
-    """Why an automatic request is moot, or None: several serve instances see the same change
-    and each asks; the first request is trained, the others find a newer version than
-    themselves and are skipped. A manual request is always trained."""
-    if request["reason"].startswith("manual"):
-        return None
+    """Why a request is moot, or None: several serve instances see the same change and each
+    asks; the first request is trained, the others find a newer version than themselves and
+    are skipped. Every instance also answers the same manual command (``stream-ct retrain``):
+    the first is trained, the others find its version and are skipped. A manual command is
+    otherwise always trained."""
     versions = registry.versions(request["model"])
+    if request["reason"].startswith("manual"):
+        command = request.get("command_id")
+        if command:
+            for version in reversed(versions):
+                if registry.meta(request["model"], version).get("trigger", {}).get("command_id") == command:
+                    return f"v{version} answered the same command ({command})"
+        return None
     if not versions:
         return None
     newest = registry.meta(request["model"], versions[-1])
@@ -370,8 +403,9 @@ class RetrainWorker:
             if outcome.decision in ("promoted", "shadow"):
                 announce(outbox, registry, request["model"], outcome.version, outcome.decision, request["reason"])
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
-                        metrics=outcome.metrics, rows=outcome.rows, attempt=attempt,
-                        step_seconds=outcome.step_seconds, seconds=round(time.monotonic() - started, 3), **ids)
+                        metrics=outcome.metrics, rows=outcome.rows, unusable_labels=outcome.unusable_labels,
+                        attempt=attempt, step_seconds=outcome.step_seconds,
+                        seconds=round(time.monotonic() - started, 3), **ids)
             outbox.flush()
             return outcome
         raise AssertionError("unreachable: the last attempt returns")
@@ -456,6 +490,16 @@ class RetrainWorker:
                                   "the request is read again and recognized as settled")
             return True
 
+    @staticmethod
+    def _settle_as_failed(request: dict[str, Any], exc: Exception, events: EventLog) -> Outcome:
+        """Report a request that raised (e.g. its config does not validate) as finally failed."""
+        error = f"{type(exc).__name__}: {exc}"
+        log("retrain-worker", f"{request['model']} {request['reason']} failed: {error}\n"
+                              f"{traceback.format_exc().rstrip()}", request_id=request["request_id"])
+        events.emit("retrain_failed", final=True, error=error, request_id=request["request_id"],
+                    model=request["model"], reason=request["reason"])
+        return Outcome(None, "failed", [], {"error": str(exc)})
+
     def _handle_message(self, value: bytes, outbox: Outbox, events: EventLog) -> None:
         try:
             request = orjson.loads(value)
@@ -471,7 +515,12 @@ class RetrainWorker:
                                   "refused); not trained again", request_id=request["request_id"])
             return
         started = time.monotonic()
-        outcome = self.handle(request, outbox, events)
+        try:
+            outcome = self.handle(request, outbox, events)
+        except KafkaError:
+            raise  # Kafka, not the request: it is read again once the worker is back
+        except Exception as exc:  # settled as failed: unsettled, every restart would read it again and crash
+            outcome = self._settle_as_failed(request, exc, events)
         self.settled_requests[request["request_id"]] = None
         if len(self.settled_requests) > REMEMBERED_REQUESTS:
             del self.settled_requests[next(iter(self.settled_requests))]

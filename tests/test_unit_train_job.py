@@ -1,7 +1,8 @@
 """Unit tests for the pure parts of stream_ct.retrain_worker (no Kafka): train_and_judge on simulated
-records with a tmp registry (promote, reject, skip), _fit's recency weights, train_in_child and its
-time limit, and the worker's handling of a commit refused after a rebalance and of a request whose
-version a stopped worker had registered."""
+records with a tmp registry (promote, reject, skip; unusable labels, an unusable champion), _fit's
+recency weights, train_in_child and its time limit, and the worker's handling of a commit refused
+after a rebalance, of a request that raises, and of a request whose version a stopped worker had
+registered."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import numpy as np
 import orjson
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaConnectionError
 from threadpoolctl import threadpool_limits
 
 from stream_ct import retrain_worker
 from stream_ct.config import ConsumerConfig
 from stream_ct.record import part_key
 from stream_ct.registry import Registry
-from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, retrain_request, train_and_judge,
+from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, retrain_request, stale_reason, train_and_judge,
                                       train_in_child)
 from stream_ct.simulate import Simulator
 from stream_ct.training import build_estimator, evaluate
@@ -88,7 +89,7 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["task"] == "classification" and meta["target"] == "passed"
     assert len(meta["feature_names"]) == 50
     assert meta["data_window"] == {
-        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000,
+        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000, "unusable_labels": 0,
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
         "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}
@@ -137,6 +138,53 @@ def test_unlabeled_records_do_not_count(records, tmp_path):
     outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 1500}), recs, Registry(tmp_path))
     assert outcome.decision == "skipped" and outcome.metrics == {"rows": 900}
     assert outcome.gates[0]["detail"] == "900 labeled rows < minimum 1000"
+
+
+def test_labels_that_are_not_finite_numbers_are_left_out_and_counted(records, tmp_path):
+    """Serve dead-letters such label records; they reached sklearn here and failed every retrain."""
+    recs = copy.deepcopy(records)
+    for r, label in zip(recs[100:], ["PASS", "nan", float("nan"), float("inf")]):
+        r["passed"] = label
+    recs[104]["passed"] = None  # not labeled yet: not counted
+    cfg = ConsumerConfig.from_dict(dict(RAW, gates=dict(RAW["gates"], min_metric=0.999)))  # rejected: quick
+    outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), recs, Registry(tmp_path))
+    assert outcome.decision == "rejected" and outcome.unusable_labels == 4
+    window = Registry(tmp_path).meta("yield", 1)["data_window"]
+    assert (window["rows"], window["unusable_labels"]) == (2995, 4)
+
+
+def test_the_decision_reports_the_unusable_labels(tmp_path, monkeypatch):
+    monkeypatch.setattr(retrain_worker, "train_in_child",
+                        lambda *args: Outcome(1, "rejected", [], {}, rows=3000, unusable_labels=4))
+    events = RecordingEvents()
+    RetrainWorker(registry_path=str(tmp_path)).handle(retrain_request(CONFIG, "manual", 0, {0: 3000}),
+                                                      RecordingOutbox(), events)
+    decision = dict(events.emitted)["retrain_decision"]
+    assert (decision["rows"], decision["unusable_labels"]) == (3000, 4)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_an_unusable_champion_is_not_compared_and_the_other_gates_decide(promoted, records, tmp_path, damage):
+    """Serve falls back from a champion whose files fail verification; a retrain must replace it,
+    promoted directly (as at bootstrap: there is no champion to shadow)."""
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    reg = Registry(tmp_path / "reg")
+    model_file = reg.path("yield", 1) / "model.skops"
+    if damage == "corrupt":
+        model_file.write_bytes(model_file.read_bytes()[:-1] + b"x")
+    else:
+        model_file.unlink()
+    cfg = ConsumerConfig.from_dict(dict(RAW, drift={"enabled": False}, deploy={"shadow_records": 1000}))
+    outcome = train_and_judge(retrain_request(cfg, "drift", 0, {0: 3000}), records, reg)  # raised before
+    assert outcome.decision == "promoted", [g["detail"] for g in outcome.gates if not g["passed"]]
+    assert reg.champion("yield") == 2 and reg.meta("yield", 2)["parent_version"] == 1
+    assert outcome.metrics["champion"] is None
+    gate = {g["name"]: g for g in outcome.gates}["beats_champion"]
+    reason = "IntegrityError: yield v1: model.skops sha256" if damage == "corrupt" else "FileNotFoundError"
+    assert gate["passed"] and gate["value"] is None
+    assert gate["detail"].startswith(f"champion v1 unusable: {reason}")
+    assert gate["detail"].endswith("; the other gates decide")
 
 
 def test_no_matching_features_is_skipped(records, tmp_path):
@@ -276,6 +324,32 @@ def test_a_refused_commit_does_not_end_the_worker_and_the_request_read_again_is_
     assert len(handled) == 1
 
 
+def test_a_request_whose_config_does_not_validate_is_settled_as_failed(tmp_path):
+    """Raised out of run() before the commit: every restart read the request again and crashed."""
+    request = retrain_request(CONFIG, "drift", 0, {0: 3000})
+    request["config"]["deploy"]["canary"] = 1  # from a newer serve, during a rolling upgrade
+    worker, events = RetrainWorker(registry_path=str(tmp_path)), RecordingEvents()
+    worker._handle_message(orjson.dumps(request), RecordingOutbox(), events)
+    assert [kind for kind, _ in events.emitted] == ["retrain_failed"]
+    failed = events.emitted[0][1]
+    assert failed["final"] is True and failed["request_id"] == request["request_id"]
+    assert failed["error"].startswith("ConfigError: ") and "unknown key [deploy] canary" in failed["error"]
+    assert request["request_id"] in worker.settled_requests  # committed next, like any settled request
+
+
+def test_a_broker_outage_while_handling_a_request_does_not_settle_it(monkeypatch):
+    """Kafka being away is not the request's fault: it is read again, not reported as failed."""
+    def unreachable(request, outbox, events):
+        raise KafkaConnectionError("broker away")
+
+    worker, events = RetrainWorker(), RecordingEvents()
+    monkeypatch.setattr(worker, "handle", unreachable)
+    request = retrain_request(CONFIG, "drift", 0, {0: 3000})
+    with pytest.raises(KafkaConnectionError):
+        worker._handle_message(orjson.dumps(request), RecordingOutbox(), events)
+    assert events.emitted == [] and request["request_id"] not in worker.settled_requests
+
+
 class RecordingOutbox:
     def __init__(self):
         self.sent = []
@@ -335,3 +409,15 @@ def test_a_superseded_version_of_a_stopped_worker_is_not_announced(promoted, tmp
     assert (outcome.version, outcome.decision) == (1, "promoted")
     assert sent == [] and reg.champion("yield") == newer  # no rollback to the request's own version
     assert emitted[0][1]["detail"].endswith("not announced: superseded (champion v2), not trained again")
+
+
+def test_every_instance_answers_a_manual_command_but_it_is_trained_once(records, tmp_path):
+    """Each serve instance sends a request for the same ``stream-ct retrain`` command; the first
+    is trained, the others are skipped naming its version. Another command is trained."""
+    registry = Registry(tmp_path)
+    first = retrain_request(CONFIG, "manual: probe card", 0, {0: 3000}, command_id="c1")
+    assert stale_reason(first, registry) is None
+    train_and_judge(first, records, registry)
+    again = retrain_request(CONFIG, "manual: probe card", 0, {0: 3000}, command_id="c1")
+    assert stale_reason(again, registry) == "v1 answered the same command (c1)"
+    assert stale_reason(retrain_request(CONFIG, "manual: new lot", 0, {0: 3000}, command_id="c2"), registry) is None
