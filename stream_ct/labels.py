@@ -3,7 +3,7 @@
 Predictions wait in a bounded, insertion-ordered buffer keyed by part key; a label takes its
 prediction out. Labels that arrive before their part wait in a second bounded buffer. Both
 buffers drop their oldest entries past ``capacity`` or ``ttl_s`` and count what they drop,
-so memory never grows without bound.
+so memory never grows without bound; an entry past ``ttl_s`` never joins.
 
 >>> j = LabelJoiner(capacity=2, ttl_s=60)
 >>> j.add_prediction("a", {"score": 0.9})
@@ -31,6 +31,7 @@ class LabelJoiner:
         self.counts = collections.Counter()
 
     def add_prediction(self, key: str, prediction: Any) -> None:
+        self._expire(self.early_labels, "labels")  # else a label older than the TTL could still match
         label = self.early_labels.pop(key, None)
         if label is not None:
             self.matched_early.append((prediction, label[1]))
@@ -43,6 +44,7 @@ class LabelJoiner:
     def add_labels(self, labels: Iterable[tuple[str, float]]) -> list[tuple[Any, float]]:
         """``(prediction, label)`` for every label whose prediction is waiting."""
         joined = []
+        self._expire(self.predictions, "predictions")  # else a prediction older than the TTL could still match
         for key, label in labels:
             entry = self.predictions.pop(key, None)
             if entry is None:
@@ -63,6 +65,9 @@ class LabelJoiner:
         while len(buffer) > self.capacity:
             buffer.popitem(last=False)
             self.counts[f"evicted_{what}"] += 1
+        self._expire(buffer, what)
+
+    def _expire(self, buffer: collections.OrderedDict, what: str) -> None:
         horizon = self.clock() - self.ttl_s
         while buffer and next(iter(buffer.values()))[0] < horizon:
             buffer.popitem(last=False)

@@ -72,9 +72,9 @@ def test_ttl_expiry_counted_with_fake_clock():
     assert list(j.predictions) == ["b", "c", "d"]
     assert j.counts["expired_predictions"] == 1
     clock.t = 200.0
-    j.add_labels([("q", 1.0)])  # a label never trims the prediction buffer ...
-    assert len(j) == 3
-    j.add_prediction("e", 5)  # ... the next prediction does
+    j.add_labels([("q", 1.0)])  # labels expire the predictions they could have met
+    assert len(j) == 0 and j.counts["expired_predictions"] == 4
+    j.add_prediction("e", 5)
     assert list(j.predictions) == ["e"] and j.counts["expired_predictions"] == 4
     assert j.counts["evicted_predictions"] == 0
 
@@ -83,11 +83,24 @@ def test_early_label_ttl_expiry_counted():
     clock = FakeClock(0.0)
     j = LabelJoiner(capacity=100, ttl_s=10, clock=clock)
     j.add_labels([("a", 1.0)])
-    clock.t = 11.0
+    clock.t = 5.0
     j.add_labels([("b", 0.0)])
-    assert list(j.early_labels) == ["b"] and j.counts["expired_labels"] == 1
-    j.add_prediction("a", 0.3)  # its label expired: the prediction waits
+    clock.t = 11.0
+    j.add_prediction("a", 0.3)  # its label expired (no newer label trimmed it): the prediction waits
     assert j.take_early_matches() == [] and list(j.predictions) == ["a"]
+    assert list(j.early_labels) == ["b"] and j.counts["expired_labels"] == 1 and j.counts["joined"] == 0
+
+
+def test_label_for_a_prediction_past_its_ttl_is_not_joined():
+    clock = FakeClock(0.0)
+    j = LabelJoiner(capacity=100, ttl_s=10, clock=clock)
+    j.add_prediction("a", 0.3)
+    clock.t = 5.0
+    j.add_prediction("b", 0.6)
+    clock.t = 11.0
+    assert j.add_labels([("a", 1.0), ("b", 0.0)]) == [(0.6, 0.0)]  # no newer prediction trimmed a
+    assert j.counts["expired_predictions"] == 1 and j.counts["joined"] == 1
+    assert len(j) == 0 and list(j.early_labels) == ["a"]  # a's label waits, like any label without a prediction
 
 
 def test_resent_early_label_does_not_shield_older_ones_from_ttl():
