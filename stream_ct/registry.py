@@ -140,30 +140,36 @@ class Registry:
 
     def verify(self, name: str, version: int, expected: dict[str, str] | None = None) -> dict[str, Any]:
         """Check every file against meta.json (and ``expected`` sha256s, e.g. from ct.models)."""
-        meta = self.meta(name, version)
-        promised = dict(meta["files"])
-        if expected and expected != promised:
-            raise IntegrityError(f"{name} v{version}: registry record and announcement disagree on checksums")
-        for fname, digest in promised.items():
-            actual = sha256_file(self.path(name, version) / fname)
-            if actual != digest:
-                raise IntegrityError(f"{name} v{version}: {fname} sha256 {actual[:12]} != recorded {digest[:12]}")
+        meta = self._record(name, version, expected)
+        for fname, digest in meta["files"].items():
+            _check(name, version, fname, sha256_file(self.path(name, version) / fname), digest)
         return meta
 
     def load(self, name: str, version: int, expected: dict[str, str] | None = None) -> Artifact:
-        """Verify, then load a version; refuses anything whose checksum does not match."""
-        meta = self.verify(name, version, expected)
-        folder = self.path(name, version)
-        if "model.skops" in meta["files"]:
-            estimator = sio.load(folder / "model.skops", trusted=TRUSTED_TYPES)
+        """Verify, then load a version; refuses anything whose checksum does not match. Each file
+        is read once and loaded from the bytes that were hashed: a file replaced on the shared
+        folder after its check is never loaded."""
+        meta = self._record(name, version, expected)
+        data = {fname: (self.path(name, version) / fname).read_bytes() for fname in meta["files"]}
+        for fname, digest in meta["files"].items():
+            _check(name, version, fname, sha256_bytes(data[fname]), digest)
+        if "model.skops" in data:
+            estimator = sio.loads(data["model.skops"], trusted=TRUSTED_TYPES)
         else:  # a river model: pickled, and loaded only because its sha256 matched above
-            estimator = pickle.loads((folder / "model.pkl").read_bytes())
-        with np.load(folder / "reference.npz", allow_pickle=False) as npz:
+            estimator = pickle.loads(data["model.pkl"])
+        with np.load(io.BytesIO(data["reference.npz"]), allow_pickle=False) as npz:
             reference = {key: npz[key] for key in npz.files}
         drift_state = None
-        if "drift.pkl" in meta["files"]:  # verified above: its sha256 matches the registry record
-            drift_state = pickle.loads((folder / "drift.pkl").read_bytes())
+        if "drift.pkl" in data:  # verified above: its sha256 matches the registry record
+            drift_state = pickle.loads(data["drift.pkl"])
         return Artifact(name, version, meta, estimator, reference, drift_state)
+
+    def _record(self, name: str, version: int, expected: dict[str, str] | None) -> dict[str, Any]:
+        """meta.json, once it agrees with ``expected`` on the files and their sha256s."""
+        meta = self.meta(name, version)
+        if expected and expected != meta["files"]:
+            raise IntegrityError(f"{name} v{version}: registry record and announcement disagree on checksums")
+        return meta
 
     def promoted_before(self, name: str, version: int) -> list[int]:
         """The versions before ``version`` that were promoted when registered, newest first
@@ -183,6 +189,11 @@ class Registry:
         tmp = pointer.with_suffix(f".tmp-{uuid.uuid4().hex}")
         _write_synced(tmp, json.dumps({"version": version, "at": time.time()}).encode())
         os.replace(tmp, pointer)
+
+
+def _check(name: str, version: int, fname: str, actual: str, recorded: str) -> None:
+    if actual != recorded:
+        raise IntegrityError(f"{name} v{version}: {fname} sha256 {actual[:12]} != recorded {recorded[:12]}")
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
+import types
 
 import numpy as np
 import pytest
@@ -74,6 +77,29 @@ def test_tampered_file_refused_by_verify_and_load(reg, estimator, fname):
         reg.verify("m", v)
     with pytest.raises(IntegrityError, match=rf"^m v{v}: {fname} sha256"):
         reg.load("m", v)
+
+
+def test_load_unpickles_the_bytes_it_hashed(reg, estimator, monkeypatch):
+    """drift.pkl replaced on the shared folder right after its sha256 was taken must not be loaded."""
+    v = reg.save("m", estimator, REFERENCE, {}, drift_state={"who": "verified"})
+    drift = reg.path("m", v) / "drift.pkl"
+    recorded = reg.meta("m", v)["files"]["drift.pkl"]
+
+    class SwapOnceHashed:
+        def __init__(self, data=b""):
+            self.digest = hashlib.sha256(data)
+
+        def update(self, data):
+            self.digest.update(data)
+
+        def hexdigest(self):
+            hexdigest = self.digest.hexdigest()
+            if hexdigest == recorded:
+                drift.write_bytes(pickle.dumps({"who": "unverified"}))
+            return hexdigest
+
+    monkeypatch.setattr("stream_ct.registry.hashlib", types.SimpleNamespace(sha256=SwapOnceHashed))
+    assert reg.load("m", v).drift_state == {"who": "verified"}
 
 
 def test_announcement_checksum_disagreement(reg, estimator):
