@@ -316,7 +316,7 @@ class ServeMetrics:
                                           f"Records processed per second over the last {rate_window_s:g} s.",
                                           ("consumer",))
         self.consumer_lag = m.gauge("stream_ct_consumer_lag", "Messages behind the end of each assigned partition.",
-                                    ("consumer", "partition"))
+                                    ("consumer", "topic", "partition"))
         self.champion_version = m.gauge("stream_ct_champion_version", "Version of the champion being served.",
                                         ("consumer", "model"))
         self.model_metric = m.gauge("stream_ct_model_metric",
@@ -366,18 +366,19 @@ class ServeMetrics:
 
     def lag(self, consumer: str, kafka_consumer, positions: dict) -> None:
         """Per-partition lag of a kafka-python consumer: its last fetch's high watermark less
-        ``positions`` (partition -> the next offset the service reads), no broker round trip
-        (kafka-python's ``position()`` may make one, and raise while the broker is away)."""
-        assigned = {tp.partition: tp for tp in kafka_consumer.assignment()}
+        ``positions`` (topic-partition -> the next offset the service reads), no broker round trip
+        (kafka-python's ``position()`` may make one, and raise while the broker is away). Keyed by
+        topic too: with a labels topic, both topics have a partition 0."""
+        assigned = {(tp.topic, str(tp.partition)): tp for tp in kafka_consumer.assignment()}
         with self.consumer_lag._lock:
-            gone = [k for k in self.consumer_lag._children if k[0] == consumer and int(k[1]) not in assigned]
+            gone = [k for k in self.consumer_lag._children if k[0] == consumer and k[1:] not in assigned]
         for key in gone:
-            self.consumer_lag.remove(consumer=key[0], partition=key[1])
-        for partition, tp in assigned.items():
+            self.consumer_lag.remove(consumer=key[0], topic=key[1], partition=key[2])
+        for tp in assigned.values():
             end, position = kafka_consumer.highwater(tp), positions.get(tp)
             if end is None or position is None:
                 continue
-            self.consumer_lag.set(max(0, end - position), consumer=consumer, partition=partition)
+            self.consumer_lag.set(max(0, end - position), consumer=consumer, topic=tp.topic, partition=tp.partition)
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Update the event-driven metrics from one ``ct.events`` event; returns the event."""
@@ -385,8 +386,10 @@ class ServeMetrics:
         if kind == "drift":
             self._drift(consumer, event)
         elif kind == "trigger_check":
-            self.triggers.inc(consumer=consumer, kind=event.get("kind", "unknown"),
-                              fired=str(bool(event.get("fire"))).lower())
+            # serve's events carry no kind: it is the conditions that held ("drift", "drift+performance",
+            # "manual"), also when the check was held back (its reason is then e.g. "cooldown: ...")
+            held = "+".join(name for name, on in (event.get("conditions") or {}).items() if on)
+            self.triggers.inc(consumer=consumer, kind=held or "unknown", fired=str(bool(event.get("fire"))).lower())
         elif kind == "deploy":
             self.deploys.inc(consumer=consumer)
             self._champion(consumer, event)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+import types
 import urllib.error
 import urllib.request
 
 import pytest
+from kafka import TopicPartition
 
+from stream_ct.events import EventLog
 from stream_ct.metrics import Metrics, MetricsServer, serve_metrics, worker_metrics
+
+DRIFT_ONLY = {"drift": True, "performance": False, "schedule": False}
 
 
 def test_render_counter_gauge_histogram_exact_text():
@@ -85,8 +90,10 @@ def test_serve_metrics_from_events_and_batches():
 
     events = [
         {"type": "deploy", "consumer": "yield", "model": "yield", "version": 2},
-        {"type": "trigger_check", "consumer": "yield", "kind": "drift", "fire": True},
-        {"type": "trigger_check", "consumer": "yield", "kind": "drift", "fire": False},
+        {"type": "trigger_check", "consumer": "yield", "fire": True, "reason": "drift", "conditions": DRIFT_ONLY,
+         "position": 5000},
+        {"type": "trigger_check", "consumer": "yield", "fire": False, "conditions": DRIFT_ONLY, "position": 5200,
+         "reason": "cooldown: 200 records since the last retrain < 10000"},
         {"type": "alert", "consumer": "yield", "kind": "retrain_lost"},
         {"type": "rollback", "consumer": "yield", "model": "yield", "version": 1},
         {"type": "post_deploy_metric", "consumer": "yield", "model": "yield", "metric": {"auc": 0.91, "f1": 0.8}},
@@ -108,6 +115,23 @@ def test_serve_metrics_from_events_and_batches():
     assert sm.predictions.value(consumer="yield", source="champion") == 500.0
 
 
+def test_trigger_kind_from_the_trigger_check_events_serve_emits():
+    sm = serve_metrics(Metrics())
+    log = EventLog(types.SimpleNamespace(send=lambda *args, **kwargs: None), "serve", "yield",
+                   listeners=[sm.on_event])
+    # the fields of serve's trigger_check events: its trigger policy's decisions, and manual retrains
+    log.emit("trigger_check", fire=True, reason="drift", conditions=DRIFT_ONLY, position=5000)
+    log.emit("trigger_check", fire=False, reason="cooldown: 200 records since the last retrain < 10000",
+             conditions=DRIFT_ONLY, position=5200)
+    log.emit("trigger_check", fire=True, reason="drift+performance", conditions=dict(DRIFT_ONLY, performance=True),
+             position=9000)
+    log.emit("trigger_check", fire=True, reason="manual: new probe card", conditions={"manual": True},
+             position=9100)
+    assert sm.triggers._children == {("yield", "drift", "true"): 1.0, ("yield", "drift", "false"): 1.0,
+                                     ("yield", "drift+performance", "true"): 1.0,
+                                     ("yield", "manual", "true"): 1.0}
+
+
 def test_drift_statistic_keeps_only_recent_top_features():
     sm = serve_metrics(Metrics())
     for i in range(25):
@@ -118,8 +142,6 @@ def test_drift_statistic_keeps_only_recent_top_features():
 
 
 def test_lag_from_a_kafka_consumer_drops_revoked_partitions():
-    from kafka import TopicPartition
-
     class FakeConsumer:
         def __init__(self, parts):
             self.parts = parts
@@ -136,11 +158,23 @@ def test_lag_from_a_kafka_consumer_drops_revoked_partitions():
     sm = serve_metrics(Metrics())
     read = {TopicPartition("parts", p): 40 for p in (0, 1, 2)}  # partition 3: nothing read yet
     sm.lag("yield", FakeConsumer([0, 1, 2, 3]), read)
-    assert sm.consumer_lag.value(consumer="yield", partition=0) == 60
-    assert sm.consumer_lag.value(consumer="yield", partition=1) == 10
-    assert set(sm.consumer_lag._children) == {("yield", "0"), ("yield", "1")}
+    assert sm.consumer_lag.value(consumer="yield", topic="parts", partition=0) == 60
+    assert sm.consumer_lag.value(consumer="yield", topic="parts", partition=1) == 10
+    assert set(sm.consumer_lag._children) == {("yield", "parts", "0"), ("yield", "parts", "1")}
     sm.lag("yield", FakeConsumer([1]), read)
-    assert set(sm.consumer_lag._children) == {("yield", "1")}
+    assert set(sm.consumer_lag._children) == {("yield", "parts", "1")}
+
+
+def test_lag_keeps_the_input_and_labels_topics_apart():
+    parts, labels = TopicPartition("parts", 0), TopicPartition("parts.labels", 0)
+    sm = serve_metrics(Metrics())
+    highwater = {parts: 100_000, labels: 10}.get
+    sm.lag("yield", types.SimpleNamespace(assignment=lambda: {parts, labels}, highwater=highwater),
+           {parts: 40_000, labels: 10})
+    assert sm.consumer_lag._children == {("yield", "parts", "0"): 60_000.0, ("yield", "parts.labels", "0"): 0.0}
+    # the labels partition revoked: only its series goes
+    sm.lag("yield", types.SimpleNamespace(assignment=lambda: {parts}, highwater=highwater), {parts: 40_000})
+    assert sm.consumer_lag._children == {("yield", "parts", "0"): 60_000.0}
 
 
 def test_worker_metrics_from_decisions():
