@@ -27,6 +27,11 @@ MODELS_TOPIC = "ct.models"
 EVENTS_TOPIC = "ct.events"
 CONTROL_TOPIC = "ct.control"
 
+
+def shadow_key(model: str) -> str:
+    """The ``ct.models`` key of a model's shadow candidate (the champion's key is the model's name)."""
+    return f"{model}.shadow"
+
 _ENV_SETTINGS = {
     "STREAM_CT_SECURITY_PROTOCOL": "security_protocol",
     "STREAM_CT_SASL_MECHANISM": "sasl_mechanism",

@@ -22,7 +22,7 @@ import orjson
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, make_consumer
+from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, make_consumer, shadow_key
 from stream_ct.registry import Artifact, IntegrityError
 
 #: ``load(version, expected_sha256s, with_monitor) -> (artifact, monitor)``
@@ -51,7 +51,7 @@ class ModelWatcher(threading.Thread):
         self._shadow: LoadedChampion | None = None
         self._commands: list[dict[str, Any]] = []
         self._settled: set[str] = set()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # not ``_stop``: that would hide Thread._stop(), which join() calls
         self.loaded_version: int | None = None
         self.promoted_version = 0  # the newest promotion seen on ct.events
         self.attempted_version = 0  # the newest champion version a load was tried for
@@ -84,7 +84,7 @@ class ModelWatcher(threading.Thread):
             return request_ids & self._settled
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         consumer = make_consumer(group_id=None, bootstrap=self.bootstrap)
@@ -97,20 +97,20 @@ class ModelWatcher(threading.Thread):
             consumer.seek_to_end(*[tp for tp in partitions if tp.topic != MODELS_TOPIC])
             end = consumer.end_offsets(models)
             latest: dict[str, dict[str, Any]] = {}
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 for tp, messages in consumer.poll(timeout_ms=200).items():
                     for message in messages:
                         if tp.topic == MODELS_TOPIC:
-                            key = (message.key or b"").decode()
-                            if key in (self.model_name, self.shadow_key) and message.value:
-                                latest[key] = orjson.loads(message.value)
+                            self._note_model((message.key or b"").decode(), message.value, latest)
                         elif tp.topic == EVENTS_TOPIC:
                             self._note_event(message.value)
                         else:
                             self._note_command(message.value)
                 if _caught_up(consumer, models, end):
-                    for key, announcement in latest.items():
-                        self._load(announcement, shadow=key == self.shadow_key)
+                    # the champion first: a shadow is judged against it
+                    for key in (self.model_name, self.shadow_key):
+                        if key in latest:
+                            self._load(latest[key], shadow=key == self.shadow_key)
                     latest.clear()
                     self.ready.set()
         finally:
@@ -118,7 +118,23 @@ class ModelWatcher(threading.Thread):
 
     @property
     def shadow_key(self) -> str:
-        return f"{self.model_name}.shadow"
+        return shadow_key(self.model_name)
+
+    def _note_model(self, key: str, value: bytes | None, latest: dict[str, dict[str, Any]]) -> None:
+        """Keep the newest announcement per key in ``latest``; a shadow marked ``judged`` (serve
+        marks it once it has a verdict) takes itself and older shadows out, loaded or not."""
+        if key not in (self.model_name, self.shadow_key) or not value:
+            return
+        announced = orjson.loads(value)
+        if key == self.shadow_key and announced.get("judged"):
+            judged = int(announced["version"])
+            if latest.get(key, {}).get("version", judged + 1) <= judged:
+                del latest[key]
+            with self._lock:
+                if self._shadow is not None and self._shadow.artifact.version <= judged:
+                    self._shadow = None
+        else:
+            latest[key] = announced
 
     def _note_command(self, value: bytes) -> None:
         try:
@@ -134,17 +150,30 @@ class ModelWatcher(threading.Thread):
             event = orjson.loads(value)
         except orjson.JSONDecodeError:
             return
+        if not isinstance(event, dict):
+            return  # not an event of ours; like an odd command, it must not end the watcher
         settled = event.get("type") == "retrain_decision" or (event.get("type") == "retrain_failed"
                                                                and event.get("final"))
-        if settled and event.get("request_id"):
+        if settled and isinstance(event.get("request_id"), str):  # a list would not hash
             with self._lock:
                 self._settled.add(event["request_id"])
         if event.get("decision") == "promoted" and event.get("model") == self.model_name:
-            self.promoted_version = max(self.promoted_version, int(event.get("version") or 0))
+            try:
+                version = int(event.get("version") or 0)
+            except (TypeError, ValueError):
+                return  # not a version number: nothing to wait for
+            self.promoted_version = max(self.promoted_version, version)
 
     def _load(self, announcement: dict[str, Any], shadow: bool = False) -> None:
         version = int(announcement["version"])
-        if not shadow:
+        if shadow:
+            # a starting instance reads the last shadow announced on the compacted ct.models (serve
+            # clears the key once a shadow is judged): one not newer than the champion, or with no
+            # champion to run beside, was settled already (serve also checks it was trained
+            # against the champion it serves)
+            if self.loaded_version is None or version <= self.loaded_version:
+                return
+        else:
             if version == self.loaded_version:
                 return
             self.attempted_version = max(self.attempted_version, version)

@@ -38,7 +38,7 @@ from stream_ct.events import EventLog
 from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_features, target_vector, wafer_ids
 from stream_ct.gates import run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
-                                make_producer)
+                                make_producer, shadow_key)
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
 from stream_ct.outbox import Outbox
@@ -355,7 +355,7 @@ def announce(outbox: Outbox, registry: Registry, name: str, version: int, decisi
 
     A shadow candidate is announced under ``<model>.shadow``: serve scores it beside the
     champion on live traffic and promotes it only if it wins there too."""
-    key = name + (".shadow" if decision == "shadow" else "")
+    key = shadow_key(name) if decision == "shadow" else name
     outbox.send(MODELS_TOPIC, key=key.encode(), value=announcement(registry, name, version, reason))
     outbox.flush()
 

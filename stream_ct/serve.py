@@ -33,7 +33,7 @@ from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, target_vector, wafer_ids
 from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
-                                make_producer)
+                                make_producer, shadow_key)
 from stream_ct.labels import LabelJoiner
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
@@ -688,6 +688,9 @@ class Server:
         self.events.emit("shadow_result", model=self.config.model.name, version=self.shadow.version,
                          passed=bool(passed), shadow_metric=shadow_value, champion_metric=champion_value,
                          gain=gain, labeled=self.shadow_metrics[0].seen)
+        # an instance that starts later does not run it again
+        self.outbox.send(MODELS_TOPIC, key=shadow_key(self.config.model.name).encode(), value=orjson.dumps(
+            {"model": self.config.model.name, "version": self.shadow.version, "judged": True}))
         if passed:
             self._announce(self.shadow.version, "shadow")
         self.shadow = self.shadow_metrics = None

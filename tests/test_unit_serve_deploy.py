@@ -19,10 +19,10 @@ def _server(tmp_path, **sections) -> Server:
     for name, keys in sections.items():
         raw.setdefault(name, {}).update(keys)
     server = Server(ConsumerConfig.from_dict(raw))
-    server.emitted, server.announced, server.dead = [], [], []
+    server.emitted, server.announced, server.sent = [], [], []
     server.events = types.SimpleNamespace(emit=lambda type_, **kw: server.emitted.append((type_, kw)))
     server._announce = lambda version, reason: server.announced.append((version, reason))
-    server.outbox = types.SimpleNamespace(send=lambda topic, **kw: server.dead.append(kw["headers"]))
+    server.outbox = types.SimpleNamespace(send=lambda topic, **kw: server.sent.append((topic, kw)))
     return server
 
 
@@ -135,5 +135,23 @@ def test_a_label_that_is_not_a_finite_number_goes_to_the_dead_letter_topic(tmp_p
                                     headers=[], timestamp=0)
     server._process_labels([message])
     assert server.counts["dlq"] == 1 and server.online.n_learned == 0
-    reason = dict(server.dead[0])["dlq.reason"].decode()
+    [(topic, dead)] = server.sent
+    reason = dict(dead["headers"])["dlq.reason"].decode()
     assert reason.startswith("bad label record")
+
+
+@pytest.mark.parametrize("shadow_auc", [1.0, 0.0])
+def test_a_judged_shadow_is_marked_on_ct_models_won_or_lost(tmp_path, shadow_auc):
+    """So that an instance starting later does not run it again (the compacted topic keeps the last)."""
+    server = _server(tmp_path, deploy={"shadow_records": 100})
+    server.champion, server.champion_metric = _artifact(1), RollingMetric("classification")
+    server.shadow = _artifact(2, parent=1)
+    server.shadow_metrics = (RollingMetric("classification", size=10**9), RollingMetric("classification", size=10**9))
+    y = np.arange(100) % 2.0
+    server.shadow_metrics[0].add(y if shadow_auc else 1 - y, y)
+    server.shadow_metrics[1].add(np.full(100, 0.5), y)
+    server._judge_shadow()
+    [(topic, marked)] = server.sent
+    assert (topic, marked["key"]) == ("ct.models", b"yield.shadow")
+    assert orjson.loads(marked["value"]) == {"model": "yield", "version": 2, "judged": True}
+    assert server.announced == ([(2, "shadow")] if shadow_auc else []) and server.shadow is None
