@@ -393,9 +393,13 @@ class RetrainWorker:
             try:
                 outcome = train_in_child(request, None, registry_root, config.retrain.timeout_s, self.bootstrap)
             except Exception as exc:  # a failed retrain is reported; the champion keeps serving
+                error = f"{type(exc).__name__}: {exc}"
+                registered = registered_for(request, registry)
+                if registered is not None:  # e.g. timed out after registering: settle what it made
+                    return self._finish_settling(request, registry, registered, outbox, events, ids,
+                                                 by=f"attempt {attempt}, which then failed ({error})")
                 final = attempt == attempts
-                events.emit("retrain_failed", attempt=attempt, final=final, error=f"{type(exc).__name__}: {exc}",
-                            **ids)
+                events.emit("retrain_failed", attempt=attempt, final=final, error=error, **ids)
                 outbox.flush()
                 if final:
                     return Outcome(None, "failed", [], {"error": str(exc)})
@@ -412,10 +416,12 @@ class RetrainWorker:
 
     @staticmethod
     def _finish_settling(request: dict[str, Any], registry: Registry, version: int, outbox: Outbox,
-                         events: EventLog, ids: dict[str, Any]) -> Outcome:
-        """Settle a request whose version a stopped worker registered: make it champion if the
-        pointer still shows the champion it was judged against, announce it if it is (still) the
-        champion or the newest shadow, and emit its decision; never train it again."""
+                         events: EventLog, ids: dict[str, Any],
+                         by: str = "a worker that stopped before settling it") -> Outcome:
+        """Settle a request whose version was registered ``by`` a worker or an attempt that did
+        not settle it: make it champion if the pointer still shows the champion it was judged
+        against, announce it if it is (still) the champion or the newest shadow, and emit its
+        decision; never train it again."""
         name, meta = request["model"], registry.meta(request["model"], version)
         decision, champion = meta["decision"], registry.champion(name)
         if decision == "promoted" and champion == meta.get("parent_version"):
@@ -430,8 +436,7 @@ class RetrainWorker:
             done = f"not announced: superseded (champion v{champion})"
         else:
             done = "nothing to announce"
-        detail = f"v{version} was registered for this request by a worker that stopped before settling it; " \
-                 f"{done}, not trained again"
+        detail = f"v{version} was registered for this request by {by}; {done}, not trained again"
         events.emit("retrain_decision", version=version, decision=decision, gates=meta["gates"],
                     metrics=meta["metrics"], detail=detail, **ids)
         outbox.flush()

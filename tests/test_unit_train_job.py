@@ -1,8 +1,8 @@
 """Unit tests for the pure parts of stream_ct.retrain_worker (no Kafka): train_and_judge on simulated
 records with a tmp registry (promote, reject, skip; unusable labels, an unusable champion), _fit's
 recency weights, train_in_child and its time limit, and the worker's handling of a commit refused
-after a rebalance, of a request that raises, and of a request whose version a stopped worker had
-registered."""
+after a rebalance, of a request that raises, and of a request whose version a stopped worker or
+a failed attempt had registered."""
 
 from __future__ import annotations
 
@@ -409,6 +409,30 @@ def test_a_superseded_version_of_a_stopped_worker_is_not_announced(promoted, tmp
     assert (outcome.version, outcome.decision) == (1, "promoted")
     assert sent == [] and reg.champion("yield") == newer  # no rollback to the request's own version
     assert emitted[0][1]["detail"].endswith("not announced: superseded (champion v2), not trained again")
+
+
+def test_an_attempt_that_fails_after_registering_its_version_is_settled_not_retried(promoted, tmp_path, monkeypatch):
+    """A child that registered its version and then timed out (or died): the version is settled
+    as the decision, not trained again by the next attempt."""
+    root, request, first = promoted
+    (tmp_path / "reg" / "yield").mkdir(parents=True)
+    attempts = []
+
+    def registers_then_times_out(request, records, registry_root, timeout_s, bootstrap):
+        attempts.append(registry_root)
+        shutil.copytree(root / "yield" / "v1", tmp_path / "reg" / "yield" / "v1")
+        raise TimeoutError("training did not finish within 0.01 s")
+
+    monkeypatch.setattr(retrain_worker, "train_in_child", registers_then_times_out)
+    outbox, events = RecordingOutbox(), RecordingEvents()
+    outcome = RetrainWorker(registry_path=str(tmp_path / "reg")).handle(request, outbox, events)
+    assert len(attempts) == 1 < CONFIG.retrain.max_attempts
+    assert (outcome.version, outcome.decision) == (1, "promoted") and Registry(tmp_path / "reg").champion("yield") == 1
+    assert [kind for kind, _ in events.emitted] == ["retrain_started", "retrain_decision"]
+    assert events.emitted[1][1]["detail"] == (
+        "v1 was registered for this request by attempt 1, which then failed (TimeoutError: training did not "
+        "finish within 0.01 s); announced now, not trained again")
+    assert [(topic, value["version"]) for topic, _, value in outbox.sent] == [("ct.models", 1)]
 
 
 def test_every_instance_answers_a_manual_command_but_it_is_trained_once(records, tmp_path):
