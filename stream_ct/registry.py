@@ -9,6 +9,7 @@ Layout under ``root``::
                                   only after its sha256 matched)
     <model>/v<N>/meta.json        metadata, lineage, gate verdicts and the sha256 of each file
     <model>/CHAMPION              {"version": N} - the champion pointer (mirrors ct.models)
+    <model>/CHAMPIONS.jsonl       every pointer move, appended: the versions that served
 
 A version folder appears only complete: it is written under a temporary name and renamed.
 Files are verified against the sha256 recorded in ``meta.json`` before anything is loaded.
@@ -41,6 +42,10 @@ TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
     "numpy.dtype",
 ]
+
+
+#: every champion pointer move, one JSON line each (``Registry.champions_before`` reads it)
+CHAMPION_HISTORY = "CHAMPIONS.jsonl"
 
 
 class IntegrityError(RuntimeError):
@@ -171,11 +176,15 @@ class Registry:
             raise IntegrityError(f"{name} v{version}: registry record and announcement disagree on checksums")
         return meta
 
-    def promoted_before(self, name: str, version: int) -> list[int]:
-        """The versions before ``version`` that were promoted when registered, newest first
-        (what a starting serve instance may fall back to)."""
+    def champions_before(self, name: str, version: int) -> list[int]:
+        """The versions before ``version`` that were promoted when registered or made champion
+        since (a shadow that won, ``stream-ct models promote``), newest first: what a starting
+        serve instance may fall back to."""
+        history = self._model_dir(name) / CHAMPION_HISTORY
+        served = {json.loads(line)["version"] for line in history.read_text().splitlines() if line.strip()} \
+            if history.exists() else set()
         return [v for v in reversed(self.versions(name))
-                if v < version and self.meta(name, v).get("decision") == "promoted"]
+                if v < version and (v in served or self.meta(name, v).get("decision") == "promoted")]
 
     def champion(self, name: str) -> int | None:
         pointer = self._model_dir(name) / "CHAMPION"
@@ -187,8 +196,13 @@ class Registry:
         self.meta(name, version)  # refuses an unknown version
         pointer = self._model_dir(name) / "CHAMPION"
         tmp = pointer.with_suffix(f".tmp-{uuid.uuid4().hex}")
-        _write_synced(tmp, json.dumps({"version": version, "at": time.time()}).encode())
+        entry = json.dumps({"version": version, "at": time.time()}).encode()
+        _write_synced(tmp, entry)
         os.replace(tmp, pointer)
+        with open(self._model_dir(name) / CHAMPION_HISTORY, "ab") as history:  # one short append: atomic
+            history.write(entry + b"\n")
+            history.flush()
+            os.fsync(history.fileno())
 
 
 def _check(name: str, version: int, fname: str, actual: str, recorded: str) -> None:

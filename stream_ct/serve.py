@@ -138,7 +138,7 @@ class Server:
                                listeners=[self.sm.on_event])
         self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, ChildLoader(cfg),
                                     self.events.emit, self.bootstrap,
-                                    earlier_versions=lambda v: self.registry.promoted_before(cfg.model.name, v))
+                                    earlier_versions=lambda v: self.registry.champions_before(cfg.model.name, v))
         # Libraries, configuration and clients live as long as the process and hold no cycle
         # garbage: out of every cyclic collection, which then only walks the stream's own
         # objects (50 tests, in-process: 6-12 of 58-64 us per record went to the collector).

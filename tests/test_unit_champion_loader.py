@@ -98,10 +98,10 @@ def test_a_starting_instance_whose_announced_champion_is_tampered_serves_the_new
                                                    for d in ("promoted", "rejected", "promoted"))
     flip_byte(reg.path("yield", promoted_then_tampered) / "model.skops")
     flip_byte(reg.path("yield", announced) / "model.skops")
-    assert reg.promoted_before("yield", announced) == [promoted_then_tampered, 1]
+    assert reg.champions_before("yield", announced) == [promoted_then_tampered, 1]
     alerts = []
     watcher = ModelWatcher("yield", "yield", ChildLoader(config(root)), lambda event_type, **f: alerts.append(f),
-                           earlier_versions=lambda v: reg.promoted_before("yield", v))
+                           earlier_versions=lambda v: reg.champions_before("yield", v))
     watcher._load({"version": announced, "files": reg.meta("yield", announced)["files"]})
     loaded = watcher.take()
     assert loaded.artifact.version == 1 and loaded.monitor is not None

@@ -126,7 +126,26 @@ def test_champion_pointer(reg, estimator):
     reg.set_champion("m", v1)  # rollback
     assert reg.champion("m") == v1
     assert json.loads((reg.root / "m" / "CHAMPION").read_text())["version"] == v1
-    assert sorted(p.name for p in (reg.root / "m").iterdir()) == ["CHAMPION", "v1", "v2"]
+    assert sorted(p.name for p in (reg.root / "m").iterdir()) == ["CHAMPION", "CHAMPIONS.jsonl", "v1", "v2"]
+    history = (reg.root / "m" / "CHAMPIONS.jsonl").read_text().splitlines()
+    assert [json.loads(line)["version"] for line in history] == [v2, v1]
+
+
+def test_champions_before_counts_versions_made_champion_after_registration(reg, estimator):
+    """A starting instance falls back to any version that served: promoted when registered, a
+    shadow that won, or one promoted by hand; never a shadow that lost or a rejected one."""
+    def save(decision):
+        return reg.save("m", estimator, REFERENCE, {"decision": decision})
+
+    promoted, _rejected = save("promoted"), save("rejected")
+    shadow_won = save("shadow")
+    reg.set_champion("m", shadow_won)
+    shadow_lost, by_hand = save("shadow"), save("rejected")
+    reg.set_champion("m", by_hand)
+    newest = save("promoted")
+    assert reg.champions_before("m", newest) == [by_hand, shadow_won, promoted]
+    assert reg.champions_before("m", shadow_lost) == [shadow_won, promoted]
+    assert reg.champions_before("m", promoted) == []
 
 
 def test_unknown_version(reg, estimator):
