@@ -66,20 +66,25 @@ def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_o
 
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
-               bootstrap: str | None = None, parts: bool = True) -> list[dict[str, Any]]:
+               bootstrap: str | None = None, parts: bool = True, stall_timeout_s: float = 120.0
+               ) -> list[dict[str, Any]]:
     """Records of ``topic`` from ``start_ts_ms`` (by timestamp) up to ``end_offsets`` (default: the
-    end of each partition now), in timestamp order: valid part records, or with ``parts=False``
-    any JSON object (label records)."""
+    end of each partition now; an end past what the partition holds reads to its end), in
+    timestamp order: valid part records, or with ``parts=False`` any JSON object (label records).
+
+    Raises ``TimeoutError`` naming the partitions when no partition's position moves for
+    ``stall_timeout_s`` (a leader away, offsets that yield nothing) instead of waiting forever."""
     consumer = make_consumer(group_id=None, bootstrap=bootstrap)
     try:
         if not consumer.partitions_for_topic(topic):
             raise ValueError(f"topic {topic!r} does not exist")
         if end_offsets is None:
             partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-            ends = {tp: off for tp, off in consumer.end_offsets(partitions).items()}
+            ends = consumer.end_offsets(partitions)
         else:
             partitions = [TopicPartition(topic, int(p)) for p in end_offsets]
-            ends = {tp: end_offsets[str(tp.partition)] for tp in partitions}
+            now = consumer.end_offsets(partitions)
+            ends = {tp: min(int(end_offsets[str(tp.partition)]), now[tp]) for tp in partitions}
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -92,6 +97,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                 remaining[tp] = ends[tp]
         consumer.pause(*[tp for tp in partitions if tp not in remaining])
         out: list[tuple[int, int, dict[str, Any]]] = []
+        positions, moved_at = {}, time.monotonic()
         while remaining:
             for tp, messages in consumer.poll(timeout_ms=1000, max_records=5000).items():
                 end = remaining.get(tp)
@@ -100,9 +106,20 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                 in_window = [m for m in messages if m.offset < end]
                 valid = decode_batch([m.value for m in in_window])[0] if parts else _json_objects(in_window)
                 out.extend((in_window[i].timestamp, tp.partition, rec) for i, rec in valid)
-                if consumer.position(tp) >= end or len(in_window) < len(messages):
+                if len(in_window) < len(messages):
                     del remaining[tp]
                     consumer.pause(tp)
+            now_positions = {tp: consumer.position(tp) for tp in remaining}
+            for tp, position in now_positions.items():
+                if position >= remaining[tp]:  # also past offsets that hold no record (markers)
+                    del remaining[tp]
+                    consumer.pause(tp)
+            if now_positions != positions:
+                positions, moved_at = now_positions, time.monotonic()
+            elif remaining and time.monotonic() - moved_at > stall_timeout_s:
+                stuck = ", ".join(f"partition {tp.partition} at offset {positions[tp]} of {end}"
+                                  for tp, end in remaining.items())
+                raise TimeoutError(f"reading {topic}: no progress for {stall_timeout_s:g} s ({stuck})")
         out.sort(key=lambda item: (item[0], item[1]))
         return [rec for _, _, rec in out]
     finally:

@@ -1,0 +1,78 @@
+"""The retrain worker's window read (``read_topic``): by timestamp, up to end offsets, in
+timestamp order, and never waiting forever. On the real broker, and with a consumer that never
+moves for the stall (no broker can be made to hold a partition still on cue)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from stream_ct import retrain_worker
+from stream_ct.kafka_io import ensure_topics, make_producer
+from stream_ct.retrain_worker import read_topic
+
+
+def label(i: int) -> dict:
+    return {"lot_id": "L1", "wafer_id": "W1", "part_id": i, "passed": i % 2}
+
+
+@pytest.mark.integration
+def test_a_window_is_read_by_time_in_time_order_and_an_end_past_the_log_reads_to_its_end(kafka_bootstrap, topic):
+    ensure_topics({topic: {"partitions": 2}}, kafka_bootstrap)
+    producer = make_producer(kafka_bootstrap)
+    for i in range(10):  # part i stamped at (i + 1) s, alternating partitions
+        producer.send(topic, value=orjson.dumps(label(i)), partition=i % 2, timestamp_ms=(i + 1) * 1000)
+    producer.flush()
+    producer.close()
+    started = time.monotonic()
+    window = read_topic(topic, 5000, {"0": 1000, "1": 1000}, kafka_bootstrap, parts=False)
+    assert [rec["part_id"] for rec in window] == [4, 5, 6, 7, 8, 9]
+    assert time.monotonic() - started < 30  # it read to the end of the log, and stopped there
+    assert [rec["part_id"] for rec in read_topic(topic, 0, {"0": 2}, kafka_bootstrap, parts=False)] == [0, 2]
+    assert read_topic(topic, 11_000, None, kafka_bootstrap, parts=False) == []
+
+
+class StillConsumer:
+    """A consumer whose partition holds offsets 0..9 and never delivers any of them."""
+
+    def __init__(self, *args, **kwargs):
+        self.position_of = {}
+
+    def partitions_for_topic(self, topic):
+        return {0}
+
+    def end_offsets(self, partitions):
+        return {tp: 10 for tp in partitions}
+
+    def offsets_for_times(self, query):
+        return {tp: type("OffsetAndTimestamp", (), {"offset": 3})() for tp in query}
+
+    def assign(self, partitions):
+        pass
+
+    def seek(self, tp, offset):
+        self.position_of[tp] = offset
+
+    def pause(self, *partitions):
+        pass
+
+    def poll(self, timeout_ms, max_records):
+        time.sleep(0.05)
+        return {}
+
+    def position(self, tp):
+        return self.position_of[tp]
+
+    def close(self):
+        pass
+
+
+def test_a_read_that_makes_no_progress_fails_with_the_partitions_named(monkeypatch):
+    monkeypatch.setattr(retrain_worker, "make_consumer", StillConsumer)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as exc:
+        read_topic("parts", 0, {"0": 10}, stall_timeout_s=0.3)
+    assert str(exc.value) == "reading parts: no progress for 0.3 s (partition 0 at offset 3 of 10)"
+    assert time.monotonic() - started < 5
