@@ -137,7 +137,8 @@ def test_champions_before_counts_versions_made_champion_after_registration(reg, 
     def save(decision):
         return reg.save("m", estimator, REFERENCE, {"decision": decision})
 
-    promoted, _rejected = save("promoted"), save("rejected")
+    promoted = save("promoted")
+    save("rejected")
     shadow_won = save("shadow")
     reg.set_champion("m", shadow_won)
     shadow_lost, by_hand = save("shadow"), save("rejected")
