@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kafka import OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
@@ -70,6 +70,24 @@ def build_monitor(config: ConsumerConfig, artifact: Artifact):
     if artifact.drift_state is not None:
         return DriftMonitor.from_state(artifact.drift_state)
     return calibrated_monitor(config, artifact.reference, artifact.meta["feature_names"])
+
+
+class ForgetRevoked(ConsumerRebalanceListener):
+    """Serve forgets where it read a partition once the partition is revoked: if it came back
+    with no batch of it in between (another instance may have read on and committed), the
+    next commit would move the group's offset back to where this instance left it. A
+    partition that comes back is read from its committed offset, so nothing is lost."""
+
+    def __init__(self, server: Server):
+        self.server = server
+
+    def on_partitions_revoked(self, revoked) -> None:
+        for tp in revoked:
+            self.server.consumed.pop(tp, None)
+            self.server.commit_offsets.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned) -> None:
+        pass
 
 
 class Server:
@@ -147,9 +165,10 @@ class Server:
         self.watcher.start()
         self.watcher.ready.wait(timeout=30)
         consumer = self.consumer = make_consumer(
-            *topics, group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
+            group_id=cfg.consumer.group_id, bootstrap=self.bootstrap,
             max_poll_records=cfg.consumer.poll_max_records, session_timeout_ms=cfg.consumer.session_timeout_ms,
             heartbeat_interval_ms=max(1000, cfg.consumer.session_timeout_ms // 3))
+        consumer.subscribe(topics, listener=ForgetRevoked(self))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         metrics_server = start_from_args(self.metrics_args, self.metrics, ready=lambda: self.assigned,
                                          config_port=cfg.events.metrics_port) if self.metrics_args else None

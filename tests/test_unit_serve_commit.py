@@ -12,10 +12,11 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 
 import stream_ct.reconnect as reconnect
-from stream_ct.serve import Server
+from stream_ct.serve import ForgetRevoked, Server
 
 
 PART = TopicPartition("parts", 0)
+OTHER = TopicPartition("parts", 1)
 
 
 class FlakyConsumer:
@@ -219,3 +220,17 @@ def test_a_poll_that_meets_a_restarting_broker_is_waited_out():
     assert polled == (True, {PART: ["record"]}) and server.counts["poll_retries"] == 2
     server.stopping = True  # stopping during an outage: no batch, the loop ends
     assert server._poll(FlakyPoll(KafkaConnectionError("111 ECONNREFUSED"))) == (False, None)
+
+
+def test_a_partition_revoked_and_regained_is_not_committed_back_to_where_this_instance_left_it():
+    """Read to 10 on PART; PART revoked, read on by another instance, and given back; the next
+    batch holds only OTHER: its commit leaves PART's committed offset alone."""
+    consumer, server = FlakyConsumer(), _server()
+    consumer.assigned = {PART, OTHER}
+    _batch(server, consumer, 10)
+    consumer.answer()
+    ForgetRevoked(server).on_partitions_revoked({PART, OTHER})
+    assert server.consumed == {} and server.commit_offsets == {}
+    server.consumed[OTHER] = 5
+    server._commit(consumer)
+    assert consumer.async_commits[-1][0] == {OTHER: 5}
