@@ -147,6 +147,17 @@ def test_error_stream_detector_flags_a_rise_in_errors_only():
     assert ErrorStreamDetector().update(down) == []
 
 
+def test_error_stream_detector_skips_a_missing_error():
+    from stream_ct.drift.river_adapters import ErrorStreamDetector
+
+    rng = np.random.default_rng(6)
+    up = np.concatenate([rng.random(4000) < 0.05, rng.random(4000) < 0.25]).astype(float)
+    up[100] = np.nan  # one NaN made ADWIN's estimate NaN for good: no signal ever after
+    det = ErrorStreamDetector()
+    signals = det.update(up)
+    assert signals and all(s.position >= 4000 for s in signals) and det.n_seen == 8000
+
+
 def _loop_bank(z, k, h):
     """Per-record reference for a bank: alarms (row, feature, side), end state, runs since 0."""
     d = z.shape[1]

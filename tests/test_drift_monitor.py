@@ -2,6 +2,7 @@
 
 import collections
 import copy
+import json
 
 import numpy as np
 import orjson
@@ -119,6 +120,33 @@ def test_state_dict_round_trip_resumes_identically(small):
     assert [s.to_event() for s in sa] == [s.to_event() for s in sb] and sa
     assert a.n_seen == b.n_seen == 3000
     assert np.array_equal(a.cal["ks"], b.cal["ks"])
+
+
+def test_a_state_taken_does_not_change_as_the_monitor_runs_on(small):
+    mon = DriftMonitor.from_state(small.state_dict())
+    X = np.random.default_rng(4).normal(size=(400, 4))
+    mon.update(X[:200], groups=np.repeat(np.arange(2), 100))
+    taken = mon.state_dict()
+    kept = copy.deepcopy(taken)
+    mon.update(X[200:], groups=np.repeat(np.arange(2, 4), 100))
+    for key in ("ring", "history", "invalid_counts"):
+        assert np.array_equal(taken[key], kept[key], equal_nan=True), key
+    assert [b["state"].tolist() for b in taken["global_banks"]] == [b["state"].tolist() for b in kept["global_banks"]]
+
+
+def test_rows_of_groups_dies_and_strata_must_match_the_batch(small):
+    mon = DriftMonitor.from_state(small.state_dict())
+    X = np.zeros((300, 4))
+    with pytest.raises(ValueError, match=r"groups needs one value per row of X \(300\), got 250"):
+        mon.update(X, groups=np.zeros(250))
+    with pytest.raises(ValueError, match=r"tester needs one value per row of X \(300\), got 200"):
+        mon.update(X, strata={"tester": np.array(["T1"] * 200)}, groups=np.zeros(300))
+
+
+def test_a_snapshot_before_the_first_look_is_strict_json(small):
+    snap = DriftMonitor.from_state(small.state_dict()).snapshot()
+    assert all(f["ks"] is None and f["psi"] is None for f in snap["top_features"])
+    json.dumps(snap, allow_nan=False)
 
 
 def test_signal_event_is_json_safe(small):

@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import numpy as np
@@ -402,8 +404,11 @@ class DriftMonitor:
             raise ValueError("this monitor removes die patterns (reference_dies): pass dies=")
         if self.needs_groups and groups is None:
             raise ValueError("this monitor charts wafers and lots (reference_groups): pass groups=")
-        charted = X if self.die_pattern is None else self.die_pattern.remove(X, dies)
         b = X.shape[0]
+        for name, values in (("dies", dies), ("groups", groups), *(strata or {}).items()):
+            if values is not None and len(values) != b:
+                raise ValueError(f"{name} needs one value per row of X ({b}), got {len(values)}")
+        charted = X if self.die_pattern is None else self.die_pattern.remove(X, dies)
         valid = valid_mask(X)
         invalid = (~valid).sum(axis=0)
         self.invalid_counts += invalid
@@ -598,7 +603,7 @@ class DriftMonitor:
             "reference_lots": self.n_lots, "location_enabled": self.location_enabled,
             "warnings": list(self.warnings),
             "top_features": [{"feature": names[j], "ratio_to_threshold": float(ratio[j]),
-                              "ks": float(self.latest["ks"][j]), "psi": float(self.latest["psi"][j]),
+                              "ks": per(self.latest["ks"])[names[j]], "psi": per(self.latest["psi"])[names[j]],
                               "cusum_ratio": float(cusum[j])} for j in top],
             "latest": {"ks": per(self.latest["ks"]), "psi": per(self.latest["psi"]),
                        "cusum_ratio": per(cusum)},
@@ -615,7 +620,8 @@ class DriftMonitor:
         }
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: config, reference, calibration and stream state."""
+        """Everything needed to resume: config, reference, calibration and stream state. The
+        stream state is a copy: the monitor's own arrays change in place as it runs on."""
         config = {name: getattr(self, name) for name in _CONFIG}
         config["strata"], config["budget"] = list(self.strata), dict(self.budget)
         return {
@@ -623,7 +629,12 @@ class DriftMonitor:
             "reference_strata": self.reference_strata,
             "reference_groups": None if self.reference_groups is None else np.asarray(self.reference_groups),
             "reference_dies": self.reference_dies,
-            "calibration": self.cal, "n_seen": self.n_seen,
+            "calibration": self.cal, **copy.deepcopy(self._stream_state()),
+        }
+
+    def _stream_state(self) -> dict:
+        return {
+            "n_seen": self.n_seen,
             "ring": self.ring, "history": self.history,
             "invalid_counts": self.invalid_counts, "signal_counts": dict(self.signal_counts),
             "latest": self.latest,

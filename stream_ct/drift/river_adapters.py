@@ -15,6 +15,8 @@ is inherently sequential); the parametric features go through ``DriftMonitor`` i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from river import drift
 
@@ -39,6 +41,9 @@ class ErrorStreamDetector:
     def update(self, errors) -> list[DriftSignal]:
         out = []
         for e in np.asarray(errors, dtype=float).ravel().tolist():
+            if not math.isfinite(e):  # no error to count (one NaN would make ADWIN's estimate NaN for good)
+                self.n_seen += 1
+                continue
             before = self.adwin.estimation
             self.adwin.update(e)
             if self.adwin.drift_detected:
