@@ -222,6 +222,11 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         names = select_features(labeled, config.features.include, config.features.exclude)
         X = feature_matrix(labeled, names)
         sentinels, values = count_sentinels(labeled, names)
+        # a test with no measurement in the window (always a sentinel or invalid) carries nothing
+        # to learn or to chart: left out of the features, and named in the registry record
+        measured = np.isfinite(X).any(axis=0)
+        never_measured = [n for n, m in zip(names, measured) if not m]
+        names, X = [n for n, m in zip(names, measured) if m], X[:, measured]
     r, q = config.retrain, config.quality
     with clock("quality"):
         quality = check_window(task, X, y, names, sentinels=sentinels, values=values, min_rows=r.min_rows,
@@ -275,7 +280,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                     "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "end_offsets": window["end_offsets"], "rows": len(labeled),
-                        "unusable_labels": unusable_labels,
+                        "unusable_labels": unusable_labels, "never_measured": never_measured,
                         "rows_train": split, "rows_holdout": len(labeled) - split,
                         "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),
                         "first_ts": labeled[0]["ts"], "last_ts": labeled[-1]["ts"]},

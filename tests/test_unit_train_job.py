@@ -89,7 +89,7 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["task"] == "classification" and meta["target"] == "passed"
     assert len(meta["feature_names"]) == 50
     assert meta["data_window"] == {
-        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000, "unusable_labels": 0,
+        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000, "unusable_labels": 0, "never_measured": [],
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
         "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}
@@ -151,6 +151,19 @@ def test_labels_that_are_not_finite_numbers_are_left_out_and_counted(records, tm
     assert outcome.decision == "rejected" and outcome.unusable_labels == 4
     window = Registry(tmp_path).meta("yield", 1)["data_window"]
     assert (window["rows"], window["unusable_labels"]) == (2995, 4)
+
+
+def test_a_test_never_measured_in_the_window_is_left_out_and_named(records, tmp_path):
+    """A test logged on every part but only ever as the STDF sentinel: the drift monitor cannot
+    chart it (it raised, and every retrain failed); it is left out of the features."""
+    recs = copy.deepcopy(records)
+    for r in recs:
+        r["tests"]["900:OPEN_SHORT"] = 9.9e37
+    outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 3000}), recs, Registry(tmp_path))
+    assert outcome.decision == "promoted"
+    meta = Registry(tmp_path).meta("yield", 1)
+    assert meta["data_window"]["never_measured"] == ["900:OPEN_SHORT"]
+    assert "900:OPEN_SHORT" not in meta["feature_names"] and len(meta["feature_names"]) == len(records[0]["tests"])
 
 
 def test_the_decision_reports_the_unusable_labels(tmp_path, monkeypatch):
