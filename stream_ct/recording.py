@@ -7,7 +7,8 @@ A recording line looks like::
 
 ``key`` and ``value`` hold the message bytes as text when they are valid UTF-8 and are
 replaced by ``key_b64`` / ``value_b64`` otherwise, so malformed input survives a round trip.
-Header values follow the same rule (``[name, text]`` or ``[name, {"b64": ...}]``).
+Header values follow the same rule (``[name, text]`` or ``[name, {"b64": ...}]``); a null
+header value (Kafka allows one) is ``[name, null]``.
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "t.jsonl")
@@ -34,7 +35,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     timestamp: int
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
     partition: int | None = None
 
 
@@ -65,7 +66,8 @@ def message_to_line(msg: Message) -> bytes:
             line[name] = encoded
         else:
             line[f"{name}_b64"] = encoded["b64"]
-    line["headers"] = [[name, _encode_bytes(value)] for name, value in msg.headers]
+    # Kafka allows a header without a value (kafka-python gives None): keep it as null.
+    line["headers"] = [[name, None if value is None else _encode_bytes(value)] for name, value in msg.headers]
     return orjson.dumps(line)
 
 
@@ -88,7 +90,7 @@ def line_to_message(line: bytes | str) -> Message:
     for header in obj.get("headers") or []:
         if not isinstance(header, list) or len(header) != 2 or not isinstance(header[0], str):
             raise ValueError(f"a header must be [name, value], not {header!r}")
-        headers.append((header[0], _decode_bytes(header[1])))
+        headers.append((header[0], None if header[1] is None else _decode_bytes(header[1])))
     return Message(fields["key"], fields["value"], timestamp, headers, obj.get("partition"))
 
 
@@ -111,13 +113,18 @@ def write_recording(path: str, messages: Iterable[Message]) -> int:
 def read_recording(path: str) -> Iterator[Message]:
     """Yield the messages of a recording in file order.
 
-    A line that is not a valid recording line raises ``ValueError`` naming the file and line.
+    A line that is not a valid recording line, or a truncated or corrupt .gz file, raises
+    ``ValueError`` naming the file and line.
     """
     with _open(path, "rb") as src:
-        for number, line in enumerate(src, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_to_message(line)
-            except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-                raise ValueError(f"{path}:{number}: not a recording line ({exc})") from exc
+        number = 0
+        try:
+            for number, line in enumerate(src, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield line_to_message(line)
+                except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+                    raise ValueError(f"{path}:{number}: not a recording line ({exc})") from exc
+        except (EOFError, OSError) as exc:  # gzip cut short (EOFError) or corrupt (BadGzipFile)
+            raise ValueError(f"{path}:{number + 1}: corrupt or truncated gzip data ({exc})") from exc

@@ -18,15 +18,20 @@ from stream_ct.recording import Message, read_recording, write_recording
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
            rate: float | None = None, keep_partitions: bool = False, progress: Progress | None = None) -> int:
-    """Send messages to ``topic`` in order; ``rate`` paces them (records per second)."""
+    """Send messages to ``topic`` in order; ``rate`` paces them (records per second).
+
+    Raises ``ValueError`` when the broker rejected any of them.
+    """
     producer = make_producer(bootstrap)
     started = time.monotonic()
     count = 0
+    failures: list[Exception] = []
     try:
         for count, msg in enumerate(messages, start=1):
-            producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
-                          headers=list(msg.headers),
-                          partition=msg.partition if keep_partitions else None)
+            future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
+                                   headers=list(msg.headers),
+                                   partition=msg.partition if keep_partitions else None)
+            future.add_errback(failures.append)
             if rate:
                 ahead = count / rate - (time.monotonic() - started)
                 if ahead > 0:
@@ -34,6 +39,9 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
             if progress:
                 progress.update(count)
         producer.flush()
+        # flush() waits for the sends but does not raise for the ones the broker rejected.
+        if failures:
+            raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
     finally:
         producer.close()
     return count

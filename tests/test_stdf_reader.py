@@ -10,7 +10,9 @@ from __future__ import annotations
 import bz2
 import collections
 import gzip
+import os
 import struct
+import threading
 import zipfile
 
 import orjson
@@ -212,6 +214,25 @@ def test_interleaved_sites_pair_with_their_own_pir(endian):
     assert orjson.loads(orjson.dumps(c))["tests"]["10:idd"] is None
 
 
+def test_each_head_keeps_its_own_clock():
+    def part(head, part_id, test_t):
+        return [record("PIR", HEAD_NUM=head), record("PTR", HEAD_NUM=head, TEST_NUM=1, RESULT=1.0),
+                record("PRR", HEAD_NUM=head, TEST_T=test_t, PART_ID=part_id)]
+
+    data = b"".join([
+        record("FAR"), record("MIR", START_T=1000, LOT_ID="L"),
+        record("WIR", HEAD_NUM=1, START_T=1_000_000, WAFER_ID="W1"),
+        record("PIR", HEAD_NUM=1), record("PTR", HEAD_NUM=1, TEST_NUM=1, RESULT=1.0),
+        record("WIR", HEAD_NUM=2, START_T=2_000_000, WAFER_ID="W2"),  # while head 1's part is open
+        *part(2, "b", 300), record("PRR", HEAD_NUM=1, TEST_T=500, PART_ID="a"), *part(1, "c", 200),
+        record("WIR", HEAD_NUM=1, START_T=3_000_000, WAFER_ID="W3"),
+        *part(1, "d", 100), *part(2, "e", 100), *part(3, "f", 100)])
+    ts = {r["part_id"]: (r["wafer_id"], r["ts"]) for r in StdfReader(data, name="heads.stdf")}
+    assert ts == {"b": ("W2", 2_000_000.3), "a": ("W1", 1_000_000.5), "c": ("W1", 1_000_000.7),
+                  "d": ("W3", 3_000_000.1), "e": ("W2", 2_000_000.4),
+                  "f": ("W3", 1000.1)}  # no WIR of its own: the latest wafer, the MIR's clock
+
+
 def test_both_byte_orders_give_the_same_records():
     assert list(StdfReader(multisite(">"))) == list(StdfReader(multisite("<")))
 
@@ -331,6 +352,26 @@ def test_gz_bz2_and_zip_read_like_the_plain_file(tmp_path):
         z.writestr("b.stdf", raw[:100])
     with pytest.raises(StdfError, match="two.zip: zip archive must hold exactly one file, it holds 2"):
         list(StdfReader(tmp_path / "two.zip"))
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["makechip_d10_1.std", "lot2.stdf.gz"])
+@pytest.mark.parametrize("buffering", [0, -1])  # a raw pipe, a buffered one
+def test_pipe_reads_like_the_file(name, buffering):
+    data = (STDF_DIR / name).read_bytes()
+    read_fd, write_fd = os.pipe()
+
+    def feed():  # from a thread: the file is larger than the pipe's buffer
+        with open(write_fd, "wb") as out:
+            out.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with open(read_fd, "rb", buffering=buffering) as pipe:
+        assert not pipe.seekable()
+        parts = list(StdfReader(pipe, name=name))
+    writer.join()
+    assert parts == list(StdfReader(STDF_DIR / name))
 
 
 def test_small_chunks_give_the_same_records():

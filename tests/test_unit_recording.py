@@ -95,6 +95,24 @@ def test_bad_line_in_gzip_names_line(tmp_path):
         list(read_recording(str(path)))
 
 
+def test_null_header_value_is_written_as_null_and_read_back_as_none(tmp_path):
+    # Kafka allows a header without a value; kafka-python hands it over as None.
+    msg = Message(b"k", b"v", 5, [("trace", None), ("h", b"x")], 0)
+    assert orjson.loads(message_to_line(msg))["headers"] == [["trace", None], ["h", "x"]]
+    path = tmp_path / "r.jsonl"
+    write_recording(str(path), [msg])
+    assert list(read_recording(str(path))) == [msg]
+
+
+def test_truncated_gzip_raises_value_error_naming_file_and_line(tmp_path):
+    good = message_to_line(Message(b"k", b"v", 1)) + b"\n"
+    packed = gzip.compress(good * 3)
+    path = tmp_path / "r.jsonl.gz"
+    path.write_bytes(packed[:-10])  # the end of the stream is cut off
+    with pytest.raises(ValueError, match=r"r\.jsonl\.gz:\d+: corrupt or truncated gzip data \(Compressed"):
+        list(read_recording(str(path)))
+
+
 @pytest.mark.parametrize("bad", [b"[1, 2]", b'"text"', b'{"timestamp": 1, "key": 5}'])
 def test_bad_line_not_object_raises_value_error(tmp_path, bad):
     path = tmp_path / "r.jsonl"
@@ -118,7 +136,7 @@ _messages = st.builds(
     key=_bytes_or_none,
     value=_bytes_or_none,
     timestamp=st.integers(min_value=-1, max_value=2**63 - 1),
-    headers=st.lists(st.tuples(st.text(max_size=8), st.binary(max_size=16)), max_size=4),
+    headers=st.lists(st.tuples(st.text(max_size=8), _bytes_or_none), max_size=4),
     partition=st.none() | st.integers(min_value=0, max_value=2**31 - 1),
 )
 

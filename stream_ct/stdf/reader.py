@@ -13,8 +13,8 @@ results belong to the open PIR of the same head and site, so interleaved sites p
 Decisions (docs/stdf.md has the full table): a result is None when TEST_FLG bits 0-5 or
 PARM_FLG bits 0-2 are set; FTR pass/fail is 1.0/0.0; MPR results are keyed
 ``"<TEST_NUM>:<TEST_TXT>[<RTN_INDX>]"``; limits come from the first PTR/MPR of a test that
-carries OPT_FLAG and ride on the part where they were first seen; ``ts`` is the wafer's
-WIR START_T (else MIR START_T) plus the cumulative TEST_T of the part's head and site.
+carries OPT_FLAG and ride on the part where they were first seen; ``ts`` is the START_T of
+the head's latest WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class StdfReader:
         self.e = e
         self._mir: dict[str, Any] | None = None
         self._t0 = 0.0
+        self._head_t0: dict[int, float] = {}
         self._elapsed_ms: dict[int, int] = {}
         self._wafers: dict[int, str] = {}
         self._wafer_latest, self._wir_count = "", 0
@@ -260,8 +261,10 @@ class StdfReader:
         wafer = wafer or str(self._wir_count)
         self._wafers[head] = self._wafer_latest = wafer
         if start_t:
-            self._t0 = float(start_t)
-            self._elapsed_ms.clear()
+            # Heads test their own wafers: a WIR restarts the clock of its head only.
+            self._head_t0[head] = float(start_t)
+            for hs in [hs for hs in self._elapsed_ms if hs >> 8 == head]:
+                del self._elapsed_ms[hs]
 
     def _on_pir(self, body: bytes) -> None:
         head, site = self._required(Cursor(body, self.e), 2)
@@ -360,7 +363,7 @@ class StdfReader:
             "fab": mir["fab"],
             "test_program": mir["test_program"],
             "test_program_rev": mir["test_program_rev"],
-            "ts": round(self._t0 + elapsed / 1000.0, 3),
+            "ts": round(self._head_t0.get(head, self._t0) + elapsed / 1000.0, 3),
             "hard_bin": None if hard in (None, MISSING_BIN) else hard,
             "soft_bin": None if soft in (None, MISSING_BIN) else soft,
             "passed": None if flags is None or flags & 0x10 else not flags & 0x08,

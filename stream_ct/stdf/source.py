@@ -69,9 +69,15 @@ def open_source(source, name: str) -> Source:
         size = os.fstat(raw.fileno()).st_size
     except (AttributeError, OSError, io.UnsupportedOperation):
         size = len(raw.getbuffer()) if isinstance(raw, io.BytesIO) else 0
-    start = raw.tell()
-    magic = raw.read(4)
-    raw.seek(start)
+    if raw.seekable():
+        start = raw.tell()
+        magic = raw.read(4)
+        raw.seek(start)
+    else:
+        # A pipe cannot seek back after reading the magic bytes: peek at them through a buffer.
+        if not hasattr(raw, "peek"):
+            raw = io.BufferedReader(raw)
+        magic = raw.peek(4)[:4]
     try:
         if magic[:2] == b"\x1f\x8b":
             stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")

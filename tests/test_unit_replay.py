@@ -1,0 +1,51 @@
+"""Unit tests for stream_ct.replay with a stub producer (no broker)."""
+
+from __future__ import annotations
+
+import pytest
+from kafka.errors import MessageSizeTooLargeError
+from kafka.future import Future
+
+import stream_ct.replay as replay_module
+from stream_ct.recording import Message
+
+
+class StubProducer:
+    """Acknowledges every send except those whose value is ``b"too big"``, as a broker would."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, **kwargs):
+        self.sent.append(kwargs["value"])
+        future = Future()
+        if kwargs["value"] == b"too big":
+            future.failure(MessageSizeTooLargeError("broker rejected record"))
+        else:
+            future.success(None)
+        return future
+
+    def flush(self):  # like kafka-python: waits, never raises for rejected records
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def producer(monkeypatch):
+    stub = StubProducer()
+    monkeypatch.setattr(replay_module, "make_producer", lambda bootstrap: stub)
+    return stub
+
+
+def test_replay_counts_acknowledged_sends(producer):
+    assert replay_module.replay([Message(b"k", b"v", 1)] * 3, "t") == 3
+    assert producer.sent == [b"v"] * 3
+
+
+def test_replay_raises_when_the_broker_rejects_a_send(producer):
+    messages = [Message(b"k", b"v", 1), Message(b"k", b"too big", 2), Message(b"k", b"too big", 3)]
+    with pytest.raises(ValueError, match=r"Kafka rejected 2 of 3 records; first error: .*MessageSizeTooLarge"):
+        replay_module.replay(messages, "t")
+    assert len(producer.sent) == 3
