@@ -24,14 +24,17 @@ from stream_ct.record import SENTINEL_ABS
 
 def select_features(records: Iterable[dict[str, Any]], include: Sequence[str] = ("*",),
                     exclude: Sequence[str] = ()) -> list[str]:
-    """Test keys seen in ``records`` that match an include pattern and no exclude pattern, sorted."""
+    """Test keys seen in ``records`` that match an include pattern and no exclude pattern, sorted.
+    A pattern matches a key equal to it, or as a glob: an MPR pin's key ``"300:IDD[7]"`` is
+    named as it is (as a glob, ``[7]`` is a character class)."""
     seen: set[str] = set()
     for record in records:
         seen.update(record["tests"])
-    keep = [name for name in seen
-            if any(fnmatch.fnmatchcase(name, p) for p in include)
-            and not any(fnmatch.fnmatchcase(name, p) for p in exclude)]
-    return sorted(keep)
+
+    def matches(name: str, patterns: Sequence[str]) -> bool:
+        return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    return sorted(name for name in seen if matches(name, include) and not matches(name, exclude))
 
 
 def feature_matrix(records: Sequence[dict[str, Any]], names: Sequence[str]) -> np.ndarray:

@@ -23,6 +23,12 @@ def test_select_include_globs():
     assert select_features(RECORDS, include=("?:*",)) == ["1:VDD", "2:IDD", "2:IDD_hi", "9:temp"]
 
 
+def test_a_pattern_equal_to_an_mpr_pin_key_names_that_pin():
+    pins = [{"tests": {"300:IDD[7]": 1.0, "300:IDD[8]": 2.0, "300:IDD7": 3.0}}]
+    assert select_features(pins, include=("300:IDD[7]",)) == ["300:IDD7", "300:IDD[7]"]
+    assert select_features(pins, exclude=("300:IDD[7]",)) == ["300:IDD[8]"]
+
+
 def test_select_exclude_globs_win_over_include():
     assert select_features(RECORDS, exclude=("2:*", "*Leak")) == ["10:FREQ", "1:VDD", "9:temp"]
     assert select_features(RECORDS, include=("1:*",), exclude=("1:*",)) == []
