@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import copy
-
 import math
 
 import numpy as np
@@ -633,6 +632,7 @@ class DriftMonitor:
         }
 
     def _stream_state(self) -> dict:
+        """What changes as the monitor runs: counts, windows, charts."""
         return {
             "n_seen": self.n_seen,
             "ring": self.ring, "history": self.history,
