@@ -596,16 +596,16 @@ class DriftMonitor:
 
         def per(a):
             return {names[j]: (None if not np.isfinite(a[j]) else float(a[j])) for j in range(len(names))}
+        ks, psi = per(self.latest["ks"]), per(self.latest["psi"])
         return {
             "n_seen": int(self.n_seen), "arl0": self.arl0, "window": self.window,
             "stride": self.stride, "subgroups": self.sizes,
             "reference_lots": self.n_lots, "location_enabled": self.location_enabled,
             "warnings": list(self.warnings),
             "top_features": [{"feature": names[j], "ratio_to_threshold": float(ratio[j]),
-                              "ks": per(self.latest["ks"])[names[j]], "psi": per(self.latest["psi"])[names[j]],
+                              "ks": ks[names[j]], "psi": psi[names[j]],
                               "cusum_ratio": float(cusum[j])} for j in top],
-            "latest": {"ks": per(self.latest["ks"]), "psi": per(self.latest["psi"]),
-                       "cusum_ratio": per(cusum)},
+            "latest": {"ks": ks, "psi": psi, "cusum_ratio": per(cusum)},
             "thresholds": {"ks": per(self.cal["ks"]), "psi": per(self.cal["psi"]),
                            **{f"cusum_m{b.subgroup}": per(b.h) for b in self.global_banks},
                            **({} if self.within is None else {
