@@ -99,6 +99,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
         out: list[tuple[int, int, dict[str, Any]]] = []
         positions, moved_at = {}, time.monotonic()
         while remaining:
+            finished = set()
             for tp, messages in consumer.poll(timeout_ms=1000, max_records=5000).items():
                 end = remaining.get(tp)
                 if end is None:
@@ -107,13 +108,14 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                 valid = decode_batch([m.value for m in in_window])[0] if parts else _json_objects(in_window)
                 out.extend((in_window[i].timestamp, tp.partition, rec) for i, rec in valid)
                 if len(in_window) < len(messages):
-                    del remaining[tp]
-                    consumer.pause(tp)
-            now_positions = {tp: consumer.position(tp) for tp in remaining}
-            for tp, position in now_positions.items():
-                if position >= remaining[tp]:  # also past offsets that hold no record (markers)
-                    del remaining[tp]
-                    consumer.pause(tp)
+                    finished.add(tp)
+            now_positions = {tp: consumer.position(tp) for tp in remaining if tp not in finished}
+            # a position at the end is done too, also past offsets that hold no record (markers)
+            finished.update(tp for tp, position in now_positions.items() if position >= remaining[tp])
+            for tp in finished:
+                del remaining[tp]
+            if finished:
+                consumer.pause(*finished)
             if now_positions != positions:
                 positions, moved_at = now_positions, time.monotonic()
             elif remaining and time.monotonic() - moved_at > stall_timeout_s:
