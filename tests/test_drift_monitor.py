@@ -106,6 +106,17 @@ def test_invalid_values_are_counted_and_ignored(small):
     orjson.dumps(snap)
 
 
+def test_a_sparsely_sampled_test_keeps_its_reference_values():
+    """A test measured on one part in 100 keeps all its reference values when the KS/PSI
+    sample thins the reference (every 4th row would hold none of them: 1 mod 100 is odd)."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(16_000, 2))
+    ref[np.arange(16_000) % 100 != 1, 1] = np.nan
+    mon = DriftMonitor(ref, ["dense", "sparse"], n_boot=2000, ks_reference=4000)
+    assert mon.ranks.n.tolist() == [4000, 160]
+    np.testing.assert_array_equal(mon.ranks.sorted[0], np.sort(ref[::4, 0]))
+
+
 def test_state_dict_round_trip_resumes_identically(small):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(3000, 4))

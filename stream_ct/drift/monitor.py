@@ -31,7 +31,7 @@ from stream_ct.drift.die_pattern import DiePattern
 from stream_ct.drift.ks import ReferenceRanks, ks_pvalue, ks_statistic
 from stream_ct.drift.psi import PsiBins, psi
 from stream_ct.drift.signal import DriftSignal
-from stream_ct.drift.values import group_sums, valid_mask
+from stream_ct.drift.values import evenly_spaced, group_sums, valid_mask
 from stream_ct.drift.wafer_runs import WaferRuns
 from stream_ct.drift import within as within_charts
 from stream_ct.drift.lot_means import LotMeanChart, lot_gap, reference_lots, turn_taking
@@ -98,7 +98,7 @@ class DriftMonitor:
     sub-step error stays in every window), and quantized values move by those sub-step
     amounts as values spread evenly within their steps would (``dithered_steps``).
     ``min_ks``/``min_psi`` are effect-size floors; KS and PSI use at most ``ks_reference``
-    evenly spaced reference rows (speed).
+    evenly spaced reference values of each test (speed).
     NaN, inf and sentinels (|v| >= 1e30) are counted per feature, never used.
     """
 
@@ -153,9 +153,9 @@ class DriftMonitor:
 
         valid = valid_mask(reference)
         self.ks_reference = int(ks_reference)
-        every = max(1, -(-len(reference) // self.ks_reference))  # evenly spaced rows
-        self.ranks = ReferenceRanks(reference[::every])
-        self.bins = PsiBins(reference[::every], psi_bins)
+        sample = evenly_spaced(reference, self.ks_reference)
+        self.ranks = ReferenceRanks(sample)
+        self.bins = PsiBins(sample, psi_bins)
         masked = np.where(valid, reference, np.nan)
         self.mean, self.sd = np.nanmean(masked, axis=0), np.nanstd(masked, axis=0)
         self.sd[~(self.sd > 0)] = 1.0

@@ -24,6 +24,23 @@ def valid_mask(X: np.ndarray) -> np.ndarray:
         return np.abs(X) < SENTINEL_ABS
 
 
+def evenly_spaced(X: np.ndarray, at_most: int) -> np.ndarray:
+    """At most ``at_most`` evenly spaced measurements of each column of ``X``, NaN-padded:
+    a column measured on every row keeps rows 0, k, 2k, ... and a sparsely measured one
+    keeps its own values however its rows fall.
+
+    >>> evenly_spaced(np.array([[1.0, np.nan], [2.0, 5.0], [3.0, np.nan], [4.0, np.nan]]), 2).tolist()
+    [[1.0, 5.0], [3.0, nan]]
+    """
+    valid = valid_mask(X)
+    columns = [X[valid[:, j], j] for j in range(X.shape[1])]
+    columns = [c[::max(1, -(-len(c) // at_most))] for c in columns]
+    out = np.full((max(map(len, columns), default=0), X.shape[1]), np.nan)
+    for j, c in enumerate(columns):
+        out[:len(c), j] = c
+    return out
+
+
 def group_sums(X: np.ndarray, labels: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Per label 0..n_groups-1 (rows) and column: the sum and the count of the measurements."""
     ok = valid_mask(X)
