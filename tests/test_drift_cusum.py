@@ -159,19 +159,21 @@ def test_error_stream_detector_skips_a_missing_error():
 
 
 def _loop_bank(z, k, h):
-    """Per-record reference for a bank: alarms (row, feature, side), end state, runs since 0."""
+    """Per-record reference for a bank: alarms (row, feature, side), end state, measured
+    increments since each chart was last 0, and each alarm's shift estimate ``k + S/n``."""
     d = z.shape[1]
-    s, run, alarms = np.zeros((2, d)), np.zeros((2, d), dtype=np.int64), []
+    s, run, alarms, shifts = np.zeros((2, d)), np.zeros((2, d), dtype=np.int64), [], {}
     for t, row in enumerate(z):
         for j, v in enumerate(row):
             for side in (0, 1):
                 if not np.isnan(v):
                     s[side, j] = max(0.0, s[side, j] + (v if side == 0 else -v) - k)
+                    run[side, j] = 0 if s[side, j] == 0 else run[side, j] + 1
                 if s[side, j] > h:
                     alarms.append((t, j, 1 - 2 * side))
-                    s[side, j] = 0.0
-                run[side, j] = 0 if s[side, j] == 0 else run[side, j] + 1
-    return sorted(alarms), s, run
+                    shifts[alarms[-1]] = (k + s[side, j] / run[side, j]) * (1 - 2 * side)
+                    s[side, j], run[side, j] = 0.0, 0
+    return sorted(alarms), s, run, shifts
 
 
 def test_bank_with_quiet_charts_skipped_matches_loop_on_state_runs_and_alarms():
@@ -185,16 +187,32 @@ def test_bank_with_quiet_charts_skipped_matches_loop_on_state_runs_and_alarms():
     z[rng.random(z.shape) < 0.05] = np.nan
     z[200:260, 4] = np.nan  # a long gap
     bank = CusumBank(mean=np.zeros(6), sigma=np.ones(6), k=0.5, h=np.full(6, 6.0))
-    got, a = [], 0
+    got, a = {}, 0
     for b in (1, 5, 40, 41, 400, 417, 1000, 1001, 1500):
         x = z[a:b]
-        got += [(al.position, al.feature, al.side)
-                for al in bank.update(np.nan_to_num(x), ~np.isnan(x), np.arange(a, b))]
+        got |= {(al.position, al.feature, al.side): al.shift
+                for al in bank.update(np.nan_to_num(x), ~np.isnan(x), np.arange(a, b))}
         a = b
-    want, state, run = _loop_bank(z, 0.5, 6.0)
+    want, state, run, shifts = _loop_bank(z, 0.5, 6.0)
     assert sorted(got) == want and len(want) > 20 and {f for _, f, _ in want} >= {1, 2, 3}
     assert np.allclose(bank.state, state, atol=1e-9)
     assert (bank.run == run).all()
+    np.testing.assert_allclose([got[a] for a in want], [shifts[a] for a in want], rtol=1e-9)
+
+
+def test_missing_values_do_not_dilute_the_shift_estimate():
+    """A 1.5-sigma shift read with every other value missing is estimated as without gaps
+    (the run length counts measured increments only)."""
+    z = np.full((400, 1), 1.5)
+    gappy = np.full((800, 1), np.nan)
+    gappy[::2] = z
+    bank, gappy_bank = (CusumBank(mean=np.zeros(1), sigma=np.ones(1), k=0.5, h=np.array([5.0]))
+                        for _ in range(2))
+    plain = bank.update(z, None, np.arange(400))
+    holes = gappy_bank.update(np.nan_to_num(gappy), ~np.isnan(gappy), np.arange(800))
+    assert len(plain) == len(holes) > 10
+    np.testing.assert_allclose([a.shift for a in holes], [a.shift for a in plain])
+    assert all(abs(a.shift - 1.5) < 0.2 for a in holes)
 
 
 def test_batches_in_a_reused_buffer_give_the_same_charts():

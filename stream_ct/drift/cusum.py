@@ -35,9 +35,9 @@ def lindley_from_sums(c: np.ndarray, s0: np.ndarray) -> np.ndarray:
 BLOCK = 16
 
 
-def _quiet_charts(csum: np.ndarray, s0: np.ndarray, h: np.ndarray, run: np.ndarray):
+def _quiet_charts(csum: np.ndarray, s0: np.ndarray, h: np.ndarray):
     """Charts whose path may cross ``h`` (they need the exact path), and every chart's end
-    state and increments since its last restart, valid where it does not cross.
+    state and the row of its last restart (-1: none in this batch), valid where it does not cross.
 
     From the extremes of blocks of ``BLOCK`` rows: a path ``C_t - min(-S_0, min_{s<=t} C_s)``
     stays below ``max_j (max C in block j - min(-S_0, min C in blocks <= j))``.
@@ -59,7 +59,7 @@ def _quiet_charts(csum: np.ndarray, s0: np.ndarray, h: np.ndarray, run: np.ndarr
     block = bmin.shape[0] - 1 - np.argmin(bmin[::-1], axis=0)
     rows = np.minimum(block * BLOCK + np.arange(BLOCK)[:, None], t - 1)
     low = rows[BLOCK - 1 - np.argmin(csum[rows, cols][::-1], axis=0), cols]
-    return exact, state, np.where(lowest <= -s0, t - 1 - low, run + t)
+    return exact, state, np.where(lowest <= -s0, low, -1)
 
 
 def _subgroup_means(groups: np.ndarray, has_nan: bool) -> np.ndarray:
@@ -143,9 +143,10 @@ class CusumBank:
         missing = np.isnan(z)
         if missing.any():
             z = np.where(missing, 0.0, z)
-            steps = np.cumsum(~missing, axis=0) * self.k
+            measured = np.cumsum(~missing, axis=0)  # measured increments up to each row
         else:
-            steps = (self.k * np.arange(1, t + 1))[:, None]
+            measured = np.arange(1, t + 1)[:, None]
+        steps = measured * self.k
         cz = np.cumsum(z, axis=0)
         csum = np.empty((t, 2 * d))
         np.subtract(cz, steps, out=csum[:, :d])
@@ -155,31 +156,36 @@ class CusumBank:
         h = np.concatenate([self.h, self.h])
         run = self.run.ravel()
         if t > 2 * BLOCK:
-            exact, state, new_run = _quiet_charts(csum, s0, h, run)
+            exact, state, restart = _quiet_charts(csum, s0, h)
         else:  # a few increments: every chart exact
-            exact, state, new_run = np.arange(2 * d), np.empty(2 * d), np.empty(2 * d, dtype=np.int64)
+            exact, state, restart = np.arange(2 * d), np.empty(2 * d), np.empty(2 * d, dtype=np.int64)
+        counts = np.broadcast_to(measured, (t, d))
         alarms = []
         if exact.size:
             every = exact.size == 2 * d  # no column copy
             path = lindley_from_sums(csum if every else csum[:, exact], s0 if every else s0[exact])
             for i in np.flatnonzero(path.max(axis=0) > h[exact]).tolist():
                 c = int(exact[i])  # restarts the chart at 0 after each crossing, in place
-                alarms += self._resets(np.diff(csum[:, c], prepend=0.0), path[:, i], h[c], run[c], c, d, pos)
+                alarms += self._resets(np.diff(csum[:, c], prepend=0.0), path[:, i], h[c], run[c],
+                                       counts[:, c % d], c, d, pos)
             zero = path <= 0
             state[exact] = path[-1]
-            new_run[exact] = np.where(zero.any(axis=0), np.argmax(zero[::-1], axis=0), run[exact] + t)
-        self.run = new_run.reshape(2, d)
+            restart[exact] = np.where(zero.any(axis=0), t - 1 - np.argmax(zero[::-1], axis=0), -1)
+        features = np.tile(np.arange(d), 2)
+        since = counts[-1, features] - counts[np.maximum(restart, 0), features]
+        self.run = np.where(restart >= 0, since, run + counts[-1, features]).reshape(2, d)
         self.state = state.reshape(2, d)
         return sorted(alarms, key=lambda a: (a.position, a.feature))
 
-    def _resets(self, y, col, h, run, c, d, pos):
-        """Alarm at each crossing of chart ``c`` (``side * d + feature``), restarting it at 0."""
+    def _resets(self, y, col, h, run, measured, c, d, pos):
+        """Alarm at each crossing of chart ``c`` (``side * d + feature``), restarting it at 0;
+        ``measured`` counts the feature's measured increments up to each row."""
         side, j = divmod(int(c), d)
         out = []
         t = int(np.argmax(col > h))
         while True:
             zeros = np.flatnonzero(col[:t] <= 0)
-            n = t - zeros[-1] if zeros.size else t + 1 + run
+            n = measured[t] - measured[zeros[-1]] if zeros.size else measured[t] + run
             out.append(Alarm(int(pos[t]), j, 1 - 2 * side, float(col[t]),
                              float((self.k + col[t] / n) * (1 - 2 * side))))
             col[t] = 0.0
