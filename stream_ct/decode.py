@@ -17,7 +17,7 @@ import orjson
 
 from stream_ct.binary_record import BinaryRecordError, is_binary
 from stream_ct.binary_record import decode as decode_binary
-from stream_ct.record import IDENTITY_FIELDS, validate_fields, validate_record
+from stream_ct.record import COORD_RANGE, IDENTITY_FIELDS, validate_fields, validate_record
 
 #: A record larger than this is refused whole (a runaway tester program, a wrong topic).
 MAX_RECORD_BYTES = 1_000_000
@@ -47,6 +47,10 @@ def _surely_valid(record: Any) -> bool:
     for name in _INT_FIELDS:
         value = get(name)
         if value is not None and type(value) is not int:
+            return False
+    for name in ("x", "y"):
+        value = get(name)
+        if value is not None and value not in COORD_RANGE:
             return False
     passed, limits = get("passed"), get("limits")
     return (passed is None or type(passed) is bool) and (limits is None or type(limits) is dict)

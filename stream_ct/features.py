@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from stream_ct.binary_record import Results
-from stream_ct.record import SENTINEL_ABS
+from stream_ct.record import MISSING_COORD, SENTINEL_ABS
 
 
 def select_features(records: Iterable[dict[str, Any]], include: Sequence[str] = ("*",),
@@ -162,14 +162,20 @@ def measurement_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, float]
 
 def die_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     """Each record's die position as one integer, ``(x + 32768) * 65536 + (y + 32768)``
-    (STDF coordinates are 16-bit), or -1 where it lacks ``x`` or ``y``.
+    (distinct per position: validation keeps coordinates 16-bit), or -1 where ``x`` or ``y``
+    is absent, null or STDF's missing value -32768.
 
-    >>> die_ids([{"x": 3, "y": -2}, {"x": 3}]).tolist()
-    [2147713022, -1]
+    >>> die_ids([{"x": 3, "y": -2}, {"x": 3}, {"x": 3, "y": -32768}]).tolist()
+    [2147713022, -1, -1]
     """
     return np.array([(r["x"] + 32768) * 65536 + r["y"] + 32768
-                     if r.get("x") is not None and r.get("y") is not None else -1 for r in records],
+                     if _has_coord(r.get("x")) and _has_coord(r.get("y")) else -1 for r in records],
                     dtype=np.int64)
+
+
+def _has_coord(value: Any) -> bool:
+    """A real coordinate: present, not null and not STDF's missing value."""
+    return value is not None and value != MISSING_COORD
 
 
 def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:

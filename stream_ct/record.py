@@ -26,6 +26,8 @@ OUTCOME_FIELDS = ("hard_bin", "soft_bin", "passed", "test_time_ms")
 SENTINEL_ABS = 1e30
 #: STDF's value for a missing X or Y coordinate.
 MISSING_COORD = -32768
+#: STDF coordinates are signed 16-bit; die ids rely on it.
+COORD_RANGE = range(MISSING_COORD, 32768)
 
 
 def part_key(record: dict[str, Any]) -> str:
@@ -94,6 +96,9 @@ def _validate_other_fields(record: dict[str, Any]) -> str | None:
         value = record.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             return f"field {name} must be an integer"
+    for name in ("x", "y"):
+        if record.get(name) is not None and record[name] not in COORD_RANGE:
+            return f"field {name} must be an integer from {COORD_RANGE.start} to {COORD_RANGE.stop - 1}"
     passed = record.get("passed")
     if passed is not None and not isinstance(passed, bool):
         return "field passed must be true or false"

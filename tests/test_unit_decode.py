@@ -85,3 +85,10 @@ def test_valid_json_invalid_record(raw, reason):
 def test_sentinels_survive_decoding():
     good, _ = decode_batch([GOOD])
     assert good[0][1]["tests"]["b"] == 9.9e37
+
+
+@pytest.mark.parametrize("name, value", [("x", 32768), ("y", -32769)])
+def test_a_coordinate_outside_16_bits_is_dead_lettered(name, value):
+    """The fast path must refuse what ``validate_record`` refuses: die ids need 16-bit x and y."""
+    raw = orjson.dumps({**REC, "x": 1, "y": 1, name: value})
+    assert decode_batch([raw]) == ([], [(0, f"field {name} must be an integer from -32768 to 32767")])

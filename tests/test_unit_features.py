@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_ct.features import (Measurements, _feature_matrix_reference, feature_matrix, measurement_rows, select_features,
-                               target_vector)
+from stream_ct.features import (Measurements, _feature_matrix_reference, die_ids, feature_matrix, measurement_rows,
+                               select_features, target_vector)
+from stream_ct.record import MISSING_COORD
 
 RECORDS = [
     {"tests": {"1:VDD": 1.0, "2:IDD": 2.0, "10:FREQ": 3.0, "9:temp": 4.0}},
@@ -102,3 +103,15 @@ def test_measurements_equal_a_per_test_reading_of_the_records():
             for r in records]
     assert batch.missing == sum(len(r["tests"]) for r in records) - sum(map(len, real))
     assert batch.rows() == real and measurement_rows(records) == real
+
+
+def test_die_ids_treat_the_missing_coordinate_as_absent():
+    records = [{"x": MISSING_COORD, "y": 4}, {"x": 4, "y": MISSING_COORD}, {"x": None, "y": 4}, {"y": 4}]
+    assert die_ids(records).tolist() == [-1, -1, -1, -1]
+
+
+def test_die_ids_are_distinct_across_the_whole_16_bit_range():
+    edges = (-32767, -32766, -1, 0, 1, 32766, 32767)
+    ids = die_ids([{"x": x, "y": y} for x in edges for y in edges])
+    assert len(set(ids.tolist())) == len(edges) ** 2 and (ids >= 0).all()
+

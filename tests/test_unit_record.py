@@ -93,6 +93,18 @@ def test_missing_coordinate_sentinel_is_valid():
     assert validate_record(good(x=MISSING_COORD, y=MISSING_COORD)) is None
 
 
+@pytest.mark.parametrize("name", ["x", "y"])
+@pytest.mark.parametrize("value", [32768, -32769, 2**40, -(2**40)])
+def test_coordinates_outside_stdf_16_bit_range_are_invalid(name, value):
+    """Die ids pack x and y in 16 bits each: a wider coordinate would collide."""
+    assert validate_record(good(**{name: value})) == f"field {name} must be an integer from -32768 to 32767"
+
+
+@pytest.mark.parametrize("value", [-32767, 32767])
+def test_coordinates_at_the_16_bit_limits_are_valid(value):
+    assert validate_record(good(x=value, y=value)) is None
+
+
 @pytest.mark.parametrize("passed", [1, 0, "true", 1.0])
 def test_passed_must_be_bool(passed):
     assert validate_record(good(passed=passed)) == "field passed must be true or false"
