@@ -29,6 +29,8 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
+from stream_ct.record import validate_fields, validate_record
+
 MAGIC = b"CTB1"
 _PREFIX = struct.Struct("<4sIII")
 #: Test-key lists kept parsed (one per test program seen); cleared when it grows past this.
@@ -64,13 +66,27 @@ def is_binary(value: bytes) -> bool:
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """The binary form of a part record (``tests`` values: numbers or None)."""
+    """The binary form of a part record; ``ValueError`` with ``validate_record``'s reason for a
+    record the JSON path would dead-letter (a result ``True`` or ``"1.5"`` is not coerced)."""
+    reason = _why_not_encodable(record)
+    if reason is not None:
+        raise ValueError(f"cannot encode a binary record: {reason}")
     tests = record["tests"]
     values = np.array([math.nan if v is None else v for v in tests.values()], dtype="<f8")
     keys = orjson.dumps(list(tests))
     header = orjson.dumps({k: v for k, v in record.items() if k != "tests"})
     return _PREFIX.pack(MAGIC, len(values), len(keys), len(header)) + values.tobytes() + keys + header
 
+
+def _why_not_encodable(record: dict[str, Any]) -> str | None:
+    """``validate_record``'s reason, the results' types checked in one pass when all are plain."""
+    tests = record.get("tests")
+    if type(tests) is dict and tests and set(map(type, tests.values())) <= _PLAIN_RESULTS:
+        return validate_fields(record)
+    return validate_record(record)
+
+
+_PLAIN_RESULTS = {float, int, type(None)}
 
 #: The encodings a producer of part records can write (``--encoding``).
 ENCODERS = {"json": orjson.dumps, "binary": encode}

@@ -4,6 +4,7 @@ model's input; malformed values get a reason; real STDF parts survive the round 
 from __future__ import annotations
 
 import math
+import re
 import struct
 
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import SHARED
 from stream_ct.binary_record import MAGIC, encode
 from stream_ct.decode import decode_batch
 from stream_ct.features import Measurements, count_sentinels, measurement_rows, select_features
+from stream_ct.record import validate_record
 from stream_ct.simulate import Simulator
 from stream_ct.stdf.reader import StdfReader
 
@@ -55,6 +57,31 @@ def test_real_stdf_parts_decode_as_their_json():
     records = list(StdfReader(LOT2, "lot2"))
     assert len(records) > 700
     _same_batch(records)
+
+
+PART = {"lot_id": "L", "wafer_id": "W", "part_id": 1, "ts": 1.0, "tests": {"a": 1.0, "b": None}}
+REFUSED = {
+    "bool result": {**PART, "tests": {"a": True}},
+    "str result": {**PART, "tests": {"a": "1.5"}},
+    "list result": {**PART, "tests": {"a": [1.0]}},
+    "no results": {**PART, "tests": {}},
+    "bool x": {**PART, "x": True},
+    "str hard_bin": {**PART, "hard_bin": "3"},
+    "float site": {**PART, "site": 1.0},
+    "x beyond 16 bits": {**PART, "x": 32768},
+    "int passed": {**PART, "passed": 1},
+    "null part_id": {**PART, "part_id": None},
+    "str ts": {**PART, "ts": "1.0"},
+}
+
+
+@pytest.mark.parametrize("record", REFUSED.values(), ids=REFUSED)
+def test_the_encoder_refuses_what_the_json_path_dead_letters(record):
+    """No coercion: a record that JSON would dead-letter cannot be written as binary either."""
+    valid, invalid = decode_batch([orjson.dumps(record)])
+    assert not valid and invalid[0][1] == validate_record(record)
+    with pytest.raises(ValueError, match=re.escape(invalid[0][1])):
+        encode(record)
 
 
 def _binary(n: int, keys: bytes, header: bytes, values: bytes | None = None) -> bytes:
