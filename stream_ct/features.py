@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from stream_ct.binary_record import Results
-from stream_ct.record import MISSING_COORD, SENTINEL_ABS
+from stream_ct.record import MISSING_COORD, SENTINEL_ABS, wafer_key
 
 
 def select_features(records: Iterable[dict[str, Any]], include: Sequence[str] = ("*",),
@@ -184,7 +184,7 @@ def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     >>> wafer_ids([{"lot_id": "L1", "wafer_id": "W3"}]).tolist()
     ['L1/W3']
     """
-    return np.array([f"{r['lot_id']}/{r['wafer_id']}" for r in records])
+    return np.array([wafer_key(r) for r in records])
 
 
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:

@@ -9,6 +9,8 @@ maps a test key to ``{"lo", "hi", "units"}``; outcome fields are present when kn
 True
 >>> part_key(rec)
 'L1/W1/7'
+>>> part_key({"lot_id": "L1/W1", "wafer_id": "7", "part_id": "3"})
+'L1%2FW1/7/3'
 >>> validate_record({"lot_id": "L1"})
 'missing field: wafer_id'
 """
@@ -30,19 +32,25 @@ MISSING_COORD = -32768
 COORD_RANGE = range(MISSING_COORD, 32768)
 
 
+def _key_part(value: Any) -> str:
+    """An id as a piece of a message key: ``%`` and the separator ``/`` escaped, so keys of
+    different ids differ (an id without either is unchanged)."""
+    return str(value).replace("%", "%25").replace("/", "%2F")
+
+
 def part_key(record: dict[str, Any]) -> str:
-    """The message key of a part: ``lot/wafer/part``."""
-    return f"{record['lot_id']}/{record['wafer_id']}/{record['part_id']}"
+    """The message key of a part: ``lot/wafer/part`` (ids escaped, ``_key_part``)."""
+    return f"{_key_part(record['lot_id'])}/{_key_part(record['wafer_id'])}/{_key_part(record['part_id'])}"
 
 
 def wafer_key(record: dict[str, Any]) -> str:
     """The message key that keeps a wafer's parts in one partition, in order: ``lot/wafer``."""
-    return f"{record['lot_id']}/{record['wafer_id']}"
+    return f"{_key_part(record['lot_id'])}/{_key_part(record['wafer_id'])}"
 
 
 def lot_key(record: dict[str, Any]) -> str:
     """The message key that keeps a lot's parts in one partition, in order: ``lot``."""
-    return str(record["lot_id"])
+    return _key_part(record["lot_id"])
 
 
 #: Message keys a publisher may give part records (``--key``).

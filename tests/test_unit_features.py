@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from stream_ct.features import (Measurements, _feature_matrix_reference, die_ids, feature_matrix, measurement_rows,
-                               select_features, target_vector)
+                               select_features, target_vector, wafer_ids)
+from stream_ct.drift.values import lots_of
 from stream_ct.record import MISSING_COORD
 
 RECORDS = [
@@ -115,3 +116,8 @@ def test_die_ids_are_distinct_across_the_whole_16_bit_range():
     ids = die_ids([{"x": x, "y": y} for x in edges for y in edges])
     assert len(set(ids.tolist())) == len(edges) ** 2 and (ids >= 0).all()
 
+
+def test_wafers_whose_ids_hold_a_slash_stay_apart_and_keep_their_lot():
+    ids = wafer_ids([{"lot_id": "L1/W1", "wafer_id": "7"}, {"lot_id": "L1", "wafer_id": "W1/7"}])
+    assert ids[0] != ids[1]
+    assert lots_of(ids).tolist() == ["L1%2FW1", "L1"]

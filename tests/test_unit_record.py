@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stream_ct.record import MISSING_COORD, SENTINEL_ABS, is_sentinel, part_key, validate_record
+from stream_ct.record import MISSING_COORD, SENTINEL_ABS, is_sentinel, lot_key, part_key, validate_record, wafer_key
 
 
 def good(**changes):
@@ -128,6 +128,26 @@ def test_non_object_record(value, name):
 def test_part_key():
     assert part_key({"lot_id": "L1", "wafer_id": "W01", "part_id": 17}) == "L1/W01/17"
     assert part_key(good()) == "L1/W01/17"
+
+
+def test_wafer_and_lot_keys_of_plain_ids():
+    assert wafer_key(good()) == "L1/W01"
+    assert lot_key(good()) == "L1"
+
+
+def test_ids_containing_the_separator_give_distinct_keys():
+    """Labels are joined to predictions by part key: two parts must never share one."""
+    first = {"lot_id": "L1/W1", "wafer_id": "7", "part_id": "3"}
+    second = {"lot_id": "L1", "wafer_id": "W1/7", "part_id": "3"}
+    assert part_key(first) == "L1%2FW1/7/3" and part_key(second) == "L1/W1%2F7/3"
+    assert wafer_key(first) != wafer_key(second)
+
+
+def test_keys_escape_percent_so_an_escaped_id_stays_distinct():
+    slash = {"lot_id": "a/b", "wafer_id": "w", "part_id": 1}
+    escaped = {"lot_id": "a%2Fb", "wafer_id": "w", "part_id": 1}
+    assert part_key(slash) == "a%2Fb/w/1" and part_key(escaped) == "a%252Fb/w/1"
+    assert (wafer_key(slash), lot_key(slash)) == ("a%2Fb/w", "a%2Fb")
 
 
 def test_is_sentinel():
