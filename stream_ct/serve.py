@@ -473,6 +473,8 @@ class Server:
             event.update(model=self.config.model.name, champion_version=self.champion.version,
                          monitor_position=s.position, position=self.monitor_start + s.position,
                          partition=message.partition, offset=message.offset)
+            if s.positions:
+                event["positions"] = {f: self.monitor_start + p for f, p in s.positions.items()}
             self.events.emit("drift", **event)
             self.counts["drift_signals"] += 1
         if signals:

@@ -171,6 +171,26 @@ def test_signal_event_is_json_safe(small):
     assert isinstance(ks, DriftSignal) and event["position"] == ks.position
 
 
+def test_a_cusum_signal_gives_each_feature_its_own_crossing_whatever_the_batches(small):
+    """Two tests shifting 800 records apart in one batch: one signal at the first crossing,
+    and each test's own crossing where a split batch reports it."""
+    X = np.random.default_rng(4).normal(size=(2000, 4))
+    X[100:, 0] += 3
+    X[900:, 1] += 3
+    groups = np.repeat(np.arange(20), 100)
+
+    def cusum(batches):
+        mon = DriftMonitor.from_state(small.state_dict())
+        return [s for a, b in batches for s in mon.update(X[a:b], groups=groups[a:b])
+                if s.detector == "cusum" and s.stratum is None]
+
+    whole = cusum([(0, 2000)])[0]
+    split = cusum([(0, 500), (500, 2000)])
+    assert whole.positions["a"] == whole.position < 200 and 900 <= whole.positions["b"] < 1000
+    assert split[0].positions == {"a": whole.positions["a"]} and split[1].positions["b"] == whole.positions["b"]
+    assert orjson.loads(orjson.dumps(whole.to_event()))["positions"] == whole.positions
+
+
 def test_iid_one_sigma_shift_near_cusum_optimum():
     """i.i.d. parts: a 1-sigma shift in one of 20 tests is caught within 150 records
     (oracle one-chart CUSUM at ARL0 = 1e5: about 20)."""

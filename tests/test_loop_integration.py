@@ -87,6 +87,9 @@ def test_mean_shift_fires_after_onset_and_promotes_a_new_champion(tmp_path, kafk
     assert onset <= first <= onset + DETECTION_BOUND, (first, onset)
     shifted = truth["onsets"][0]["tests"][0]
     assert any(shifted in e["features"] for e in drift)
+    charted = [e for e in drift if e.get("positions")]  # CUSUM: each test's own crossing, in stream positions
+    assert charted and all(min(e["positions"].values()) == e["position"] and set(e["positions"]) == set(e["features"])
+                           for e in charted)
     decisions = [e for e in events if e["type"] == "retrain_decision"]
     assert decisions[0]["reason"] == "bootstrap" and "drift" in decisions[1]["reason"]
     assert len(decisions) == 2  # one drift episode, one retrain (cooldown)

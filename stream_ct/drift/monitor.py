@@ -472,7 +472,7 @@ class DriftMonitor:
             statistic={names[j]: first[j][0].statistic for j in ranked},
             threshold={names[j]: float(first[j][1].h[j]) for j in ranked},
             p_value=None, effect_size=top.shift * bank.sigma[top.feature] / self.sd[top.feature],
-            stratum=stratum)]
+            stratum=stratum, positions={names[j]: first[j][0].position for j in ranked})]
 
     def _window_signals(self, X, valid) -> list[DriftSignal]:
         """Fill the ring buffer; evaluate KS and PSI at every look inside this batch."""

@@ -31,7 +31,9 @@ class DriftSignal:
 
     ``statistic`` and ``threshold`` are floats or per-feature dicts; ``effect_size`` is the
     detector's effect measure (KS D, PSI, or the estimated mean shift in reference sigmas
-    for CUSUM); ``stratum`` is ``None`` for the whole stream or e.g. ``{"tester": "T2"}``.
+    for CUSUM); ``stratum`` is ``None`` for the whole stream or e.g. ``{"tester": "T2"}``;
+    ``positions`` (CUSUM) maps each feature to its own first crossing, ``position`` being the
+    earliest (one signal gathers a batch's crossings of a chart family).
     """
 
     position: int
@@ -42,6 +44,7 @@ class DriftSignal:
     p_value: float | None = None
     effect_size: float | None = None
     stratum: dict[str, str] | None = field(default=None)
+    positions: dict[str, int] | None = None
 
     def to_event(self) -> dict[str, Any]:
         """A JSON-safe dict (numpy scalars unwrapped, non-finite floats as null)."""
@@ -49,5 +52,5 @@ class DriftSignal:
             "type": "drift", "position": int(self.position), "detector": self.detector,
             "features": list(self.features), "statistic": self.statistic,
             "threshold": self.threshold, "p_value": self.p_value,
-            "effect_size": self.effect_size, "stratum": self.stratum,
+            "effect_size": self.effect_size, "stratum": self.stratum, "positions": self.positions,
         })
