@@ -25,7 +25,7 @@ from stream_ct.record import part_key, validate_record
 from stream_ct.recording import read_recording
 from stream_ct.stdf import StdfError, StdfReader
 from stream_ct.stdf.convert import convert
-from stream_ct.stdf.writer import record
+from stream_ct.stdf.writer import RECORDS, record
 
 
 
@@ -195,12 +195,13 @@ def test_interleaved_sites_pair_with_their_own_pir(endian):
                           "30:leak[7]": 0.5, "30:leak[9]": 0.25, "40:func": 1.0}
     assert d["tests"] == {"10:idd": 4.0, "40:func": 0.0}
     assert e["tests"] == {"10:idd": 1.5, "30:leak[7]": pytest.approx(0.1), "30:leak[9]": pytest.approx(0.2)}
-    # limits ride on the part whose PTR first carried them, and only there
-    assert b["limits"] == {"20:vt": {"lo": None, "hi": 9.0, "units": ""}}
-    assert a["limits"] == {"10:idd": {"lo": 0.0, "hi": 5.0, "units": "mA"}}
+    # limits ride once, on the first record emitted after them that has the test: b's PRR
+    # comes before a's, so b carries the limits of 10:idd that a's PTR brought
+    assert b["limits"] == {"10:idd": {"lo": 0.0, "hi": 5.0, "units": "mA"},
+                           "20:vt": {"lo": None, "hi": 9.0, "units": ""}}
     assert c["limits"] == {"30:leak[7]": {"lo": 0.0, "hi": 1.0, "units": "uA"},
                            "30:leak[9]": {"lo": 0.0, "hi": 1.0, "units": "uA"}}
-    assert "limits" not in d and "limits" not in e
+    assert "limits" not in a and "limits" not in d and "limits" not in e
     assert (b["x"], b["y"], c["x"], c["y"], a["x"], a["y"]) == (None, 5, 3, None, 1, 2)
     assert (a["passed"], b["passed"], c["passed"]) == (False, True, None)
     assert (b["soft_bin"], a["soft_bin"]) == (11, None)
@@ -244,6 +245,24 @@ def test_pir_without_prr_and_prr_without_tests_are_counted_not_emitted():
     reader = StdfReader(data, name="x")
     assert list(reader) == []
     assert (reader.stats.parts_without_tests, reader.stats.unclosed_parts) == (1, 2)
+
+
+@pytest.mark.parametrize("ending", ["another PIR on its site", "end of file, another site closed"])
+def test_limits_from_a_part_no_prr_closes_ride_on_the_next_record_with_the_test(ending):
+    ptr = lambda site, **kw: record("PTR", TEST_NUM=7, SITE_NUM=site, TEST_TXT="vdd", **kw)  # noqa: E731
+    with_limits = ptr(1, RESULT=1.0, LO_LIMIT=0.5, HI_LIMIT=2.5, UNITS="V")
+    if ending == "another PIR on its site":
+        parts = [record("PIR"), with_limits, record("PIR"), ptr(1, RESULT=2.0, upto="TEST_TXT"),
+                 record("PRR", PART_ID="2")]
+    else:
+        parts = [record("PIR"), record("PIR", SITE_NUM=2), with_limits, ptr(2, RESULT=2.0, upto="TEST_TXT"),
+                 record("PRR", SITE_NUM=2, PART_ID="2")]
+    later = [record("PIR", SITE_NUM=3), ptr(3, RESULT=3.0, upto="TEST_TXT"), record("PRR", SITE_NUM=3, PART_ID="3")]
+    reader = StdfReader(b"".join([record("FAR"), record("MIR", LOT_ID="L"), *parts, *later]), name="x")
+    records = list(reader)
+    assert [r["part_id"] for r in records] == ["2", "3"] and reader.stats.unclosed_parts == 1
+    assert records[0]["limits"] == {"7:vdd": {"lo": 0.5, "hi": 2.5, "units": "V"}}
+    assert "limits" not in records[1]  # sent once
 
 
 def test_unsupported_inputs_are_refused():
@@ -315,6 +334,60 @@ def test_corrupt_records_name_the_record():
     short_prr = bytes(data[:prr]) + struct.pack("<HBB", 1, 5, 20) + b"\x01" + bytes(data[after_prr:])
     with pytest.raises(StdfError, match=rf"too short .* at byte {prr} \(REC_TYP 5 REC_SUB 20\)"):
         list(StdfReader(short_prr, name="m.stdf"))
+
+
+def cut(rec: bytes, rec_len: int) -> bytes:
+    """``rec`` (little-endian) with its body cut to ``rec_len`` bytes and REC_LEN saying so."""
+    return struct.pack("<H", rec_len) + rec[2:4 + rec_len]
+
+
+PTR_ALL = dict(TEST_NUM=5, RESULT=1.5, TEST_TXT="vdd", ALARM_ID="0123456789", LO_LIMIT=1.0, HI_LIMIT=2.0,
+               UNITS="Volts")
+MPR_ALL = dict(TEST_NUM=6, RTN_ICNT=2, RSLT_CNT=2, RTN_STAT=[1, 2], RTN_RSLT=[0.5, 0.25], TEST_TXT="leak",
+               RTN_INDX=[7, 9], UNITS="uA")
+FTR_ALL = dict(TEST_NUM=8, FAIL_PIN=b"\x01\x02", TEST_TXT="func")
+
+
+@pytest.mark.parametrize("name,values,rec_len,field,size,at", [
+    pytest.param("PTR", dict(TEST_NUM=5, RESULT=1.5), 10, "RESULT", 4, 8, id="PTR RESULT 2 of 4 bytes"),
+    pytest.param("PTR", PTR_ALL, 13, "TEST_TXT", 4, 12, id="PTR TEST_TXT length byte only"),
+    pytest.param("PTR", PTR_ALL, 17, "ALARM_ID", 11, 16, id="PTR ALARM_ID length byte only"),
+    pytest.param("PTR", PTR_ALL, 20, "ALARM_ID", 11, 16, id="PTR ALARM_ID 3 of 10 characters"),
+    pytest.param("PTR", PTR_ALL, 33, "LO_LIMIT", 4, 31, id="PTR LO_LIMIT 2 of 4 bytes"),
+    pytest.param("PTR", PTR_ALL, 41, "UNITS", 6, 39, id="PTR UNITS 1 of 5 characters"),
+    pytest.param("MPR", MPR_ALL, 19, "RTN_RSLT", 8, 13, id="MPR RTN_RSLT 6 of 8 bytes"),
+    pytest.param("MPR", MPR_ALL, 49, "RTN_INDX", 4, 47, id="MPR RTN_INDX 2 of 4 bytes"),
+    pytest.param("MPR", MPR_ALL, 52, "UNITS", 3, 51, id="MPR UNITS length byte only"),
+    pytest.param("FTR", FTR_ALL, 40, "FAIL_PIN", 4, 38, id="FTR FAIL_PIN bit count only"),
+    pytest.param("FTR", FTR_ALL, 46, "TEST_TXT", 5, 45, id="FTR TEST_TXT length byte only"),
+    pytest.param("PRR", dict(PART_ID="17"), 18, "PART_ID", 3, 17, id="PRR PART_ID length byte only"),
+    pytest.param("WIR", dict(WAFER_ID="W1"), 7, "WAFER_ID", 3, 6, id="WIR WAFER_ID length byte only"),
+])
+def test_a_field_cut_by_the_end_of_its_record_is_corrupt(name, values, rec_len, field, size, at):
+    """A record may end early only between fields; a field it cuts names itself and where it starts."""
+    head = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("PIR"), record("PTR", TEST_NUM=1)])
+    data = head + cut(record(name, **values), rec_len) + record("PRR")
+    typ, sub, _ = RECORDS[name]
+    with pytest.raises(StdfError) as info:
+        list(StdfReader(data, name="c.stdf"))
+    assert str(info.value) == (f"c.stdf: corrupt record: {field} runs past the end of the record "
+                               f"({size} bytes at +{at}, REC_LEN {rec_len}) at byte {len(head)} "
+                               f"(REC_TYP {typ} REC_SUB {sub})")
+
+
+def field_ends(name: str, first: str) -> list[tuple[str, str]]:
+    """(record, field) for each field of ``name`` from ``first`` on: where a record may end."""
+    fields = [f for f, _, _ in RECORDS[name][2]]
+    return [(name, f) for f in fields[fields.index(first):]]
+
+
+@pytest.mark.parametrize("name,last", field_ends("PTR", "TEST_FLG") + field_ends("MPR", "TEST_FLG")
+                         + field_ends("FTR", "TEST_FLG") + field_ends("PRR", "SITE_NUM"))
+def test_a_record_may_end_after_any_optional_field(name, last):
+    values = {"PTR": PTR_ALL, "MPR": MPR_ALL, "FTR": FTR_ALL, "PRR": dict(PART_ID="17")}[name]
+    data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("PIR"), record("PTR", TEST_NUM=1),
+                     record(name, upto=last, **values), record("PRR")])
+    assert len(list(StdfReader(data))) == 1
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,10 @@ results belong to the open PIR of the same head and site, so interleaved sites p
 Decisions (docs/stdf.md has the full table): a result is None when TEST_FLG bits 0-5 or
 PARM_FLG bits 0-2 are set; FTR pass/fail is 1.0/0.0; MPR results are keyed
 ``"<TEST_NUM>:<TEST_TXT>[<RTN_INDX>]"``; limits come from the first PTR/MPR of a test that
-carries OPT_FLAG and ride on the part where they were first seen; ``ts`` is the START_T of
-the head's latest WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site.
+carries OPT_FLAG and ride, once, on the first record emitted after them that has the test
+(whether or not a PRR closed the part that carried them); ``ts`` is the START_T of the head's
+latest WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site. A record
+may end between fields (trailing fields omitted); a field it cuts is corrupt.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from stream_ct.stdf.errors import StdfError
-from stream_ct.stdf.fields import BadRecord, Cursor, decode_text
+from stream_ct.stdf.fields import BadRecord, Cursor, cut_field, decode_text
 from stream_ct.stdf.source import DECOMPRESS_ERRORS, open_source, source_name
+from stream_ct.stdf.writer import RECORDS
 
 #: REC_TYP values of STDF V4 (180 and 181 are reserved for custom records). Anything else
 #: means the file is corrupt or the reader lost record alignment.
@@ -39,6 +42,10 @@ MISSING_COORD, MISSING_BIN = -32768, 65535
 
 PTR, MPR, FTR = (15 << 8) | 10, (15 << 8) | 15, (15 << 8) | 20
 MIR, WIR, PIR, PRR = (1 << 8) | 10, (2 << 8) | 10, (5 << 8) | 10, (5 << 8) | 20
+#: Field names of each record in STDF V4 order, for the error about a field a record cuts.
+FIELDS = {name: tuple(field for field, _, _ in spec) for name, (_, _, spec) in RECORDS.items()}
+#: The PTR fields that hold its limits, from ALARM_ID (the first after TEST_TXT) on.
+PTR_LIMIT_FIELDS = FIELDS["PTR"][FIELDS["PTR"].index("ALARM_ID"):]
 
 
 @dataclass
@@ -58,11 +65,10 @@ class ReadStats:
 
 
 class _Part:
-    __slots__ = ("tests", "limits", "explicit")
+    __slots__ = ("tests", "explicit")
 
     def __init__(self, explicit: bool):
         self.tests: dict[str, float | None] = {}
-        self.limits: dict[str, dict] = {}
         self.explicit = explicit  # opened by a PIR, not by a result that came before it
 
 
@@ -123,6 +129,7 @@ class StdfReader:
         self._keys: dict[tuple[int, bytes], str] = {}
         self._names: dict[int, str] = {}
         self._limits: dict[str, dict] = {}
+        self._unsent_limits: dict[str, dict] = {}  # learned, not yet on an emitted record
         self._mpr_index: dict[int, tuple] = {}
         self._handlers = {MIR: self._on_mir, WIR: self._on_wir, PIR: self._on_pir, PRR: self._on_prr,
                           PTR: self._on_short_ptr, MPR: self._on_mpr, FTR: self._on_ftr}
@@ -164,7 +171,7 @@ class StdfReader:
                         if p < end:
                             q = p + 1 + buf[p]
                             if q > end:
-                                raise BadRecord("TEST_TXT runs past the end of the record")
+                                raise cut_field("TEST_TXT", q - p, p - pos - 4, rec_len)
                             k = (test_num, buf[p + 1:q])
                         else:
                             q, k = end, (test_num, b"")
@@ -172,7 +179,7 @@ class StdfReader:
                         part = opened.get((head << 8) | site) or self._orphan(head, site)
                         part.tests[key] = None if (tflg & TEST_FLG_INVALID or pflg & PARM_FLG_INVALID) else result
                         if key not in limits and q < end:
-                            self._ptr_limits(key, buf[q:end], part)
+                            self._ptr_limits(key, buf[pos + 4:end], q - pos - 4)
                         n_ptr += 1
                     elif typ in REC_TYPES:
                         handler = handlers.get((typ << 8) | sub)
@@ -215,16 +222,25 @@ class StdfReader:
         key = self._keys[k] = f"{num}:{name}"
         return key
 
-    def _ptr_limits(self, key: str, rest: bytes, part: _Part) -> None:
-        """Cache the limits of a PTR whose OPT_FLAG is present (``rest`` starts at ALARM_ID)."""
-        c = Cursor(rest, self.e)
+    def _ptr_limits(self, key: str, body: bytes, alarm_id_at: int) -> None:
+        """Learn the limits of a PTR whose OPT_FLAG is present (ALARM_ID starts at ``alarm_id_at``)."""
+        c = Cursor(body, self.e, PTR_LIMIT_FIELDS, alarm_id_at)
         c.cn()
         opt = c.u1()
         if opt is None:
             return
         c.i1(), c.i1(), c.i1()
         lo, hi = c.r4(), c.r4()
-        self._limits[key] = part.limits[key] = _limits(opt, lo, hi, c.cn())
+        self._learn_limits(key, _limits(opt, lo, hi, c.cn()))
+
+    def _learn_limits(self, key: str, limits: dict) -> None:
+        """Cache a test's limits; the next record emitted with the test carries them."""
+        self._limits[key] = self._unsent_limits[key] = limits
+
+    def _limits_for(self, tests: dict[str, float | None]) -> dict[str, dict]:
+        """The limits not yet sent of the tests in ``tests``, now counted as sent."""
+        due = [key for key in self._unsent_limits if key in tests]
+        return {key: self._unsent_limits.pop(key) for key in due}
 
     def _orphan(self, head: int, site: int) -> _Part:
         """A part for results that came before their PIR; the PIR adopts it."""
@@ -244,7 +260,7 @@ class StdfReader:
     # -- records other than the common PTR -------------------------------------------
 
     def _on_mir(self, body: bytes) -> None:
-        c = Cursor(body, self.e)
+        c = Cursor(body, self.e, FIELDS["MIR"])
         setup_t, start_t = c.u4(), c.u4()
         c.u1(), c.raw(1), c.raw(1), c.raw(1), c.u2(), c.raw(1)
         (lot, _part_typ, node, tstr, job, job_rev, *_rest, facil, floor) = [
@@ -254,7 +270,7 @@ class StdfReader:
         self._t0 = float(start_t or setup_t or 0)
 
     def _on_wir(self, body: bytes) -> None:
-        c = Cursor(body, self.e)
+        c = Cursor(body, self.e, FIELDS["WIR"])
         head, _site_grp = self._required(c, 2)
         start_t, wafer = c.u4(), (c.cn() or "").strip()
         self._wir_count += 1
@@ -267,7 +283,7 @@ class StdfReader:
                 del self._elapsed_ms[hs]
 
     def _on_pir(self, body: bytes) -> None:
-        head, site = self._required(Cursor(body, self.e), 2)
+        head, site = self._required(Cursor(body, self.e, FIELDS["PIR"]), 2)
         part = self._open.get((head << 8) | site)
         if part is not None and not part.explicit:
             part.explicit = True
@@ -277,16 +293,17 @@ class StdfReader:
         self._open[(head << 8) | site] = _Part(explicit=True)
 
     def _on_short_ptr(self, body: bytes) -> None:
-        """A PTR cut before RESULT (a writer may omit trailing fields): no result."""
-        c = Cursor(body, self.e)
+        """A PTR that ends before RESULT (a writer may omit trailing fields): no result."""
+        c = Cursor(body, self.e, FIELDS["PTR"])
         num = c.u4()
         head, site, _tflg = self._required(c, 3)
+        c.u1(), c.r4()  # PARM_FLG; RESULT is absent here unless the record cuts it (corrupt)
         key = self._keys.get((num, b"")) or self._test_key((num, b""))
         self._part_of(head, site).tests[key] = None
         self.stats.ptr += 1
 
     def _on_mpr(self, body: bytes) -> None:
-        c = Cursor(body, self.e)
+        c = Cursor(body, self.e, FIELDS["MPR"])
         num = c.u4()
         head, site, tflg = self._required(c, 3)
         pflg = c.u1() or 0
@@ -314,11 +331,11 @@ class StdfReader:
             key = f"{base}[{pin}]"
             part.tests[key] = None if invalid else value
             if opt is not None and key not in self._limits:
-                self._limits[key] = part.limits[key] = _limits(opt, lo, hi, units)
+                self._learn_limits(key, _limits(opt, lo, hi, units))
         self.stats.mpr += 1
 
     def _on_ftr(self, body: bytes) -> None:
-        c = Cursor(body, self.e)
+        c = Cursor(body, self.e, FIELDS["FTR"])
         num = c.u4()
         head, site, tflg = self._required(c, 3)
         c.u1()  # OPT_FLAG
@@ -336,7 +353,7 @@ class StdfReader:
         self.stats.ftr += 1
 
     def _on_prr(self, body: bytes) -> dict[str, Any] | None:
-        c = Cursor(body, self.e)
+        c = Cursor(body, self.e, FIELDS["PRR"])
         head, site = self._required(c, 2)
         flags, _num_test, hard, soft, x, y = c.u1(), c.u2(), c.u2(), c.u2(), c.i2(), c.i2()
         test_t, part_id = c.u4() or 0, (c.cn() or "").strip()
@@ -371,8 +388,9 @@ class StdfReader:
         if test_t:
             record["test_time_ms"] = test_t
         record["tests"] = part.tests
-        if part.limits:
-            record["limits"] = part.limits
+        limits = self._limits_for(part.tests)
+        if limits:
+            record["limits"] = limits
         return record
 
 
