@@ -355,7 +355,9 @@ class StdfReader:
     def _on_prr(self, body: bytes) -> dict[str, Any] | None:
         c = Cursor(body, self.e, FIELDS["PRR"])
         head, site = self._required(c, 2)
-        flags, _num_test, hard, soft, x, y = c.u1(), c.u2(), c.u2(), c.u2(), c.i2(), c.i2()
+        flags = c.u1()
+        c.u2()  # NUM_TEST, not used: the record holds the results that arrived
+        hard, soft, x, y = c.u2(), c.u2(), c.i2(), c.i2()
         test_t, part_id = c.u4() or 0, (c.cn() or "").strip()
         if self._mir is None:
             raise BadRecord("part result (PRR) before the MIR record")
