@@ -234,6 +234,38 @@ def test_each_head_keeps_its_own_clock():
                   "f": ("W3", 1000.1)}  # no WIR of its own: the latest wafer, the MIR's clock
 
 
+def _part(head: int, part_id: str) -> list[bytes]:
+    return [record("PIR", HEAD_NUM=head), record("PTR", HEAD_NUM=head, TEST_NUM=1, RESULT=1.0),
+            record("PRR", HEAD_NUM=head, PART_ID=part_id)]
+
+
+@pytest.mark.parametrize("wrr, wafer", [(dict(WAFER_ID="W07"), "W07"), (dict(WAFER_ID=""), "1"),
+                                        (dict(upto="FUNC_CNT"), "1"), (None, "1")],
+                         ids=["named by the WRR", "WRR without ID", "WRR cut before WAFER_ID", "no WRR"])
+def test_a_wafer_named_only_in_its_wrr_gets_that_name(wrr, wafer):
+    """Parts of a WIR without WAFER_ID wait for the WRR (another head's parts do not); without
+    an ID there either they keep the WIR's ordinal."""
+    data = b"".join([
+        record("FAR"), record("MIR", LOT_ID="L"), record("WIR", HEAD_NUM=1, WAFER_ID=""), *_part(1, "a"),
+        record("WIR", HEAD_NUM=2, WAFER_ID="W2"), *_part(2, "b"), *_part(1, "c"),
+        *([] if wrr is None else [record("WRR", HEAD_NUM=1, **wrr)]),
+        record("WIR", HEAD_NUM=1, WAFER_ID="W3"), *_part(1, "d")])
+    reader = StdfReader(data, name="wrr.stdf")
+    got = [(r["part_id"], r["wafer_id"]) for r in reader]
+    a_and_c = [("a", wafer), ("c", wafer)]
+    assert got == [("b", "W2"), *a_and_c, ("d", "W3")] and reader.stats.parts == 4
+
+
+def test_parts_waiting_for_a_wrr_are_given_before_a_corrupt_record_stops_the_file():
+    data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("WIR", WAFER_ID=""), *_part(1, "a"),
+                     record("PRR", upto="HEAD_NUM")])
+    got = []
+    with pytest.raises(StdfError, match="record too short"):
+        for r in StdfReader(data, name="bad.stdf"):
+            got.append((r["part_id"], r["wafer_id"]))
+    assert got == [("a", "1")]
+
+
 def test_both_byte_orders_give_the_same_records():
     assert list(StdfReader(multisite(">"))) == list(StdfReader(multisite("<")))
 

@@ -13,10 +13,11 @@ results belong to the open PIR of the same head and site, so interleaved sites p
 Decisions (docs/stdf.md has the full table): a result is None when TEST_FLG bits 0-5 or
 PARM_FLG bits 0-2 are set; FTR pass/fail is 1.0/0.0; MPR results are keyed
 ``"<TEST_NUM>:<TEST_TXT>[<RTN_INDX>]"``; limits come from the first PTR/MPR of a test that
-carries OPT_FLAG and ride, once, on the first record emitted after them that has the test
-(whether or not a PRR closed the part that carried them); ``ts`` is the START_T of the head's
-latest WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site. A record
-may end between fields (trailing fields omitted); a field it cuts is corrupt.
+carries OPT_FLAG and ride, once, on the next part a PRR closes that has the test (whether
+or not a PRR closed the part that carried them); ``ts`` is the START_T of the head's latest
+WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site; the parts of a
+WIR without WAFER_ID wait for its WRR and take the WRR's WAFER_ID (else the WIR's ordinal).
+A record may end between fields (trailing fields omitted); a field it cuts is corrupt.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ NO_LO_LIMIT, NO_HI_LIMIT = 0x50, 0xA0
 MISSING_COORD, MISSING_BIN = -32768, 65535
 
 PTR, MPR, FTR = (15 << 8) | 10, (15 << 8) | 15, (15 << 8) | 20
-MIR, WIR, PIR, PRR = (1 << 8) | 10, (2 << 8) | 10, (5 << 8) | 10, (5 << 8) | 20
+MIR, WIR, WRR, PIR, PRR = (1 << 8) | 10, (2 << 8) | 10, (2 << 8) | 20, (5 << 8) | 10, (5 << 8) | 20
 #: Field names of each record in STDF V4 order, for the error about a field a record cuts.
 FIELDS = {name: tuple(field for field, _, _ in spec) for name, (_, _, spec) in RECORDS.items()}
 #: The PTR fields that hold its limits, from ALARM_ID (the first after TEST_TXT) on.
@@ -96,10 +97,16 @@ class StdfReader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         src = open_source(self.source, self.name)
+        self._held: dict[int, list[dict[str, Any]]] = {}  # head -> parts waiting for the WRR's WAFER_ID
+        self._ready: list[dict[str, Any]] = []  # held parts released, to be yielded
         try:
             yield from self._scan(src)
+        except StdfError:
+            yield from self._release_held()  # the parts before the bad byte are good
+            raise
         finally:
             src.close()
+        yield from self._release_held()  # wafers whose WRR never came keep their WIR ordinal
 
     # -- the record loop -------------------------------------------------------------
 
@@ -129,10 +136,10 @@ class StdfReader:
         self._keys: dict[tuple[int, bytes], str] = {}
         self._names: dict[int, str] = {}
         self._limits: dict[str, dict] = {}
-        self._unsent_limits: dict[str, dict] = {}  # learned, not yet on an emitted record
+        self._unsent_limits: dict[str, dict] = {}  # learned, not yet on a closed part
         self._mpr_index: dict[int, tuple] = {}
-        self._handlers = {MIR: self._on_mir, WIR: self._on_wir, PIR: self._on_pir, PRR: self._on_prr,
-                          PTR: self._on_short_ptr, MPR: self._on_mpr, FTR: self._on_ftr}
+        self._handlers = {MIR: self._on_mir, WIR: self._on_wir, WRR: self._on_wrr, PIR: self._on_pir,
+                          PRR: self._on_prr, PTR: self._on_short_ptr, MPR: self._on_mpr, FTR: self._on_ftr}
 
     def _scan(self, src) -> Iterator[dict[str, Any]]:
         name, stats = self.name, self.stats
@@ -158,7 +165,7 @@ class StdfReader:
                     head_of = struct.Struct(self.e + "HBB").unpack_from
                     ptr_of = struct.Struct(self.e + "IBBBBf").unpack_from
                     keys, names_for, opened, limits = self._keys, self._test_key, self._open, self._limits
-                    handlers = self._handlers
+                    handlers, ready = self._handlers, self._ready
                 while pos + 4 <= n:
                     rec_len, typ, sub = head_of(buf, pos)
                     end = pos + 4 + rec_len
@@ -188,6 +195,8 @@ class StdfReader:
                             if record is not None:
                                 stats.parts += 1
                                 yield record
+                            if ready:
+                                yield from self._yield_ready()
                     else:
                         raise BadRecord("unknown record type (corrupt file?)")
                     pos = end
@@ -234,7 +243,7 @@ class StdfReader:
         self._learn_limits(key, _limits(opt, lo, hi, c.cn()))
 
     def _learn_limits(self, key: str, limits: dict) -> None:
-        """Cache a test's limits; the next record emitted with the test carries them."""
+        """Cache a test's limits; the next part closed with the test carries them."""
         self._limits[key] = self._unsent_limits[key] = limits
 
     def _limits_for(self, tests: dict[str, float | None]) -> dict[str, dict]:
@@ -274,6 +283,10 @@ class StdfReader:
         head, _site_grp = self._required(c, 2)
         start_t, wafer = c.u4(), (c.cn() or "").strip()
         self._wir_count += 1
+        if head in self._held:  # the last wafer's WRR never came
+            self._ready += self._held.pop(head)
+        if not wafer:  # its parts wait for the WRR, which may name the wafer
+            self._held[head] = []
         wafer = wafer or str(self._wir_count)
         self._wafers[head] = self._wafer_latest = wafer
         if start_t:
@@ -281,6 +294,35 @@ class StdfReader:
             self._head_t0[head] = float(start_t)
             for hs in [hs for hs in self._elapsed_ms if hs >> 8 == head]:
                 del self._elapsed_ms[hs]
+
+    def _on_wrr(self, body: bytes) -> None:
+        """Release the parts of a wafer whose WIR had no WAFER_ID, named by the WRR's if it has one."""
+        c = Cursor(body, self.e, FIELDS["WRR"])
+        head, _site_grp = self._required(c, 2)
+        held = self._held.pop(head, None)
+        if held is None:
+            return
+        c.u4(), c.u4(), c.u4(), c.u4(), c.u4(), c.u4()  # FINISH_T and the part counts
+        wafer = (c.cn() or "").strip()
+        if wafer:
+            if self._wafer_latest == self._wafers[head]:
+                self._wafer_latest = wafer
+            self._wafers[head] = wafer
+            for record in held:
+                record["wafer_id"] = wafer
+        self._ready += held
+
+    def _yield_ready(self) -> Iterator[dict[str, Any]]:
+        """The released parts, in the order their PRRs came."""
+        self.stats.parts += len(self._ready)
+        yield from self._ready
+        self._ready.clear()
+
+    def _release_held(self) -> Iterator[dict[str, Any]]:
+        """Every part still waiting for a WRR, as it is."""
+        for head in list(self._held):
+            self._ready += self._held.pop(head)
+        return self._yield_ready()
 
     def _on_pir(self, body: bytes) -> None:
         head, site = self._required(Cursor(body, self.e, FIELDS["PIR"]), 2)
@@ -393,6 +435,10 @@ class StdfReader:
         limits = self._limits_for(part.tests)
         if limits:
             record["limits"] = limits
+        held = self._held.get(head)
+        if held is not None:
+            held.append(record)
+            return None
         return record
 
 
