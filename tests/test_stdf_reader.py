@@ -256,6 +256,15 @@ def test_a_wafer_named_only_in_its_wrr_gets_that_name(wrr, wafer):
     assert got == [("b", "W2"), *a_and_c, ("d", "W3")] and reader.stats.parts == 4
 
 
+def test_a_head_without_a_wir_waits_with_the_wafer_it_takes():
+    """Head 2 has no WIR, so its parts take the latest WIR's wafer: they wait for its WRR too
+    (one wafer, one id)."""
+    data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("WIR", HEAD_NUM=1, WAFER_ID=""),
+                     *_part(1, "a"), *_part(2, "b"), record("WRR", HEAD_NUM=1, WAFER_ID="W07"), *_part(2, "c")])
+    got = [(r["part_id"], r["wafer_id"]) for r in StdfReader(data, name="heads.stdf")]
+    assert got == [("a", "W07"), ("b", "W07"), ("c", "W07")]
+
+
 def test_parts_waiting_for_a_wrr_are_given_before_a_corrupt_record_stops_the_file():
     data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("WIR", WAFER_ID=""), *_part(1, "a"),
                      record("PRR", upto="HEAD_NUM")])

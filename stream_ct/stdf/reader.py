@@ -132,6 +132,7 @@ class StdfReader:
         self._elapsed_ms: dict[int, int] = {}
         self._wafers: dict[int, str] = {}
         self._wafer_latest, self._wir_count = "", 0
+        self._latest_head: int | None = None  # the head of the latest WIR
         self._open: dict[int, _Part] = {}
         self._keys: dict[tuple[int, bytes], str] = {}
         self._names: dict[int, str] = {}
@@ -289,6 +290,7 @@ class StdfReader:
             self._held[head] = []
         wafer = wafer or str(self._wir_count)
         self._wafers[head] = self._wafer_latest = wafer
+        self._latest_head = head
         if start_t:
             # Heads test their own wafers: a WIR restarts the clock of its head only.
             self._head_t0[head] = float(start_t)
@@ -435,7 +437,7 @@ class StdfReader:
         limits = self._limits_for(part.tests)
         if limits:
             record["limits"] = limits
-        held = self._held.get(head)
+        held = self._held.get(head if head in self._wafers else self._latest_head)  # its wafer's WIR head
         if held is not None:
             held.append(record)
             return None
