@@ -168,14 +168,9 @@ def die_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     >>> die_ids([{"x": 3, "y": -2}, {"x": 3}, {"x": 3, "y": -32768}]).tolist()
     [2147713022, -1, -1]
     """
-    return np.array([(r["x"] + 32768) * 65536 + r["y"] + 32768
-                     if _has_coord(r.get("x")) and _has_coord(r.get("y")) else -1 for r in records],
-                    dtype=np.int64)
-
-
-def _has_coord(value: Any) -> bool:
-    """A real coordinate: present, not null and not STDF's missing value."""
-    return value is not None and value != MISSING_COORD
+    return np.array([(x + 32768) * 65536 + y + 32768
+                     if (x := r.get("x")) is not None and (y := r.get("y")) is not None
+                     and x != MISSING_COORD and y != MISSING_COORD else -1 for r in records], dtype=np.int64)
 
 
 def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -184,7 +179,10 @@ def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     >>> wafer_ids([{"lot_id": "L1", "wafer_id": "W3"}]).tolist()
     ['L1/W3']
     """
-    return np.array([wafer_key(r) for r in records])
+    ids = [f"{r['lot_id']}/{r['wafer_id']}" for r in records]
+    if any(i.count("/") != 1 or "%" in i for i in set(ids)):  # an id holds / or %: escaped keys
+        ids = [wafer_key(r) for r in records]
+    return np.array(ids)
 
 
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
