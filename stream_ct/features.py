@@ -174,15 +174,14 @@ def die_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
 
 
 def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
-    """Each record's wafer as ``lot/wafer``, the drift monitor's group id.
+    """Each record's wafer as its key ``lot/wafer`` (``wafer_key``), the drift monitor's group id.
 
     >>> wafer_ids([{"lot_id": "L1", "wafer_id": "W3"}]).tolist()
     ['L1/W3']
     """
-    ids = [f"{r['lot_id']}/{r['wafer_id']}" for r in records]
-    if any(i.count("/") != 1 or "%" in i for i in set(ids)):  # an id holds / or %: escaped keys
-        ids = [wafer_key(r) for r in records]
-    return np.array(ids)
+    wafers = [(r["lot_id"], r["wafer_id"]) for r in records]
+    keys = {w: wafer_key({"lot_id": w[0], "wafer_id": w[1]}) for w in set(wafers)}  # once per wafer
+    return np.array([keys[w] for w in wafers])
 
 
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
