@@ -325,7 +325,9 @@ class Server:
             return
         records = [rec for _, rec in valid]
         sources = [messages[i] for i, _ in valid]
-        labels = target_vector(records, self.config.model.target)
+        # an outlier model has no labels: the default target (``passed``) is not its
+        labels = (np.full(len(records), np.nan) if self.task == "anomaly"
+                  else target_vector(records, self.config.model.target))
         results = Measurements(records)
         # Results that are not measurements (null, NaN, inf, 9.9e37) are kept out of every model
         # and statistic, and counted.

@@ -1,0 +1,48 @@
+"""Serve's per-batch model path without a broker: what each use case scores and measures."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import orjson
+
+from stream_ct.anomaly import AnomalyModel
+from stream_ct.config import ConsumerConfig
+from stream_ct.rolling import RollingMetric
+from stream_ct.serve import Server
+
+TESTS = ("a", "b", "c")
+
+
+def _server(tmp_path, model: dict) -> Server:
+    server = Server(ConsumerConfig.from_dict({"consumer": {"name": "uc", "input_topic": "parts"}, "model": model,
+                                              "registry": {"path": str(tmp_path)}}))
+    server.sent = []
+    server.outbox = types.SimpleNamespace(send=lambda topic, **kw: server.sent.append((topic, kw)))
+    server.producer = types.SimpleNamespace(partitions_for=lambda topic: {0})
+    return server
+
+
+def _messages(records: list[dict]) -> list:
+    return [types.SimpleNamespace(value=orjson.dumps(r), key=None, topic="parts", partition=0, offset=i,
+                                  timestamp=int(r["ts"] * 1000), headers=[]) for i, r in enumerate(records)]
+
+
+def _records(X: np.ndarray, **fields) -> list[dict]:
+    return [{"lot_id": "L", "wafer_id": "W", "part_id": str(i), "ts": 1.0 + i, "passed": bool(i % 3),
+             "tests": dict(zip(TESTS, row.tolist())), **{k: v[i] for k, v in fields.items()}}
+            for i, row in enumerate(X)]
+
+
+def test_an_outlier_consumer_has_no_labels_so_no_metric_against_the_pass_fail_field(tmp_path):
+    """Outlier models learn without labels; ``passed`` on the records is not their target (the
+    default ``[model] target``), so no r2/mae/mape of anomaly scores against it."""
+    server = _server(tmp_path, {"task": "anomaly", "estimator": "half_space_trees"})
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    server.champion = types.SimpleNamespace(version=1, estimator=AnomalyModel().fit(X),
+                                            meta={"feature_names": list(TESTS)})
+    server.champion_metric = RollingMetric("anomaly")
+    server._process_parts(_messages(_records(X)))
+    assert server.position == 300 and server.counts["predictions_champion"] == 300
+    assert server.champion_metric.value() is None and server.online_metric.value() is None
