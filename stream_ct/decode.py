@@ -52,8 +52,9 @@ def _surely_valid(record: Any) -> bool:
         value = get(name)
         if value is not None and value not in COORD_RANGE:
             return False
-    passed, limits = get("passed"), get("limits")
-    return (passed is None or type(passed) is bool) and (limits is None or type(limits) is dict)
+    passed, limits, test_time = get("passed"), get("limits"), type(get("test_time_ms"))
+    return ((passed is None or type(passed) is bool) and (limits is None or type(limits) is dict)
+            and (test_time is int or test_time is float or test_time is type(None)))
 
 
 def decode_batch(values: Sequence[bytes | None]) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:

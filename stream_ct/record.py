@@ -116,6 +116,9 @@ def _validate_other_fields(record: dict[str, Any]) -> str | None:
     passed = record.get("passed")
     if passed is not None and not isinstance(passed, bool):
         return "field passed must be true or false"
+    test_time = record.get("test_time_ms")
+    if test_time is not None and (not isinstance(test_time, (int, float)) or isinstance(test_time, bool)):
+        return "field test_time_ms must be a number"
     limits = record.get("limits")
     if limits is not None and not isinstance(limits, dict):
         return "field limits must be an object"

@@ -92,3 +92,16 @@ def test_a_coordinate_outside_16_bits_is_dead_lettered(name, value):
     """The fast path must refuse what ``validate_record`` refuses: die ids need 16-bit x and y."""
     raw = orjson.dumps({**REC, "x": 1, "y": 1, name: value})
     assert decode_batch([raw]) == ([], [(0, f"field {name} must be an integer from -32768 to 32767")])
+
+
+@pytest.mark.parametrize("value", ["n/a", "812", True, [812], {"ms": 812}])
+def test_a_test_time_that_is_not_a_number_is_dead_lettered(value):
+    """The test-time use case learns ``test_time_ms``: serve's ``float()`` of it crashed the
+    loop on every restart ("n/a"), or took ``true`` as 1 ms."""
+    good, bad = decode_batch([orjson.dumps({**REC, "test_time_ms": value})])
+    assert good == [] and bad == [(0, "field test_time_ms must be a number")]
+
+
+@pytest.mark.parametrize("value", [812, 812.5, None])
+def test_a_test_time_may_be_a_number_or_null(value):
+    assert decode_batch([orjson.dumps({**REC, "test_time_ms": value})])[1] == []

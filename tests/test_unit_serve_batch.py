@@ -46,3 +46,11 @@ def test_an_outlier_consumer_has_no_labels_so_no_metric_against_the_pass_fail_fi
     server._process_parts(_messages(_records(X)))
     assert server.position == 300 and server.counts["predictions_champion"] == 300
     assert server.champion_metric.value() is None and server.online_metric.value() is None
+
+
+def test_a_test_time_consumer_dead_letters_a_test_time_that_is_not_a_number(tmp_path):
+    """It crashed the loop (``float("n/a")``), again at every restart on the same record."""
+    server = _server(tmp_path, {"task": "regression", "target": "test_time_ms"})
+    X = np.random.default_rng(0).normal(size=(3, 3))
+    server._process_parts(_messages(_records(X, test_time_ms=[812, "n/a", 790])))
+    assert server.position == 2 and server.counts["dlq"] == 1 and server.online.n_learned == 2
