@@ -350,7 +350,7 @@ class Server:
             scores = online_scores
             self._emit_predictions(records, sources, scores, "online", None)
         if self.config.labels.topic:
-            self._await_labels(records, results.rows(), labels, scores, shadow_scores)
+            self._await_labels(records, results.rows(), labels, scores, shadow_scores, online_scores)
         start = self.position
         self.position += len(records)
         self.timestamps.extend(m.timestamp for m in sources)
@@ -418,13 +418,14 @@ class Server:
 
     # -- labels that arrive later -------------------------------------------------------------
 
-    def _await_labels(self, records, rows, labels, scores, shadow_scores) -> None:
+    def _await_labels(self, records, rows, labels, scores, shadow_scores, online_scores) -> None:
         version = self.champion.version if self.champion else None
         shadow_version = None if shadow_scores is None else self.shadow.version
         for i, record in enumerate(records):
             if math.isnan(labels[i]):
                 shadow = None if shadow_scores is None else (shadow_version, shadow_scores[i])
-                self.joiner.add_prediction(part_key(record), (version, scores[i], shadow, rows[i]))
+                self.joiner.add_prediction(part_key(record),
+                                           (version, scores[i], shadow, rows[i], online_scores[i]))
         self._learn_from(self.joiner.take_early_matches())
 
     def _process_labels(self, messages: list) -> None:
@@ -446,7 +447,9 @@ class Server:
         """Labeled predictions: update the rolling metrics and let the online model learn."""
         current = self.champion.version if self.champion else None
         shadow_now = self.shadow.version if self.shadow is not None else None
-        for (version, s, shadow, row), y in joined:
+        if joined:  # the online model's own scores, made before it learned the row: prequential
+            self.online_metric.add(np.array([entry[4] for entry, _ in joined]), np.array([y for _, y in joined]))
+        for (version, s, shadow, row, _), y in joined:
             if version is not None and version == current:
                 self.champion_metric.add(np.array([s]), np.array([y]))
                 # only the running shadow's own scores: a prediction made beside an earlier shadow

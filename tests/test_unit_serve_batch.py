@@ -54,3 +54,31 @@ def test_a_test_time_consumer_dead_letters_a_test_time_that_is_not_a_number(tmp_
     X = np.random.default_rng(0).normal(size=(3, 3))
     server._process_parts(_messages(_records(X, test_time_ms=[812, "n/a", 790])))
     assert server.position == 2 and server.counts["dlq"] == 1 and server.online.n_learned == 2
+
+
+def test_labels_that_arrive_later_score_the_online_model_too(tmp_path):
+    """Its prequential metric (``online`` on ``model_metrics``, serve's summary) stayed empty
+    when labels came on a labels topic, before and after a champion."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "labels": {"topic": "parts.labels"}})
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    records = _records(X)
+    passed = [(r["part_id"], r.pop("passed")) for r in records]
+
+    def label(batch):
+        server._process_labels([types.SimpleNamespace(
+            value=orjson.dumps({"lot_id": "L", "wafer_id": "W", "part_id": p, "passed": y}), key=None,
+            topic="parts.labels", partition=0, offset=0, timestamp=0, headers=[]) for p, y in batch])
+
+    server._process_parts(_messages(records[:200]))
+    assert server.counts["predictions_online"] == 200 and server.online_metric.seen == 0
+    label(passed[:200])
+    assert server.online.n_learned == 200 and server.online_metric.seen == 200
+    assert server.online_metric.value() is not None
+    constant = types.SimpleNamespace(predict_proba=lambda X: np.full((len(X), 2), 0.5))
+    server.champion = types.SimpleNamespace(version=1, meta={"feature_names": list(TESTS)}, estimator=constant)
+    server.champion_metric = RollingMetric("classification")
+    server._process_parts(_messages(records[200:]))
+    label(passed[200:])
+    assert server.champion_metric.seen == 200 and server.champion_metric.value()["auc"] == 0.5
+    assert server.online_metric.seen == 400 and server.online_metric.value()["auc"] != 0.5

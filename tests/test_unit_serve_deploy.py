@@ -90,7 +90,8 @@ def test_late_labels_score_only_the_shadow_that_made_the_prediction(tmp_path):
     server.champion, server.champion_metric = _artifact(1), RollingMetric("classification")
     server.shadow = _artifact(2, parent=1)
     records = [{"lot_id": "L", "wafer_id": "W", "part_id": str(i)} for i in range(100)]
-    server._await_labels(records, [{}] * 100, np.full(100, np.nan), np.full(100, 0.5), np.full(100, 0.123))
+    server._await_labels(records, [{}] * 100, np.full(100, np.nan), np.full(100, 0.5), np.full(100, 0.123),
+                         np.full(100, 0.5))
     server.watcher = types.SimpleNamespace(take=lambda: None, take_commands=lambda: [], loaded_version=1,
                                            take_shadow=lambda: types.SimpleNamespace(artifact=_artifact(3, 1)))
     server._bootstrap_if_needed = lambda: None
@@ -129,7 +130,7 @@ def test_a_shadow_announced_against_an_earlier_champion_is_not_started(tmp_path)
 def test_a_label_that_is_not_a_finite_number_goes_to_the_dead_letter_topic(tmp_path, value):
     server = _server(tmp_path, model={"task": "multiclass", "target": "hard_bin"},
                      labels={"topic": "parts.labels"})
-    server.joiner.add_prediction("L/W/1", (None, 0.5, None, {"t1": 1.0}))
+    server.joiner.add_prediction("L/W/1", (None, 0.5, None, {"t1": 1.0}, 0.5))
     label = orjson.dumps({"lot_id": "L", "wafer_id": "W", "part_id": "1", "hard_bin": value})
     message = types.SimpleNamespace(topic="parts.labels", partition=0, offset=7, key=b"L/W/1", value=label,
                                     headers=[], timestamp=0)
