@@ -219,3 +219,10 @@ def test_load_invalid_toml(tmp_path):
     with pytest.raises(ConfigError) as exc:
         ConsumerConfig.load(str(path))
     assert str(exc.value).startswith(f"{path}: not valid TOML (")
+
+
+def test_an_outlier_model_takes_no_shadow():
+    """A shadow is judged on live labels; an outlier model has none, so every passing candidate
+    waited as a shadow forever and the first champion served for good."""
+    raw = base(model={"task": "anomaly", "estimator": "half_space_trees"}, deploy={"shadow_records": 1000})
+    assert "[deploy] shadow_records = 1000" in error_of(raw) and "use 0" in error_of(raw)
