@@ -32,7 +32,9 @@ def describe(cfg: ConsumerConfig) -> str:
     writes = [cfg.predictions_topic, cfg.dlq_topic]
     text = (f'{cfg.source}: consumer "{c.name}" reads topic "{c.input_topic}" as consumer group "{c.group_id}"'
             + (f' and labels from "{labels}"' if labels else "")
-            + f'. Model "{m.name}": {m.task} of "{m.target}" with {m.estimator}; features include '
+            + f'. Model "{m.name}": '
+            + ("anomaly detection (no labels)" if m.task == "anomaly" else f'{m.task} of "{m.target}"')
+            + f" with {m.estimator}; features include "
             f"{_list(cfg.features.include)}, exclude {_list(cfg.features.exclude)}. Drift: ARL0 "
             f"{d.arl0:,.0f} records (false alarms at most once per that many records), window {d.window:,}, "
             f"stride {d.stride:,}, reference {d.reference_size:,} records"

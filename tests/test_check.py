@@ -79,3 +79,10 @@ def test_command_line(capsys):
     assert "valid" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["check"])
+
+
+def test_an_outlier_definition_is_not_described_as_learning_a_target():
+    """It learns without labels; the default target ``passed`` is not its."""
+    _, out, _ = run([str(REPO / "consumers" / "outliers.toml")])
+    text = " ".join(out.split())
+    assert 'Model "outliers": anomaly detection (no labels) with half_space_trees' in text and "passed" not in text
