@@ -432,8 +432,14 @@ def _markers(events: list[dict[str, Any]], axis: _Axis) -> list[tuple[float, str
         elif kind == "deploy":
             markers.append((x, f"deploy v{e.get('version')}", MARKER_COLORS["deploy"]))
         elif kind == "rollback":
-            markers.append((x, f"rollback to v{e.get('version')}", MARKER_COLORS["rollback"]))
+            markers.append((x, f"rollback to v{_new_champion(e)}", MARKER_COLORS["rollback"]))
     return markers
+
+
+def _new_champion(event: dict[str, Any]) -> Any:
+    """The version a deploy or rollback made champion (serve's rollback says ``to_version``,
+    ``stream-ct models rollback``'s says ``version``)."""
+    return event.get("to_version", event.get("version"))
 
 
 def _metric_section(events: list[dict[str, Any]], axis: _Axis, markers: list[tuple[float, str, str]]) -> str:
@@ -555,7 +561,7 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
     stamps = [e["ts"] for e in events if _finite(e.get("ts"))]
     return {
         "events": len(events), "records": sum(records.values()), "versions": versions,
-        "decisions": dict(decisions), "champion": deploys[-1].get("version") if deploys else None,
+        "decisions": dict(decisions), "champion": _new_champion(deploys[-1]) if deploys else None,
         "drift_signals": sum(e.get("type") == "drift" for e in events),
         "triggers_fired": sum(e.get("type") == "trigger_check" and bool(e.get("fire")) for e in events),
         "deploys": sum(e.get("type") == "deploy" for e in events),

@@ -99,8 +99,8 @@ def synthetic_events(seed: int = 3) -> list[dict]:
     decision(32000, "r4", "manual", 4, "promoted", 0.91, 0.9)
     at(33600, "deploy", model="yield", version=4, previous_version=2, position=33600, reason="manual",
        metric_before={"auc": 0.9, "f1": 0.95}, primary_metric="auc")
-    at(36000, "rollback", model="yield", version=2, from_version=4, position=36000,
-       metric={"auc": 0.84}, reason="auc fell 0.06 below the pre-deploy 0.90")
+    at(36000, "rollback", model="yield", from_version=4, to_version=2, position=36000,  # as serve writes it
+       metric={"auc": 0.84}, detail="live auc 0.8400 < 0.9000 before deployment - 0.05 after 500 labels")
     at(34000, "retrain_failed", worker, request_id="r5", model="yield", reason="schedule", attempt=1, final=False,
        error="TimeoutError: training took longer than 300 s")
     at(37000, "alert", severity="warning", kind="retrain_lost", request_id="r5", detail="no decision within 600 s")
@@ -135,6 +135,17 @@ def test_summary_counts():
     assert s["records"] == 40000 and s["champion"] == 2 and s["versions"] == [1, 2, 3, 4]
     assert s["decisions"] == {"promoted": 3, "rejected": 1}
     assert (s["deploys"], s["rollbacks"], s["alerts"], s["triggers_fired"]) == (3, 1, 1, 1)
+
+
+def test_a_rollback_names_the_version_it_went_back_to():
+    # serve's automatic rollback says from_version/to_version; `stream-ct models rollback` says version
+    events = [e for e in synthetic_events() if e["type"] not in ("deploy", "serve_stopped")]
+    page = build_report(events)
+    assert "rollback to v2" in page and "rollback to vNone" not in page
+    assert summarize(events)["champion"] == 2
+    manual = {"type": "rollback", "ts": 1_700_000_100.0, "source": "models-cli", "consumer": "yield",
+              "model": "yield", "version": 1, "manual": True}
+    assert summarize(events + [manual])["champion"] == 1
 
 
 def test_empty_and_partial_event_lists_say_so_instead_of_plotting():
