@@ -693,7 +693,8 @@ class Server:
         self._announce(self.previous_version, "rollback")
         self.counts["rollbacks"] += 1
         self.events.emit("rollback", model=self.config.model.name, from_version=self.champion.version,
-                         to_version=self.previous_version, detail=detail, position=self.position)
+                         to_version=self.previous_version, detail=detail, metric=metric.value(),
+                         position=self.position)
         self.events.emit("alert", severity="critical", kind="rollback", model=self.config.model.name,
                          version=self.champion.version, detail=detail)
 

@@ -61,6 +61,8 @@ def test_a_real_drop_still_rolls_back(tmp_path):
     server.champion_metric.add(np.where(y == 1, 0.2, 0.8), y)  # AUC 0: worse than 0.84 - 0.05
     server._check_rollback()
     assert server.announced == [(1, "rollback")] and _events(server, "rollback")
+    # the live metric that fell: the report's metric chart draws the drop at the rollback
+    assert _events(server, "rollback")[0]["metric"]["auc"] == 0.0
 
 
 @pytest.mark.parametrize("deploy", [{"rollback_min_labels": 20}, {"shadow_records": 20}])
