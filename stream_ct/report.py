@@ -296,16 +296,22 @@ def _short(text: str, n: int) -> str:
 
 
 class _Axis:
-    """Plots use the stream position when one serving instance wrote the events, else event time."""
+    """Plots use the stream position when one serving process wrote the events, else event time
+    (each process counts positions from 0; instances share the source name unless given one)."""
 
     def __init__(self, events: list[dict[str, Any]]):
-        serving = {e.get("source") for e in events if e.get("type") in ("drift", "deploy", "serve_stopped")}
+        serving = {_process(e) for e in events if e.get("type") in ("drift", "deploy", "serve_stopped")}
         self.time = len(serving) > 1
         self.label = "event time (UTC)" if self.time else "record position (valid records seen by serve)"
 
     def x(self, event: dict[str, Any]) -> float | None:
         value = event.get("ts") if self.time else event.get("position")
         return float(value) if _finite(value) else None
+
+
+def _process(event: dict[str, Any]) -> str:
+    """The process that wrote ``event``."""
+    return f"{event.get('source')}@{event.get('host')}:{event.get('pid')}"
 
 
 def _as_dict(value: Any, features: list[str]) -> dict[str, float]:
@@ -551,7 +557,7 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
     for e in events:
         value = e.get("records") if e.get("type") == "serve_stopped" else e.get("position")
         if _finite(value):
-            key = f"{e.get('source')}@{e.get('host')}:{e.get('pid')}"
+            key = _process(e)
             records[key] = max(records.get(key, 0), int(value))
     decisions = collections.Counter(str(e.get("decision")) for e in events if e.get("type") == "retrain_decision")
     decisions.update("failed" for e in events if e.get("type") == "retrain_failed" and e.get("final", True))

@@ -169,6 +169,16 @@ def test_time_axis_when_several_instances_wrote_events():
     assert "event time (UTC)" in build_report(events)
 
 
+def test_time_axis_when_serve_restarted_or_scaled_out_under_one_name():
+    # every instance is "serve" unless started with --instance; each counts positions from 0
+    events = synthetic_events()
+    for e in events[::2]:
+        if e["source"] == "serve":
+            e["pid"] = 99
+    assert "event time (UTC)" in build_report(events)
+    assert "record position" in build_report(synthetic_events())
+
+
 def test_nice_ticks_cover_the_range():
     ticks = nice_ticks(20250, 40000, 8)
     assert ticks[0] <= 20250 and ticks[-1] >= 40000 and len(ticks) <= 10
