@@ -49,15 +49,24 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
 
 def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
            progress: Progress | None = None) -> Iterator[Message]:
-    """Yield every message of ``topic`` up to its end offsets as they were when called.
+    """Every message of ``topic`` up to its end offsets as they were when called.
 
-    With ``follow_s`` > 0, keep reading until no message arrived for that many seconds.
+    With ``follow_s`` > 0, keep reading until no message arrived for that many seconds. A missing
+    topic raises ``ValueError`` here, before the caller opens (and empties) the file to write.
     """
     consumer = make_consumer(group_id=None, bootstrap=bootstrap)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
             raise ValueError(f"topic {topic!r} does not exist")
+    except BaseException:
+        consumer.close()
+        raise
+    return _read(consumer, partitions, follow_s, progress)
+
+
+def _read(consumer, partitions: list[TopicPartition], follow_s: float, progress: Progress | None) -> Iterator[Message]:
+    try:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)

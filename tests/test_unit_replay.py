@@ -49,3 +49,27 @@ def test_replay_raises_when_the_broker_rejects_a_send(producer):
     with pytest.raises(ValueError, match=r"Kafka rejected 2 of 3 records; first error: .*MessageSizeTooLarge"):
         replay_module.replay(messages, "t")
     assert len(producer.sent) == 3
+
+
+class NoTopicConsumer:
+    """A broker that knows no such topic."""
+
+    closed = False
+
+    def partitions_for_topic(self, topic):
+        return None
+
+    def close(self):
+        NoTopicConsumer.closed = True
+
+
+def test_record_of_a_missing_topic_leaves_an_existing_recording_alone(tmp_path, monkeypatch):
+    import argparse
+
+    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: NoTopicConsumer())
+    kept = tmp_path / "events.jsonl"
+    kept.write_bytes(b"yesterday's recording\n")
+    args = argparse.Namespace(topic="ct.event", bootstrap_servers=None, follow=0.0, file=str(kept))
+    with pytest.raises(ValueError, match="topic 'ct.event' does not exist"):
+        replay_module._run_record(args)
+    assert kept.read_bytes() == b"yesterday's recording\n" and NoTopicConsumer.closed
