@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (BrokerError, FileNotFoundError, ValueError) as exc:
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except (BrokerError, OSError, ValueError) as exc:  # OSError: a missing, unreadable or unwritable path
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (KafkaConnectionError, KafkaTimeoutError) as exc:
@@ -67,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # the reader went away (| head): not an error
-        sys.stdout = open(os.devnull, "w")
-        return 0
 
 
 def _raised_in(exc: BaseException) -> str:

@@ -69,6 +69,9 @@ class _FakeModule:
     (KafkaTimeoutError("bootstrap"), 3, "error: cannot reach Kafka at 127.0.0.1:1 (KafkaTimeoutError): start a broker "
                                         "with `stream-ct broker start` or point STREAM_CT_BOOTSTRAP at yours\n"),
     (FileNotFoundError("no such file: x"), 2, "error: no such file: x\n"),
+    (IsADirectoryError(21, "Is a directory", "runs"), 2, "error: [Errno 21] Is a directory: 'runs'\n"),
+    (PermissionError(13, "Permission denied", "/r.html"), 2, "error: [Errno 13] Permission denied: '/r.html'\n"),
+    (BrokenPipeError(), 0, ""),
     (ValueError("bad value"), 2, "error: bad value\n"),
     (KeyboardInterrupt(), 130, ""),
 ])
