@@ -116,10 +116,19 @@ def wait_for_deploy(bootstrap: str, model: str, procs: list[subprocess.Popen], t
     raise RuntimeError(f"no champion was deployed within {timeout_s:.0f} s: see the logs")
 
 
-def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: float, seed: int,
-             port: int) -> dict[str, Any]:
+def clear_out(out: Path) -> None:
+    """Delete an earlier demo's folder (its broker state marks it) and create ``out`` empty; a
+    folder with anything else in it is left alone."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "broker").is_dir():
+        raise ValueError(f"{out} is not empty and not a stream-ct demo folder, and the demo deletes its "
+                         "folder first: pass --out a new folder")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+
+
+def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: float, seed: int,
+             port: int) -> dict[str, Any]:
+    clear_out(out)
     broker = LocalBroker(port=port, state_dir=str(out / "broker"))
     print(f"demo: starting a local Apache Kafka broker on 127.0.0.1:{port} ...", flush=True)
     bootstrap = broker.start()
