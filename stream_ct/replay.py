@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 from kafka import TopicPartition
 
-from stream_ct.kafka_io import ensure_topics, make_consumer, make_producer
+from stream_ct.kafka_io import bootstrap_servers, ensure_topics, make_consumer, make_producer
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, read_recording, write_recording
 
@@ -58,7 +58,8 @@ def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
-            raise ValueError(f"topic {topic!r} does not exist")
+            raise ValueError(f"topic {topic!r} does not exist at {bootstrap_servers(bootstrap)}; "
+                             "check --bootstrap-servers or STREAM_CT_BOOTSTRAP")
     except BaseException:
         consumer.close()
         raise

@@ -73,3 +73,12 @@ def test_record_of_a_missing_topic_leaves_an_existing_recording_alone(tmp_path, 
     with pytest.raises(ValueError, match="topic 'ct.event' does not exist"):
         replay_module._run_record(args)
     assert kept.read_bytes() == b"yesterday's recording\n" and NoTopicConsumer.closed
+
+
+def test_a_missing_topic_names_the_broker_asked(monkeypatch):
+    # the usual cause is the wrong broker (STREAM_CT_BOOTSTRAP not set), not lost data
+    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: NoTopicConsumer())
+    monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "10.1.2.3:9092")
+    with pytest.raises(ValueError, match=r"topic 'ct.events' does not exist at 10.1.2.3:9092; "
+                                         r"check --bootstrap-servers or STREAM_CT_BOOTSTRAP"):
+        replay_module.record("ct.events")
