@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -102,6 +102,23 @@ def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> None
                 pass  # another instance created it between list and create
     finally:
         admin.close()
+
+
+def grow_partitions(topic: str, partitions: int, bootstrap: str | None = None) -> int:
+    """Give an existing ``topic`` at least ``partitions`` partitions (Kafka never removes any);
+    return how many it had (0 if it does not exist)."""
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        had = len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        consumer.close()
+    if 0 < had < partitions:
+        admin = KafkaAdminClient(**connection_settings(bootstrap))
+        try:
+            admin.create_partitions({topic: NewPartitions(partitions)})
+        finally:
+            admin.close()
+    return had
 
 
 def ensure_control_topics(bootstrap: str | None = None) -> None:

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 from kafka import TopicPartition
 
-from stream_ct.kafka_io import bootstrap_servers, ensure_topics, make_consumer, make_producer
+from stream_ct.kafka_io import bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, read_recording, write_recording
 
@@ -98,7 +98,8 @@ def register(subparsers) -> None:
     p.add_argument("file")
     p.add_argument("--topic", required=True)
     p.add_argument("--bootstrap-servers", default=None)
-    p.add_argument("--partitions", type=int, default=None, help="create the topic with this many partitions")
+    p.add_argument("--partitions", type=int, default=None,
+                   help="create the topic with this many partitions, or add partitions up to this many")
     p.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
     p.add_argument("--keep-partitions", action="store_true", help="send each message to its recorded partition")
     p.set_defaults(func=_run_replay)
@@ -118,6 +119,9 @@ def register(subparsers) -> None:
 def _run_replay(args) -> int:
     if args.partitions:
         ensure_topics({args.topic: {"partitions": args.partitions}}, args.bootstrap_servers)
+        had = grow_partitions(args.topic, args.partitions, args.bootstrap_servers)
+        if 0 < had < args.partitions:  # e.g. serve created it first, with one
+            print(f"{args.topic} had {had} partition{'' if had == 1 else 's'}; now {args.partitions}")
     progress = Progress("replay", unit="records")
     count = replay(read_recording(args.file), args.topic, args.bootstrap_servers, rate=args.rate,
                    keep_partitions=args.keep_partitions, progress=progress)

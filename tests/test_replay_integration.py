@@ -27,3 +27,23 @@ def test_round_trip_is_exact(tmp_path, kafka_bootstrap, topic):
     assert [(m.key, m.value, m.timestamp, m.headers) for m in back] == \
            [(m.key, m.value, m.timestamp, m.headers) for m in original]
     assert {m.partition for m in back} == {0}
+
+
+def test_replay_partitions_grows_a_topic_serve_created_first(tmp_path, kafka_bootstrap, topic, capsys):
+    """serve creates its input topic with one partition; `replay --partitions 3` must still give
+    the three partitions that three serve instances need (docs/operate.md, Docker Compose)."""
+    from kafka import KafkaConsumer
+
+    from stream_ct.cli import main
+
+    ensure_topics({topic: {}}, kafka_bootstrap)  # what serve does at start
+    source = tmp_path / "in.jsonl"
+    write_recording(str(source), [Message(f"k{i}".encode(), b"v", 1_700_000_000_000 + i) for i in range(30)])
+    assert main(["replay", str(source), "--topic", topic, "--partitions", "3",
+                 "--bootstrap-servers", kafka_bootstrap]) == 0
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2}
+    finally:
+        consumer.close()
+    assert f"{topic} had 1 partition; now 3" in capsys.readouterr().out
