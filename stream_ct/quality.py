@@ -26,17 +26,18 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
                           f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}")]
     results.append(GateResult("quality:schema", d > 0, d, 1,
-                              f"{d} features" if d else "no test results matched the feature patterns"))
-    if rows == 0 or d == 0:
-        return results
+                              f"{d} features" if d else "no test matched the feature patterns with a measured result"))
+    sentinel_share = sentinels / max(values, 1)
+    sentinel_gate = GateResult("quality:sentinels", sentinel_share <= max_sentinel, sentinel_share, max_sentinel,
+                               f"{sentinels} sentinel results (NaN, inf, |v| >= 1e30) = {sentinel_share:.2%}; "
+                               f"limit {max_sentinel:.0%}")
+    if rows == 0 or d == 0:  # results that were all sentinels leave no feature: say so
+        return results + ([sentinel_gate] if rows and values else [])
     missing = float(np.isnan(X).mean())
     worst = feature_names[int(np.argmax(np.isnan(X).mean(axis=0)))]
     results.append(GateResult("quality:missing", missing <= max_missing, missing, max_missing,
                               f"{missing:.1%} of values missing (worst: {worst}); limit {max_missing:.0%}"))
-    sentinel_share = sentinels / max(values, 1)
-    results.append(GateResult("quality:sentinels", sentinel_share <= max_sentinel, sentinel_share, max_sentinel,
-                              f"{sentinels} sentinel results (NaN, inf, |v| >= 1e30) = {sentinel_share:.2%}; "
-                              f"limit {max_sentinel:.0%}"))
+    results.append(sentinel_gate)
     with np.errstate(invalid="ignore"):
         spread = np.nanmax(X, axis=0) - np.nanmin(X, axis=0) if rows else np.zeros(d)
     constant = np.isnan(spread) | (spread == 0)

@@ -63,7 +63,7 @@ def test_zero_rows_stops_after_schema():
 def test_schema_with_zero_features_fails():
     results = check_window("classification", np.empty((200, 0)), Y_GOOD, [], sentinels=0, values=0, **LIMITS)
     assert [r.name for r in results] == ["quality:rows", "quality:schema"]
-    assert results[1] == GateResult("quality:schema", False, 0, 1, "no test results matched the feature patterns")
+    assert results[1] == GateResult("quality:schema", False, 0, 1, "no test matched the feature patterns with a measured result")
 
 
 # --- missing -------------------------------------------------------------------------------------

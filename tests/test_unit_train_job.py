@@ -207,6 +207,16 @@ def test_no_matching_features_is_skipped(records, tmp_path):
     assert [(g["name"], g["passed"]) for g in outcome.gates] == [("quality:rows", True), ("quality:schema", False)]
 
 
+def test_a_window_of_nothing_but_sentinels_says_so(records, tmp_path):
+    # every result 9.9e37 (a tester that lost its limits): no test is measured, so none is a feature
+    broken = [dict(r, tests={k: 9.9e37 for k in r["tests"]}) for r in records]
+    outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 3000}), broken, Registry(tmp_path))
+    failed = {g["name"]: g["detail"] for g in outcome.gates if not g["passed"]}
+    assert outcome.decision == "skipped" and set(failed) == {"quality:schema", "quality:sentinels"}
+    assert failed["quality:schema"] == "no test matched the feature patterns with a measured result"
+    assert failed["quality:sentinels"].startswith(f"{len(records) * len(records[0]['tests'])} sentinel results")
+
+
 # --- _fit: recency weights -----------------------------------------------------------------------
 
 class Capture:
