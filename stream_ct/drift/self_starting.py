@@ -39,6 +39,13 @@ from stream_ct.drift.cusum import CusumBank
 #: Reference observations a feature needs for its chart (fewer: off).
 MIN_REFERENCE = 8
 
+#: A chart whose estimates hold this many times a fresh chart's reference takes its threshold
+#: (``relax``): at once (1), a chart whose estimates are off carries a high sum into the lower
+#: threshold: 1.6x the first 100 lots' alarms of the chart without lag (2,000 charts from
+#: 20-lot references, 3,333 lots each); at 3, as many as the chart held at its first threshold
+#: (1.1x), and 0.8x the chart without lag's over 1,000 lots (the held chart 0.3x).
+SETTLED = 3
+
 #: |U| cap: an observation far outside every earlier one gives a finite statistic (norm.isf(1e-300) ~ 37).
 _U_MAX = 37.0
 
@@ -186,9 +193,12 @@ class SelfStartingChart:
     off, as do fewer than ``MIN_REFERENCE`` reference values). ``thresholds``: per bank, as
     an earlier chart of the same arguments simulated them (``thresholds``), so a restored
     chart does not simulate them again; one array (a chart saved with one bank) keeps only
-    the first slack."""
+    the first slack. ``relax``: as a feature's estimates grow, its thresholds come down to
+    those simulated for a fresh chart with a longer reference (``SETTLED``; the estimates'
+    error, which the lag lets consecutive ``U`` share, has shrunk), so a step long after the
+    reference is not held to the threshold of its first lots."""
 
-    def __init__(self, reference, k, arl, lag: int = 20, thresholds=None):
+    def __init__(self, reference, k, arl, lag: int = 20, thresholds=None, relax: bool = True):
         ref = np.asarray(reference, dtype=float)
         d = ref.shape[1]
         self.lag = int(lag)
@@ -198,14 +208,16 @@ class SelfStartingChart:
         sd = np.sqrt(self.m2 / np.maximum(self.n - 1, 1))
         # the charts see U times the reference's sd, so alarms carry shifts in data units
         self.scale = np.where(sd > 0, sd, 1.0)
-        slacks = np.atleast_1d(np.asarray(k, dtype=float))
-        arls = [arl] if np.ndim(k) == 0 else list(arl)
+        self.slacks = np.atleast_1d(np.asarray(k, dtype=float)).tolist()
+        self.arls = [np.broadcast_to(np.asarray(a, dtype=float), (d,)) for a in ([arl] if np.ndim(k) == 0 else arl)]
+        self.relax = relax and self.lag > 0
+        self.simulated_for = self.n.copy()  # per feature: the estimates' size its thresholds were simulated for
         if thresholds is None:
-            thresholds = [self._thresholds(float(s), a) for s, a in zip(slacks, arls)]
+            thresholds = [self._thresholds(s, a) for s, a in zip(self.slacks, self.arls)]
         elif np.ndim(thresholds) == 1:  # saved with one bank
             thresholds = [thresholds]
         self.banks = [CusumBank(np.zeros(d), self.scale, s, np.array(h, dtype=float))
-                      for s, h in zip(slacks, thresholds)]
+                      for s, h in zip(self.slacks, thresholds)]
         self.pending = np.empty((0, d))  # charted observations not yet in the estimates, oldest first
 
     @property
@@ -213,13 +225,29 @@ class SelfStartingChart:
         """Per bank (slack), the per-feature thresholds (inf: off)."""
         return [b.h for b in self.banks]
 
-    def _thresholds(self, k: float, arl) -> np.ndarray:
-        """Per feature, the threshold of slack ``k`` at its ``arl`` (one simulation per
-        distinct reference count and ARL)."""
-        keys = list(zip(self.n.astype(int).tolist(), np.broadcast_to(np.asarray(arl, dtype=float), self.n.shape).tolist()))
+    def _thresholds(self, k: float, arl: np.ndarray, n: np.ndarray | None = None) -> np.ndarray:
+        """Per feature, the threshold of slack ``k`` at its ``arl`` for estimates of ``n``
+        observations (default: the reference's; one simulation per distinct count and ARL)."""
+        keys = list(zip((self.n if n is None else n).astype(int).tolist(), arl.tolist()))
         h = {(n0, a): lagged_threshold(n0, k, a, self.lag) if n0 >= MIN_REFERENCE and np.isfinite(a) else np.inf
              for n0, a in set(keys)}
         return np.array([h[key] for key in keys])
+
+    def _relax(self) -> None:
+        """Give each feature whose estimates hold ``SETTLED`` times twice as many observations
+        as its thresholds were simulated for the thresholds of a fresh chart with that many
+        times fewer (the largest power-of-two multiple of the former size: a feature's
+        thresholds are simulated a few times in its life, each simulation cached)."""
+        ratio = self.n / SETTLED / np.maximum(self.simulated_for, 1)
+        grown = (ratio >= 2) & (self.simulated_for >= MIN_REFERENCE)
+        if not grown.any():
+            return
+        n = self.simulated_for * 2.0 ** np.floor(np.log2(np.maximum(ratio, 1)))
+        for bank, k, arl in zip(self.banks, self.slacks, self.arls):
+            h = bank.h.copy()  # a new array: calibrations keep copies of the first thresholds
+            h[grown] = np.minimum(h[grown], self._thresholds(k, arl[grown], n[grown]))
+            bank.h = h
+        self.simulated_for = np.where(grown, n, self.simulated_for)
 
     def update(self, values, positions, signals=None, stratum=None, detectors=()) -> list:
         """Chart the observations ``values`` (t x d, stream order, NaN = missing) at stream
@@ -228,6 +256,8 @@ class SelfStartingChart:
         it, the alarms."""
         if not len(values):
             return []
+        if self.relax:
+            self._relax()
         u = np.vstack([self._standardize(x) for x in np.asarray(values, dtype=float)])
         valid = ~np.isnan(u)
         scaled = u * self.scale
@@ -252,7 +282,7 @@ class SelfStartingChart:
 
     def state_dict(self) -> dict:
         return {"n": self.n, "mean": self.mean, "m2": self.m2, "lag": self.lag, "pending": self.pending,
-                "banks": [b.state_dict() for b in self.banks]}
+                "simulated_for": self.simulated_for, "banks": [b.state_dict() for b in self.banks]}
 
     def load_state(self, s: dict) -> None:
         """Resume from ``state_dict()`` (a state saved before observations joined late
@@ -262,3 +292,4 @@ class SelfStartingChart:
         self.lag = int(s.get("lag", 0))
         self.pending = np.array(s.get("pending", ()), dtype=float).reshape(-1, len(self.n))
         self.banks = [CusumBank.from_state(b) for b in s.get("banks", [s.get("bank")])]
+        self.simulated_for = np.array(s.get("simulated_for", self.n), dtype=float)
