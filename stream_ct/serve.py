@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
@@ -229,14 +229,21 @@ class Server:
         answer (a synchronous commit is a 7-13 ms round trip, ~6 us per record at 2,000-record
         batches): the previous batch's commit has had this batch's time to be answered. If it
         failed (the broker went away, a rebalance), this one is made synchronously, retried
-        while the broker is away. Stopping during an outage leaves the batch uncommitted; it is
+        while the broker is away; refused there (the group moved on while the broker was away),
+        it stays failed for the next batch, and a partition assigned elsewhere meanwhile is read
+        again from its last commit. Stopping during an outage leaves the batch uncommitted; it is
         read again on restart (at least once)."""
         assigned = consumer.assignment()
         self.consumed = {tp: offset for tp, offset in self.consumed.items() if tp in assigned}
         self.commit_offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self.consumed.items()}
         if self.last_commit == "failed":
             self.counts["async_commit_failures"] += 1
-            self._commit_now(consumer)
+            try:
+                self._commit_now(consumer)
+            except CommitFailedError as exc:  # a broker away past the session timeout dropped serve from its group
+                self.counts["commits_refused"] += 1
+                log("serve", f"commit refused ({type(exc).__name__}: the group rebalanced); the next batch "
+                             "commits once the next poll has rejoined the group")
             return
         self.commits_sent += 1
         self.last_commit = "pending"

@@ -234,3 +234,18 @@ def test_a_partition_revoked_and_regained_is_not_committed_back_to_where_this_in
     server.consumed[OTHER] = 5
     server._commit(consumer)
     assert consumer.async_commits[-1][0] == {OTHER: 5}
+
+
+def test_a_commit_refused_mid_stream_is_made_again_with_the_next_batch(capsys):
+    """A broker away past the session timeout drops serve from its group: the synchronous
+    commit is refused (a test run saw serve exit there after a broker restart); the next batch,
+    after the poll has rejoined, commits synchronously and covers it."""
+    consumer = FlakyConsumer(CommitFailedError("UnknownMemberIdError"))
+    server = _server()
+    _batch(server, consumer, 10)
+    consumer.answer(KafkaConnectionError("111 ECONNREFUSED"))
+    _batch(server, consumer, 20)  # refused
+    assert consumer.commits == [] and server.counts["commits_refused"] == 1
+    assert "commit refused" in capsys.readouterr().out
+    _batch(server, consumer, 30)
+    assert consumer.commits == [{PART: 30}] and server.last_commit == "done"
