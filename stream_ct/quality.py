@@ -20,8 +20,14 @@ from stream_ct.gates import GateResult
 
 def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[str], *, sentinels: int,
                  values: int, min_rows: int, min_minority: int, max_missing: float, max_sentinel: float,
-                 max_constant: float) -> list[GateResult]:
-    """Rows, schema, missing and sentinel fractions, constant columns, label balance."""
+                 max_constant: float, train_rows: int | None = None, target: str = "target") -> list[GateResult]:
+    """Rows, schema, missing and sentinel fractions, constant columns, label balance.
+
+    ``train_rows``: the training split is the window's first (oldest) ``train_rows`` rows, the
+    rest its holdout. A classifier cannot be fitted on one class, so the labels check also
+    fails when every row of the other class(es) falls in the holdout (all of a window's
+    failing parts at its end, say), naming ``target`` and the one class the training split has.
+    """
     rows, d = X.shape
     results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
                           f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}")]
@@ -50,8 +56,16 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
         counts = np.unique(y, return_counts=True)[1]
         minority = int(np.sort(counts)[-2]) if len(counts) > 1 else 0  # the second-largest class
         which = "minority class" if task == "classification" else f"second-largest of {len(counts)} classes"
-        results.append(GateResult("quality:labels", minority >= min_minority, minority, min_minority,
-                                  f"{which} has {minority} rows; minimum {min_minority}"))
+        ok = minority >= min_minority
+        detail = f"{which} has {minority} rows; minimum {min_minority}"
+        trained = np.unique(y[:train_rows]) if ok and train_rows is not None else None
+        if trained is not None and len(trained) < 2:
+            ok = False
+            only = f"{target} = {trained[0]:g}" if len(trained) else "no label"
+            detail = (f"training window has one class (all {train_rows} oldest rows {only}; every other "
+                      f"class falls in the holdout, the newest {rows - train_rows}); need "
+                      f"{'both' if task == 'classification' else 'two or more'}")
+        results.append(GateResult("quality:labels", ok, minority, min_minority, detail))
     elif task == "regression":
         ok = bool(np.nanstd(y) > 0)
         results.append(GateResult("quality:labels", ok, float(np.nanstd(y)), 0.0,

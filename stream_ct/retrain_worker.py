@@ -230,14 +230,15 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         never_measured = [n for n, m in zip(names, measured) if not m]
         names, X = [n for n, m in zip(names, measured) if m], X[:, measured]
     r, q = config.retrain, config.quality
+    split = int(len(labeled) * (1 - r.holdout_fraction))  # time-ordered: the newest rows are the holdout
     with clock("quality"):
         quality = check_window(task, X, y, names, sentinels=sentinels, values=values, min_rows=r.min_rows,
                                min_minority=r.min_minority, max_missing=q.max_missing_fraction,
-                               max_sentinel=q.max_sentinel_fraction, max_constant=q.max_constant_fraction)
+                               max_sentinel=q.max_sentinel_fraction, max_constant=q.max_constant_fraction,
+                               train_rows=split, target=target)
     if not all(g.passed for g in quality):
         return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)},
                        unusable_labels=unusable_labels)
-    split = int(len(labeled) * (1 - r.holdout_fraction))
     estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
     with clock("fit"):
         candidate = _fit(estimator, X[:split], y[:split], r.recency_half_life)

@@ -158,6 +158,32 @@ def test_label_balance_single_class_is_zero_minority():
         "quality:labels", False, 0, 20, "minority class has 0 rows; minimum 20")
 
 
+def test_a_training_split_of_one_class_fails_the_labels_check():
+    """Every failing part in the newest 25 % (the holdout): the window has its minority but the
+    training split has none, and a classifier cannot be fitted on one class."""
+    y = np.ones(200)
+    y[170:] = 0.0  # 30 failing parts, all after row 150
+    r = check(y=y, train_rows=150, target="passed")["quality:labels"]
+    assert r == GateResult("quality:labels", False, 30, 20,
+                           "training window has one class (all 150 oldest rows passed = 1; every other class "
+                           "falls in the holdout, the newest 50); need both")
+
+
+def test_a_multiclass_training_split_of_one_class_fails_the_labels_check():
+    y = np.full(200, 1.0)
+    y[160:] = 3.0
+    r = check(y=y, task="multiclass", train_rows=150, target="soft_bin")["quality:labels"]
+    assert r.passed is False and r.detail.startswith("training window has one class (all 150 oldest rows soft_bin = 1;")
+    assert r.detail.endswith("need two or more")
+
+
+def test_a_training_split_with_both_classes_passes_the_labels_check():
+    y = np.ones(200)
+    y[140:] = 0.0  # 10 of the 60 failing parts are in the training split
+    r = check(y=y, train_rows=150, target="passed")["quality:labels"]
+    assert r == GateResult("quality:labels", True, 60, 20, "minority class has 60 rows; minimum 20")
+
+
 def test_regression_constant_target_fails():
     r = check(y=np.full(200, 12.5), task="regression")["quality:labels"]
     assert r == GateResult("quality:labels", False, 0.0, 0.0, "target is constant")

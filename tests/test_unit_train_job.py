@@ -217,6 +217,31 @@ def test_a_window_of_nothing_but_sentinels_says_so(records, tmp_path):
     assert failed["quality:sentinels"].startswith(f"{len(records) * len(records[0]['tests'])} sentinel results")
 
 
+@pytest.mark.parametrize("estimator", ["random_forest", "logistic_regression", "hist_gradient_boosting"])
+def test_a_training_split_of_one_class_is_skipped_and_the_champion_stays(promoted, records, tmp_path, estimator):
+    """Every failing part in the newest 25 % of the window (the holdout): random_forest raised
+    IndexError, logistic_regression ValueError (the retrain failed with a traceback), and
+    hist_gradient_boosting's one-class candidate was judged on the gates."""
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    reg = Registry(tmp_path / "reg")
+    recs = copy.deepcopy(records)
+    for r in recs[:2250]:
+        r["passed"] = 1
+    failing = sum(r["passed"] == 0 for r in recs[2250:])
+    assert failing >= 20  # the window's minority check alone passes
+    cfg = ConsumerConfig.from_dict(dict(RAW, model={"estimator": estimator}))
+    outcome = train_and_judge(retrain_request(cfg, "drift", 0, {0: 3000}), recs, reg)
+    assert outcome.decision == "skipped" and outcome.version is None
+    failed = {g["name"]: g for g in outcome.gates if not g["passed"]}
+    assert list(failed) == ["quality:labels"]
+    assert failed["quality:labels"]["value"] == failing
+    assert failed["quality:labels"]["detail"] == (
+        "training window has one class (all 2250 oldest rows passed = 1; every other class falls in the "
+        "holdout, the newest 750); need both")
+    assert reg.versions("yield") == [1] and reg.champion("yield") == 1
+
+
 # --- _fit: recency weights -----------------------------------------------------------------------
 
 class Capture:
