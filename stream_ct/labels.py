@@ -13,6 +13,15 @@ so memory never grows without bound; an entry past ``ttl_s`` never joins.
 >>> j.add_prediction("z", {"score": 0.3})
 >>> j.take_early_matches()
 [({'score': 0.3}, 0.0)]
+
+Several consumers may share one labels topic (as they share the input topic): a label record
+without a consumer's target is another consumer's, and serve and the retrain worker leave it
+out. One that cannot be joined to any part is bad input (serve dead-letters it):
+
+>>> unjoinable({"lot_id": "L", "wafer_id": "W", "part_id": "1", "soft_bin": 3}) is None
+True
+>>> unjoinable({"lot_id": "L", "passed": 1})
+'no wafer_id, part_id, so it joins no part'
 """
 
 from __future__ import annotations
@@ -20,6 +29,14 @@ from __future__ import annotations
 import collections
 import time
 from typing import Any, Callable, Iterable
+
+
+def unjoinable(label: Any) -> str | None:
+    """Why a label record joins no part (not a JSON object, or without lot, wafer or part id), or None."""
+    if not isinstance(label, dict):
+        return f"a JSON {type(label).__name__}, not an object"
+    missing = [k for k in ("lot_id", "wafer_id", "part_id") if k not in label]
+    return f"no {', '.join(missing)}, so it joins no part" if missing else None
 
 
 class LabelJoiner:

@@ -34,7 +34,7 @@ from stream_ct.features import Measurements, die_ids, target_vector, wafer_ids
 from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer, shadow_key)
-from stream_ct.labels import LabelJoiner
+from stream_ct.labels import LabelJoiner, unjoinable
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
 from stream_ct.model_watcher import ModelWatcher
@@ -441,6 +441,13 @@ class Server:
         for m in messages:
             try:
                 label = orjson.loads(m.value or b"")
+                problem = unjoinable(label)
+                if problem:
+                    self._dead_letter(m, f"bad label record: {problem}")
+                    continue
+                if target not in label:  # another consumer's label on a shared labels topic (the worker skips them too)
+                    self.counts["labels_other_targets"] += 1
+                    continue
                 value = float(label[target])
                 if not math.isfinite(value):
                     raise ValueError(f"{target} = {label[target]!r} is not a finite number")

@@ -143,6 +143,37 @@ def test_a_label_that_is_not_a_finite_number_goes_to_the_dead_letter_topic(tmp_p
     assert reason.startswith("bad label record")
 
 
+def _label_message(record: dict | list, offset: int = 7):
+    return types.SimpleNamespace(topic="parts.labels", partition=0, offset=offset, key=b"L/W/1",
+                                 value=orjson.dumps(record), headers=[], timestamp=0)
+
+
+def test_a_label_for_another_consumers_target_is_ignored_and_counted(tmp_path):
+    """Consumers share the input topic, so one labels topic carries every use case's labels: the
+    yield consumer dead-lettered each binning label ('KeyError: passed'), while the retrain worker
+    already leaves out label records without its target."""
+    server = _server(tmp_path, labels={"topic": "parts.labels"})
+    server.joiner.add_prediction("L/W/1", (None, 0.5, None, {"t1": 1.0}, 0.5))
+    server._process_labels([_label_message({"lot_id": "L", "wafer_id": "W", "part_id": "1", "soft_bin": 3}),
+                            _label_message({"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": 1}, 8)])
+    assert server.sent == [] and server.counts["dlq"] == 0
+    assert server.counts["labels_other_targets"] == 1 and server.counts["labels"] == 1
+    assert server.online.n_learned == 1  # the yield label joined its prediction
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"wafer_id": "W", "part_id": "1", "passed": 1}, "bad label record: no lot_id, so it joins no part"),
+    ({"lot_id": "L", "soft_bin": 3}, "bad label record: no wafer_id, part_id, so it joins no part"),
+    ([1], "bad label record: a JSON list, not an object"),
+])
+def test_a_label_record_that_joins_no_part_goes_to_the_dead_letter_topic_with_its_reason(tmp_path, record, reason):
+    server = _server(tmp_path, labels={"topic": "parts.labels"})
+    server._process_labels([_label_message(record)])
+    assert server.counts["dlq"] == 1 and server.counts["labels_other_targets"] == 0
+    [(topic, dead)] = server.sent
+    assert dict(dead["headers"])["dlq.reason"].decode() == reason
+
+
 @pytest.mark.parametrize("shadow_auc", [1.0, 0.0])
 def test_a_judged_shadow_is_marked_on_ct_models_won_or_lost(tmp_path, shadow_auc):
     """So that an instance starting later does not run it again (the compacted topic keeps the last)."""
