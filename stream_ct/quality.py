@@ -35,7 +35,7 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
                               f"{d} features" if d else "no test matched the feature patterns with a measured result"))
     sentinel_share = sentinels / max(values, 1)
     sentinel_gate = GateResult("quality:sentinels", sentinel_share <= max_sentinel, sentinel_share, max_sentinel,
-                               f"{sentinels} sentinel results (NaN, inf, |v| >= 1e30) = {sentinel_share:.2%}; "
+                               f"{sentinels} sentinel results (inf or |v| >= 1e30, e.g. 9.9e37) = {sentinel_share:.2%}; "
                                f"limit {max_sentinel:.0%}")
     if rows == 0 or d == 0:  # results that were all sentinels leave no feature: say so
         return results + ([sentinel_gate] if rows and values else [])

@@ -36,7 +36,7 @@ def test_good_window_passes_every_check_with_details():
     assert by["quality:schema"] == GateResult("quality:schema", True, 3, 1, "3 features")
     assert by["quality:missing"].value == 0.0
     assert by["quality:sentinels"] == GateResult(
-        "quality:sentinels", True, 0.0, 0.05, "0 sentinel results (NaN, inf, |v| >= 1e30) = 0.00%; limit 5%")
+        "quality:sentinels", True, 0.0, 0.05, "0 sentinel results (inf or |v| >= 1e30, e.g. 9.9e37) = 0.00%; limit 5%")
     assert by["quality:constant"] == GateResult(
         "quality:constant", True, 0.0, 0.5, "0 of 3 features constant or empty; limit 50%")
     assert by["quality:labels"] == GateResult(
@@ -91,10 +91,22 @@ def test_missing_fraction_at_limit_passes():
 def test_sentinel_fraction_fail_and_pass():
     r = check(sentinels=33, values=600)["quality:sentinels"]
     assert (r.passed, r.value, r.threshold) == (False, 0.055, 0.05)
-    assert r.detail == "33 sentinel results (NaN, inf, |v| >= 1e30) = 5.50%; limit 5%"
+    assert r.detail == "33 sentinel results (inf or |v| >= 1e30, e.g. 9.9e37) = 5.50%; limit 5%"
     r = check(sentinels=30, values=600)["quality:sentinels"]
     assert (r.passed, r.value) == (True, 0.05)
-    assert r.detail == "30 sentinel results (NaN, inf, |v| >= 1e30) = 5.00%; limit 5%"
+    assert r.detail == "30 sentinel results (inf or |v| >= 1e30, e.g. 9.9e37) = 5.00%; limit 5%"
+
+
+def test_sentinels_are_named_as_sentinels_not_nan():
+    """count_sentinels leaves NaN out (a binary record's null is no result): the message called
+    the 9.9e37 results it counts NaN."""
+    records = [{"tests": {"a": 9.9e37, "b": float("nan"), "c": 1.0}} for _ in range(10)]
+    records += [{"tests": {"a": 1.0, "b": 2.0, "c": float(i)}} for i in range(90)]
+    sentinels, values = count_sentinels(records, NAMES)
+    assert (sentinels, values) == (10, 290)
+    detail = check(sentinels=sentinels, values=values)["quality:sentinels"].detail
+    assert detail == "10 sentinel results (inf or |v| >= 1e30, e.g. 9.9e37) = 3.45%; limit 5%"
+    assert "NaN" not in detail
 
 
 def test_sentinel_share_with_no_values_is_zero():
