@@ -228,14 +228,15 @@ class OnlineModel:
         for i, (x, y) in enumerate(zip(rows, labels)):
             if self.task == "classification":
                 scores[i] = self.model.predict_proba_one(x).get(True, 0.5)
-            elif self.task == "anomaly":
-                scores[i] = self.model.score_one(x)
+            elif self.task == "anomaly":  # a part with no measurement is not scored (anomaly.py)
+                scores[i] = self.model.score_one(x) if x else np.nan
             else:
                 prediction = self.model.predict_one(x)
                 scores[i] = np.nan if prediction is None else float(prediction)
             if self.task == "anomaly":
-                self.model.learn_one(x)
-                self.n_learned += 1
+                if x:
+                    self.model.learn_one(x)
+                    self.n_learned += 1
             elif not math.isnan(y):
                 self.learn(x, y)
         return scores

@@ -420,7 +420,9 @@ class Server:
             return [None if np.isnan(s) else int(s) for s in scores]
         if self.task == "anomaly":
             threshold = self.champion.estimator.threshold if source == "champion" else ONLINE_ANOMALY_THRESHOLD
-            return (scores > threshold).tolist()
+            flags = (scores > threshold).tolist()
+            # a part with no measurement is not scored (NaN): null, neither an outlier nor cleared
+            return [None if s != s else f for s, f in zip(scores.tolist(), flags)] if np.isnan(scores).any() else flags
         return scores.tolist()
 
     # -- labels that arrive later -------------------------------------------------------------

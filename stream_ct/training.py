@@ -70,7 +70,10 @@ def metrics_from_scores(task: str, scores: np.ndarray, y: np.ndarray) -> dict[st
 
 
 def evaluate(task: str, estimator, X: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
-    """Holdout metrics; for anomaly (no labels) the share of rows flagged."""
+    """Holdout metrics; for anomaly (no labels) the share of the scored rows flagged (a part with
+    no measurement is not scored)."""
     if task == "anomaly":
-        return {"flag_rate": float(np.mean(estimator.score_samples(X) > estimator.threshold))}
+        scores = estimator.score_samples(X)
+        scored = scores[~np.isnan(scores)]
+        return {"flag_rate": float(np.mean(scored > estimator.threshold)) if len(scored) else float("nan")}
     return metrics_from_scores(task, score(task, estimator, X), y)

@@ -48,6 +48,26 @@ def test_an_outlier_consumer_has_no_labels_so_no_metric_against_the_pass_fail_fi
     assert server.champion_metric.value() is None and server.online_metric.value() is None
 
 
+def test_an_outlier_consumer_does_not_flag_a_part_with_no_measurement(tmp_path):
+    """Every result missing, null or a sentinel: the part scored near 1 and was flagged as an
+    outlier, by the champion and by the online model before it; now score and prediction are null."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    empty = [{"lot_id": "L", "wafer_id": "W", "part_id": f"e{i}", "ts": 400.0 + i, "tests": tests}
+             for i, tests in enumerate([{"a": None, "b": None, "c": None}, {"a": None, "b": 9.9e37, "c": -9.9e37}])]
+    for champion in (None, AnomalyModel().fit(X)):
+        server = _server(tmp_path, {"task": "anomaly", "estimator": "half_space_trees"})
+        if champion is not None:
+            server.champion = types.SimpleNamespace(version=1, estimator=champion, meta={"feature_names": list(TESTS)})
+            server.champion_metric = RollingMetric("anomaly")
+        server._process_parts(_messages(_records(X) + empty))
+        out = [orjson.loads(kw["value"]) for _, kw in server.sent]
+        assert server.counts["dlq"] == 0 and len(out) == 302
+        assert [(o["score"], o["prediction"]) for o in out[300:]] == [(None, None)] * 2
+        assert all(type(o["prediction"]) is bool for o in out[:300])
+        assert server.online.n_learned == 300  # an empty row is not learned either
+
+
 def test_a_test_time_consumer_dead_letters_a_test_time_that_is_not_a_number(tmp_path):
     """It crashed the loop (``float("n/a")``), again at every restart on the same record."""
     server = _server(tmp_path, {"task": "regression", "target": "test_time_ms"})

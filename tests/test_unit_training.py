@@ -108,3 +108,20 @@ def test_regression_mape_skips_zero_targets():
 def test_primary_metric():
     assert PRIMARY_METRIC == {"classification": "auc", "multiclass": "accuracy", "regression": "r2",
                               "anomaly": "flag_rate"}
+
+
+def test_an_anomaly_model_does_not_score_or_learn_a_part_with_no_measurement():
+    """An all-NaN row (every result missing or a sentinel) scored near 1, above any threshold,
+    and the training window's empty rows raised the threshold for every other part."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 3))
+    with_empty = np.vstack([X[:500], np.full((100, 3), np.nan), X[500:]])
+    model = build_estimator("anomaly", "half_space_trees", contamination=0.02).fit(with_empty)
+    clean = build_estimator("anomaly", "half_space_trees", contamination=0.02).fit(X)
+    assert model.threshold == clean.threshold
+    scores = model.score_samples(np.array([[np.nan] * 3, [np.nan, 0.0, np.nan], [9.0, 9.0, 9.0]]))
+    assert math.isnan(scores[0]) and not math.isnan(scores[1]) and scores[2] > model.threshold
+    # the holdout's flag rate is the share of the scored parts flagged
+    holdout = np.vstack([X[:200], np.full((200, 3), np.nan)])
+    flagged = evaluate("anomaly", model, X[:200], None)["flag_rate"]
+    assert flagged > 0 and evaluate("anomaly", model, holdout, None)["flag_rate"] == flagged
