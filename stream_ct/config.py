@@ -249,6 +249,9 @@ class ConsumerConfig:
             raise ConfigError(f"{source}: [deploy] rollback_min_labels = {d.rollback_min_labels}, shadow_records = "
                               f"{d.shadow_records}; a live metric needs at least {MIN_LABELS} labels "
                               "(shadow_records = 0 turns the shadow off)")
+        if m.task == "anomaly" and self.labels.topic:
+            raise ConfigError(f"{source}: [labels] topic = {self.labels.topic!r}; an anomaly model learns without "
+                              "labels and has no target to join them to: remove [labels] topic")
         if m.task == "anomaly" and d.shadow_records:
             raise ConfigError(f"{source}: [deploy] shadow_records = {d.shadow_records}; a shadow is judged on "
                               "live labels and an anomaly model has none: use 0")

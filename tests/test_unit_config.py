@@ -221,6 +221,16 @@ def test_load_invalid_toml(tmp_path):
     assert str(exc.value).startswith(f"{path}: not valid TOML (")
 
 
+def test_an_outlier_model_takes_no_labels_topic():
+    """An outlier model learns without labels: serve kept every part waiting in the join buffer,
+    and a label on the default target (passed) published r2/mae/mape of anomaly scores against
+    it and had the online model learn the part a second time."""
+    raw = base(model={"task": "anomaly", "estimator": "half_space_trees"}, labels={"topic": "parts.labels"})
+    assert error_of(raw) == ("<dict>: [labels] topic = 'parts.labels'; an anomaly model learns without labels "
+                             "and has no target to join them to: remove [labels] topic")
+    assert ConsumerConfig.from_dict(base(labels={"topic": "parts.labels"})).labels.topic == "parts.labels"
+
+
 def test_an_outlier_model_takes_no_shadow():
     """A shadow is judged on live labels; an outlier model has none, so every passing candidate
     waited as a shadow forever and the first champion served for good."""
