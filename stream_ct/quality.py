@@ -26,7 +26,8 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     ``train_rows``: the training split is the window's first (oldest) ``train_rows`` rows, the
     rest its holdout. A classifier cannot be fitted on one class, so the labels check also
     fails when every row of the other class(es) falls in the holdout (all of a window's
-    failing parts at its end, say), naming ``target`` and the one class the training split has.
+    failing parts at its end, say), naming ``target`` and the one class the training split has;
+    for pass/fail, also when the holdout has one class (the AUC gate could not be measured).
     """
     rows, d = X.shape
     results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
@@ -65,6 +66,12 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
             detail = (f"training window has one class (all {train_rows} oldest rows {only}; every other "
                       f"class falls in the holdout, the newest {rows - train_rows}); need "
                       f"{'both' if task == 'classification' else 'two or more'}")
+        held_out = np.unique(y[train_rows:]) if ok and train_rows is not None and task == "classification" else None
+        if held_out is not None and len(held_out) < 2:
+            ok = False
+            only = f"{target} = {held_out[0]:g}" if len(held_out) else "no label"
+            detail = (f"holdout has one class (all {rows - train_rows} newest rows {only}; every other "
+                      f"class falls in the training window, the oldest {train_rows}); the AUC gate needs both")
         results.append(GateResult("quality:labels", ok, minority, min_minority, detail))
     elif task == "regression":
         ok = bool(np.nanstd(y) > 0)

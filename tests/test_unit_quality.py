@@ -191,9 +191,20 @@ def test_a_multiclass_training_split_of_one_class_fails_the_labels_check():
 
 def test_a_training_split_with_both_classes_passes_the_labels_check():
     y = np.ones(200)
-    y[140:] = 0.0  # 10 of the 60 failing parts are in the training split
+    y[140:180] = 0.0  # 10 of the 40 failing parts are in the training split, 30 in the holdout
     r = check(y=y, train_rows=150, target="passed")["quality:labels"]
-    assert r == GateResult("quality:labels", True, 60, 20, "minority class has 60 rows; minimum 20")
+    assert r == GateResult("quality:labels", True, 40, 20, "minority class has 40 rows; minimum 20")
+
+
+def test_a_holdout_of_one_class_fails_the_labels_check():
+    """Every failing part in the oldest 75 %: the candidate fits, but its AUC on the holdout is
+    NaN (it was rejected as 'auc nan < floor')."""
+    y = np.ones(200)
+    y[:30] = 0.0
+    r = check(y=y, train_rows=150, target="passed")["quality:labels"]
+    assert r == GateResult("quality:labels", False, 30, 20,
+                           "holdout has one class (all 50 newest rows passed = 1; every other class falls in "
+                           "the training window, the oldest 150); the AUC gate needs both")
 
 
 def test_regression_constant_target_fails():
