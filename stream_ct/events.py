@@ -53,10 +53,12 @@ class EventLog:
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = {"type": type_, "ts": time.time(), **self.base, **fields}
         data = encode_event(event)
-        self.producer.send(self.topic, key=type_.encode(), value=data)
+        # on disk first: a send that raises (buffer full, producer closed) must not lose the
+        # decision from the audit log, which is there for when Kafka is not reachable
         if self.audit_path:
             with open(self.audit_path, "ab") as f:
                 f.write(data + b"\n")
+        self.producer.send(self.topic, key=type_.encode(), value=data)
         if type_ == "alert" and self.webhook is not None:
             self.webhook.post(event)
         for listener in self.listeners:

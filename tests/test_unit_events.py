@@ -9,6 +9,7 @@ import time
 import numpy as np
 import orjson
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from stream_ct.events import EventLog, encode_event
 from stream_ct.kafka_io import EVENTS_TOPIC
@@ -92,3 +93,19 @@ def test_unserializable_value_raises_type_error():
 
 def test_nan_is_encoded_as_null():
     assert orjson.loads(encode_event({"v": float("nan"), "a": np.array([np.nan])})) == {"v": None, "a": [None]}
+
+
+def test_audit_line_is_written_before_the_send_so_a_failed_send_keeps_it(tmp_path):
+    """The audit log is the record for when Kafka is away; it was written after the send, so a
+    send that raised (buffer full, producer closed) lost the event from the log too."""
+
+    class FailingProducer:
+        def send(self, topic, key=None, value=None):
+            raise KafkaTimeoutError("Failed to allocate memory within the configured max blocking time")
+
+    audit = tmp_path / "audit.jsonl"
+    log = EventLog(FailingProducer(), source="serve", consumer="yield", audit_path=audit)
+    with pytest.raises(KafkaTimeoutError):
+        log.emit("rollback", model="yield", from_version=3, to_version=2)
+    [line] = audit.read_bytes().splitlines()
+    assert orjson.loads(line)["type"] == "rollback" and orjson.loads(line)["to_version"] == 2
