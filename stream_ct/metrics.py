@@ -406,8 +406,12 @@ class ServeMetrics:
         return event
 
     def _champion(self, consumer: str, event: dict[str, Any]) -> None:
-        if event.get("version") is not None:
-            self.champion_version.set(event["version"], consumer=consumer, model=event.get("model", ""))
+        """The version a deploy or rollback made champion: serve's rollback says ``to_version``
+        (its ``version``-less event left the gauge on the version rolled back from), a deploy
+        and ``stream-ct models rollback`` say ``version``."""
+        version = event.get("to_version", event.get("version"))
+        if version is not None:
+            self.champion_version.set(version, consumer=consumer, model=event.get("model", ""))
 
     def _drift(self, consumer: str, event: dict[str, Any]) -> None:
         detector, statistic = str(event.get("detector", "unknown")), event.get("statistic")

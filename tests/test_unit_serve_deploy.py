@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from stream_ct.config import ConfigError, ConsumerConfig
+from stream_ct.events import EventLog
 from stream_ct.rolling import RollingMetric
 from stream_ct.serve import Server
 
@@ -63,6 +64,22 @@ def test_a_real_drop_still_rolls_back(tmp_path):
     assert server.announced == [(1, "rollback")] and _events(server, "rollback")
     # the live metric that fell: the report's metric chart draws the drop at the rollback
     assert _events(server, "rollback")[0]["metric"]["auc"] == 0.0
+
+
+def test_the_champion_gauge_follows_a_rollback_to_the_version_it_went_back_to(tmp_path):
+    """Serve's rollback event says ``to_version``; the gauge read only ``version`` and stayed on
+    the version rolled back from."""
+    server = _server(tmp_path, deploy={"rollback_min_labels": 100})
+    server.events = EventLog(types.SimpleNamespace(send=lambda *a, **kw: None), "serve", "yield",
+                             listeners=[server.sm.on_event])
+    _deployed(server)
+    server.events.emit("deploy", model="yield", version=2, previous_version=1)
+    assert server.sm.champion_version.value(consumer="yield", model="yield") == 2.0
+    y = np.arange(100) % 2.0
+    server.champion_metric.add(np.where(y == 1, 0.2, 0.8), y)
+    server._check_rollback()
+    assert server.announced == [(1, "rollback")]
+    assert server.sm.champion_version.value(consumer="yield", model="yield") == 1.0
 
 
 @pytest.mark.parametrize("deploy", [{"rollback_min_labels": 20}, {"shadow_records": 20}])
