@@ -618,8 +618,9 @@ class Server:
                 self.last_settled_at = time.monotonic()
             elif time.monotonic() - info["at"] > timeout:
                 del self.in_flight[request_id]
-                self.events.emit("alert", severity="warning", kind="retrain_lost", request_id=request_id,
-                                 detail=f"no decision within {timeout:.0f} s")
+                self.events.emit("alert", severity="warning", kind="retrain_lost", model=self.config.model.name,
+                                 request_id=request_id,
+                                 detail=f"no decision on the {info['reason']} retrain within {timeout:.0f} s")
 
     # -- between batches: swaps, shadow, rollback, manual commands ----------------------------
 

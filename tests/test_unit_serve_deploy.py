@@ -206,3 +206,16 @@ def test_a_judged_shadow_is_marked_on_ct_models_won_or_lost(tmp_path, shadow_auc
     assert (topic, marked["key"]) == ("ct.models", b"yield.shadow")
     assert orjson.loads(marked["value"]) == {"model": "yield", "version": 2, "judged": True}
     assert server.announced == ([(2, "shadow")] if shadow_auc else []) and server.shadow is None
+
+
+def test_a_lost_retrain_alert_names_the_model(tmp_path, monkeypatch):
+    """Every other alert of serve says which model; a webhook receiver serving several consumers
+    could not tell whose retrain was lost."""
+    server = _server(tmp_path, retrain={"timeout_s": 10, "max_attempts": 1})
+    server.watcher = types.SimpleNamespace(settled=lambda ids: set())
+    server.in_flight = {"r7": {"at": 100.0, "reason": "drift"}}
+    monkeypatch.setattr("stream_ct.serve.time.monotonic", lambda: 121.0)  # past 2 x 10 s x 1 attempt
+    server._settle_requests()
+    [alert] = _events(server, "alert")
+    assert alert["kind"] == "retrain_lost" and alert["model"] == "yield" and alert["request_id"] == "r7"
+    assert "drift retrain" in alert["detail"] and server.in_flight == {}
