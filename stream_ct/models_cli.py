@@ -95,9 +95,15 @@ def _run_models(args) -> int:
         _print({"model": name, "champion": args.version}, args.json, f"{name}: v{args.version} is now the champion")
         return 0
     current = registry.champion(name)
+    if current is None:
+        hint = (f"to make v{args.version} the champion, promote it: stream-ct models promote {args.config} "
+                f"--version {args.version}" if args.version is not None else
+                f"the first champion comes from the first retrain, or from stream-ct models promote {args.config} "
+                "--version N")
+        raise ValueError(f"{name} has no champion in {registry.root}, so there is nothing to roll back; {hint}")
     target = args.version
     if target is None:
-        parent = registry.meta(name, current).get("parent_version") if current else None
+        parent = registry.meta(name, current).get("parent_version")
         if parent is None:
             raise ValueError(f"{name} v{current} has no previous version to roll back to; name one with --version")
         target = parent

@@ -1,0 +1,57 @@
+"""``stream-ct models`` without a broker: what the operator is told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from stream_ct import models_cli
+from stream_ct.cli import main
+from stream_ct.registry import Registry
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "consumers" / "yield.toml")  # model name "yield"
+
+
+@pytest.fixture
+def published(monkeypatch):
+    calls = []
+    monkeypatch.setattr(models_cli, "publish_champion", lambda *args: calls.append(args))
+    return calls
+
+
+def _registry_without_champion(root) -> Registry:
+    registry = Registry(root)
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X}, {"decision": "promoted"})
+    assert registry.champion("yield") is None
+    return registry
+
+
+@pytest.mark.parametrize("version", [None, 1])
+def test_rollback_with_no_champion_says_so_and_moves_nothing(tmp_path, published, capsys, version):
+    """It said 'yield vNone has no previous version' without --version, and with --version 1
+    announced v1 and printed 'rolled back from vNone to v1'."""
+    _registry_without_champion(tmp_path)
+    argv = ["models", "rollback", CONFIG, "--registry", str(tmp_path)] + ([] if version is None else
+                                                                          ["--version", str(version)])
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert published == [] and out == ""
+    assert f"yield has no champion in {tmp_path}, so there is nothing to roll back" in err
+    assert "vNone" not in err and err.count("\n") == 1
+    if version is not None:
+        assert f"stream-ct models promote {CONFIG} --version 1" in err
+
+
+def test_rollback_goes_back_to_the_champion_s_parent(tmp_path, published, capsys):
+    registry = _registry_without_champion(tmp_path)
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    v2 = registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X},
+                       {"decision": "promoted", "parent_version": 1})
+    registry.set_champion("yield", v2)
+    assert main(["models", "rollback", CONFIG, "--registry", str(tmp_path)]) == 0
+    assert [(args[2], args[3]) for args in published] == [(1, "rollback")]
+    assert capsys.readouterr().out == "yield: rolled back from v2 to v1\n"
