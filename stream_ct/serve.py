@@ -365,9 +365,15 @@ class Server:
             self._detect(X, records, sources, start)
 
     def _dead_letter(self, message, reason: str) -> None:
-        headers = list(message.headers or []) + [
-            ("dlq.reason", reason.encode()), ("dlq.topic", message.topic.encode()),
-            ("dlq.partition", str(message.partition).encode()), ("dlq.offset", str(message.offset).encode())]
+        # Kafka allows a header without a value but kafka-python refuses to send one (TypeError,
+        # which ended serve at the same record at every restart): it goes out empty, named in
+        # dlq.null_headers
+        headers = [(name, b"" if value is None else value) for name, value in message.headers or []]
+        nulls = [name for name, value in message.headers or [] if value is None]
+        headers += [("dlq.reason", reason.encode()), ("dlq.topic", message.topic.encode()),
+                    ("dlq.partition", str(message.partition).encode()), ("dlq.offset", str(message.offset).encode())]
+        if nulls:
+            headers.append(("dlq.null_headers", orjson.dumps(nulls)))
         self.outbox.send(self.config.dlq_topic, key=message.key, value=message.value or b"",
                          headers=headers, timestamp_ms=message.timestamp)
         self.counts["dlq"] += 1

@@ -102,3 +102,25 @@ def test_labels_that_arrive_later_score_the_online_model_too(tmp_path):
     label(passed[200:])
     assert server.champion_metric.seen == 200 and server.champion_metric.value()["auc"] == 0.5
     assert server.online_metric.seen == 400 and server.online_metric.value()["auc"] != 0.5
+
+
+def test_a_dead_letter_keeps_headers_whose_value_is_null(tmp_path):
+    """Kafka allows a header without a value (kafka-python reads it as None) but kafka-python's
+    send refuses one: copying it onto the dead letter raised TypeError and ended serve, again at
+    every restart on the same record."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+
+    def send(topic, **kw):  # what kafka-python's KafkaProducer.send checks first
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in kw.get("headers") or []):
+            raise TypeError("All headers items must be (str, bytes) tuples")
+        server.sent.append((topic, kw))
+
+    server.outbox = types.SimpleNamespace(send=send)
+    [message] = _messages([{"lot_id": "L", "ts": 1.0}])  # no tests, no part id: not a part record
+    message.headers = [("trace", None), ("source", b"tester-7")]
+    server._process_parts([message])
+    [(topic, dead)] = server.sent
+    headers = dict(dead["headers"])
+    assert topic == "parts.dlq" and server.counts["dlq"] == 1 and dead["value"] == message.value
+    assert headers["trace"] == b"" and headers["source"] == b"tester-7"
+    assert orjson.loads(headers["dlq.null_headers"]) == ["trace"] and headers["dlq.offset"] == b"0"
