@@ -60,30 +60,39 @@ def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
         if not partitions:
             raise ValueError(f"topic {topic!r} does not exist at {bootstrap_servers(bootstrap)}; "
                              "check --bootstrap-servers or STREAM_CT_BOOTSTRAP")
+        # here, not when the generator first runs (the caller opens its file first)
+        end = consumer.end_offsets(partitions)
     except BaseException:
         consumer.close()
         raise
-    return _read(consumer, partitions, follow_s, progress)
+    return _read(consumer, partitions, end, follow_s, progress)
 
 
-def _read(consumer, partitions: list[TopicPartition], follow_s: float, progress: Progress | None) -> Iterator[Message]:
+def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float,
+          progress: Progress | None) -> Iterator[Message]:
+    """Without ``follow_s``, only the messages below ``end``: a fetch also brings those produced
+    since, and a partition read to its end is paused while the others catch up."""
     try:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
         idle_since = time.monotonic()
         count = 0
         while True:
             batch = consumer.poll(timeout_ms=500, max_records=5000)
             for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
                 for rec in records:
+                    if follow_s <= 0 and rec.offset >= end[tp]:
+                        break
                     count += 1
                     yield Message(rec.key, rec.value, rec.timestamp, [(k, v) for k, v in rec.headers], tp.partition)
             if batch:
                 idle_since = time.monotonic()
                 if progress:
                     progress.update(count)
-            caught_up = all(consumer.position(tp) >= end[tp] for tp in partitions)
+            read = [tp for tp in partitions if consumer.position(tp) >= end[tp]]
+            caught_up = len(read) == len(partitions)
+            if follow_s <= 0 and read and not caught_up:
+                consumer.pause(*read)
             if caught_up and (follow_s <= 0 or time.monotonic() - idle_since > follow_s):
                 return
     finally:

@@ -106,12 +106,14 @@ def wait_for_event(model: str, bootstrap: str, predicate: Callable[[dict], bool]
                    services: list[Service] = ()) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # which services have exited, before the events are read: ``record`` reads ct.events up to
+        # its end when called, so an event a service wrote just before exiting is in this read
+        exited = [service for service in services if service.proc.poll() is not None]
         for event in events_for(model, bootstrap):
             if predicate(event):
                 return event
-        for service in services:
-            if service.proc.poll() is not None:
-                raise AssertionError(f"{service.proc.args} exited early; log:\n{service.output()}")
+        for service in exited:
+            raise AssertionError(f"{service.proc.args} exited early; log:\n{service.output()}")
         time.sleep(0.5)
     logs = "\n".join(s.output() for s in services)
     raise AssertionError(f"no matching event for {model} within {timeout} s; logs:\n{logs}")
@@ -214,13 +216,13 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, services
     """Poll ``condition`` until it returns something truthy; fail with ``what`` and the logs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        exited = [service for service in services if service.proc.poll() is not None]  # as in wait_for_event
         value = condition()
         if value:
             return value
-        for service in services:
-            if service.proc.poll() is not None:
-                raise AssertionError(f"{service.proc.args} exited early while waiting for {what}; "
-                                     f"log:\n{service.output()}")
+        for service in exited:
+            raise AssertionError(f"{service.proc.args} exited early while waiting for {what}; "
+                                 f"log:\n{service.output()}")
         time.sleep(interval)
     logs = "\n".join(s.output() for s in services)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; logs:\n{logs}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from kafka.errors import MessageSizeTooLargeError
 from kafka.future import Future
@@ -82,3 +84,65 @@ def test_a_missing_topic_names_the_broker_asked(monkeypatch):
     with pytest.raises(ValueError, match=r"topic 'ct.events' does not exist at 10.1.2.3:9092; "
                                          r"check --bootstrap-servers or STREAM_CT_BOOTSTRAP"):
         replay_module.record("ct.events")
+
+
+class GrowingTopic:
+    """A two-partition topic that producers keep writing to: after ``record`` is called, and
+    while its first fetch is on the way."""
+
+    def __init__(self):
+        self.log = {0: [b"a0", b"a1", b"a2"], 1: [b"b0", b"b1"]}
+        self.position_of, self.paused, self.polls = {}, set(), 0
+
+    def partitions_for_topic(self, topic):
+        return set(self.log)
+
+    def end_offsets(self, partitions):
+        return {tp: len(self.log[tp.partition]) for tp in partitions}
+
+    def assign(self, partitions):
+        self.position_of = {tp: 0 for tp in partitions}
+
+    def seek_to_beginning(self, *partitions):
+        for tp in partitions:
+            self.position_of[tp] = 0
+
+    def poll(self, timeout_ms, max_records):
+        self.polls += 1
+        if self.polls == 1:
+            self.log[1].append(b"b2 (produced during the fetch)")
+        out = {}
+        for tp, at in self.position_of.items():
+            if tp not in self.paused and at < len(self.log[tp.partition]):
+                out[tp] = [types.SimpleNamespace(offset=o, key=None, value=v, timestamp=o, headers=[])
+                           for o, v in enumerate(self.log[tp.partition][at:], start=at)]
+                self.position_of[tp] = len(self.log[tp.partition])
+        return out
+
+    def position(self, tp):
+        return self.position_of[tp]
+
+    def pause(self, *partitions):
+        self.paused.update(partitions)
+
+    def close(self):
+        pass
+
+
+def test_record_stops_at_the_end_offsets_taken_when_it_was_called(monkeypatch):
+    """It took them only when the generator first ran, and kept every message a fetch brought,
+    so messages produced after 'stream-ct record' started ended up in the recording."""
+    topic = GrowingTopic()
+    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: topic)
+    messages = replay_module.record("parts")
+    topic.log[0] += [b"a3 (produced after record started)", b"a4"]
+    assert [(m.partition, m.value) for m in messages] == [(0, b"a0"), (0, b"a1"), (0, b"a2"), (1, b"b0"), (1, b"b1")]
+
+
+def test_record_with_follow_keeps_what_was_produced_since(monkeypatch):
+    topic = GrowingTopic()
+    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: topic)
+    messages = replay_module.record("parts", follow_s=0.01)
+    topic.log[0].append(b"a3")
+    assert sorted(m.value for m in messages) == [b"a0", b"a1", b"a2", b"a3", b"b0", b"b1",
+                                                 b"b2 (produced during the fetch)"]
