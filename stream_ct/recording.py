@@ -116,6 +116,12 @@ def read_recording(path: str) -> Iterator[Message]:
     A line that is not a valid recording line, or a truncated or corrupt .gz file, raises
     ``ValueError`` naming the file and line.
     """
+    for _, message in numbered_recording(path):
+        yield message
+
+
+def numbered_recording(path: str) -> Iterator[tuple[int, Message]]:
+    """``read_recording`` with each message's line number (blank lines are skipped)."""
     with _open(path, "rb") as src:
         number = 0
         try:
@@ -123,7 +129,7 @@ def read_recording(path: str) -> Iterator[Message]:
                 if not line.strip():
                     continue
                 try:
-                    yield line_to_message(line)
+                    yield number, line_to_message(line)
                 except (KeyError, TypeError, ValueError, binascii.Error) as exc:
                     raise ValueError(f"{path}:{number}: not a recording line ({exc})") from exc
         except (EOFError, OSError) as exc:  # gzip cut short (EOFError) or corrupt (BadGzipFile)

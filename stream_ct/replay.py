@@ -1,10 +1,13 @@
 """Replay a recording onto a topic, and record a topic into a recording.
 
 Keys, values, timestamps and headers round-trip exactly; ``record`` also keeps the partition.
+Two things Kafka allows kafka-python cannot send: a header value that is null is replayed
+empty (with a note), and a message with neither key nor value stops the replay at its line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Iterable, Iterator
@@ -13,7 +16,7 @@ from kafka import TopicPartition
 
 from stream_ct.kafka_io import bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer
 from stream_ct.progress import Progress
-from stream_ct.recording import Message, read_recording, write_recording
+from stream_ct.recording import Message, numbered_recording, write_recording
 
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
@@ -45,6 +48,37 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
     finally:
         producer.close()
     return count
+
+
+@dataclasses.dataclass
+class NullHeaders:
+    """Header values of a replay that were null and went out empty: how many, the first one's place."""
+
+    count: int = 0
+    first: str = ""
+
+
+def sendable(numbered: Iterable[tuple[int, Message]], path: str, nulls: NullHeaders) -> Iterator[Message]:
+    """The messages of a recording (with their line numbers) as kafka-python can send them.
+
+    Kafka allows a header without a value, and ``record`` keeps one as null, but kafka-python
+    refuses to send one: it goes out as ``b""``, counted in ``nulls``. A message with neither
+    key nor value (another client may have produced one) cannot be sent by kafka-python at
+    all: ``ValueError`` naming its line.
+    """
+    sent = 0
+    for number, msg in numbered:
+        if msg.key is None and msg.value is None:
+            raise ValueError(f"{path}:{number}: the message has neither key nor value, which kafka-python cannot "
+                             f"send; give it a key or leave the line out (messages sent before it: {sent})")
+        if any(value is None for _, value in msg.headers):
+            names = [name for name, value in msg.headers if value is None]
+            nulls.first = nulls.first or f"header {names[0]!r} at {path}:{number}"
+            nulls.count += len(names)
+            msg = dataclasses.replace(msg, headers=[(name, b"" if value is None else value)
+                                                    for name, value in msg.headers])
+        sent += 1
+        yield msg
 
 
 def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
@@ -132,8 +166,15 @@ def _run_replay(args) -> int:
         if 0 < had < args.partitions:  # e.g. serve created it first, with one
             print(f"{args.topic} had {had} partition{'' if had == 1 else 's'}; now {args.partitions}")
     progress = Progress("replay", unit="records")
-    count = replay(read_recording(args.file), args.topic, args.bootstrap_servers, rate=args.rate,
-                   keep_partitions=args.keep_partitions, progress=progress)
+    nulls = NullHeaders()
+    try:
+        count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic, args.bootstrap_servers,
+                       rate=args.rate, keep_partitions=args.keep_partitions, progress=progress)
+    finally:  # also when the replay stopped: the ones before went out empty
+        if nulls.count:
+            print(f"replay: {nulls.count} header value{'s were' if nulls.count > 1 else ' was'} null in the "
+                  f"recording (first: {nulls.first}), sent as empty: kafka-python cannot send a null header value",
+                  file=sys.stderr)
     progress.done(count)
     print(f"replayed {count} records from {args.file} to {args.topic}")
     return 0

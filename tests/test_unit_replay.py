@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import types
 
 import pytest
@@ -9,17 +10,24 @@ from kafka.errors import MessageSizeTooLargeError
 from kafka.future import Future
 
 import stream_ct.replay as replay_module
-from stream_ct.recording import Message
+from stream_ct.cli import main
+from stream_ct.recording import Message, message_to_line, write_recording
 
 
 class StubProducer:
     """Acknowledges every send except those whose value is ``b"too big"``, as a broker would."""
 
     def __init__(self):
-        self.sent = []
+        self.sent, self.headers = [], []
 
     def send(self, topic, **kwargs):
+        # what kafka-python's KafkaProducer.send checks before anything else
+        if kwargs.get("key") is None and kwargs.get("value") is None:
+            raise ValueError("Need at least one: key or value")
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in kwargs.get("headers") or []):
+            raise TypeError("All headers items must be (str, bytes) tuples")
         self.sent.append(kwargs["value"])
+        self.headers.append(kwargs.get("headers"))
         future = Future()
         if kwargs["value"] == b"too big":
             future.failure(MessageSizeTooLargeError("broker rejected record"))
@@ -53,6 +61,38 @@ def test_replay_raises_when_the_broker_rejects_a_send(producer):
     assert len(producer.sent) == 3
 
 
+def _replay_args(path):
+    return argparse.Namespace(file=str(path), topic="parts", bootstrap_servers=None, partitions=None, rate=None,
+                              keep_partitions=False)
+
+
+def test_replay_sends_a_null_header_value_as_empty_and_says_so_once(producer, tmp_path, capsys):
+    """``record`` keeps a header without a value as null; kafka-python refuses to send one, so
+    replaying such a recording ended in a TypeError traceback."""
+    path = tmp_path / "rec.jsonl"
+    write_recording(str(path), [Message(b"k1", b"v1", 1, [("trace", None), ("source", b"sim")]),
+                                Message(b"k2", b"v2", 2, [("source", b"sim")]),
+                                Message(b"k3", b"v3", 3, [("trace", None)])])
+    assert replay_module._run_replay(_replay_args(path)) == 0
+    assert producer.sent == [b"v1", b"v2", b"v3"]
+    assert producer.headers == [[("trace", b""), ("source", b"sim")], [("source", b"sim")], [("trace", b"")]]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "null" in line]
+    assert notes == [f"replay: 2 header values were null in the recording (first: header 'trace' at {path}:1), "
+                     "sent as empty: kafka-python cannot send a null header value"]
+
+
+def test_replay_of_a_message_with_neither_key_nor_value_names_its_line(producer, tmp_path, capsys):
+    """kafka-python cannot send one ('Need at least one: key or value', which did not say where)."""
+    path = tmp_path / "rec.jsonl"
+    path.write_bytes(message_to_line(Message(b"k", b"v", 1)) + b"\n\n"
+                     + message_to_line(Message(None, None, 2)) + b"\n")
+    assert main(["replay", str(path), "--topic", "parts"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (f"error: {path}:3: the message has neither key nor value, which kafka-python cannot send; "
+                    "give it a key or leave the line out (messages sent before it: 1)")
+    assert producer.sent == [b"v"]
+
+
 class NoTopicConsumer:
     """A broker that knows no such topic."""
 
@@ -66,8 +106,6 @@ class NoTopicConsumer:
 
 
 def test_record_of_a_missing_topic_leaves_an_existing_recording_alone(tmp_path, monkeypatch):
-    import argparse
-
     monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: NoTopicConsumer())
     kept = tmp_path / "events.jsonl"
     kept.write_bytes(b"yesterday's recording\n")
