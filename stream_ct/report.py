@@ -235,15 +235,16 @@ class Chart:
 
 
 def histogram_svg(hist: dict[str, Any], width: int = 520, height: int = 220) -> str:
-    """Reference versus current shares per bin, from a drift event's ``histogram``."""
-    edges = [float(e) for e in hist["edges"]]
+    """Reference versus current shares per bin, from one of a drift event's ``histograms``
+    (its outer edges ``None``: open bins)."""
+    edges = [(-math.inf if i == 0 else math.inf) if e is None else float(e) for i, e in enumerate(hist["edges"])]
     ref, cur = [float(v) for v in hist["reference"]], [float(v) for v in hist["current"]]
     ref_total, cur_total = sum(ref) or 1.0, sum(cur) or 1.0
     ref, cur = [v / ref_total for v in ref], [v / cur_total for v in cur]
     left, right, top, bottom = 62, 14, 12, 62
     pw, ph = width - left - right, height
     # Open outer bins (±inf edges) are drawn as wide as their neighbour.
-    finite = [e for e in edges if math.isfinite(e)]
+    finite = [e for e in edges if math.isfinite(e)] or [0.0]  # one open bin: a test constant in the reference
     lo_edge, hi_edge = min(finite), max(finite)
     inner = (hi_edge - lo_edge) / max(len(edges) - 1, 1) or 1.0
     edges = [lo_edge - inner if e == -math.inf else hi_edge + inner if e == math.inf else e for e in edges]
@@ -469,21 +470,32 @@ def _metric_section(events: list[dict[str, Any]], axis: _Axis, markers: list[tup
     return "\n".join(parts)
 
 
-def _distribution_section(drift: list[dict[str, Any]]) -> str:
-    latest: dict[str, dict[str, Any]] = {}
-    for e in drift:
-        hist = e.get("histogram")
+def _histograms(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The well-formed entries of a drift event's ``histograms`` (serve's: the signal's strongest
+    features, edges one longer than the counts)."""
+    out = []
+    for hist in event.get("histograms") or []:
         if isinstance(hist, dict) and {"edges", "reference", "current"} <= set(hist):
             if len(hist["edges"]) == len(hist["reference"]) + 1 == len(hist["current"]) + 1:
-                latest[str(hist.get("feature", "?"))] = e
+                out.append(hist)
+    return out
+
+
+def _distribution_section(drift: list[dict[str, Any]]) -> str:
+    latest: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for e in drift:
+        for hist in _histograms(e):
+            feature = str(hist.get("feature", "?"))
+            latest.pop(feature, None)  # most recent last
+            latest[feature] = (e, hist)
     if not latest:
-        return "<p>No distribution data in these events (drift events without a <code>histogram</code>).</p>"
+        return "<p>No distribution data in these events (drift events without <code>histograms</code>).</p>"
     items = list(latest.items())[-MAX_HISTOGRAMS:][::-1]
     cells = []
-    for feature, e in items:
+    for feature, (e, hist) in items:
         caption = (f"{_E(_short(feature, 50))}: {_E(str(e.get('detector')))} at record {_num(e.get('position'))}, "
                    f"effect {_num(e.get('effect_size'))}")
-        cells.append(f'<figure>{histogram_svg(e["histogram"])}<figcaption>{caption}</figcaption></figure>')
+        cells.append(f'<figure>{histogram_svg(hist)}<figcaption>{caption}</figcaption></figure>')
     more = f" ({len(latest) - len(items)} more features not shown)" if len(latest) > len(items) else ""
     return (f"<p>Latest signal per drifted test; shares of the reference window (blue) and the current "
             f"window (orange) per bin{more}.</p><div class='grid'>" + "".join(cells) + "</div>")

@@ -51,6 +51,8 @@ from stream_ct.triggers import TriggerPolicy
 
 #: Records between two ``model_metrics`` events (the champion's and the online model's rolling metrics).
 METRICS_EVERY = 5000
+#: Features of a drift signal (its strongest) whose reference and current histograms its event carries.
+HISTOGRAM_FEATURES = 3
 #: River's HalfSpaceTrees flags a record as an outlier above this score before a champion exists.
 ONLINE_ANOMALY_THRESHOLD = 0.9
 
@@ -494,18 +496,25 @@ class Server:
                              detail=warning, position=self.position)
         self.monitor_warned = len(self.monitor.warnings)
         for s in signals:
-            index = self.monitor_start + s.position - start
-            message = sources[min(max(index, 0), len(sources) - 1)]
-            event = s.to_event()
-            event.update(model=self.config.model.name, champion_version=self.champion.version,
-                         monitor_position=s.position, position=self.monitor_start + s.position,
-                         partition=message.partition, offset=message.offset)
-            if s.positions:
-                event["positions"] = {f: self.monitor_start + p for f, p in s.positions.items()}
-            self.events.emit("drift", **event)
+            self.events.emit("drift", **self._drift_event(s, sources, start))
             self.counts["drift_signals"] += 1
         if signals:
             self.trigger.note_drift(self.position)
+
+    def _drift_event(self, s, sources, start: int) -> dict[str, Any]:
+        """A signal's event: stream positions, the input message where it fired, and the
+        ``histograms`` of its ``HISTOGRAM_FEATURES`` strongest features (PSI bins, reference and
+        current window counts, for the report; made per event, not per batch)."""
+        index = self.monitor_start + s.position - start
+        message = sources[min(max(index, 0), len(sources) - 1)]
+        event = s.to_event()
+        event.update(model=self.config.model.name, champion_version=self.champion.version,
+                     monitor_position=s.position, position=self.monitor_start + s.position,
+                     partition=message.partition, offset=message.offset,
+                     histograms=self.monitor.histograms(s.features[:HISTOGRAM_FEATURES]))
+        if s.positions:
+            event["positions"] = {f: self.monitor_start + p for f, p in s.positions.items()}
+        return event
 
     def _performance_low(self) -> bool:
         t = self.config.triggers

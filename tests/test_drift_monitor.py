@@ -405,3 +405,23 @@ def test_raw_value_windows_allow_for_wafer_location_spread():
     X = rng.normal(size=(2000, 2))
     X[:, 1] += 3.0
     assert any(s.detector == "ks" and s.features == ["b"] for s in raw.update(X, groups=np.repeat(np.arange(20), 100)))
+
+
+def test_histograms_of_the_current_window_as_measured(small):
+    """For a drift event: the named features' PSI bins with the reference's counts and the last
+    ``window`` records' (not centred, so a mean shift shows); unknown names are left out."""
+    mon = DriftMonitor.from_state(small.state_dict())
+    X = np.random.default_rng(5).normal(size=(1000, 4))
+    X[:, 2] += 3.0
+    X[-1, 1] = np.nan
+    mon.update(X, groups=np.repeat(np.arange(10), 100))
+    hists = mon.histograms(["c", "b", "no such test"])
+    assert [h["feature"] for h in hists] == ["c", "b"]
+    for h, j in zip(hists, (2, 1)):
+        k = int(mon.bins.n_bins[j])
+        assert h["edges"] == [None, *mon.bins.edges[j, : k - 1].tolist(), None]
+        assert h["reference"] == mon.bins.ref_counts[j, :k].tolist()
+        assert h["current"] == mon.bins.counts(X[-mon.window:])[j, :k].tolist()
+    assert sum(hists[0]["current"]) == mon.window and sum(hists[1]["current"]) == mon.window - 1
+    assert hists[0]["current"][-1] > 0.9 * mon.window  # shifted 3 sd: nearly all above the top edge
+    assert orjson.loads(orjson.dumps(hists)) == hists

@@ -67,3 +67,18 @@ def test_invalid_values_are_excluded_per_feature():
     assert counts[0].sum() == 1 and counts[1].sum() == 3
     all_invalid = np.full((3, 2), np.nan)
     assert np.isnan(psi(bins.ref_counts, bins.counts(all_invalid))).all()
+
+
+def test_histogram_has_the_bins_psi_uses_with_open_outer_edges():
+    """A drift event's histogram: the feature's own bins (not the padded width), the reference's
+    counts and the window's, the same counts PSI is computed from; JSON-ready."""
+    ref = np.column_stack([np.arange(1, 11, dtype=float), np.array([0.0] * 7 + [1.0] * 3)])
+    bins = PsiBins(ref, n_bins=5)
+    win = np.array([[-100.0, 0.0], [1.0, 1.0], [2.0, np.nan], [2.5, 5.0], [9.0, 9.9e37], [1e6, 0.0]])
+    wide = bins.histogram(0, win[:, 0])
+    assert wide == {"edges": [None, 2.0, 4.0, 6.0, 8.0, None], "reference": [2, 2, 2, 2, 2],
+                    "current": [3, 1, 0, 0, 2]}
+    assert wide["current"] == bins.counts(win)[0].tolist()
+    tied = bins.histogram(1, win[:, 1])  # one edge: two bins; NaN and the sentinel skipped
+    assert tied == {"edges": [None, 0.0, None], "reference": [7, 3], "current": [2, 2]}
+    assert tied["current"] == bins.counts(win)[1, :2].tolist()

@@ -9,9 +9,11 @@ import struct
 import subprocess
 import zlib
 
+import numpy as np
 import orjson
 import pytest
 
+from stream_ct.drift.psi import PsiBins
 from stream_ct.recording import Message, write_recording
 from stream_ct.report import build_report, filter_consumer, load_events, nice_ticks, summarize
 
@@ -76,11 +78,12 @@ def synthetic_events(seed: int = 3) -> list[dict]:
                          statistic=stat, threshold=limits, p_value=1e-6 if detector == "ks" else None,
                          effect_size=max(stat.values()), stratum={"tester": "T2"} if detector == "cusum" else None,
                          champion_version=1, model="yield")
-            if detector == "ks":
+            if detector == "ks":  # as serve writes them: the 3 strongest features, outer bins open (null)
                 edges = [-3.0 + 0.5 * i for i in range(13)]
                 ref = [round(1000 * pow(2.718, -((e + 0.25) ** 2) / 2)) for e in edges[:-1]]
                 cur = [round(1000 * pow(2.718, -((e - 0.5) ** 2) / 2)) for e in edges[:-1]]
-                event["histogram"] = {"feature": hit[k % len(hit)], "edges": edges, "reference": ref, "current": cur}
+                event["histograms"] = [{"feature": f, "edges": [None, *edges[1:-1], None], "reference": ref,
+                                        "current": cur} for f in hit[:3]]
             at(position, "drift", **event)
         at(position, "trigger_check", kind="drift", fire=k == 0, reason="cooldown" if k else "drift",
            position=position, signals=3)
@@ -148,6 +151,24 @@ def test_a_rollback_names_the_version_it_went_back_to():
     assert summarize(events + [manual])["champion"] == 1
 
 
+def test_distributions_come_from_serve_s_drift_event_histograms():
+    """Serve's drift events carry ``histograms`` (the report read a ``histogram`` nobody wrote):
+    one chart per feature, its latest signal's, the most recent first; a test constant in the
+    reference has one open bin and is drawn too."""
+    bins = PsiBins(np.column_stack([np.linspace(0, 1, 200), np.ones(200)]), n_bins=10)
+    window = np.column_stack([np.linspace(0.5, 1.5, 100), np.ones(100)])
+    event = {"type": "drift", "ts": 1.0, "source": "serve", "consumer": "yield", "position": 5000, "detector": "psi",
+             "features": ["spread", "flat"], "effect_size": 0.4,
+             "histograms": [{"feature": "spread", **bins.histogram(0, window[:, 0])},
+                            {"feature": "flat", **bins.histogram(1, window[:, 1])}]}
+    later = dict(event, ts=2.0, position=6000, features=["spread"], histograms=event["histograms"][:1])
+    section = build_report([orjson.loads(orjson.dumps(e)) for e in (event, later)]).split(
+        '<section id="distributions">')[1].split("</section>")[0]
+    assert "No distribution data" not in section and section.count("<figure>") == 2
+    assert section.index("spread: psi at record 6,000") < section.index("flat: psi at record 5,000")
+    assert section.count("<rect") > 2 * 10
+
+
 def test_empty_and_partial_event_lists_say_so_instead_of_plotting():
     page = build_report([])
     assert "No drift signals" in page and "No model metric values" in page
@@ -155,7 +176,7 @@ def test_empty_and_partial_event_lists_say_so_instead_of_plotting():
     assert "<svg" not in page
     no_hist = [e for e in synthetic_events() if e["type"] != "model_metrics"]
     for e in no_hist:
-        e.pop("histogram", None)
+        e.pop("histograms", None)
     page = build_report(no_hist)
     assert "No distribution data in these events" in page
     assert "Model metric over time" in page and page.count("<svg") >= 4  # before/after deploy points remain

@@ -9,8 +9,9 @@ import orjson
 
 from stream_ct.anomaly import AnomalyModel
 from stream_ct.config import ConsumerConfig
+from stream_ct.drift import DriftMonitor
 from stream_ct.rolling import RollingMetric
-from stream_ct.serve import Server
+from stream_ct.serve import HISTOGRAM_FEATURES, Server
 
 TESTS = ("a", "b", "c")
 
@@ -124,3 +125,42 @@ def test_a_dead_letter_keeps_headers_whose_value_is_null(tmp_path):
     assert topic == "parts.dlq" and server.counts["dlq"] == 1 and dead["value"] == message.value
     assert headers["trace"] == b"" and headers["source"] == b"tester-7"
     assert orjson.loads(headers["dlq.null_headers"]) == ["trace"] and headers["dlq.offset"] == b"0"
+
+
+def test_a_drift_event_carries_the_histograms_of_its_strongest_features(tmp_path):
+    """The report draws reference against current distributions from drift events, but serve's
+    carried none. They are made per event: a batch without a signal makes none."""
+    names = ["t1", "t2", "t3", "t4", "t5"]
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.emitted = []
+    server.events = types.SimpleNamespace(emit=lambda type_, **kw: server.emitted.append((type_, kw)))
+    constant = types.SimpleNamespace(predict_proba=lambda X: np.full((len(X), 2), 0.5))
+    server.champion = types.SimpleNamespace(version=1, estimator=constant, meta={"feature_names": names})
+    server.champion_metric = RollingMetric("classification")
+    rng = np.random.default_rng(0)
+    server.monitor = DriftMonitor(rng.normal(size=(4000, 5)), names, arl0=10_000, window=400, stride=200,
+                                  block=5, n_boot=30_000, seed=1)
+    made = []
+    histograms = server.monitor.histograms
+    server.monitor.histograms = lambda features: made.append(list(features)) or histograms(features)
+
+    def batch(X):
+        records = _records(X[:, :3])
+        for record, row in zip(records, X):
+            record["tests"] = dict(zip(names, row.tolist()))
+        server._process_parts(_messages(records))
+
+    batch(rng.normal(size=(1000, 5)))
+    assert server.counts["drift_signals"] == 0 and made == []
+    batch(rng.normal(size=(1000, 5)) * np.array([3.0, 2.8, 2.6, 2.4, 1.0]))  # four tests spread out
+    drift = [kw for kind, kw in server.emitted if kind == "drift"]
+    assert drift and len(made) == len(drift) == server.counts["drift_signals"]
+    assert max(len(event["features"]) for event in drift) > HISTOGRAM_FEATURES == 3
+    for event in drift:
+        hists = event["histograms"]
+        assert [h["feature"] for h in hists] == event["features"][:HISTOGRAM_FEATURES]
+        for h in hists:
+            assert h["edges"][0] is None and h["edges"][-1] is None
+            assert len(h["edges"]) == len(h["reference"]) + 1 == len(h["current"]) + 1
+            assert sum(h["current"]) == server.monitor.window
+    assert orjson.loads(orjson.dumps(drift)) == drift

@@ -582,6 +582,15 @@ class DriftMonitor:
         return out
 
     # -- reporting and persistence -------------------------------------------------------
+    def histograms(self, features) -> list[dict]:
+        """Per named feature (e.g. a signal's strongest), its PSI bins with the reference's
+        counts and the current window's (the last ``window`` records, as measured: not centred
+        as KS and PSI see them, so a mean shift shows), for a drift event and the report. Read
+        off the ring buffer when asked: nothing per batch."""
+        index = {name: j for j, name in enumerate(self.feature_names)}
+        return [{"feature": name, **self.bins.histogram(index[name], self.ring[:, index[name]])}
+                for name in features if name in index]
+
     def snapshot(self, top_k: int = 10) -> dict:
         """Latest statistics, thresholds and counts, JSON-safe (for metrics and reports)."""
         names = self.feature_names
