@@ -1,7 +1,7 @@
 """The online (river) model: predict each record, then learn from it once its label is known.
 
 Anomaly consumers have no labels: their online model (HalfSpaceTrees) scores, then learns,
-every record.
+every record; a record's missing tests are taken at their running medians (``anomaly.py``).
 
 >>> m = OnlineModel("classification")
 >>> m.predict_learn([{"a": 1.0}, {"a": -1.0}], [1.0, 0.0]).shape
@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 from river import anomaly, compose, linear_model, optim, preprocessing
 
+from stream_ct.anomaly import RunningMedians
 from stream_ct.features import Measurements
 
 #: river's defaults for its linear models: intercept learning rate and gradient clip.
@@ -201,6 +202,7 @@ class OnlineModel:
             "classification", "regression") else None
         if task == "anomaly":
             self.model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=0))
+            self.medians = RunningMedians()
         else:
             head = {"classification": lambda: linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate)),
                     "multiclass": lambda: linear_model.SoftmaxRegression(optimizer=optim.SGD(learning_rate)),
@@ -229,6 +231,9 @@ class OnlineModel:
             if self.task == "classification":
                 scores[i] = self.model.predict_proba_one(x).get(True, 0.5)
             elif self.task == "anomaly":  # a part with no measurement is not scored (anomaly.py)
+                if x:
+                    self.medians.update(x)
+                    x = self.medians.fill(x)
                 scores[i] = self.model.score_one(x) if x else np.nan
             else:
                 prediction = self.model.predict_one(x)

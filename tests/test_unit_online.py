@@ -145,3 +145,22 @@ def test_a_batch_of_results_scores_as_its_measurement_rows(task):
     probe = Measurements(records[:40])  # river's engine takes the batch too (its rows)
     np.testing.assert_allclose(fast.predict_learn(probe, [math.nan] * 40),
                                river.predict_learn(probe, [math.nan] * 40), rtol=1e-9, atol=1e-12)
+
+
+def test_the_online_outlier_model_takes_a_missing_test_at_its_running_median():
+    """Without it river's trees sent a missing test down whichever branch held more of the
+    current window: typical parts with half their 50 tests missing were flagged three times
+    as often as complete ones."""
+    rng = np.random.default_rng(0)
+    model = OnlineModel("anomaly")
+
+    def parts(n, missing):
+        return [{f"t{j}": v for j, v in enumerate(row) if rng.random() >= missing}
+                for row in rng.normal(size=(n, 50)).tolist()]
+
+    model.predict_learn(parts(3000, 0.0), [math.nan] * 3000)
+    complete = model.predict_learn(parts(2000, 0.0), [math.nan] * 2000)
+    half = model.predict_learn(parts(2000, 0.5), [math.nan] * 2000)
+    assert np.mean(half > 0.9) <= np.mean(complete > 0.9)
+    empty = model.predict_learn([{}], [math.nan])
+    assert math.isnan(empty[0])
