@@ -493,8 +493,10 @@ def _distribution_section(drift: list[dict[str, Any]]) -> str:
     items = list(latest.items())[-MAX_HISTOGRAMS:][::-1]
     cells = []
     for feature, (e, hist) in items:
-        caption = (f"{_E(_short(feature, 50))}: {_E(str(e.get('detector')))} at record {_num(e.get('position'))}, "
-                   f"effect {_num(e.get('effect_size'))}")
+        stratum = e.get("stratum") if isinstance(e.get("stratum"), dict) else {}
+        where = "".join(f", {_E(f'{k}={v}')} only" for k, v in stratum.items())  # its histogram counts that level
+        caption = (f"{_E(_short(feature, 50))}: {_E(str(e.get('detector')))} at record {_num(e.get('position'))}"
+                   f"{where}, effect {_num(e.get('effect_size'))}")
         cells.append(f'<figure>{histogram_svg(hist)}<figcaption>{caption}</figcaption></figure>')
     more = f" ({len(latest) - len(items)} more features not shown)" if len(latest) > len(items) else ""
     return (f"<p>Latest signal per drifted test; shares of the reference window (blue) and the current "

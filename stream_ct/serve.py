@@ -504,14 +504,15 @@ class Server:
     def _drift_event(self, s, sources, start: int) -> dict[str, Any]:
         """A signal's event: stream positions, the input message where it fired, and the
         ``histograms`` of its ``HISTOGRAM_FEATURES`` strongest features (PSI bins, reference and
-        current window counts, for the report; made per event, not per batch)."""
+        current window counts, its stratum's where it has one, for the report; made per event,
+        not per batch)."""
         index = self.monitor_start + s.position - start
         message = sources[min(max(index, 0), len(sources) - 1)]
         event = s.to_event()
         event.update(model=self.config.model.name, champion_version=self.champion.version,
                      monitor_position=s.position, position=self.monitor_start + s.position,
                      partition=message.partition, offset=message.offset,
-                     histograms=self.monitor.histograms(s.features[:HISTOGRAM_FEATURES]))
+                     histograms=self.monitor.histograms(s.features[:HISTOGRAM_FEATURES], s.stratum))
         if s.positions:
             event["positions"] = {f: self.monitor_start + p for f, p in s.positions.items()}
         return event

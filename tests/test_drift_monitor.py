@@ -353,6 +353,20 @@ def test_tester_offset_caught_and_attributed():
     assert counts["T2"] > max(n for tester, n in counts.items() if tester != "T2")
     assert all((s.effect_size > 0) == (s.stratum["tester"] == "T2") for s in named)
 
+    # a stratum signal's histograms count its level's records, in the window and the reference
+    def mean_bin_shift(h):
+        bins = np.arange(len(h["current"]))
+        return np.average(bins, weights=h["current"]) - np.average(bins, weights=h["reference"])
+
+    (t2,), (everyone,) = mon.histograms([drift_key], {"tester": "T2"}), mon.histograms([drift_key])
+    t2_rows = mon.ring_strata["tester"] == "T2"
+    assert sum(t2["current"]) == int((~np.isnan(mon.ring[t2_rows, sim.drift_test])).sum()) < sum(everyone["current"])
+    assert sum(t2["reference"]) == int((_strata(ref)["tester"] == "T2").sum())
+    assert mean_bin_shift(t2) > 2 * mean_bin_shift(everyone) > 0
+    restored = DriftMonitor.from_state(mon.state_dict())
+    assert restored.histograms([drift_key], {"tester": "T2"}) == [t2]
+    assert mon.histograms([drift_key], {"tester": "no such tester"})[0]["current"] == [0] * len(t2["current"])
+
 
 def test_idle_families_leave_their_share_to_the_running_ones(small):
     """Wafer ids without lots: the within-wafer charts run, the lot-mean charts cannot."""

@@ -161,11 +161,12 @@ def test_distributions_come_from_serve_s_drift_event_histograms():
              "features": ["spread", "flat"], "effect_size": 0.4,
              "histograms": [{"feature": "spread", **bins.histogram(0, window[:, 0])},
                             {"feature": "flat", **bins.histogram(1, window[:, 1])}]}
-    later = dict(event, ts=2.0, position=6000, features=["spread"], histograms=event["histograms"][:1])
+    later = dict(event, ts=2.0, position=6000, features=["spread"], histograms=event["histograms"][:1],
+                 detector="cusum", stratum={"tester": "T2"})
     section = build_report([orjson.loads(orjson.dumps(e)) for e in (event, later)]).split(
         '<section id="distributions">')[1].split("</section>")[0]
     assert "No distribution data" not in section and section.count("<figure>") == 2
-    assert section.index("spread: psi at record 6,000") < section.index("flat: psi at record 5,000")
+    assert section.index("spread: cusum at record 6,000, tester=T2 only") < section.index("flat: psi at record 5,000,")
     assert section.count("<rect") > 2 * 10
 
 

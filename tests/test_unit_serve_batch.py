@@ -142,7 +142,7 @@ def test_a_drift_event_carries_the_histograms_of_its_strongest_features(tmp_path
                                   block=5, n_boot=30_000, seed=1)
     made = []
     histograms = server.monitor.histograms
-    server.monitor.histograms = lambda features: made.append(list(features)) or histograms(features)
+    server.monitor.histograms = lambda features, stratum: made.append(list(features)) or histograms(features, stratum)
 
     def batch(X):
         records = _records(X[:, :3])

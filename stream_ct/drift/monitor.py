@@ -214,6 +214,7 @@ class DriftMonitor:
                 lots["h"] = [h.copy() for h in self.lot_means.thresholds]
         self.n_seen = 0
         self.ring = np.full((w, d), np.nan)  # the last ``window`` records, NaN = invalid
+        self.ring_strata: dict[str, np.ndarray] = {}  # per stratum key, the ring's rows' levels
         self.history = np.full((w // self.stride, 2, d), np.nan)  # KS, PSI of recent looks
         self.invalid_counts = np.zeros(d, dtype=np.int64)
         self.signal_counts: dict[str, int] = {}
@@ -418,7 +419,9 @@ class DriftMonitor:
         for key in self.strata:
             if strata is None or key not in strata or not self.location_enabled:
                 continue
-            levels, inverse = np.unique(np.asarray(strata[key]).astype(str), return_inverse=True)
+            labels = np.asarray(strata[key]).astype(str)
+            self._ring_levels(key, labels, positions)
+            levels, inverse = np.unique(labels, return_inverse=True)
             order = np.argsort(inverse, kind="stable")
             for level, rows in zip(levels.tolist(), np.split(order, np.cumsum(np.bincount(inverse))[:-1])):
                 banks = self.strata_banks.get((key, level))
@@ -582,13 +585,32 @@ class DriftMonitor:
         return out
 
     # -- reporting and persistence -------------------------------------------------------
-    def histograms(self, features) -> list[dict]:
+    def _ring_levels(self, key: str, labels: np.ndarray, positions: np.ndarray) -> None:
+        """Remember which level of stratum ``key`` each row of the ring buffer came from."""
+        ring = self.ring_strata.get(key)
+        if ring is None:
+            ring = self.ring_strata[key] = np.full(self.window, "", dtype=object)
+        last = slice(max(0, len(labels) - self.window), None)  # a batch longer than the ring: its end
+        ring[positions[last] % self.window] = labels[last]
+
+    def histograms(self, features, stratum: dict | None = None) -> list[dict]:
         """Per named feature (e.g. a signal's strongest), its PSI bins with the reference's
         counts and the current window's (the last ``window`` records, as measured: not centred
-        as KS and PSI see them, so a mean shift shows), for a drift event and the report. Read
-        off the ring buffer when asked: nothing per batch."""
+        as KS and PSI see them, so a mean shift shows), for a drift event and the report. With
+        a ``stratum`` (a signal's, e.g. ``{"tester": "T2"}``) both count that level's records
+        only (the whole reference where it has none of them). Read off the ring buffer when
+        asked: nothing per batch but the ring's levels."""
         index = {name: j for j, name in enumerate(self.feature_names)}
-        return [{"feature": name, **self.bins.histogram(index[name], self.ring[:, index[name]])}
+        current, reference = self.ring, None
+        if stratum:
+            (key, level), = stratum.items()
+            ring = self.ring_strata.get(key)
+            current = self.ring[ring == str(level)] if ring is not None else self.ring[:0]
+            ref_levels = self.reference_strata.get(key)
+            if ref_levels is not None and (ref_levels == str(level)).any():
+                reference = self.reference[ref_levels == str(level)]
+        return [{"feature": name, **self.bins.histogram(index[name], current[:, index[name]],
+                                                         None if reference is None else reference[:, index[name]])}
                 for name in features if name in index]
 
     def snapshot(self, top_k: int = 10) -> dict:
@@ -644,7 +666,7 @@ class DriftMonitor:
         """What changes as the monitor runs: counts, windows, charts."""
         return {
             "n_seen": self.n_seen,
-            "ring": self.ring, "history": self.history,
+            "ring": self.ring, "ring_strata": self.ring_strata, "history": self.history,
             "invalid_counts": self.invalid_counts, "signal_counts": dict(self.signal_counts),
             "latest": self.latest,
             "global_banks": [b.state_dict() for b in self.global_banks],
@@ -662,6 +684,7 @@ class DriftMonitor:
                   reference_dies=state.get("reference_dies"), _calibration=state["calibration"], **state["config"])
         mon.n_seen = int(state["n_seen"])
         mon.ring = np.array(state["ring"], dtype=float)
+        mon.ring_strata = {k: np.array(v, dtype=object) for k, v in state.get("ring_strata", {}).items()}
         mon.history = np.array(state["history"], dtype=float)
         mon.invalid_counts = np.array(state["invalid_counts"], dtype=np.int64)
         mon.signal_counts = dict(state["signal_counts"])

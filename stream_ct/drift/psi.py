@@ -86,20 +86,28 @@ class PsiBins:
         at_most = np.minimum(at_most, n_valid[:, None])
         return np.diff(at_most, axis=1, prepend=0, append=n_valid[:, None])
 
-    def histogram(self, j: int, values: np.ndarray) -> dict:
+    def histogram(self, j: int, values: np.ndarray, reference: np.ndarray | None = None) -> dict:
         """Feature ``j``'s bins with the reference's counts and those of ``values`` (its valid
         values; NaN and sentinels skipped), JSON-ready for a drift event: ``edges`` has one
         entry more than the counts, ``None`` at both ends (the outer bins are open).
+        ``reference`` (feature ``j``'s values of a part of the reference, e.g. one tester's)
+        is counted in place of the whole reference.
 
         >>> bins = PsiBins(np.array([[0.0], [1.0], [2.0], [3.0]]), n_bins=2)
         >>> bins.histogram(0, np.array([-5.0, 0.5, 1.0, 2.0, 7.0, np.nan, 9.9e37]))
         {'edges': [None, 1.0, None], 'reference': [2, 2], 'current': [3, 2]}
+        >>> bins.histogram(0, np.array([0.5]), reference=np.array([2.0, 3.0]))["reference"]
+        [0, 2]
         """
         inner = self.edges[j, : self.n_bins[j] - 1]
-        values = np.asarray(values, dtype=float)
-        current = np.bincount(np.searchsorted(inner, values[valid_mask(values)], "left"), minlength=len(inner) + 1)
-        return {"edges": [None, *inner.tolist(), None], "reference": self.ref_counts[j, : len(inner) + 1].tolist(),
-                "current": current.tolist()}
+
+        def counts(v):
+            v = np.asarray(v, dtype=float)
+            return np.bincount(np.searchsorted(inner, v[valid_mask(v)], "left"), minlength=len(inner) + 1).tolist()
+
+        return {"edges": [None, *inner.tolist(), None],
+                "reference": self.ref_counts[j, : len(inner) + 1].tolist() if reference is None else counts(reference),
+                "current": counts(values)}
 
     def counts_of_bins(self, bins: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Per-feature counts from precomputed bin indices; invalid entries are skipped."""
