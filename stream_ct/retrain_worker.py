@@ -155,14 +155,32 @@ def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: 
     window = request["window"]
     records = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap)
     if config.labels.topic:
-        target = config.model.target
-        labels = {part_key(rec): rec[target]
-                  for rec in read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False)
-                  if target in rec and all(k in rec for k in ("lot_id", "wafer_id", "part_id"))}
-        for rec in records:
-            if rec.get(target) is None:
-                rec[target] = labels.get(part_key(rec))
+        join_labels(records, read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False),
+                    config.model.target)
     return records
+
+
+def join_labels(records: list[dict[str, Any]], label_records, target: str) -> None:
+    """Give each record without ``target`` the label of its key from ``label_records``: the
+    last usable one (a later one corrects it), else the last unusable one, so that it is
+    counted as serve counts what it dead-letters; a null is no label at all, as in a part
+    record. Label records without ``target`` are another consumer's, and those without the
+    part's ids join nothing (serve skips and dead-letters them).
+
+    >>> parts = [{"lot_id": "L", "wafer_id": "W", "part_id": "1"}, {"lot_id": "L", "wafer_id": "W", "part_id": "2"}]
+    >>> join_labels(parts, [dict(parts[0], passed=1), dict(parts[0], passed=None),
+    ...                     dict(parts[1], passed="n/a"), dict(parts[1], soft_bin=3)], "passed")
+    >>> [p["passed"] for p in parts]
+    [1, 'n/a']
+    """
+    usable, unusable = {}, {}
+    for rec in label_records:
+        if rec.get(target) is not None and all(k in rec for k in ("lot_id", "wafer_id", "part_id")):
+            (usable if usable_label(rec[target]) else unusable)[part_key(rec)] = rec[target]
+    for rec in records:
+        if rec.get(target) is None:
+            key = part_key(rec)
+            rec[target] = usable.get(key, unusable.get(key))
 
 
 @dataclass

@@ -458,6 +458,8 @@ class Server:
                 if target not in label:  # another consumer's label on a shared labels topic (the worker skips them too)
                     self.counts["labels_other_targets"] += 1
                     continue
+                if label[target] is None:
+                    raise ValueError(f"{target} is null: a label record carries its part's label")
                 value = float(label[target])
                 if not math.isfinite(value):
                     raise ValueError(f"{target} = {label[target]!r} is not a finite number")

@@ -21,8 +21,8 @@ from stream_ct import retrain_worker
 from stream_ct.config import ConsumerConfig
 from stream_ct.record import part_key
 from stream_ct.registry import Registry
-from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, retrain_request, stale_reason, train_and_judge,
-                                      train_in_child)
+from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, join_labels, retrain_request, stale_reason,
+                                      train_and_judge, train_in_child)
 from stream_ct.simulate import Simulator
 from stream_ct.training import build_estimator, evaluate
 from harness import register_copy
@@ -493,3 +493,15 @@ def test_every_instance_answers_a_manual_command_but_it_is_trained_once(records,
     again = retrain_request(CONFIG, "manual: probe card", 0, {0: 3000}, command_id="c1")
     assert stale_reason(again, registry) == "v1 answered the same command (c1)"
     assert stale_reason(retrain_request(CONFIG, "manual: new lot", 0, {0: 3000}, command_id="c2"), registry) is None
+
+
+def test_a_later_unusable_label_does_not_erase_a_usable_one():
+    """The worker took the last label record per part, so a null or a 'PASS' sent after a label
+    (serve dead-letters both, after the first had joined) left the part unlabeled in the
+    retrain window while serve had learned its label."""
+    parts = [{"lot_id": "L", "wafer_id": "W", "part_id": str(i)} for i in range(4)]
+    labels = [dict(parts[0], passed=1), dict(parts[0], passed=None), dict(parts[0], passed="PASS"),
+              dict(parts[1], passed=0), dict(parts[1], passed=1),  # a correction
+              dict(parts[2], passed="PASS"), dict(parts[3], passed=None)]
+    join_labels(parts, labels, "passed")
+    assert [p["passed"] for p in parts] == [1, 1, "PASS", None]  # 'PASS' is counted as unusable
