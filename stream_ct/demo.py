@@ -108,9 +108,10 @@ DEMO_FAB = {"parts_per_wafer": 50, "wafers_per_lot": 5}
 def wait_for_deploy(bootstrap: str, model: str, procs: list[subprocess.Popen], timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        exited = any(p.poll() is not None for p in procs)  # before reading: a deploy just before an exit counts
         if any(e["type"] == "deploy" and e.get("model") == model for e in read_events(bootstrap)):
             return
-        if any(p.poll() is not None for p in procs):
+        if exited:
             raise RuntimeError("a service exited before the first champion was deployed: see the logs")
         time.sleep(1)
     raise RuntimeError(f"no champion was deployed within {timeout_s:.0f} s: see the logs")

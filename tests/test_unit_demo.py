@@ -60,3 +60,22 @@ def test_the_replay_progress_ends_with_a_done_line(tmp_path, monkeypatch):
     assert summary["records_in"] == 12_300
     lines = progress_out.getvalue().splitlines()
     assert len(lines) > 1 and lines[-1].startswith("replay: 300/300 records") and lines[-1].endswith(" done")
+
+
+def test_a_deploy_written_just_before_a_service_exits_counts(monkeypatch):
+    """The wait read the events, then looked for exited services: a service that deployed and
+    exited in between made the demo fail with 'exited before the first champion'."""
+    events: list[dict] = []
+    service = types.SimpleNamespace(returncode=None, poll=lambda: service.returncode)
+
+    def read_events(bootstrap):
+        found = list(events)
+        events.append({"type": "deploy", "model": "yield"})  # written, then the service exits
+        service.returncode = 0
+        return found
+
+    monkeypatch.setattr(demo, "read_events", read_events)
+    monkeypatch.setattr(demo.time, "sleep", lambda s: None)
+    demo.wait_for_deploy("unused", "yield", [service], timeout_s=5)
+    with pytest.raises(RuntimeError, match="exited before the first champion"):
+        demo.wait_for_deploy("unused", "binning", [service], timeout_s=5)
