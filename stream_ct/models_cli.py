@@ -38,8 +38,13 @@ def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:
 
 def publish_champion(registry: Registry, name: str, version: int, reason: str, bootstrap: str | None,
                      consumer: str) -> None:
-    """Verify, move the pointer, announce on ct.models, and record the event."""
-    registry.verify(name, version)
+    """Verify, move the pointer, announce on ct.models, and record the event; a version whose
+    files fail verification is refused in one line (nothing moves)."""
+    try:
+        registry.verify(name, version)
+    except IntegrityError as exc:
+        raise ValueError(f"{exc}; v{version} is not made champion (pointer and ct.models unchanged): "
+                         "stream-ct models show --version N says whether a version verifies") from None
     ensure_control_topics(bootstrap)
     producer = make_producer(bootstrap)
     try:

@@ -55,3 +55,20 @@ def test_rollback_goes_back_to_the_champion_s_parent(tmp_path, published, capsys
     assert main(["models", "rollback", CONFIG, "--registry", str(tmp_path)]) == 0
     assert [(args[2], args[3]) for args in published] == [(1, "rollback")]
     assert capsys.readouterr().out == "yield: rolled back from v2 to v1\n"
+
+
+@pytest.mark.parametrize("action", ["promote", "rollback"])
+def test_a_version_whose_files_fail_verification_is_refused_in_one_line(tmp_path, capsys, action):
+    """promote (or a rollback to it) ended in an IntegrityError traceback."""
+    registry = _registry_without_champion(tmp_path)
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    v2 = registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X},
+                       {"decision": "promoted", "parent_version": 1})
+    registry.set_champion("yield", v2)
+    (registry.path("yield", 1) / "model.skops").write_bytes(b"tampered")
+    argv = ["models", action, CONFIG, "--registry", str(tmp_path)] + (["--version", "1"] if action == "promote" else [])
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "yield v1: model.skops sha256" in err and "v1 is not made champion" in err
+    assert registry.champion("yield") == 2
