@@ -36,6 +36,7 @@ class LoadedChampion:
     artifact: Artifact
     monitor: Any
     announcement: dict[str, Any]
+    at_start: bool = False  # found on ct.models when the watcher started: deployed before this instance ran
 
 
 class ModelWatcher(threading.Thread):
@@ -182,6 +183,7 @@ class ModelWatcher(threading.Thread):
             loaded = self._fall_back(version)
         if loaded is None:
             return  # the champion keeps serving
+        loaded.at_start = not shadow and not self.ready.is_set()
         with self._lock:
             if shadow:
                 self._shadow = loaded

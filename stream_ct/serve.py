@@ -680,7 +680,10 @@ class Server:
         self.monitor_start = self.position
         self.champion_metric = RollingMetric(self.task)
         self.post_deploy_reported = False
-        self.rollback_checked = self.champion_reason == "rollback"  # a rolled-back-to version stays
+        # a rolled-back-to version stays; so does one found serving at start: the instances that deployed
+        # it judged it, and its holdout metric is no level before its deployment (after weeks of drift
+        # the live metric is under it, and a restart rolled such a champion back to its older parent)
+        self.rollback_checked = self.champion_reason == "rollback" or loaded.at_start
         if self.shadow is not None and self.shadow.version != self.champion.version:
             # its scores were compared with the champion just replaced; judged against the new one
             # it would need a candidate trained against it
@@ -702,7 +705,7 @@ class Server:
     def _check_rollback(self) -> None:
         """Roll back once if the new champion's live metric falls by more than ``rollback_drop``
         below the level before its deployment (the previous champion's live metric, or for a
-        first champion its holdout metric)."""
+        first champion its holdout metric); not for a champion this instance found serving at start."""
         metric = self.champion_metric
         if not self.post_deploy_reported and metric.seen >= metric.size:
             self.post_deploy_reported = True

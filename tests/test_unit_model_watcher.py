@@ -136,3 +136,18 @@ def test_a_judged_shadow_does_not_take_out_a_newer_one(monkeypatch):
     watcher, _ = start_watcher(monkeypatch, consumer, parents={5: 3})
     assert watcher.take().artifact.version == 3 and watcher.take_shadow().artifact.version == 5
     stop(watcher)
+
+
+def test_a_champion_on_ct_models_at_start_is_marked_so_and_a_later_one_is_not(monkeypatch):
+    """Serve judges a champion for rollback only when it saw it deployed."""
+    watcher, _ = start_watcher(monkeypatch, FakeConsumer([(b"yield", announcement(3))]))
+    assert watcher.take().at_start
+    stop(watcher)
+    later = [{}, {MODELS: [message(MODELS, b"yield", announcement(4))]}]
+    watcher, _ = start_watcher(monkeypatch, FakeConsumer([], later))
+    deadline, taken = time.monotonic() + 5, None
+    while taken is None and time.monotonic() < deadline:
+        taken = watcher.take()
+        time.sleep(0.02)
+    assert taken.artifact.version == 4 and not taken.at_start
+    stop(watcher)

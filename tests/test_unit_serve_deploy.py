@@ -126,7 +126,7 @@ def test_a_new_champion_ends_a_shadow_judged_against_the_one_it_replaced(tmp_pat
     server.shadow = _artifact(3, parent=1)
     server.shadow_metrics = (RollingMetric("classification", size=10**9), RollingMetric("classification", size=10**9))
     server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
-        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}))
+        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}, at_start=False))
     server._swap_if_ready()
     assert server.shadow is None and server.shadow_metrics is None
     [ended] = _events(server, "shadow_ended")
@@ -221,3 +221,18 @@ def test_a_lost_retrain_alert_names_the_model(tmp_path, monkeypatch):
     [alert] = _events(server, "alert")
     assert alert["kind"] == "retrain_lost" and alert["model"] == "yield" and alert["request_id"] == "r7"
     assert "drift retrain" in alert["detail"] and server.in_flight == {}
+
+
+@pytest.mark.parametrize("at_start, rolled_back", [(True, False), (False, True)])
+def test_a_champion_found_serving_at_start_is_not_judged_again(tmp_path, at_start, rolled_back):
+    """A restarted instance judged the champion it found on ct.models against that champion's
+    holdout metric, and rolled a champion that had served for weeks (its live AUC down with the
+    process, as the performance trigger expects) back to its older parent."""
+    server = _server(tmp_path, deploy={"rollback_min_labels": 100})
+    server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
+        artifact=_artifact(3, 2, auc=0.93), monitor=None, announcement={"reason": "drift"}, at_start=at_start))
+    server._swap_if_ready()
+    y = np.arange(100) % 2.0
+    server.champion_metric.add(np.where(y == 1, 0.6, 0.4) + np.linspace(-0.3, 0.3, 100), y)  # AUC 0.84
+    server._check_rollback()
+    assert server.announced == ([(2, "rollback")] if rolled_back else [])
