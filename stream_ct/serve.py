@@ -112,6 +112,10 @@ class Server:
         t = config.triggers
         self.trigger = TriggerPolicy(t.policy, config.retrain.cooldown_records, t.schedule_records,
                                      t.schedule_seconds, t.drift_memory_records)
+        versions = self.registry.versions(config.model.name)
+        if versions:  # a restart keeps the schedule: it counts from the newest version registered
+            created = self.registry.meta(config.model.name, versions[-1]).get("created_at", time.time())
+            self.trigger.retrained_ago(time.time() - created)
         self.joiner = LabelJoiner(config.labels.buffer_size, config.labels.ttl_seconds)
         self.position = 0  # valid records seen by this instance
         self.timestamps: collections.deque = collections.deque(

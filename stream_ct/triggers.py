@@ -128,6 +128,11 @@ class TriggerPolicy:
         reasons = [name for name, on in conditions.items() if on]
         return Decision(True, "+".join(reasons), conditions)
 
+    def retrained_ago(self, seconds: float) -> None:
+        """The last retrain was ``seconds`` ago (before this policy existed: a restart), so a
+        schedule in seconds counts from it rather than from now."""
+        self.last_retrain_time = self.clock() - max(0.0, seconds)
+
     def forget_drift(self) -> None:
         """A new champion (and drift reference) is in place: earlier signals are moot."""
         self.last_drift = self.drift_since = None

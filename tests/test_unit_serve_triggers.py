@@ -55,3 +55,23 @@ def test_a_drift_retrain_counts_its_data_from_the_first_drift_signal():
     assert server.deferred == {"reason": "drift", "position": 100}
     server._dispatch_deferred()
     assert server.requests == [(5000, "drift", 4900 + 200)] and server.deferred is None
+
+
+def test_a_restart_does_not_put_off_a_schedule_in_seconds(tmp_path):
+    """The schedule counted from when serve started: a daily retrain of a serve restarted more
+    often than daily (a deployment, a host reboot) never came. It counts from the newest version
+    registered."""
+    import json
+    import time
+
+    from stream_ct.config import ConsumerConfig
+
+    folder = tmp_path / "yield" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"version": 1, "created_at": time.time() - 25 * 3600}))
+    config = ConsumerConfig.from_dict({"consumer": {"name": "yield", "input_topic": "parts"},
+                                       "triggers": {"policy": "schedule", "schedule_seconds": 24 * 3600},
+                                       "registry": {"path": str(tmp_path)}})
+    assert Server(config).trigger.check(1, False, busy=False).fire
+    (folder / "meta.json").write_text(json.dumps({"version": 1, "created_at": time.time() - 3600}))
+    assert not Server(config).trigger.check(1, False, busy=False).fire
