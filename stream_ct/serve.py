@@ -562,11 +562,15 @@ class Server:
             # episode's first drift signal (a trigger that also waited on a retrain in flight or on
             # a performance drop may find them there already).
             self.deferred = {"reason": decision.reason, "position": drift_since}
+        elif self.position < self.config.retrain.window_records:
+            # just (re)started: this instance's records date the window, and it has seen too few of them
+            self.deferred = {"reason": decision.reason, "position": 0}
         else:
             self._request(decision.reason, self.config.retrain.window_records)
 
     def _dispatch_deferred(self, force: bool = False) -> None:
-        """Publish a drift retrain once enough post-drift records have arrived."""
+        """Publish a drift retrain once enough post-drift records have arrived (another once the
+        instance has seen ``window_records``)."""
         if self.deferred is None:
             return
         after = self.position - self.deferred["position"]

@@ -75,3 +75,19 @@ def test_a_restart_does_not_put_off_a_schedule_in_seconds(tmp_path):
     assert Server(config).trigger.check(1, False, busy=False).fire
     (folder / "meta.json").write_text(json.dumps({"version": 1, "created_at": time.time() - 3600}))
     assert not Server(config).trigger.check(1, False, busy=False).fire
+
+
+def test_a_trigger_that_fires_before_an_instance_saw_a_window_waits_for_one():
+    """Right after a (re)start, an overdue schedule or a performance drop fired on the few records
+    this instance had seen, and its request dated a window of one batch: trained on 2,000 rows
+    where the definition asks for 10,000."""
+    server = _server("performance", cooldown=0, window_records=10_000, drift_window=2_000)
+    server.position = 2_000
+    server._check_performance()
+    assert server.requests == [] and server.deferred == {"reason": "performance", "position": 0}
+    server.position = 9_000
+    server._dispatch_deferred()
+    assert server.requests == []
+    server.position = 10_000
+    server._dispatch_deferred()
+    assert server.requests == [(10_000, "performance", 12_000)] and server.deferred is None
