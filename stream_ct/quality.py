@@ -21,7 +21,8 @@ from stream_ct.gates import GateResult
 def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[str], *, sentinels: int,
                  values: int, min_rows: int, min_minority: int, max_missing: float, max_sentinel: float,
                  max_constant: float, train_rows: int | None = None, target: str = "target") -> list[GateResult]:
-    """Rows, schema, missing and sentinel fractions, constant columns, label balance.
+    """Rows, schema, missing and sentinel fractions, constant columns, labels (pass/fail ones 0
+    or 1) and their balance.
 
     ``train_rows``: the training split is the window's first (oldest) ``train_rows`` rows, the
     rest its holdout. A classifier cannot be fitted on one class, so the labels check also
@@ -53,7 +54,13 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     results.append(GateResult("quality:constant", share <= max_constant, share, max_constant,
                               f"{int(constant.sum())} of {d} features constant or empty"
                               + (f" ({', '.join(names)})" if names else "") + f"; limit {max_constant:.0%}"))
-    if task in ("classification", "multiclass"):
+    other = y[(y != 0) & (y != 1)] if task == "classification" else y[:0]
+    if len(other):  # the gates take label 1 as the positive class: a perfect model on 1/5 measured AUC 0
+        shown = ", ".join(f"{v:g}" for v in np.unique(other)[:5])
+        results.append(GateResult("quality:labels", False, len(other), 0,
+                                  f"pass/fail labels are 0 (fail) and 1 (pass), but {len(other)} rows have "
+                                  f'{target} = {shown}; learn bins with task = "multiclass"'))
+    elif task in ("classification", "multiclass"):
         counts = np.unique(y, return_counts=True)[1]
         minority = int(np.sort(counts)[-2]) if len(counts) > 1 else 0  # the second-largest class
         which = "minority class" if task == "classification" else f"second-largest of {len(counts)} classes"

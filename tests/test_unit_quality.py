@@ -253,3 +253,14 @@ def test_quality_section_defaults_and_override():
         ConsumerConfig.from_dict(dict(base, quality={"max_missing": 0.5}))
     assert str(exc.value) == ("<dict>: unknown key [quality] max_missing; known keys: max_missing_fraction, "
                               "max_sentinel_fraction, max_constant_fraction")
+
+
+def test_pass_fail_labels_other_than_0_and_1_fail_the_labels_check_naming_them():
+    """A target of hard bins 1 (good) and 5 (bad) with task classification trained a perfect
+    model that the gates measured as AUC 0 (label 1 is the positive class, the probability the
+    larger label's): rejected as a bad model."""
+    r = check_window("classification", X_GOOD, np.where(Y_GOOD == 1, 1.0, 5.0), NAMES, sentinels=0, values=600,
+                     target="hard_bin", **LIMITS)[-1]
+    assert r.name == "quality:labels" and r.passed is False and r.value == 50
+    assert r.detail == ('pass/fail labels are 0 (fail) and 1 (pass), but 50 rows have hard_bin = 5; '
+                        'learn bins with task = "multiclass"')
