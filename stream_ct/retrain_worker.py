@@ -36,7 +36,7 @@ from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_features, target_vector, wafer_ids
-from stream_ct.gates import run_gates
+from stream_ct.gates import GateResult, run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
 from stream_ct.logs import log
@@ -85,6 +85,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
             partitions = [TopicPartition(topic, int(p)) for p in end_offsets]
             now = consumer.end_offsets(partitions)
             ends = {tp: min(int(end_offsets[str(tp.partition)]), now[tp]) for tp in partitions}
+            _refuse_if_gone(topic, consumer.beginning_offsets(partitions), ends)
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -126,6 +127,21 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
         return [rec for _, _, rec in out]
     finally:
         consumer.close()
+
+
+class WindowGone(ValueError):
+    """A window whose records Kafka's retention has deleted."""
+
+
+def _refuse_if_gone(topic: str, begins: dict, ends: dict) -> None:
+    """Raise ``WindowGone`` when no partition holds any of the window and retention deleted the
+    part of some (each such partition now begins at or past where the window ended)."""
+    if any(ends[tp] > begins[tp] for tp in ends):
+        return
+    gone = [f"partition {tp.partition} ended at offset {ends[tp]}, begins at {begins[tp]} now"
+            for tp in sorted(ends, key=lambda t: t.partition) if begins[tp] > 0]
+    if gone:
+        raise WindowGone(f"the window is no longer in {topic}: retention deleted it ({'; '.join(gone)})")
 
 
 def _json_objects(messages) -> list[tuple[int, dict[str, Any]]]:
@@ -368,7 +384,11 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     if records is None:  # read here: 100,000 records cost seconds to pickle across
         with clock("read"):
-            records = training_window(request, config, bootstrap)
+            try:
+                records = training_window(request, config, bootstrap)
+            except WindowGone as exc:  # reading it again would not bring it back
+                gate = GateResult("window", False, 0, None, f"{exc}; ask for a retrain on newer records")
+                return Outcome(None, "skipped", [gate.to_dict()], {"rows": 0}, step_seconds=clock.seconds)
     # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
     with threadpool_limits(config.retrain.threads):
         outcome = train_and_judge(request, records, Registry(registry_root), clock)

@@ -505,3 +505,17 @@ def test_a_later_unusable_label_does_not_erase_a_usable_one():
               dict(parts[2], passed="PASS"), dict(parts[3], passed=None)]
     join_labels(parts, labels, "passed")
     assert [p["passed"] for p in parts] == [1, 1, "PASS", None]  # 'PASS' is counted as unusable
+
+
+def test_a_window_gone_from_kafka_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    from stream_ct import retrain_worker
+
+    def gone(*args):
+        raise retrain_worker.WindowGone("the window is no longer in parts: retention deleted it (...)")
+
+    monkeypatch.setattr(retrain_worker, "training_window", gone)
+    outcome = retrain_worker.read_and_train(retrain_request(CONFIG, "drift", 0, {0: 3000}), None, str(tmp_path))
+    assert outcome.decision == "skipped" and outcome.version is None and outcome.rows == 0
+    [gate] = outcome.gates
+    assert gate["name"] == "window" and not gate["passed"] and "retention deleted it" in gate["detail"]
+    assert Registry(tmp_path).versions("yield") == []

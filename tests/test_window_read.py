@@ -46,6 +46,9 @@ class StillConsumer:
     def end_offsets(self, partitions):
         return {tp: 10 for tp in partitions}
 
+    def beginning_offsets(self, partitions):
+        return {tp: 0 for tp in partitions}
+
     def offsets_for_times(self, query):
         return {tp: type("OffsetAndTimestamp", (), {"offset": 3})() for tp in query}
 
@@ -76,3 +79,30 @@ def test_a_read_that_makes_no_progress_fails_with_the_partitions_named(monkeypat
         read_topic("parts", 0, {"0": 10}, stall_timeout_s=0.3)
     assert str(exc.value) == "reading parts: no progress for 0.3 s (partition 0 at offset 3 of 10)"
     assert time.monotonic() - started < 5
+
+
+class AgedOutConsumer(StillConsumer):
+    """Two partitions whose first 500 offsets Kafka's retention has deleted."""
+
+    def partitions_for_topic(self, topic):
+        return {0, 1}
+
+    def end_offsets(self, partitions):
+        return {tp: 1000 for tp in partitions}
+
+    def beginning_offsets(self, partitions):
+        return {tp: 500 for tp in partitions}
+
+    def offsets_for_times(self, query):
+        return {tp: None for tp in query}  # read nothing: the test is about what is refused
+
+
+def test_a_window_retention_deleted_is_refused_naming_it(monkeypatch):
+    """A request read after its window aged out of the topic was trained on nothing and skipped
+    as '0 labeled rows < minimum; no test matched the feature patterns'."""
+    monkeypatch.setattr(retrain_worker, "make_consumer", AgedOutConsumer)
+    with pytest.raises(retrain_worker.WindowGone) as exc:
+        read_topic("parts", 0, {"0": 300, "1": 400})
+    assert str(exc.value) == ("the window is no longer in parts: retention deleted it (partition 0 ended at "
+                              "offset 300, begins at 500 now; partition 1 ended at offset 400, begins at 500 now)")
+    assert read_topic("parts", 0, {"0": 300, "1": 700}) == []  # partition 1 still holds its part
