@@ -124,6 +124,7 @@ class Server:
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
         self.last_settled_at = self.last_size_check = 0.0
+        self.bootstrap_asked_at = 0  # records in the input at the last bootstrap request
         self.last_check_kind = ""
         self.last_metrics_at = 0
         self.champion_metric: RollingMetric | None = None
@@ -582,22 +583,28 @@ class Server:
     def _bootstrap_if_needed(self) -> None:
         """The first champion comes from the same retrain job, on the first window of the stream:
         once the input topic (all partitions, whichever instance reads them) holds
-        ``reference_size`` records. Every instance may ask; the worker trains the first ask."""
+        ``reference_size`` records. Every instance may ask; the worker trains the first ask. One
+        that made no champion (skipped: labels not there yet; rejected) is asked again each time
+        another ``reference_size`` records reached the input, on its first ``(k + 1) x reference_size``."""
         if (self.champion is not None or self.in_flight or self.watcher.loaded_version is not None
-                or self.counts["bootstrap_requests"] or time.monotonic() - self.last_size_check < 2.0):
+                or self.watcher.attempted_version or self.watcher.has_pending()  # one is on its way
+                or time.monotonic() - self.last_size_check < 2.0):
             return
         self.last_size_check = time.monotonic()
         reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
         if not reached:
             return
         begin, end = offsets
-        if sum(end[tp] - begin[tp] for tp in begin) < self.config.drift.reference_size:
+        size, total = self.config.drift.reference_size, sum(end[tp] - begin[tp] for tp in begin)
+        if total < self.bootstrap_asked_at + size:
             return
-        share = -(-self.config.drift.reference_size // len(begin))  # ceil: the first records of each partition
+        rows = size * (self.counts["bootstrap_requests"] + 1)
+        share = -(-rows // len(begin))  # ceil: the first records of each partition
         window_end = {tp.partition: min(end[tp], begin[tp] + share) for tp in begin}
-        self._publish_request("bootstrap", 0, window_end, self.config.drift.reference_size)
+        self._publish_request("bootstrap", 0, window_end, rows)
         self.trigger.dispatched(self.position)  # schedules and cooldowns count from here
         self.counts["bootstrap_requests"] += 1
+        self.bootstrap_asked_at = total
 
     def _input_offsets(self) -> tuple[dict, dict]:
         """Beginning and end offsets of every partition of the input topic."""

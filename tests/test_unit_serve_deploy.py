@@ -236,3 +236,34 @@ def test_a_champion_found_serving_at_start_is_not_judged_again(tmp_path, at_star
     server.champion_metric.add(np.where(y == 1, 0.6, 0.4) + np.linspace(-0.3, 0.3, 100), y)  # AUC 0.84
     server._check_rollback()
     assert server.announced == ([(2, "rollback")] if rolled_back else [])
+
+
+def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp_path):
+    """Labels that arrive hours after their parts left the first window unlabeled: the bootstrap
+    was skipped ('0 labeled rows') and serve never asked again, serving the online model for good
+    (every automatic trigger needs a champion). It asks again each time another reference_size
+    records reached the input, on its first (k + 1) x reference_size records."""
+    server = _server(tmp_path, drift={"reference_size": 1000})
+    ends = {"end": 1500}
+    server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0, 1},
+                                            beginning_offsets=lambda parts: {p: 100 for p in parts},
+                                            end_offsets=lambda parts: {p: ends["end"] for p in parts})
+    server.watcher = types.SimpleNamespace(loaded_version=None, attempted_version=0, has_pending=lambda: False)
+    asked = []
+    server._publish_request = lambda reason, start, end, n: (asked.append((reason, start, end, n)),
+                                                             server.in_flight.update({str(len(asked)): {}}))
+    server._bootstrap_if_needed()
+    assert asked == [("bootstrap", 0, {0: 600, 1: 600}, 1000)]
+    server.in_flight, server.last_size_check = {}, 0.0  # settled: skipped, no champion
+    server._bootstrap_if_needed()
+    assert len(asked) == 1  # no records since
+    ends["end"], server.last_size_check = 1900, 0.0  # 3,600 records: 800 since the first ask
+    server._bootstrap_if_needed()
+    assert len(asked) == 1
+    ends["end"], server.last_size_check = 2000, 0.0
+    server._bootstrap_if_needed()
+    assert asked[1:] == [("bootstrap", 0, {0: 1100, 1: 1100}, 2000)]
+    server.in_flight, server.last_size_check, ends["end"] = {}, 0.0, 5000
+    server.watcher.attempted_version = 3  # a champion was announced and is loading: none asked
+    server._bootstrap_if_needed()
+    assert len(asked) == 2
