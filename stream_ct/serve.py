@@ -55,6 +55,8 @@ METRICS_EVERY = 5000
 HISTOGRAM_FEATURES = 3
 #: River's HalfSpaceTrees flags a record as an outlier above this score before a champion exists.
 ONLINE_ANOMALY_THRESHOLD = 0.9
+#: A bootstrap asked again (the first made no champion) trains on at most this many reference windows.
+BOOTSTRAP_MAX_WINDOWS = 8
 
 
 def _finite(value) -> bool:
@@ -585,7 +587,9 @@ class Server:
         once the input topic (all partitions, whichever instance reads them) holds
         ``reference_size`` records. Every instance may ask; the worker trains the first ask. One
         that made no champion (skipped: labels not there yet; rejected) is asked again each time
-        another ``reference_size`` records reached the input, on its first ``(k + 1) x reference_size``."""
+        the input has doubled since, on its first 2, 4, ... ``reference_size`` records, at most
+        ``BOOTSTRAP_MAX_WINDOWS`` of them (so a stream the gates keep rejecting costs a few
+        retrains, not one every window)."""
         if (self.champion is not None or self.in_flight or self.watcher.loaded_version is not None
                 or self.watcher.attempted_version or self.watcher.has_pending()  # one is on its way
                 or time.monotonic() - self.last_size_check < 2.0):
@@ -596,9 +600,9 @@ class Server:
             return
         begin, end = offsets
         size, total = self.config.drift.reference_size, sum(end[tp] - begin[tp] for tp in begin)
-        if total < self.bootstrap_asked_at + size:
+        if total < max(size, 2 * self.bootstrap_asked_at):
             return
-        rows = size * (self.counts["bootstrap_requests"] + 1)
+        rows = size * min(2 ** self.counts["bootstrap_requests"], BOOTSTRAP_MAX_WINDOWS)
         share = -(-rows // len(begin))  # ceil: the first records of each partition
         window_end = {tp.partition: min(end[tp], begin[tp] + share) for tp in begin}
         self._publish_request("bootstrap", 0, window_end, rows)

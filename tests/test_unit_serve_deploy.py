@@ -241,8 +241,8 @@ def test_a_champion_found_serving_at_start_is_not_judged_again(tmp_path, at_star
 def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp_path):
     """Labels that arrive hours after their parts left the first window unlabeled: the bootstrap
     was skipped ('0 labeled rows') and serve never asked again, serving the online model for good
-    (every automatic trigger needs a champion). It asks again each time another reference_size
-    records reached the input, on its first (k + 1) x reference_size records."""
+    (every automatic trigger needs a champion). It asks again each time the input has doubled,
+    on its first 2, 4, ... reference_size records, at most BOOTSTRAP_MAX_WINDOWS of them."""
     server = _server(tmp_path, drift={"reference_size": 1000})
     ends = {"end": 1500}
     server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0, 1},
@@ -257,13 +257,18 @@ def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp
     server.in_flight, server.last_size_check = {}, 0.0  # settled: skipped, no champion
     server._bootstrap_if_needed()
     assert len(asked) == 1  # no records since
-    ends["end"], server.last_size_check = 1900, 0.0  # 3,600 records: 800 since the first ask
+    ends["end"], server.last_size_check = 2800, 0.0  # 5,400 records: not yet twice the 2,800 at the first ask
     server._bootstrap_if_needed()
     assert len(asked) == 1
-    ends["end"], server.last_size_check = 2000, 0.0
+    ends["end"], server.last_size_check = 2900, 0.0
     server._bootstrap_if_needed()
     assert asked[1:] == [("bootstrap", 0, {0: 1100, 1: 1100}, 2000)]
+    for end in (5700, 11300, 22500, 44900):  # each time the input doubled: 4, 8, 8, 8 windows
+        server.in_flight, server.last_size_check, ends["end"] = {}, 0.0, end
+        server._bootstrap_if_needed()
+    assert [n for *_, n in asked[2:]] == [4000, 8000, 8000, 8000]
     server.in_flight, server.last_size_check, ends["end"] = {}, 0.0, 5000
+    server.in_flight, server.last_size_check, ends["end"] = {}, 0.0, 100_000
     server.watcher.attempted_version = 3  # a champion was announced and is loading: none asked
     server._bootstrap_if_needed()
-    assert len(asked) == 2
+    assert len(asked) == 6
