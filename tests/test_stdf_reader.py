@@ -554,6 +554,29 @@ def test_cli_convert(tmp_path, capsys):
     assert main(["stdf", "convert", str(tmp_path / "missing.stdf"), "--out", str(out)]) == 2
 
 
+@needs_data
+def test_cli_reads_a_pipe_and_refuses_a_directory(tmp_path, capsys):
+    """A FIFO or /dev/stdin is not a regular file but reads like one (it said 'no such file')."""
+    fifo, out = tmp_path / "in.stdf", tmp_path / "p.jsonl"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as pipe:
+            pipe.write((STDF_DIR / "lot2.stdf.gz").read_bytes())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        assert main(["stdf", "convert", str(fifo), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    finally:
+        if writer.is_alive():  # refused without opening it: let the writer go
+            open(fifo, "rb").close()
+        writer.join()
+    assert len(list(read_recording(str(out)))) == 784
+    assert main(["stdf", "convert", str(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: is a directory, not an STDF file"
+
+
 def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["stdf", "publish", "--help"])

@@ -17,7 +17,8 @@ from stream_ct.stdf.errors import StdfError
 EPILOG = """examples:
   stream-ct stdf publish lot2.stdf.gz wafer3.stdf --topic ct.parts
   stream-ct stdf convert lot2.stdf.gz --out lot2.jsonl
-Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files."""
+  ssh tester cat lot2.stdf.gz | stream-ct stdf convert /dev/stdin --out lot2.jsonl
+Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files, or a pipe."""
 
 
 def register(subparsers) -> None:
@@ -62,9 +63,13 @@ def add_key_argument(parser) -> None:
 
 
 def _missing(files: list[str]) -> str | None:
+    """The error line for the first of ``files`` that is not there or is a directory; a pipe
+    (``/dev/stdin``, a FIFO, ``<(zcat ...)``) is read like a file."""
     for path in files:
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             return f"error: {path}: no such file"
+        if os.path.isdir(path):
+            return f"error: {path}: is a directory, not an STDF file"
     return None
 
 
