@@ -149,6 +149,33 @@ def test_makechip_x_mpr_keys_and_results_outside_any_pir():
 # -- synthetic multi-site files ----------------------------------------------------------
 
 
+def test_mpr_pins_are_keyed_by_their_pmr_pin_name_on_every_site():
+    """Each site's channels have PMR indexes of their own: keyed by index, one pin was one feature
+    per site. The PMR's logical pin name (else its physical one) is the same on every site."""
+    pmr = lambda index, site, log, phy="": record("PMR", PMR_INDX=index, SITE_NUM=site, CHAN_NAM=f"ch{index}",  # noqa: E731
+                                                  PHY_NAM=phy, LOG_NAM=log)
+    mpr = lambda site, pins, **kw: record("MPR", TEST_NUM=30, SITE_NUM=site, RTN_ICNT=len(pins),  # noqa: E731
+                                          RSLT_CNT=2, RTN_STAT=[0] * len(pins), RTN_RSLT=[0.5, 0.25],
+                                          TEST_TXT="leak", RTN_INDX=pins, UNITS="uA", **kw)
+    data = b"".join([
+        record("FAR"), record("MIR", LOT_ID="L"),
+        pmr(1, 1, "VDD"), pmr(2, 1, "", phy="P2"), pmr(3, 2, "VDD"), pmr(4, 2, "", phy="P2"),
+        pmr(5, 1, "X"), pmr(6, 1, "X"),  # names that do not tell two pins apart
+        record("PIR", SITE_NUM=1), record("PIR", SITE_NUM=2),
+        mpr(1, [1, 2], LO_LIMIT=0.0, HI_LIMIT=1.0), mpr(2, [3, 4]),
+        record("MPR", TEST_NUM=31, SITE_NUM=1, RTN_ICNT=2, RSLT_CNT=2, RTN_STAT=[0, 0], RTN_RSLT=[1.0, 2.0],
+               TEST_TXT="x", RTN_INDX=[5, 6]),
+        record("MPR", TEST_NUM=32, SITE_NUM=2, RTN_ICNT=2, RSLT_CNT=2, RTN_STAT=[0, 0], RTN_RSLT=[3.0, 4.0],
+               TEST_TXT="nopmr", RTN_INDX=[8, 9]),
+        record("PRR", SITE_NUM=1, PART_ID="a"), record("PRR", SITE_NUM=2, PART_ID="b")])
+    a, b = StdfReader(data, name="pins.stdf")
+    assert a["tests"] == {"30:leak[VDD]": 0.5, "30:leak[P2]": 0.25, "31:x[5]": 1.0, "31:x[6]": 2.0}
+    assert b["tests"] == {"30:leak[VDD]": 0.5, "30:leak[P2]": 0.25, "32:nopmr[8]": 3.0, "32:nopmr[9]": 4.0}
+    assert a["limits"]["30:leak[VDD]"] == {"lo": 0.0, "hi": 1.0, "units": "uA"}
+    assert not any(k.startswith("30:") for k in b.get("limits", {}))  # one test, one key: sent once
+
+
+
 def multisite(e: str) -> bytes:
     """Four sites, interleaved; limits on the first PTR of each test only."""
     r = lambda name, **kw: record(name, e, **kw)  # noqa: E731

@@ -12,7 +12,8 @@ results belong to the open PIR of the same head and site, so interleaved sites p
 
 Decisions (docs/stdf.md has the full table): a result is None when TEST_FLG bits 0-5 or
 PARM_FLG bits 0-2 are set; FTR pass/fail is 1.0/0.0; MPR results are keyed
-``"<TEST_NUM>:<TEST_TXT>[<RTN_INDX>]"``; limits come from the first PTR/MPR of a test that
+``"<TEST_NUM>:<TEST_TXT>[<pin>]"``, pin the PMR's logical (else physical) name of RTN_INDX, the
+same on every site (else the index); limits come from the first PTR/MPR of a test that
 carries OPT_FLAG and ride, once, on the next part a PRR closes that has the test (whether
 or not a PRR closed the part that carried them); ``ts`` is the START_T of the head's latest
 WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site; the parts of a
@@ -42,7 +43,8 @@ NO_LO_LIMIT, NO_HI_LIMIT = 0x50, 0xA0
 MISSING_COORD, MISSING_BIN = -32768, 65535
 
 PTR, MPR, FTR = (15 << 8) | 10, (15 << 8) | 15, (15 << 8) | 20
-MIR, WIR, WRR, PIR, PRR = (1 << 8) | 10, (2 << 8) | 10, (2 << 8) | 20, (5 << 8) | 10, (5 << 8) | 20
+MIR, PMR, WIR, WRR = (1 << 8) | 10, (1 << 8) | 60, (2 << 8) | 10, (2 << 8) | 20
+PIR, PRR = (5 << 8) | 10, (5 << 8) | 20
 #: Field names of each record in STDF V4 order, for the error about a field a record cuts.
 FIELDS = {name: tuple(field for field, _, _ in spec) for name, (_, _, spec) in RECORDS.items()}
 #: The PTR fields that hold its limits, from ALARM_ID (the first after TEST_TXT) on.
@@ -139,7 +141,8 @@ class StdfReader:
         self._limits: dict[str, dict] = {}
         self._unsent_limits: dict[str, dict] = {}  # learned, not yet on a closed part
         self._mpr_index: dict[int, tuple] = {}
-        self._handlers = {MIR: self._on_mir, WIR: self._on_wir, WRR: self._on_wrr, PIR: self._on_pir,
+        self._pins: dict[int, str] = {}  # PMR_INDX -> pin name
+        self._handlers = {MIR: self._on_mir, PMR: self._on_pmr, WIR: self._on_wir, WRR: self._on_wrr, PIR: self._on_pir,
                           PRR: self._on_prr, PTR: self._on_short_ptr, MPR: self._on_mpr, FTR: self._on_ftr}
 
     def _scan(self, src) -> Iterator[dict[str, Any]]:
@@ -279,6 +282,20 @@ class StdfReader:
                      "test_program": job, "test_program_rev": job_rev}
         self._t0 = float(start_t or setup_t or 0)
 
+    def _on_pmr(self, body: bytes) -> None:
+        """Name a pin: its logical name, else its physical one (a channel name differs per site)."""
+        c = Cursor(body, self.e, FIELDS["PMR"])
+        index = c.u2()
+        c.u2(), c.cn()  # CHAN_TYP, CHAN_NAM
+        phy, log = (c.cn() or "").strip(), (c.cn() or "").strip()
+        if index is not None and (log or phy):
+            self._pins[index] = log or phy
+
+    def _pin_labels(self, index) -> list:
+        """The PMR names of the pins ``index``, where every one is named and no two alike, else the indexes."""
+        names = [self._pins.get(i) for i in index]
+        return names if None not in names and len(set(names)) == len(names) else list(index)
+
     def _on_wir(self, body: bytes) -> None:
         c = Cursor(body, self.e, FIELDS["WIR"])
         head, _site_grp = self._required(c, 2)
@@ -366,12 +383,11 @@ class StdfReader:
             self._mpr_index.setdefault(num, index)
         else:
             index = self._mpr_index.get(num)
-            if not index or len(index) != len(results):
-                index = range(len(results))
+        pins = self._pin_labels(index) if index and len(index) == len(results) else range(len(results))
         base = self._keys.get((num, raw_txt)) or self._test_key((num, raw_txt))
         part = self._part_of(head, site)
         invalid = tflg & TEST_FLG_INVALID or pflg & PARM_FLG_INVALID
-        for pin, value in zip(index, results):
+        for pin, value in zip(pins, results):
             key = f"{base}[{pin}]"
             part.tests[key] = None if invalid else value
             if opt is not None and key not in self._limits:

@@ -30,6 +30,8 @@ RECORDS: dict[str, tuple[int, int, list[tuple[str, str, object]]]] = {
                        "USER_TXT", "AUX_FILE", "PKG_TYP", "FAMLY_ID", "DATE_COD", "FACIL_ID",
                        "FLOOR_ID", "PROC_ID")]),
     "MRR": (1, 20, [("FINISH_T", "U4", 0)]),
+    "PMR": (1, 60, [("PMR_INDX", "U2", 1), ("CHAN_TYP", "U2", 0), ("CHAN_NAM", "Cn", ""), ("PHY_NAM", "Cn", ""),
+                    ("LOG_NAM", "Cn", ""), ("HEAD_NUM", "U1", 1), ("SITE_NUM", "U1", 1)]),
     "WIR": (2, 10, [("HEAD_NUM", "U1", 1), ("SITE_GRP", "U1", 255), ("START_T", "U4", 0),
                     ("WAFER_ID", "Cn", "")]),
     "WRR": (2, 20, [("HEAD_NUM", "U1", 1), ("SITE_GRP", "U1", 255), ("FINISH_T", "U4", 0),
