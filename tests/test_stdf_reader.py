@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import zipfile
+import zlib
 
 import orjson
 import pytest
@@ -383,6 +384,30 @@ def test_truncated_gzip_stream_and_truncated_record_in_gzip(tmp_path):
     (tmp_path / "b.stdf.gz").write_bytes(packed[: len(packed) // 2])
     with pytest.raises(StdfError, match="b.stdf.gz: corrupt or truncated compressed data"):
         list(StdfReader(tmp_path / "b.stdf.gz"))
+
+
+def parts_until_error(source, name: str) -> tuple[list, StdfError]:
+    got = []
+    with pytest.raises(StdfError) as info:
+        for part in StdfReader(source, name=name):
+            got.append(part)
+    return got, info.value
+
+
+@needs_data
+@pytest.mark.parametrize("kind", ["gz", "bz2"])
+def test_a_cut_archive_gives_every_part_before_the_cut(kind):
+    """The decompressor's error came with the last chunk read, so up to 1 MiB of good data before
+    it was never read (lot2 cut in half lost 14 parts) and the offset was that chunk's end."""
+    raw = load("lot2.stdf.gz")
+    packed = gzip.compress(raw) if kind == "gz" else bz2.compress(raw)
+    cut = packed[:len(packed) // 2]
+    readable = (zlib.decompressobj(16 + zlib.MAX_WBITS) if kind == "gz" else bz2.BZ2Decompressor()).decompress(cut)
+    expected, _ = parts_until_error(readable, "prefix")
+    got, error = parts_until_error(cut, f"cut.{kind}")
+    assert len(got) == len(expected) > 300 and got == expected
+    assert str(error).startswith(f"cut.{kind}: corrupt or truncated compressed data (")
+    assert error.offset == len(readable)
 
 
 def test_corrupt_records_name_the_record():

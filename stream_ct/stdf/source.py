@@ -31,9 +31,27 @@ class Source:
 
     def __init__(self, raw: BinaryIO, stream: BinaryIO, size: int, owns_raw: bool):
         self._raw, self._stream, self.size, self._owns_raw = raw, stream, size, owns_raw
+        self._read1 = getattr(stream, "read1", stream.read)
+        self._error: BaseException | None = None
 
     def read(self, n: int) -> bytes:
-        return self._stream.read(n)
+        """Up to ``n`` bytes (fewer only at the end). A cut or corrupt archive's error is raised
+        once every byte decompressed before it has been returned, by the next call."""
+        if self._error is not None:
+            raise self._error
+        pieces, size = [], 0
+        try:
+            while size < n:
+                piece = self._read1(n - size)  # one decompressor step: its bytes come before its error
+                if not piece:
+                    break
+                pieces.append(piece)
+                size += len(piece)
+        except DECOMPRESS_ERRORS as exc:
+            if not pieces:
+                raise
+            self._error = exc
+        return b"".join(pieces)
 
     @property
     def position(self) -> int:
