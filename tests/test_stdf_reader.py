@@ -520,6 +520,24 @@ def test_gz_bz2_and_zip_read_like_the_plain_file(tmp_path):
         list(StdfReader(tmp_path / "two.zip"))
 
 
+@pytest.mark.parametrize("change, reason", [(("method", 9), "That compression method is not supported"),
+                                            (("flags", 1), "is encrypted, password required")],
+                         ids=["Deflate64", "encrypted"])
+def test_a_zip_member_python_cannot_read_is_one_clear_error(tmp_path, change, reason):
+    """Windows zips large files with Deflate64; a zip may be encrypted: both were a traceback."""
+    path = tmp_path / "x.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.stdf", multisite("<"))
+    data = bytearray(path.read_bytes())
+    field, value = change
+    for header, at in ((b"PK\x03\x04", {"flags": 6, "method": 8}), (b"PK\x01\x02", {"flags": 8, "method": 10})):
+        start = data.find(header) + at[field]
+        data[start:start + 2] = struct.pack("<H", struct.unpack_from("<H", data, start)[0] | value)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StdfError, match=rf"x.zip: cannot read a.stdf in the zip archive \(.*{reason}"):
+        list(StdfReader(path))
+
+
 @needs_data
 @pytest.mark.parametrize("name", ["makechip_d10_1.std", "lot2.stdf.gz"])
 @pytest.mark.parametrize("buffering", [0, -1])  # a raw pipe, a buffered one

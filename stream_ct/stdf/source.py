@@ -108,7 +108,13 @@ def open_source(source, name: str) -> Source:
                 if owns_raw:
                     raw.close()
                 raise StdfError(name, f"zip archive must hold exactly one file, it holds {len(members)}")
-            stream = archive.open(members[0])
+            try:
+                stream = archive.open(members[0])
+            except (NotImplementedError, RuntimeError) as exc:  # Deflate64, a password
+                if owns_raw:
+                    raw.close()
+                raise StdfError(name, f"cannot read {members[0].filename} in the zip archive ({exc}): "
+                                      "unzip it with a tool that can, and read the file") from exc
         else:
             stream = raw
     except DECOMPRESS_ERRORS as exc:
