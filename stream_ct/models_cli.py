@@ -7,6 +7,7 @@ the serve instances of a consumer, over ``ct.control``, to request a retrain now
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 import uuid
@@ -139,10 +140,13 @@ def register(subparsers) -> None:
         description="Inspect the registry and move the champion; promote/rollback reach every serve instance.",
         epilog="examples: stream-ct models list consumers/yield.toml\n"
                "          stream-ct models show consumers/yield.toml --version 3 --json\n"
-               "          stream-ct models rollback consumers/yield.toml")
+               "          stream-ct models rollback consumers/yield.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])
     p.add_argument("config", help="consumer definition (TOML)")
-    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--version", type=int, default=None,
+                   help="the version to show or promote, or to roll back to (show: default the champion; "
+                        "rollback: default the champion's parent)")
     p.add_argument("--registry", default=None, help="registry folder (default: the definition's [registry] path)")
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -115,3 +115,14 @@ def test_unexpected_exception_is_not_swallowed(monkeypatch):
                         lambda name: _FakeModule(RuntimeError("bug")) if name == "fake_boom_module" else real_import(name))
     with pytest.raises(RuntimeError, match="bug"):
         main(["boom"])
+
+
+def test_models_help_keeps_its_examples_one_per_line(capsys):
+    # the epilog used to be re-wrapped into one run-on line ("... consumers/yield.toml stream-ct models show ...")
+    with pytest.raises(SystemExit) as exc:
+        main(["models", "--help"])
+    assert exc.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "examples: stream-ct models list consumers/yield.toml" in lines
+    assert "          stream-ct models rollback consumers/yield.toml" in lines
+    assert any(line.strip().startswith("--version VERSION") for line in lines)
