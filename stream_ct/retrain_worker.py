@@ -210,6 +210,24 @@ class Outcome:
     step_seconds: dict[str, float] = field(default_factory=dict)  # where the child's time went, by step
 
 
+def decision_reason(outcome: Outcome) -> str:
+    """Why a request was not promoted, for the worker's log line: the failed gates with their
+    details (a skip names its data-quality check), else the outcome's detail or error.
+
+    >>> decision_reason(Outcome(None, "skipped", [{"name": "quality:rows", "passed": False,
+    ...     "detail": "0 labeled rows < minimum 1000"}], {"rows": 0}))
+    'quality:rows: 0 labeled rows < minimum 1000'
+    >>> decision_reason(Outcome(1, "promoted", [], {}))
+    ''
+    """
+    if outcome.decision in ("promoted", "shadow"):
+        return ""
+    failed = [f"{g.get('name')}: {g.get('detail')}" for g in outcome.gates if not g.get("passed", True)]
+    if failed:
+        return "; ".join(failed)
+    return str(outcome.metrics.get("detail") or outcome.metrics.get("error") or "")
+
+
 class StepClock:
     """Seconds per named step, for the decision event and the worker's log.
 
@@ -593,7 +611,9 @@ class RetrainWorker:
         if len(self.settled_requests) > REMEMBERED_REQUESTS:
             del self.settled_requests[next(iter(self.settled_requests))]
         steps = ", ".join(f"{step.replace('_', ' ')} {s:.1f} s" for step, s in outcome.step_seconds.items())
-        log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}", version=outcome.version,
+        why = decision_reason(outcome)
+        log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}"
+                              + (f": {why}" if why else ""), version=outcome.version,
             seconds=round(time.monotonic() - started, 1), **({"steps": steps} if steps else {}))
 
 

@@ -519,3 +519,22 @@ def test_a_window_gone_from_kafka_is_skipped_with_its_reason(tmp_path, monkeypat
     [gate] = outcome.gates
     assert gate["name"] == "window" and not gate["passed"] and "retention deleted it" in gate["detail"]
     assert Registry(tmp_path).versions("yield") == []
+
+
+def test_the_log_line_of_a_skipped_or_rejected_request_says_why(monkeypatch, capsys):
+    """It said only "-> skipped": the data-quality check or the failed gate was in ct.events alone."""
+    worker = RetrainWorker()
+    outcomes = iter([
+        Outcome(None, "skipped", [{"name": "quality:rows", "passed": False, "detail": "0 labeled rows < minimum 300"}],
+                {"rows": 0}),
+        Outcome(2, "rejected", [{"name": "absolute_metric", "passed": True, "detail": "auc 0.86 >= floor 0.70"},
+                                {"name": "beats_champion", "passed": False, "detail": "gain +0.0002 < margin +0.0100"}],
+                {}),
+        Outcome(3, "promoted", [{"name": "beats_champion", "passed": True, "detail": "gain +0.05"}], {})])
+    monkeypatch.setattr(worker, "handle", lambda request, outbox, events: next(outcomes))
+    for _ in range(3):
+        worker._handle_message(orjson.dumps(retrain_request(CONFIG, "bootstrap", 0, {0: 3000})), None, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("retrain-worker: yield bootstrap -> skipped: quality:rows: 0 labeled rows < minimum 300 (")
+    assert lines[1].startswith("retrain-worker: yield bootstrap -> rejected: beats_champion: gain +0.0002 < margin ")
+    assert lines[2].startswith("retrain-worker: yield bootstrap -> promoted (version=3")
