@@ -336,6 +336,15 @@ class ServeMetrics:
         self._drift_features: dict[tuple[str, str], collections.OrderedDict] = collections.defaultdict(
             collections.OrderedDict)
 
+    def start(self, consumer: str) -> None:
+        """Expose the consumer's counters at 0 from the start: a series that is born at 1 (the
+        first rollback, the first dead letter) is no increase to Prometheus's ``increase()`` and
+        ``rate()``, so an alert on it would miss the first event."""
+        for counter in (self.records, self.dlq, self.missing, self.deploys, self.rollbacks):
+            counter.inc(0, consumer=consumer)
+        for source in ("champion", "online"):
+            self.predictions.inc(0, consumer=consumer, source=source)
+
     def batch_done(self, consumer: str, records: int, seconds: float, dlq: int = 0,
                    predictions: dict[str, int] | None = None, missing: int = 0) -> None:
         """One polled batch: valid records, its processing time, dead letters, predictions by source,
@@ -445,10 +454,15 @@ def serve_metrics(metrics: Metrics) -> ServeMetrics:
     return ServeMetrics(metrics)
 
 
+#: The decisions ``stream_ct_retrains_total`` counts.
+DECISIONS = ("promoted", "shadow", "rejected", "skipped", "failed")
+
+
 class WorkerMetrics:
     """The metrics of ``stream-ct retrain-worker``; ``on_event`` reads its decisions."""
 
     def __init__(self, metrics: Metrics):
+        self.registry = metrics  # what the worker's /metrics renders
         self.retrains = metrics.counter("stream_ct_retrains_total",
                                         "Retrain requests handled, by decision (promoted, rejected, skipped, failed).",
                                         ("model", "decision"))
@@ -457,6 +471,12 @@ class WorkerMetrics:
         self.retrain_seconds = metrics.histogram("stream_ct_retrain_seconds",
                                                  "Time from request to decision (read, train, judge, register).",
                                                  RETRAIN_BUCKETS, ("model",))
+
+    def request_received(self, model: str) -> None:
+        """Expose the model's decision counters at 0 before its first decision, so that the
+        first rejection or failure is an increase to Prometheus (a series born at 1 is not)."""
+        for decision in DECISIONS:
+            self.retrains.inc(0, model=model, decision=decision)
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Count ``retrain_decision`` and final ``retrain_failed`` events; returns the event."""

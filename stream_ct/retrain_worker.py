@@ -449,6 +449,7 @@ class RetrainWorker:
         self.exit_when_idle_s = exit_when_idle_s
         self.stopping = False
         self.settled_requests: dict[str, None] = {}  # oldest first, at most REMEMBERED_REQUESTS
+        self.metrics = worker_metrics(Metrics())
 
     def handle(self, request: dict[str, Any], outbox: Outbox, events: EventLog) -> Outcome:
         """Settle one request: read, train (with retries), announce; returns the outcome once
@@ -527,8 +528,8 @@ class RetrainWorker:
         ensure_control_topics(self.bootstrap)
         producer = make_producer(self.bootstrap)
         outbox = Outbox(producer, should_stop=lambda: self.stopping)  # events and announcements
-        metrics = Metrics()
-        events = EventLog(outbox, "retrain-worker", consumer="*", listeners=[worker_metrics(metrics).on_event])
+        metrics = self.metrics.registry
+        events = EventLog(outbox, "retrain-worker", consumer="*", listeners=[self.metrics.on_event])
         # one training job holds the loop for up to max_poll_interval_ms: allow that before /healthz says stale
         metrics_server = start_from_args(self.metrics_args, metrics, stale_after_s=30 * 60 + 60) \
             if self.metrics_args else None
@@ -600,6 +601,7 @@ class RetrainWorker:
             log("retrain-worker", f"{request['model']} {request['reason']}: settled already (its commit was "
                                   "refused); not trained again", request_id=request["request_id"])
             return
+        self.metrics.request_received(str(request["model"]))
         started = time.monotonic()
         try:
             outcome = self.handle(request, outbox, events)

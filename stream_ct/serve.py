@@ -137,6 +137,7 @@ class Server:
         self.stopping = False
         self.metrics = Metrics()
         self.sm = serve_metrics(self.metrics)
+        self.sm.start(config.consumer.name)
         self.metrics_args = metrics_args
         self.assigned = False
         self.consumed: dict[TopicPartition, int] = {}  # next offset per partition read, inputs and labels

@@ -246,3 +246,25 @@ def test_metrics_server_over_http():
         assert _get(base + "/nope")[0] == 404
     finally:
         server.close()
+
+
+def test_counters_an_alert_watches_are_exposed_at_zero_before_their_first_event():
+    """A series born at 1 is no increase to Prometheus: ``increase(stream_ct_rollbacks_total[1h]) > 0``
+    (docs/operate.md) missed an instance's first rollback while the counter appeared only then."""
+    from stream_ct.retrain_worker import RetrainWorker
+    from stream_ct.serve import Server
+    from stream_ct.config import ConsumerConfig
+
+    config = ConsumerConfig.from_dict({"consumer": {"name": "yield", "input_topic": "parts"}})
+    text = Server(config).metrics.render()
+    for line in ('stream_ct_records_total{consumer="yield"} 0.0', 'stream_ct_dlq_total{consumer="yield"} 0.0',
+                 'stream_ct_rollbacks_total{consumer="yield"} 0.0', 'stream_ct_deploys_total{consumer="yield"} 0.0',
+                 'stream_ct_missing_results_total{consumer="yield"} 0.0',
+                 'stream_ct_predictions_total{consumer="yield",source="champion"} 0.0'):
+        assert line in text.splitlines(), line
+
+    worker = RetrainWorker()
+    worker.metrics.request_received("yield")
+    assert 'stream_ct_retrains_total{model="yield",decision="rejected"} 0.0' in worker.metrics.registry.render()
+    worker.metrics.on_event({"type": "retrain_decision", "model": "yield", "decision": "rejected", "gates": []})
+    assert worker.metrics.retrains.value(model="yield", decision="rejected") == 1.0
