@@ -62,7 +62,7 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 
 
 def _run_models(args) -> int:
-    config = ConsumerConfig.load(args.config)
+    config = ConsumerConfig.load(args.config, args.set)
     registry = Registry(args.registry or config.registry.path)
     name = config.model.name
     if args.action == "list":
@@ -120,7 +120,7 @@ def _run_models(args) -> int:
 
 
 def _run_retrain(args) -> int:
-    config = ConsumerConfig.load(args.config)
+    config = ConsumerConfig.load(args.config, args.set)
     ensure_control_topics(args.bootstrap_servers)
     producer = make_producer(args.bootstrap_servers)
     try:
@@ -150,6 +150,9 @@ def register(subparsers) -> None:
     p.add_argument("--registry", default=None, help="registry folder (default: the definition's [registry] path)")
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the definition as serve was given it, e.g. --set consumer.name=yield-lot2 "
+                        "(repeatable)")
     p.set_defaults(func=_run_models)
 
     r = subparsers.add_parser(
@@ -159,4 +162,7 @@ def register(subparsers) -> None:
     r.add_argument("config", help="consumer definition (TOML)")
     r.add_argument("--reason", required=True)
     r.add_argument("--bootstrap-servers", default=None)
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of the definition as serve was given it, e.g. --set consumer.name=yield-lot2 "
+                        "(repeatable)")
     r.set_defaults(func=_run_retrain)

@@ -72,3 +72,15 @@ def test_a_version_whose_files_fail_verification_is_refused_in_one_line(tmp_path
     assert out == "" and err.count("\n") == 1 and "Traceback" not in err
     assert "yield v1: model.skops sha256" in err and "v1 is not made champion" in err
     assert registry.champion("yield") == 2
+
+
+def test_models_list_takes_the_overrides_serve_was_given(tmp_path, capsys):
+    """README's STDF example serves lot2 as consumer.name=yield-lot2; `models list` had no --set
+    and could only list the definition's own model."""
+    registry = Registry(tmp_path)
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    registry.save("yield-lot2", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X}, {"decision": "promoted"})
+    assert main(["models", "list", CONFIG, "--registry", str(tmp_path), "--set", "consumer.name=yield-lot2"]) == 0
+    assert "        1  promoted" in capsys.readouterr().out
+    assert main(["models", "list", CONFIG, "--registry", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("no versions of yield in")
