@@ -231,7 +231,9 @@ class LocalBroker:
     def status(self) -> str:
         pid = self._pid()
         if pid is None:
-            return f"stopped (state in {self.dir})"
+            taken = (f"; port {self.port} is taken by another process (a broker started with another --state-dir?)"
+                     if _port_open(self.host, self.port) else "")
+            return f"stopped (state in {self.dir}){taken}"
         ready = "ready" if _port_open(self.host, self.port) else "starting"
         return f"running pid {pid}, {ready} at {self.bootstrap} (state in {self.dir})"
 

@@ -118,6 +118,19 @@ def test_status_when_stopped(home, tmp_path):
     assert b.stop() is False
 
 
+def test_status_when_stopped_names_a_port_another_process_holds(home, tmp_path):
+    """It said only "stopped" while another broker (started with another --state-dir) answered on the port."""
+    state = tmp_path / "state"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        b = LocalBroker(port=port, state_dir=str(state))
+        assert b.status() == (f"stopped (state in {state}); port {port} is taken by another process "
+                              "(a broker started with another --state-dir?)")
+        assert b.running() is False
+
+
 def test_default_state_dir_under_home(home):
     b = LocalBroker(port=12345)
     assert b.dir == home / "broker-12345"
