@@ -30,4 +30,4 @@ broker-stop: $(STAMP)
 	$(PY) -m stream_ct broker stop
 
 clean:
-	rm -rf demo-out registry .pytest_cache
+	rm -rf demo-out registry .pytest_cache stream.jsonl stream.jsonl.truth.json
