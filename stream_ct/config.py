@@ -265,6 +265,12 @@ class ConsumerConfig:
         return out
 
 
+def add_override_option(parser, example: str) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable) on a command that loads a definition."""
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help=f"override a key of the definition, e.g. --set {example} (repeatable)")
+
+
 def apply_override(raw: dict[str, Any], override: str) -> None:
     """Apply ``section.key=value`` to a raw definition; the value is read as TOML, else as text.
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from stream_ct.config import ConsumerConfig
+from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.events import EventLog
 from stream_ct.kafka_io import CONTROL_TOPIC, MODELS_TOPIC, ensure_control_topics, make_producer
 from stream_ct.registry import IntegrityError, Registry
@@ -150,9 +150,7 @@ def register(subparsers) -> None:
     p.add_argument("--registry", default=None, help="registry folder (default: the definition's [registry] path)")
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a key of the definition as serve was given it, e.g. --set consumer.name=yield-lot2 "
-                        "(repeatable)")
+    add_override_option(p, "consumer.name=yield-lot2 (as serve was given it)")
     p.set_defaults(func=_run_models)
 
     r = subparsers.add_parser(
@@ -162,7 +160,5 @@ def register(subparsers) -> None:
     r.add_argument("config", help="consumer definition (TOML)")
     r.add_argument("--reason", required=True)
     r.add_argument("--bootstrap-servers", default=None)
-    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a key of the definition as serve was given it, e.g. --set consumer.name=yield-lot2 "
-                        "(repeatable)")
+    add_override_option(r, "consumer.name=yield-lot2 (as serve was given it)")
     r.set_defaults(func=_run_retrain)

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
 from stream_ct.champion_loader import ChildLoader
-from stream_ct.config import ConsumerConfig
+from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, target_vector, wafer_ids
@@ -799,8 +799,7 @@ def register(subparsers) -> None:
                    help="exit once the input is idle this long, no retrain is in flight and the last one "
                         "settled this long ago (batch runs, tests)")
     p.add_argument("--instance", default="", help="a name for this instance in events")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a key of the definition, e.g. --set drift.reference_size=400 (repeatable)")
+    add_override_option(p, "drift.reference_size=400")
     add_arguments(p)
     p.set_defaults(func=lambda a: Server(ConsumerConfig.load(a.config, a.set), a.bootstrap_servers,
                                          a.exit_when_idle, a.instance, metrics_args=a).run())
