@@ -534,8 +534,10 @@ class Server:
         value = (self.champion_metric.value() or {}).get(self.key_metric)
         if value is None:
             return False
-        gate_value = self.champion.meta["metrics"]["candidate"][self.key_metric]
-        return bool((t.performance_floor and value < t.performance_floor) or value < gate_value - t.performance_margin)
+        # the champion's holdout metric: null (NaN) or absent for a version promoted by hand whose holdout had none
+        gate_value = ((self.champion.meta.get("metrics") or {}).get("candidate") or {}).get(self.key_metric)
+        below_floor = bool(t.performance_floor and value < t.performance_floor)
+        return below_floor or (_finite(gate_value) and value < gate_value - t.performance_margin)
 
     def _check_performance(self) -> None:
         if self.champion is None:

@@ -91,3 +91,23 @@ def test_a_trigger_that_fires_before_an_instance_saw_a_window_waits_for_one():
     server.position = 10_000
     server._dispatch_deferred()
     assert server.requests == [(10_000, "performance", 12_000)] and server.deferred is None
+
+
+def test_a_champion_without_a_holdout_metric_is_judged_on_the_floor_alone():
+    """A version promoted by hand whose holdout had no AUC has it null in its metadata: the
+    performance check compared the live AUC with None and ended serve in a TypeError."""
+    server = Server.__new__(Server)
+    server.key_metric = "auc"
+    server.config = types.SimpleNamespace(triggers=types.SimpleNamespace(
+        performance_min_labels=10, performance_floor=0.7, performance_margin=0.05))
+    server.champion_metric = types.SimpleNamespace(seen=100, value=lambda: {"auc": live["auc"]})
+    live = {"auc": 0.9}
+    for metrics in ({"candidate": {"auc": None}}, {"candidate": {}}, {}):
+        server.champion = types.SimpleNamespace(meta={"metrics": metrics})
+        live["auc"] = 0.9
+        assert server._performance_low() is False
+        live["auc"] = 0.6
+        assert server._performance_low() is True
+    server.champion = types.SimpleNamespace(meta={"metrics": {"candidate": {"auc": 0.95}}})
+    live["auc"] = 0.85
+    assert server._performance_low() is True  # more than the margin below its holdout
