@@ -17,6 +17,8 @@ Files are verified against the sha256 recorded in ``meta.json`` before anything 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -191,6 +193,19 @@ class Registry:
         if not pointer.exists():
             return None
         return int(json.loads(pointer.read_text())["version"])
+
+    @contextlib.contextmanager
+    def champion_lock(self, name: str):
+        """Hold ``name``'s lock (``flock`` on a file in its folder): a champion read and set
+        inside it is not changed by another worker in between."""
+        folder = self._model_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".champion.lock", "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def set_champion(self, name: str, version: int) -> None:
         self.meta(name, version)  # refuses an unknown version

@@ -343,10 +343,18 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     calibrate = passed and config.drift.enabled
     with clock("drift_calibration"):
         drift_state = calibrated_monitor(config, reference, names).state_dict() if calibrate else None
-    with clock("registry"):
+    with clock("registry"), registry.champion_lock(name):
+        now = registry.champion(name)
+        if decision == "promoted" and now != champion_version:  # another worker's candidate won meanwhile
+            gate = GateResult("champion_unchanged", False, now, champion_version,
+                              f"v{now} became champion while this candidate was judged against "
+                              f"{'no champion' if champion_version is None else f'v{champion_version}'}: "
+                              "not compared with it, so not promoted")
+            decision = meta["decision"] = "rejected"
+            meta["gates"].append(gate.to_dict())
         version = registry.save(name, candidate, reference, meta, drift_state)
-    if decision == "promoted":
-        registry.set_champion(name, version)
+        if decision == "promoted":
+            registry.set_champion(name, version)
     return Outcome(version, decision, meta["gates"], meta["metrics"], unusable_labels=unusable_labels)
 
 

@@ -538,3 +538,26 @@ def test_the_log_line_of_a_skipped_or_rejected_request_says_why(monkeypatch, cap
     assert lines[0].startswith("retrain-worker: yield bootstrap -> skipped: quality:rows: 0 labeled rows < minimum 300 (")
     assert lines[1].startswith("retrain-worker: yield bootstrap -> rejected: beats_champion: gain +0.0002 < margin ")
     assert lines[2].startswith("retrain-worker: yield bootstrap -> promoted (version=3")
+
+
+def test_a_candidate_judged_against_a_champion_replaced_meanwhile_is_not_promoted(promoted, records, tmp_path):
+    """Two workers training at once both judged against the same champion, and the later to
+    register became champion without being compared with the other's."""
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+
+    class OtherWorkerFirst(Registry):
+        def champion_lock(self, name):  # the other worker registered and promoted its candidate just before
+            other = self.save(name, self.load(name, 1).estimator, {"X": np.zeros((1, 1))},
+                              {"decision": "promoted", "parent_version": 1})
+            self.set_champion(name, other)
+            return super().champion_lock(name)
+
+    reg = OtherWorkerFirst(tmp_path / "reg")
+    cfg = ConsumerConfig.from_dict(dict(RAW, drift={"enabled": False}, gates={"min_improvement": -1.0}))
+    outcome = train_and_judge(retrain_request(cfg, "drift", 0, {0: 3000}), records, reg)
+    assert outcome.decision == "rejected" and reg.champion("yield") == 2 and outcome.version == 3
+    gate = outcome.gates[-1]
+    assert gate["name"] == "champion_unchanged" and not gate["passed"]
+    assert gate["detail"] == "v2 became champion while this candidate was judged against v1: not compared with it, so not promoted"
+    assert Registry(tmp_path / "reg").meta("yield", 3)["decision"] == "rejected"
