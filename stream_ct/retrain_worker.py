@@ -513,10 +513,11 @@ class RetrainWorker:
         against, announce it if it is (still) the champion or the newest shadow, and emit its
         decision; never train it again."""
         name, meta = request["model"], registry.meta(request["model"], version)
-        decision, champion = meta["decision"], registry.champion(name)
-        if decision == "promoted" and champion == meta.get("parent_version"):
-            registry.set_champion(name, version)  # stopped between registering and the pointer
-            champion = version
+        with registry.champion_lock(name):
+            decision, champion = meta["decision"], registry.champion(name)
+            if decision == "promoted" and champion == meta.get("parent_version"):
+                registry.set_champion(name, version)  # stopped between registering and the pointer
+                champion = version
         current = champion == version if decision == "promoted" else \
             decision == "shadow" and registry.versions(name)[-1] == version != champion
         if current:
