@@ -30,6 +30,16 @@ def _registry_without_champion(root) -> Registry:
     return registry
 
 
+def _registry_with_v2_champion(root) -> Registry:
+    """v1, and v2 (its child) the champion."""
+    registry = _registry_without_champion(root)
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    v2 = registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X},
+                       {"decision": "promoted", "parent_version": 1})
+    registry.set_champion("yield", v2)
+    return registry
+
+
 @pytest.mark.parametrize("version", [None, 1])
 def test_rollback_with_no_champion_says_so_and_moves_nothing(tmp_path, published, capsys, version):
     """It said 'yield vNone has no previous version' without --version, and with --version 1
@@ -47,11 +57,7 @@ def test_rollback_with_no_champion_says_so_and_moves_nothing(tmp_path, published
 
 
 def test_rollback_goes_back_to_the_champion_s_parent(tmp_path, published, capsys):
-    registry = _registry_without_champion(tmp_path)
-    X = np.random.default_rng(1).normal(size=(40, 2))
-    v2 = registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X},
-                       {"decision": "promoted", "parent_version": 1})
-    registry.set_champion("yield", v2)
+    _registry_with_v2_champion(tmp_path)
     assert main(["models", "rollback", CONFIG, "--registry", str(tmp_path)]) == 0
     assert [(args[2], args[3]) for args in published] == [(1, "rollback")]
     assert capsys.readouterr().out == "yield: rolled back from v2 to v1\n"
@@ -60,11 +66,7 @@ def test_rollback_goes_back_to_the_champion_s_parent(tmp_path, published, capsys
 @pytest.mark.parametrize("action", ["promote", "rollback"])
 def test_a_version_whose_files_fail_verification_is_refused_in_one_line(tmp_path, capsys, action):
     """promote (or a rollback to it) ended in an IntegrityError traceback."""
-    registry = _registry_without_champion(tmp_path)
-    X = np.random.default_rng(1).normal(size=(40, 2))
-    v2 = registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X},
-                       {"decision": "promoted", "parent_version": 1})
-    registry.set_champion("yield", v2)
+    registry = _registry_with_v2_champion(tmp_path)
     (registry.path("yield", 1) / "model.skops").write_bytes(b"tampered")
     argv = ["models", action, CONFIG, "--registry", str(tmp_path)] + (["--version", "1"] if action == "promote" else [])
     assert main(argv) == 2
