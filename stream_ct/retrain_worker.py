@@ -39,6 +39,7 @@ from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_
 from stream_ct.gates import GateResult, run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
+from stream_ct.labels import unjoinable
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
 from stream_ct.outbox import Outbox
@@ -191,7 +192,7 @@ def join_labels(records: list[dict[str, Any]], label_records, target: str) -> No
     """
     usable, unusable = {}, {}
     for rec in label_records:
-        if rec.get(target) is not None and all(k in rec for k in ("lot_id", "wafer_id", "part_id")):
+        if rec.get(target) is not None and unjoinable(rec) is None:
             (usable if usable_label(rec[target]) else unusable)[part_key(rec)] = rec[target]
     for rec in records:
         if rec.get(target) is None:

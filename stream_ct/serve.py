@@ -534,10 +534,14 @@ class Server:
         value = (self.champion_metric.value() or {}).get(self.key_metric)
         if value is None:
             return False
-        # the champion's holdout metric: null (NaN) or absent for a version promoted by hand whose holdout had none
-        gate_value = ((self.champion.meta.get("metrics") or {}).get("candidate") or {}).get(self.key_metric)
+        gate_value = self._holdout_metric()
         below_floor = bool(t.performance_floor and value < t.performance_floor)
         return below_floor or (_finite(gate_value) and value < gate_value - t.performance_margin)
+
+    def _holdout_metric(self):
+        """The champion's key metric on its holdout; None where its metadata has none (null for
+        NaN: a holdout the metric could not judge, in a version promoted by hand)."""
+        return ((self.champion.meta.get("metrics") or {}).get("candidate") or {}).get(self.key_metric)
 
     def _check_performance(self) -> None:
         if self.champion is None:
@@ -738,7 +742,7 @@ class Server:
             return
         live = (metric.value() or {}).get(self.key_metric)
         before = (self.metric_before or {}).get(self.key_metric)
-        baseline = before if _finite(before) else self.champion.meta["metrics"]["candidate"][self.key_metric]
+        baseline = before if _finite(before) else self._holdout_metric()
         if not (_finite(live) and _finite(baseline)):
             return  # e.g. AUC of a window whose labels are all one class: judged once both classes came
         self.rollback_checked = True
