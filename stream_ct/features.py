@@ -184,6 +184,39 @@ def wafer_ids(records: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.array([keys[w] for w in wafers])
 
 
+#: Record fields the drift monitor stratifies by.
+STRATA = ("tester", "site", "fab")
+
+
+def strata_levels(records: Sequence[dict[str, Any]], heads: bool = True) -> dict[str, np.ndarray]:
+    """Each record's level of every drift stratum (``STRATA``) as text, "" where absent.
+
+    STDF numbers sites per head, so with ``heads`` a record's site is named with its head,
+    ``"head/site"`` (site 1 of head 2 is ``"2/1"``); without, or when the record has no head,
+    by its number alone (the naming of references registered before heads were named).
+
+    >>> levels = strata_levels([{"tester": "T1", "head": 2, "site": 1}, {"site": 3}])
+    >>> {key: level.tolist() for key, level in levels.items()}
+    {'tester': ['T1', ''], 'site': ['2/1', '3'], 'fab': ['', '']}
+    >>> strata_levels([{"head": 2, "site": 1}], heads=False)["site"].tolist()
+    ['1']
+    """
+    sites = [f"{head}/{r.get('site', '')}" if heads and (head := r.get("head")) is not None
+             else str(r.get("site", "")) for r in records]
+    return {key: np.array(sites) if key == "site" else np.array([str(r.get(key, "")) for r in records])
+            for key in STRATA}
+
+
+def names_heads(sites: np.ndarray | None) -> bool:
+    """Whether a reference's site levels name their heads (``strata_levels`` with ``heads``):
+    a stream's sites are named as its reference's were.
+
+    >>> names_heads(np.array(["1/0", "1/1"])), names_heads(np.array(["0", "1"])), names_heads(None)
+    (True, False, True)
+    """
+    return sites is None or not len(sites) or any("/" in level for level in np.unique(sites).tolist())
+
+
 def target_vector(records: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     """The target field of each record as floats; NaN where the record has no label yet."""
     return np.array([np.nan if r.get(field) is None else float(r[field]) for r in records])

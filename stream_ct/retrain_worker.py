@@ -35,7 +35,8 @@ from stream_ct.child_process import call_in_child
 from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import count_sentinels, die_ids, feature_matrix, select_features, target_vector, wafer_ids
+from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, select_features, strata_levels,
+                                target_vector, wafer_ids)
 from stream_ct.gates import GateResult, run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
@@ -52,8 +53,6 @@ from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 WORKER_GROUP = "stream-ct-retrain"
 #: Request ids a worker remembers as settled (a request read again after a refused commit is not trained twice).
 REMEMBERED_REQUESTS = 10_000
-#: Record fields the drift monitor stratifies by.
-STRATA = ("tester", "site", "fab")
 
 
 def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_offsets: dict[int, int],
@@ -323,7 +322,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "X": X,
         "groups": wafer_ids(labeled),
         "dies": die_ids(labeled),
-        **{s: np.array([str(rec.get(s, "")) for rec in labeled]) for s in STRATA},
+        **strata_levels(labeled),
     }
     window = request["window"]
     meta = {

@@ -30,7 +30,7 @@ from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import Measurements, die_ids, target_vector, wafer_ids
+from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
 from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer, shadow_key)
@@ -44,7 +44,7 @@ from stream_ct.prediction_messages import PARTS_PER_MESSAGE, batch_messages
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
-from stream_ct.retrain_worker import STRATA, announcement, calibrated_monitor, retrain_request
+from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request
 from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
 from stream_ct.triggers import TriggerPolicy
@@ -107,6 +107,7 @@ class Server:
         self.champion_reason = ""
         self.previous_version: int | None = None
         self.monitor = None
+        self.site_heads = True  # the monitor's reference names sites with their heads (features.names_heads)
         self.monitor_warned = 0  # the monitor's warnings said so far
         self.monitor_start = 0
         self.shadow: Artifact | None = None
@@ -496,7 +497,7 @@ class Server:
     # -- drift and triggers -----------------------------------------------------------------
 
     def _detect(self, X, records, sources, start: int) -> None:
-        strata = {name: np.array([str(r.get(name, "")) for r in records]) for name in STRATA}
+        strata = strata_levels(records, self.site_heads)
         dies = die_ids(records) if self.monitor.die_pattern is not None else None
         groups = wafer_ids(records) if self.monitor.needs_groups else None
         signals = self.monitor.update(X, strata=strata, dies=dies, groups=groups)
@@ -699,6 +700,7 @@ class Server:
         previous = self.champion
         before = self.metric_before = self.champion_metric.value() if self.champion_metric else None
         self.champion, self.monitor = loaded.artifact, loaded.monitor
+        self.site_heads = self.monitor is None or names_heads(self.monitor.reference_strata.get("site"))
         self.trigger.forget_drift()  # signals against the old reference say nothing about the new one
         self.deferred = None
         self.champion_reason = loaded.announcement.get("reason", "")

@@ -164,3 +164,57 @@ def test_a_drift_event_carries_the_histograms_of_its_strongest_features(tmp_path
             assert len(h["edges"]) == len(h["reference"]) + 1 == len(h["current"]) + 1
             assert sum(h["current"]) == server.monitor.window
     assert orjson.loads(orjson.dumps(drift)) == drift
+
+
+def _site_server(tmp_path, reference_sites: list[str]) -> Server:
+    """A server whose drift monitor's reference holds sites 1 of heads 1 and 2 (named as given)."""
+    names = ["t1", "t2", "t3"]
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.emitted = []
+    server.events = types.SimpleNamespace(emit=lambda type_, **kw: server.emitted.append((type_, kw)))
+    constant = types.SimpleNamespace(predict_proba=lambda X: np.full((len(X), 2), 0.5))
+    monitor = DriftMonitor(np.random.default_rng(0).normal(size=(8000, 3)), names, arl0=10_000, window=400,
+                           stride=200, block=5, n_boot=30_000, seed=1,
+                           reference_groups=np.repeat(np.arange(40), 200).astype(str),
+                           reference_strata={"site": np.resize(reference_sites, 8000)})
+    server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
+        artifact=types.SimpleNamespace(version=1, estimator=constant, meta={"feature_names": names}),
+        monitor=monitor, announcement={"reason": "bootstrap"}, at_start=True))
+    server._swap_if_ready()
+    return server
+
+
+def _two_heads(X: np.ndarray, offset: float) -> list[dict]:
+    """Parts alternating between site 1 of head 1 and site 1 of head 2; head 2's t1 moved by ``offset``."""
+    records = _records(X)
+    for i, record in enumerate(records):
+        record.update(head=1 + i % 2, site=1, tests={"t1": float(X[i, 0] + offset * (i % 2)), "t2": float(X[i, 1]),
+                                                     "t3": float(X[i, 2])})
+    return records
+
+
+def test_a_site_s_shift_is_reported_on_its_own_head(tmp_path):
+    """STDF numbers sites per head: site 1 of head 2 is not site 1 of head 1. Its stratum was the
+    site number alone, so a shift on head 2 was diluted by head 1's parts and reported as
+    ``site=1``, pointing the engineer at both probe cards."""
+    server = _site_server(tmp_path, ["1/1", "2/1"])
+    rng = np.random.default_rng(1)
+    server._process_parts(_messages(_two_heads(rng.normal(size=(2000, 3)), 0.0)))
+    assert server.counts["drift_signals"] == 0
+    for _ in range(4):
+        server._process_parts(_messages(_two_heads(rng.normal(size=(2000, 3)), 1.0)))
+    strata = [event["stratum"] for kind, event in server.emitted if kind == "drift" and event["stratum"]]
+    assert strata and all(stratum == {"site": "2/1"} for stratum in strata)
+
+
+def test_a_reference_that_names_sites_by_number_alone_keeps_serving_that_way(tmp_path):
+    """A champion registered before sites were named with their heads has per-site reference
+    means under "1", "2", ...: the stream's sites are named the same way until the next retrain,
+    rather than as levels the reference never saw."""
+    server = _site_server(tmp_path, ["1"])
+    assert not server.site_heads
+    seen = []
+    update = server.monitor.update
+    server.monitor.update = lambda X, strata, **kw: seen.append(strata["site"].tolist()) or update(X, strata, **kw)
+    server._process_parts(_messages(_two_heads(np.zeros((4, 3)), 0.0)))
+    assert seen == [["1", "1", "1", "1"]]

@@ -391,7 +391,7 @@ class DriftMonitor:
         """Consume a batch (b x d, stream order); return the signals it raised, by position.
 
         ``strata`` maps a key of ``self.strata`` (e.g. "tester") to a length-b array of
-        levels; each level gets its own CUSUM charts. ``dies`` (length b) is required when
+        levels; each level gets its own CUSUM charts ("", the field absent, is no level). ``dies`` (length b) is required when
         the monitor was built with ``reference_dies``: the charts see each record less its
         die's offset. ``groups`` (length b, the same kind of wafer id as
         ``reference_groups``) is required when it was built with ``reference_groups``: the
@@ -424,6 +424,8 @@ class DriftMonitor:
             levels, inverse = np.unique(labels, return_inverse=True)
             order = np.argsort(inverse, kind="stable")
             for level, rows in zip(levels.tolist(), np.split(order, np.cumsum(np.bincount(inverse))[:-1])):
+                if not level:  # rows without the field are in none of its levels
+                    continue
                 banks = self.strata_banks.get((key, level))
                 if banks is None:
                     banks = self.strata_banks[(key, level)] = self._banks(
