@@ -2,7 +2,9 @@
 
 Identity fields name the part; ``tests`` maps a test key (``"<TEST_NUM>:<TEST_TXT>"`` or a
 short name) to a float result; ``limits`` (optional, sent at least once per test program)
-maps a test key to ``{"lo", "hi", "units"}``; outcome fields are present when known.
+maps a test key to ``{"lo", "hi", "units"}``; outcome fields are present when known. A retest
+carries ``supersedes``: ``"part"`` (it replaces the earlier part with the same ids) or ``"die"``
+(the earlier part at the same ``x``, ``y``; ``stream_ct.retests``).
 
 >>> rec = {"lot_id": "L1", "wafer_id": "W1", "part_id": "7", "ts": 1.0, "tests": {"a": 1.5}}
 >>> validate_record(rec) is None
@@ -23,6 +25,8 @@ from typing import Any
 IDENTITY_FIELDS = ("lot_id", "wafer_id", "part_id")
 OPTIONAL_IDENTITY = ("x", "y", "head", "site", "tester", "fab", "test_program", "test_program_rev")
 OUTCOME_FIELDS = ("hard_bin", "soft_bin", "passed", "test_time_ms")
+#: What a retest's ``supersedes`` names: the earlier part with its ids, or the one at its die.
+SUPERSEDES = ("part", "die")
 
 #: STDF writers use huge magnitudes (for example 9.9e37) for "no result".
 SENTINEL_ABS = 1e30
@@ -122,4 +126,6 @@ def _validate_other_fields(record: dict[str, Any]) -> str | None:
     limits = record.get("limits")
     if limits is not None and not isinstance(limits, dict):
         return "field limits must be an object"
+    if record.get("supersedes") is not None and record["supersedes"] not in SUPERSEDES:
+        return f"field supersedes must be one of {', '.join(map(repr, SUPERSEDES))}"
     return None

@@ -46,6 +46,7 @@ from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_me
 from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
 from stream_ct.reconnect import while_unreachable
+from stream_ct.retests import latest_results
 from stream_ct.record import part_key
 from stream_ct.registry import IntegrityError, Registry, code_version
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
@@ -269,6 +270,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     task, target, name = config.model.task, config.model.target, config.model.name
     supervised = task != "anomaly"
     with clock("features"):
+        latest = latest_results(records)  # a retested part's last result only
+        superseded, records = len(records) - len(latest), latest
         labeled = [r for r in records if usable_label(r.get(target))] if supervised else records
         # labels that are there but not numbers: counted, as serve counts what it dead-letters
         unusable_labels = sum(r.get(target) is not None for r in records) - len(labeled) if supervised else 0
@@ -335,7 +338,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                     "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "end_offsets": window["end_offsets"], "rows": len(labeled),
-                        "unusable_labels": unusable_labels, "never_measured": never_measured,
+                        "unusable_labels": unusable_labels, "superseded": superseded,
+                        "never_measured": never_measured,
                         "rows_train": split, "rows_holdout": len(labeled) - split,
                         "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),
                         "first_ts": labeled[0]["ts"], "last_ts": labeled[-1]["ts"]},

@@ -316,6 +316,25 @@ def test_pir_without_prr_and_prr_without_tests_are_counted_not_emitted():
     assert (reader.stats.parts_without_tests, reader.stats.unclosed_parts) == (1, 2)
 
 
+def test_a_retest_names_what_it_supersedes_and_is_counted(tmp_path):
+    """PRR ``PART_FLG`` bit 0: the part replaces the earlier one with its PART_ID; bit 1: the
+    earlier one at its X, Y. Both were published as parts of their own, with nothing to tell
+    the retrain window that the first result was superseded."""
+    def part(part_id, flags, x=3):
+        return [record("PIR"), record("PTR", TEST_NUM=1, RESULT=1.0),
+                record("PRR", PART_FLG=flags, X_COORD=x, Y_COORD=7, PART_ID=part_id)]
+
+    data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("WIR", WAFER_ID="W"),
+                     *part("1", 0x08), *part("2", 0x00, x=4), *part("1", 0x01), *part("3", 0x02 | 0x08)])
+    reader = StdfReader(data, name="retest.stdf")
+    parts = [(r["part_id"], r.get("supersedes"), r["passed"]) for r in reader]
+    assert parts == [("1", None, False), ("2", None, True), ("1", "part", True), ("3", "die", False)]
+    assert reader.stats.retests == 2
+    (tmp_path / "retest.stdf").write_bytes(data)
+    result = convert([tmp_path / "retest.stdf"], tmp_path / "parts.jsonl", progress=False)
+    assert result.files[0].summary("written").endswith("; 2 retests superseding an earlier part")
+
+
 @pytest.mark.parametrize("ending", ["another PIR on its site", "end of file, another site closed"])
 def test_limits_from_a_part_no_prr_closes_ride_on_the_next_record_with_the_test(ending):
     ptr = lambda site, **kw: record("PTR", TEST_NUM=7, SITE_NUM=site, TEST_TXT="vdd", **kw)  # noqa: E731

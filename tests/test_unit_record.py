@@ -154,3 +154,13 @@ def test_is_sentinel():
     assert is_sentinel(float("nan")) and is_sentinel(float("inf")) and is_sentinel(-math.inf)
     assert is_sentinel(9.9e37) and is_sentinel(-9.9e37) and is_sentinel(1e30)
     assert not is_sentinel(9.99e29) and not is_sentinel(0.0) and not is_sentinel(-1.5)
+
+
+@pytest.mark.parametrize("value", ["part", "die", None])
+def test_supersedes_names_a_part_or_a_die(value):
+    assert validate_record(good(supersedes=value)) is None
+
+
+@pytest.mark.parametrize("value", ["xy", True, 1])
+def test_supersedes_anything_else_is_refused(value):
+    assert validate_record(good(supersedes=value)) == "field supersedes must be one of 'part', 'die'"

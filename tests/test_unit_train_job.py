@@ -89,7 +89,8 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["task"] == "classification" and meta["target"] == "passed"
     assert len(meta["feature_names"]) == 50
     assert meta["data_window"] == {
-        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000, "unusable_labels": 0, "never_measured": [],
+        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000, "unusable_labels": 0,
+        "superseded": 0, "never_measured": [],
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
         "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}
@@ -151,6 +152,19 @@ def test_labels_that_are_not_finite_numbers_are_left_out_and_counted(records, tm
     assert outcome.decision == "rejected" and outcome.unusable_labels == 4
     window = Registry(tmp_path).meta("yield", 1)["data_window"]
     assert (window["rows"], window["unusable_labels"]) == (2995, 4)
+
+
+def test_a_retested_part_trains_on_its_last_result_only(records, tmp_path):
+    """STDF marks a repeated test sequence (``PART_FLG``); the first result of such a part was
+    trained on as another part, with its first label."""
+    recs = copy.deepcopy(records)
+    retests = [dict(copy.deepcopy(r), supersedes="part") for r in recs[:200]]
+    outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 3200}), recs + retests, Registry(tmp_path))
+    assert outcome.decision == "promoted"
+    meta = Registry(tmp_path).meta("yield", 1)
+    assert (meta["data_window"]["rows"], meta["data_window"]["superseded"]) == (3000, 200)
+    reference = Registry(tmp_path).load("yield", 1).reference
+    assert len(reference["X"]) == 3000
 
 
 def test_a_test_never_measured_in_the_window_is_left_out_and_named(records, tmp_path):

@@ -39,6 +39,8 @@ class FileResult:
             text += f"; {s.parts_without_tests} parts without test results skipped"
         if s.unclosed_parts:
             text += f"; {s.unclosed_parts} parts without a PRR skipped"
+        if s.retests:
+            text += f"; {s.retests} retests superseding an earlier part"
         return text
 
 

@@ -65,6 +65,8 @@ class ReadStats:
     parts_without_tests: int = 0
     #: Parts with results that no PRR closed (a PIR followed by another PIR, or end of file).
     unclosed_parts: int = 0
+    #: Parts that supersede an earlier one (PRR ``PART_FLG`` bit 0 or 1; ``stream_ct.retests``).
+    retests: int = 0
 
 
 class _Part:
@@ -449,6 +451,9 @@ class StdfReader:
         }
         if test_t:
             record["test_time_ms"] = test_t
+        if flags and flags & 0x03:  # bit 0: replaces the part with this PART_ID, bit 1: at this X, Y
+            record["supersedes"] = "part" if flags & 0x01 else "die"
+            stats.retests += 1
         record["tests"] = part.tests
         limits = self._limits_for(part.tests)
         if limits:
