@@ -2,25 +2,38 @@
 
 Messages are keyed ``lot/wafer/part`` and stamped with the part's event time; the producer
 waits for every acknowledgement (``acks="all"``) and flushes after each file, so the counts
-in ``PublishResult`` are parts the broker has acknowledged.
+in ``PublishResult`` are parts the broker has acknowledged. When Kafka fails mid-file, parts
+sent but not yet acknowledged are not counted: publishing again from the count may repeat a
+few (Kafka delivers at least once).
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from kafka.errors import KafkaError
 
 from stream_ct.stdf.convert import FileResult, open_reader, part_messages
 from stream_ct.stdf.errors import StdfError
 
+#: How long a failed publish waits for the parts already sent to be acknowledged.
+SETTLE_TIMEOUT_S = 10.0
+
 
 class PublishError(RuntimeError):
-    """Kafka did not acknowledge some messages."""
+    """Kafka failed or did not acknowledge some messages; ``result`` is the partial
+    ``PublishResult``."""
+
+    def __init__(self, message: str, result: PublishResult):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
 class PublishResult:
-    """What ``publish`` sent; ``error`` is set when a bad file stopped it."""
+    """What ``publish`` sent; ``error`` is set when a bad file or Kafka stopped it."""
 
     topic: str
     files: list[FileResult] = field(default_factory=list)
@@ -37,7 +50,9 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
     as ``part_messages`` writes them); return the acknowledged count per file.
 
     A bad file raises ``StdfError`` saying how many parts were published before it (they
-    stay published), carrying the partial ``PublishResult`` as ``.result``. ``producer``
+    stay published), carrying the partial ``PublishResult`` as ``.result``; a Kafka error
+    raised by ``send`` or ``flush`` becomes a ``PublishError`` that says, and carries, how
+    many parts were acknowledged in all and from the file in flight. ``producer``
     replaces the project's producer (``stream_ct.kafka_io``: acks="all", security settings
     from the environment) with ``linger_ms=20``.
     """
@@ -63,8 +78,9 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                 future.add_errback(failures.append)
             producer.flush()
             if failures:
-                raise PublishError(f"Kafka did not acknowledge {len(failures)} parts ({failures[0]}); "
-                                   f"{result.parts} parts were published")
+                result.error = (f"Kafka did not acknowledge {len(failures)} parts ({failures[0]}); "
+                                f"{result.parts} parts were published")
+                raise PublishError(result.error, result)
             if shown:
                 shown.done(entry.summary("published"))
     except StdfError as exc:
@@ -72,6 +88,15 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
         note = f"{result.parts} parts were published before the error"
         result.error = f"{exc}: {note}"
         raise exc.with_note(note, result) from exc
+    except KafkaError as exc:
+        with suppress(KafkaError):  # the parts sent may still be acknowledged; a gone broker times out
+            producer.flush(timeout=SETTLE_TIMEOUT_S)
+        entry = result.files[-1]
+        result.error = (f"Kafka failed while publishing {entry.file} ({exc}): {result.parts} parts were "
+                        f"acknowledged, {entry.parts} of them from {entry.file}; parts sent but not "
+                        f"acknowledged are not counted, so publishing again from there may repeat a few")
+        raise PublishError(result.error, result) from exc
     finally:
-        producer.close()
+        with suppress(KafkaError):  # after an error, waits no more for what is left unacknowledged
+            producer.close(timeout=0 if result.error else None)
     return result
