@@ -335,6 +335,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "gates": [g.to_dict() for g in gates], "decision": decision,
         "parent_version": champion_version, "code_version": code_version(),
         "trigger": {"reason": request["reason"], "request_id": request["request_id"],
+                    "requested_at": request.get("requested_at"),
                     "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "end_offsets": window["end_offsets"], "rows": len(labeled),

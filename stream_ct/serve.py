@@ -47,7 +47,7 @@ from stream_ct.registry import Artifact, Registry
 from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request
 from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
-from stream_ct.triggers import TriggerPolicy
+from stream_ct.triggers import Decision, TriggerPolicy
 
 #: Records between two ``model_metrics`` events (the champion's and the online model's rolling metrics).
 METRICS_EVERY = 5000
@@ -115,10 +115,9 @@ class Server:
         t = config.triggers
         self.trigger = TriggerPolicy(t.policy, config.retrain.cooldown_records, t.schedule_records,
                                      t.schedule_seconds, t.drift_memory_records)
-        versions = self.registry.versions(config.model.name)
-        if versions:  # a restart keeps the schedule: it counts from the newest version registered
-            created = self.registry.meta(config.model.name, versions[-1]).get("created_at", time.time())
-            self.trigger.retrained_ago(time.time() - created)
+        newest = self._newest_version_asked()
+        if newest:  # a restart keeps the schedule: it counts from the newest version registered
+            self.trigger.retrained_ago(time.time() - newest[1])
         self.joiner = LabelJoiner(config.labels.buffer_size, config.labels.ttl_seconds)
         self.position = 0  # valid records seen by this instance
         self.timestamps: collections.deque = collections.deque(
@@ -557,6 +556,9 @@ class Server:
                                       busy=bool(self.in_flight or self.deferred))
         if not any(decision.conditions.values()):
             return
+        kept = decision.reason == "schedule" and self._schedule_kept()
+        if kept:
+            decision = Decision(False, kept, decision.conditions)
         # each change, not every batch ("cooldown: 6463 records since ..." counts up per batch)
         kind = decision.reason.split(":", 1)[0]
         if decision.fire or kind != self.last_check_kind:
@@ -578,6 +580,29 @@ class Server:
             self.deferred = {"reason": decision.reason, "position": 0}
         else:
             self._request(decision.reason, self.config.retrain.window_records)
+
+    def _schedule_kept(self) -> str | None:
+        """Why a retrain that only ``schedule_seconds`` asks for is not needed, or None: a version
+        was asked for less than a period ago, by another instance's schedule or any other trigger.
+        The schedule then counts from that version, so the instances keep one schedule and its
+        retrain is trained once, not once per instance (``schedule_records`` counts each
+        instance's own records)."""
+        period = self.config.triggers.schedule_seconds
+        newest = self._newest_version_asked() if period else None
+        ago = None if newest is None else time.time() - newest[1]
+        if ago is None or ago >= period:
+            return None
+        self.trigger.retrained_ago(ago)
+        return f"schedule kept: v{newest[0]} was asked for {ago:.0f} s ago, within schedule_seconds={period:g}"
+
+    def _newest_version_asked(self) -> tuple[int, float] | None:
+        """The newest registered version and when its retrain was asked for (versions registered
+        before requests were timed: when it was registered); None before the first."""
+        versions = self.registry.versions(self.config.model.name)
+        if not versions:
+            return None
+        meta = self.registry.meta(self.config.model.name, versions[-1])
+        return versions[-1], meta.get("trigger", {}).get("requested_at") or meta.get("created_at", time.time())
 
     def _dispatch_deferred(self, force: bool = False) -> None:
         """Publish a drift retrain once enough post-drift records have arrived (another once the

@@ -111,3 +111,44 @@ def test_a_champion_without_a_holdout_metric_is_judged_on_the_floor_alone():
     server.champion = types.SimpleNamespace(meta={"metrics": {"candidate": {"auc": 0.95}}})
     live["auc"] = 0.85
     assert server._performance_low() is True  # more than the margin below its holdout
+
+
+def test_instances_keep_one_schedule_so_its_retrain_is_trained_once(tmp_path, monkeypatch):
+    """Each serve instance counted the schedule from its own start or request: two instances
+    started half a day apart asked for a daily retrain twice a day. An instance whose schedule
+    is due while another's version is less than a period old counts from that version instead."""
+    import json
+    import time
+
+    from stream_ct.config import ConsumerConfig
+
+    config = ConsumerConfig.from_dict({"consumer": {"name": "yield", "input_topic": "parts"},
+                                       "triggers": {"policy": "schedule", "schedule_seconds": 100},
+                                       "registry": {"path": str(tmp_path)}})
+    clock = [0.0]
+    monkeypatch.setattr(time, "time", lambda: 1e9 + clock[0])  # the registry's wall clock, in step
+    server = Server(config)
+    server.trigger = TriggerPolicy("schedule", cooldown_records=0, schedule_seconds=100, clock=lambda: clock[0])
+    server.champion, server.position, server.last_metrics_at = types.SimpleNamespace(version=1), 20_000, 10 ** 12
+    server.emitted, server.requests = [], []
+    server.events = types.SimpleNamespace(emit=lambda kind, **kw: server.emitted.append((kind, kw)))
+    server._check_rollback = lambda: None
+    server._performance_low = lambda: False
+    server._request = lambda reason, window: server.requests.append((clock[0], reason))
+
+    folder = tmp_path / "yield" / "v2"
+    folder.mkdir(parents=True)
+    asked = 1e9 + 60  # another instance's schedule asked at 60 s; registered later
+    (folder / "meta.json").write_text(json.dumps({"version": 2, "created_at": asked + 30,
+                                                  "trigger": {"reason": "schedule", "requested_at": asked}}))
+    clock[0] = 100.0
+    server._check_performance()
+    assert server.requests == []
+    [check] = [kw for kind, kw in server.emitted if kind == "trigger_check"]
+    assert not check["fire"] and check["reason"] == "schedule kept: v2 was asked for 40 s ago, within schedule_seconds=100"
+    clock[0] = 159.0
+    server._check_performance()
+    assert server.requests == []
+    clock[0] = 160.0  # a period after v2 was asked for
+    server._check_performance()
+    assert server.requests == [(160.0, "schedule")]

@@ -85,7 +85,7 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["decision"] == "promoted" and meta["gates"] == outcome.gates
     assert meta["parent_version"] is None
     assert meta["trigger"] == {"reason": "manual", "request_id": request["request_id"], "command_id": None,
-                               "signals": []}
+                               "requested_at": request["requested_at"], "signals": []}
     assert meta["task"] == "classification" and meta["target"] == "passed"
     assert len(meta["feature_names"]) == 50
     assert meta["data_window"] == {
