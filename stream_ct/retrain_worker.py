@@ -46,9 +46,9 @@ from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_me
 from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
 from stream_ct.reconnect import while_unreachable
-from stream_ct.retests import latest_results
 from stream_ct.record import part_key
 from stream_ct.registry import IntegrityError, Registry, code_version
+from stream_ct.retests import latest_results
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 
 WORKER_GROUP = "stream-ct-retrain"

@@ -391,11 +391,11 @@ class DriftMonitor:
         """Consume a batch (b x d, stream order); return the signals it raised, by position.
 
         ``strata`` maps a key of ``self.strata`` (e.g. "tester") to a length-b array of
-        levels; each level gets its own CUSUM charts ("", the field absent, is no level). ``dies`` (length b) is required when
-        the monitor was built with ``reference_dies``: the charts see each record less its
-        die's offset. ``groups`` (length b, the same kind of wafer id as
-        ``reference_groups``) is required when it was built with ``reference_groups``: the
-        within-wafer and within-lot charts follow them.
+        levels; each level gets its own CUSUM charts ("", the field absent, is no level).
+        ``dies`` (length b) is required when the monitor was built with ``reference_dies``:
+        the charts see each record less its die's offset. ``groups`` (length b, the same kind
+        of wafer id as ``reference_groups``) is required when it was built with
+        ``reference_groups``: the within-wafer and within-lot charts follow them.
         """
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
