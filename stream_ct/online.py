@@ -2,6 +2,8 @@
 
 Anomaly consumers have no labels: their online model (HalfSpaceTrees) scores, then learns,
 every record; a record's missing tests are taken at their running medians (``anomaly.py``).
+river builds the trees on the tests of the first record they learn, so a test first seen
+during their first window (while they score 0) rebuilds them; one first seen later stays out.
 
 >>> m = OnlineModel("classification")
 >>> m.predict_learn([{"a": 1.0}, {"a": -1.0}], [1.0, 0.0]).shape
@@ -165,6 +167,11 @@ class _ScaledLinear:
         return scores
 
 
+def _outlier_pipeline() -> compose.Pipeline:
+    """Min-max scaling, then river's HalfSpaceTrees (built on the first part they learn)."""
+    return compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=0))
+
+
 def _standardize(X: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """``(X - mean) / sd``, 0 where ``sd`` is 0 (river's StandardScaler)."""
     out = np.zeros_like(X)
@@ -201,8 +208,11 @@ class OnlineModel:
         self.fast = _ScaledLinear(task, learning_rate) if engine == "numpy" and task in (
             "classification", "regression") else None
         if task == "anomaly":
-            self.model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=0))
+            self.model = _outlier_pipeline()
             self.medians = RunningMedians()
+            #: the parts learned in the trees' first window, each with every test the trees split
+            #: on (to rebuild them over a new test); None once that window is over
+            self.first_window: list[dict[str, float]] | None = []
         else:
             head = {"classification": lambda: linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate)),
                     "multiclass": lambda: linear_model.SoftmaxRegression(optimizer=optim.SGD(learning_rate)),
@@ -228,23 +238,46 @@ class OnlineModel:
             rows = rows.rows()
         scores = np.empty(len(rows))
         for i, (x, y) in enumerate(zip(rows, labels)):
+            if self.task == "anomaly":
+                scores[i] = self._score_learn_part(x)
+                continue
             if self.task == "classification":
                 scores[i] = self.model.predict_proba_one(x).get(True, 0.5)
-            elif self.task == "anomaly":  # a part with no measurement is not scored (anomaly.py)
-                if x:
-                    self.medians.update(x)
-                    x = self.medians.fill(x)
-                scores[i] = self.model.score_one(x) if x else np.nan
             else:
                 prediction = self.model.predict_one(x)
                 scores[i] = np.nan if prediction is None else float(prediction)
-            if self.task == "anomaly":
-                if x:
-                    self.model.learn_one(x)
-                    self.n_learned += 1
-            elif not math.isnan(y):
+            if not math.isnan(y):
                 self.learn(x, y)
         return scores
+
+    def _score_learn_part(self, x: dict[str, float]) -> float:
+        """A part's outlier score, then learn it, its missing tests at their running medians;
+        a part with no measurement is not scored (``anomaly.py``)."""
+        if not x:
+            return math.nan
+        self.medians.update(x)
+        x = self.medians.fill(x)
+        score = self.model.score_one(x)
+        if self.first_window is None:
+            self.model.learn_one(x)
+        else:
+            self._learn_in_first_window(x)
+        self.n_learned += 1
+        return score
+
+    def _learn_in_first_window(self, x: dict[str, float]) -> None:
+        """Learn a part while the trees score 0; if it has a test they lack, first rebuild them
+        over every test seen, re-learning the window so far with that test at its median."""
+        window = self.first_window
+        if window and len(x) > len(window[0]):
+            window[:] = [self.medians.fill(row) for row in window]
+            self.model = _outlier_pipeline()
+            for row in window:
+                self.model.learn_one(row)
+        window.append(x)
+        self.model.learn_one(x)
+        if len(window) == self.model["HalfSpaceTrees"].window_size:
+            self.first_window = None
 
     def learn(self, row: dict[str, float], label: float) -> None:
         """Learn one labeled row (a label that arrived after its prediction)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -164,3 +165,36 @@ def test_the_online_outlier_model_takes_a_missing_test_at_its_running_median():
     assert np.mean(half > 0.9) <= np.mean(complete > 0.9)
     empty = model.predict_learn([{}], [math.nan])
     assert math.isnan(empty[0])
+
+
+def _parts(rng, n, n_tests=10):
+    return [{f"t{j}": v for j, v in enumerate(row)} for row in rng.normal(size=(n, n_tests)).tolist()]
+
+
+def test_a_test_missing_from_the_first_part_still_flags_its_outliers():
+    """river's trees split on the tests of the first part they learn: a test that part lacked
+    was never split on, so a part out only on it scored exactly as the same part without."""
+    rng = np.random.default_rng(1)
+    parts = _parts(rng, 1000)
+    del parts[0]["t7"]
+    model = OnlineModel("anomaly")
+    model.predict_learn(parts, [math.nan] * len(parts))
+
+    def score(part):
+        return copy.deepcopy(model).predict_learn([part], [math.nan])[0]
+
+    probes = _parts(rng, 20)
+    rise = np.array([score({**part, "t7": 8.0}) - score(part) for part in probes])
+    assert np.mean(rise > 0) >= 0.75  # a part out on t7 ranks above its normal twin
+
+
+def test_rebuilding_the_trees_for_a_new_test_does_not_depend_on_batches():
+    rng = np.random.default_rng(2)
+    parts = _parts(rng, 600)
+    for part in parts[:40]:
+        del part["t7"]
+    whole = OnlineModel("anomaly").predict_learn(parts, [math.nan] * 600)
+    split = OnlineModel("anomaly")
+    scores = np.concatenate([split.predict_learn(parts[lo:lo + 25], [math.nan] * 25) for lo in range(0, 600, 25)])
+    np.testing.assert_array_equal(whole, scores)
+    assert split.first_window is None and (whole[:250] == 0).all() and (whole[250:] > 0).all()
