@@ -61,7 +61,8 @@ def finish(serve, worker, stop=False):
 def test_manual_trigger_retrains_now(tmp_path, kafka_bootstrap, topic):
     records = simulated("none", 8000, seed=21)
     config = write_config(tmp_path, topic, **QUIET)
-    worker, serve = start(tmp_path, config)
+    # up until the command is read: under load, starting the retrain CLI took longer than 5 s
+    worker, serve = start(tmp_path, config, idle_s=120)
     try:
         first_champion(topic, kafka_bootstrap, records[:3500], [worker, serve])
         replay(messages(records[3500:]), topic, kafka_bootstrap)
@@ -69,9 +70,9 @@ def test_manual_trigger_retrains_now(tmp_path, kafka_bootstrap, topic):
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         decision = wait_for_event(topic, kafka_bootstrap, lambda e: e["type"] == "retrain_decision"
-                                  and e["reason"] == "manual: new probe card", 120, [worker])  # serve may idle out
+                                  and e["reason"] == "manual: new probe card", 120, [worker, serve])
     finally:
-        finish(serve, worker)
+        finish(serve, worker, stop=True)
     assert decision["decision"] in ("promoted", "rejected") and decision["gates"]
 
 
