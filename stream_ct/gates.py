@@ -75,14 +75,17 @@ def secondary_metric(task: str, candidate: dict[str, float], min_f1: float, max_
 
 def fairness(task: str, scores: np.ndarray, y: np.ndarray, groups: np.ndarray, by: str, max_spread: float,
              min_rows: int) -> GateResult:
-    """The primary metric's spread (max - min) across groups with at least ``min_rows`` rows."""
+    """The primary metric's spread (max - min) across groups with at least ``min_rows`` rows
+    on which it is defined (AUC needs both classes, R² two rows)."""
     key = PRIMARY_METRIC[task]
     per_group = {}
     for group in np.unique(groups):
         mask = groups == group
-        if mask.sum() < min_rows or (task == "classification" and len(np.unique(y[mask])) < 2):
+        if mask.sum() < min_rows:
             continue
-        per_group[str(group)] = metrics_from_scores(task, scores[mask], y[mask])[key]
+        value = metrics_from_scores(task, scores[mask], y[mask])[key]
+        if not np.isnan(value):  # else max/min of the groups would depend on their order
+            per_group[str(group)] = value
     if len(per_group) < 2:
         return GateResult("fairness", True, 0.0, max_spread,
                           f"fewer than two {by} groups with {min_rows}+ rows: nothing to compare")

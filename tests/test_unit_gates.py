@@ -186,6 +186,18 @@ def test_fairness_regression_uses_r2_and_keeps_groups_regardless_of_classes():
     assert r.detail.startswith("r2 by site: A 1.000, B ")
 
 
+
+def test_fairness_leaves_out_a_group_its_metric_is_undefined_on_whatever_its_name():
+    # R² of a one-row group is NaN: it used to fail the gate (spread nan) when its name sorted first
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=201)
+    s = y + 0.1 * rng.normal(size=201)
+    for one in ("T0", "T9"):
+        g = np.array(["T1"] * 100 + ["T2"] * 100 + [one])
+        r = fairness("regression", s, y, g, "tester", 0.2, min_rows=1)
+        assert r.passed is True and r.value == pytest.approx(0.0045, abs=1e-4)
+        assert one not in r.detail
+
 # --- predicted_rate ------------------------------------------------------------------------------
 
 def test_predicted_rate_pass_and_fail():
