@@ -52,7 +52,7 @@ def beats_champion(task: str, candidate: dict[str, float], champion: dict[str, f
     key = PRIMARY_METRIC[task]
     if champion is None:
         return GateResult("beats_champion", True, None, margin, "no champion yet")
-    gain = candidate[key] - champion[key]
+    gain = round(candidate[key] - champion[key], 12)  # so a gain of exactly the margin passes
     ok = bool(gain >= margin)
     return GateResult("beats_champion", ok, gain, margin,
                       f"{key} {candidate[key]:.4f} vs champion {champion[key]:.4f} on the same holdout: "

@@ -107,6 +107,13 @@ def test_beats_champion_tie_passes_zero_margin_and_fails_positive_margin():
     assert beats_champion("classification", {"auc": 0.8}, {"auc": 0.8}, 0.001).passed is False
 
 
+
+def test_beats_champion_gain_of_exactly_the_margin_passes():
+    # 563/1000 - 553/1000 is 0.009999999999999898 in floats: it used to fail "gain +0.0100 < margin +0.0100"
+    r = beats_champion("multiclass", {"accuracy": 563 / 1000}, {"accuracy": 553 / 1000}, 0.01)
+    assert r.passed is True and r.value == 0.01
+    assert r.detail.endswith("gain +0.0100 >= margin +0.0100")
+
 # --- secondary_metric ----------------------------------------------------------------------------
 
 def test_f1_floor_pass_and_fail():
