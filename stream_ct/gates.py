@@ -47,12 +47,22 @@ def absolute_metric(task: str, candidate: dict[str, float], floor: float) -> Gat
     return GateResult("absolute_metric", ok, value, floor, f"{key} {value:.4f} {_cmp(ok, '>=', '<')} floor {floor:.4f}")
 
 
+def metric_gain(candidate: float, champion: float) -> float:
+    """``candidate - champion``, rounded to 12 places so that a gain of exactly a margin
+    clears it (0.563 - 0.553 is 0.009999999999999898 in floats).
+
+    >>> metric_gain(0.563, 0.553) >= 0.01
+    True
+    """
+    return round(candidate - champion, 12)
+
+
 def beats_champion(task: str, candidate: dict[str, float], champion: dict[str, float] | None,
                    margin: float) -> GateResult:
     key = PRIMARY_METRIC[task]
     if champion is None:
         return GateResult("beats_champion", True, None, margin, "no champion yet")
-    gain = round(candidate[key] - champion[key], 12)  # so a gain of exactly the margin passes
+    gain = metric_gain(candidate[key], champion[key])
     ok = bool(gain >= margin)
     return GateResult("beats_champion", ok, gain, margin,
                       f"{key} {candidate[key]:.4f} vs champion {champion[key]:.4f} on the same holdout: "

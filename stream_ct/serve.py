@@ -31,6 +31,7 @@ from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
+from stream_ct.gates import metric_gain
 from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
                                 make_producer, shadow_key)
@@ -801,7 +802,7 @@ class Server:
         champion_value = (self.shadow_metrics[1].value() or {}).get(self.key_metric)
         if not (_finite(shadow_value) and _finite(champion_value)):
             return  # e.g. every label so far of one class: no AUC yet, more labels decide
-        gain = shadow_value - champion_value
+        gain = metric_gain(shadow_value, champion_value)
         passed = gain >= self.config.gates.min_improvement
         self.events.emit("shadow_result", model=self.config.model.name, version=self.shadow.version,
                          passed=bool(passed), shadow_metric=shadow_value, champion_metric=champion_value,

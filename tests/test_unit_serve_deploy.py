@@ -210,6 +210,18 @@ def test_a_judged_shadow_is_marked_on_ct_models_won_or_lost(tmp_path, shadow_auc
     assert server.announced == ([(2, "shadow")] if shadow_auc else []) and server.shadow is None
 
 
+def test_a_shadow_that_gains_exactly_the_margin_wins(tmp_path):
+    """0.563 - 0.553 is 0.009999999999999898 in floats: the shadow lost at min_improvement 0.01."""
+    server = _server(tmp_path, deploy={"shadow_records": 100}, gates={"min_improvement": 0.01})
+    server.champion, server.champion_metric = _artifact(1), RollingMetric("classification")
+    server.shadow = _artifact(2, parent=1)
+    server.shadow_metrics = tuple(types.SimpleNamespace(seen=100, value=lambda auc=auc: {"auc": auc})
+                                  for auc in (0.563, 0.553))
+    server._judge_shadow()
+    [result] = _events(server, "shadow_result")
+    assert result["passed"] and result["gain"] == 0.01 and server.announced == [(2, "shadow")]
+
+
 def test_a_lost_retrain_alert_names_the_model(tmp_path, monkeypatch):
     """Every other alert of serve says which model; a webhook receiver serving several consumers
     could not tell whose retrain was lost."""
