@@ -411,8 +411,9 @@ def _stat_text(value: Any, features: list[str]) -> str:
     return ", ".join(items) + (" …" if len(values) > 3 else "")
 
 
-def _metric_points(events: list[dict[str, Any]], axis: _Axis) -> dict[str, list[tuple[float, float]]]:
-    series: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
+def _metric_points(events: list[dict[str, Any]], axis: _Axis) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Points per (consumer, metric): consumers' champions are different models, never one line."""
+    series: dict[tuple[str, str], list[tuple[float, float]]] = collections.defaultdict(list)
     for e in events:
         kind, x = e.get("type"), axis.x(e)
         if x is None:
@@ -422,7 +423,7 @@ def _metric_points(events: list[dict[str, Any]], axis: _Axis) -> dict[str, list[
         if isinstance(values, dict):
             for name, v in values.items():
                 if _finite(v):
-                    series[str(name)].append((x, float(v)))
+                    series[(str(e.get("consumer", "")), str(name))].append((x, float(v)))
     return series
 
 
@@ -457,15 +458,18 @@ def _metric_section(events: list[dict[str, Any]], axis: _Axis, markers: list[tup
     if not series:
         what = f" ({len(markers)} retrain, deploy and rollback markers)" if markers else ""
         return f"<p>No model metric values in these events{what}.</p>"
-    primary = next((e.get("primary_metric") for e in events if e.get("primary_metric")), None)
-    names = sorted(series, key=lambda n: (n != primary, n))
+    primary = {e.get("primary_metric") for e in events if e.get("primary_metric")}
+    consumers = sorted({c for c, _ in series})
+    names = sorted({n for _, n in series}, key=lambda n: (n not in primary, n))
     parts = [f"<p>{legend}</p>"]
     for name in names:
         chart = Chart(axis.label, name, axis.time, height=240)
-        chart.add(f"champion {name}", series[name], PALETTE[0])
+        for i, consumer in enumerate(consumers):
+            who = "champion" if len(consumers) == 1 else f"{consumer} champion"
+            chart.add(f"{who} {name}", series.get((consumer, name), []), PALETTE[i % len(PALETTE)])
         for m in markers:
             chart.marker(*m)
-        parts.append(f"<h3>{_E(name)}{' (primary)' if name == primary else ''}</h3>")
+        parts.append(f"<h3>{_E(name)}{' (primary)' if name in primary else ''}</h3>")
         parts.append(chart.svg())
     return "\n".join(parts)
 

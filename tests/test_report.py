@@ -183,6 +183,25 @@ def test_empty_and_partial_event_lists_say_so_instead_of_plotting():
     assert "Model metric over time" in page and page.count("<svg") >= 4  # before/after deploy points remain
 
 
+def test_several_consumers_metrics_are_separate_lines_not_one():
+    """A report of every consumer (no --consumer): yield's accuracy and binning's are two models'
+    numbers; joined into one line they zigzagged between 0.92 and 0.6."""
+    events = []
+    for pid, (consumer, values) in enumerate((("yield", {"auc": 0.9, "accuracy": 0.92}),
+                                              ("binning", {"f1_macro": 0.5, "accuracy": 0.6}))):
+        base = {"source": "serve", "consumer": consumer, "host": "tf1", "pid": pid}
+        events.append({"type": "deploy", "ts": 100.0 + pid, "model": consumer, "version": 1, "position": 0,
+                       "primary_metric": "auc" if consumer == "yield" else "f1_macro", **base})
+        events += [{"type": "model_metrics", "ts": 200.0 + 10 * k + pid, "model": consumer, "version": 1,
+                    "position": 5000 * (k + 1), "metrics": values, **base} for k in range(4)]
+    section = build_report(events).split('<section id="metric">')[1].split("</section>")[0]
+    accuracy = section.split("<h3>accuracy</h3>")[1]
+    lines = re.findall(r'<polyline[^>]*><title>([^<]*)</title>', accuracy)
+    assert lines == ["binning champion accuracy", "yield champion accuracy"]
+    assert "<h3>auc (primary)</h3>" in section and "<h3>f1_macro (primary)</h3>" in section
+    assert "<title>champion auc" not in section  # one consumer's chart names no consumer; two name both
+
+
 def test_time_axis_when_several_instances_wrote_events():
     events = synthetic_events()
     for e in events[::2]:
