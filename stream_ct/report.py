@@ -333,6 +333,7 @@ def _drift_section(drift: list[dict[str, Any]], axis: _Axis, markers: list[tuple
         span = max(xs) - min(xs)
         pad = 0.15 * span if span else 0.05 * max(abs(min(xs)), 1.0)
         markers = [m for m in markers if min(xs) - pad <= m[0] <= max(xs) + pad]
+    several = len({e.get("consumer") for e in drift}) > 1  # the same test of two consumers: two lines
     by_detector: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for e in drift:
         by_detector[str(e.get("detector", "unknown"))].append(e)
@@ -351,7 +352,7 @@ def _drift_section(drift: list[dict[str, Any]], axis: _Axis, markers: list[tuple
             statistic = _as_dict(e.get("statistic"), features)
             threshold = _as_dict(e.get("threshold"), features)
             for feature, value in statistic.items():
-                name = feature + suffix
+                name = (f"{e.get('consumer')}: " if several else "") + feature + suffix
                 feature_of[name] = feature
                 stats[name].append((x, value))
                 limit = threshold.get(feature)

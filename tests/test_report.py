@@ -202,6 +202,20 @@ def test_several_consumers_metrics_are_separate_lines_not_one():
     assert "<title>champion auc" not in section  # one consumer's chart names no consumer; two name both
 
 
+def test_several_consumers_drift_signals_on_one_test_are_separate_lines():
+    """Every consumer reads the same tests: yield's and outliers' cusum statistics on one test,
+    against their own thresholds, were one line."""
+    events = [{"type": "drift", "ts": 100.0 + k, "source": "serve", "consumer": consumer, "host": "tf1", "pid": pid,
+               "position": 1000 * k, "detector": "cusum", "features": ["1007:FMAX_7"],
+               "statistic": {"1007:FMAX_7": limit * 1.2}, "threshold": {"1007:FMAX_7": limit}}
+              for k in range(4) for pid, (consumer, limit) in enumerate((("yield", 11.5), ("outliers", 30.0)))]
+    section = build_report(events).split('<section id="drift">')[1].split("</section>")[0]
+    lines = re.findall(r'<polyline[^>]*><title>([^<]*)</title>', section)
+    assert sorted(lines) == ["outliers: 1007:FMAX_7", "outliers: 1007:FMAX_7 threshold",
+                             "yield: 1007:FMAX_7", "yield: 1007:FMAX_7 threshold"]
+    assert "<title>1007:FMAX_7</title>" in build_report(events[::2])  # one consumer: the test's name alone
+
+
 def test_time_axis_when_several_instances_wrote_events():
     events = synthetic_events()
     for e in events[::2]:
