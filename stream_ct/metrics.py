@@ -402,6 +402,7 @@ class ServeMetrics:
         elif kind == "deploy":
             self.deploys.inc(consumer=consumer)
             self._champion(consumer, event)
+            self._forget_model_metric(consumer, str(event.get("model", "")))
         elif kind == "rollback":
             self.rollbacks.inc(consumer=consumer)
             self._champion(consumer, event)
@@ -413,6 +414,13 @@ class ServeMetrics:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.model_metric.set(value, consumer=consumer, model=event.get("model", ""), metric=name)
         return event
+
+    def _forget_model_metric(self, consumer: str, model: str) -> None:
+        """A new champion's rolling metric starts empty: the one it replaced is not its metric."""
+        with self.model_metric._lock:
+            gone = [k for k in self.model_metric._children if k[:2] == (consumer, model)]
+        for key in gone:
+            self.model_metric.remove(consumer=key[0], model=key[1], metric=key[2])
 
     def _champion(self, consumer: str, event: dict[str, Any]) -> None:
         """The version a deploy or rollback made champion: serve's rollback says ``to_version``

@@ -115,6 +115,23 @@ def test_serve_metrics_from_events_and_batches():
     assert sm.predictions.value(consumer="yield", source="champion") == 500.0
 
 
+def test_model_metric_of_a_replaced_champion_is_not_the_new_one_s():
+    """After a swap serve's rolling metric starts empty (values again after 50 labels and the next
+    model_metrics event); the gauge kept the replaced champion's degraded AUC under the new one,
+    so an alert on it went on firing after the retrain that answered it."""
+    sm = serve_metrics(Metrics())
+    sm.on_event({"type": "model_metrics", "consumer": "yield", "model": "yield", "version": 1,
+                 "metrics": {"auc": 0.68, "f1": 0.92}})
+    sm.on_event({"type": "model_metrics", "consumer": "bins", "model": "bins", "version": 4,
+                 "metrics": {"accuracy": 0.7}})
+    sm.on_event({"type": "deploy", "consumer": "yield", "model": "yield", "version": 2})
+    sm.on_event({"type": "model_metrics", "consumer": "yield", "model": "yield", "version": 2, "metrics": None})
+    assert set(sm.model_metric._children) == {("bins", "bins", "accuracy")}
+    sm.on_event({"type": "model_metrics", "consumer": "yield", "model": "yield", "version": 2,
+                 "metrics": {"auc": 0.93, "f1": 0.96}})
+    assert sm.model_metric.value(consumer="yield", model="yield", metric="auc") == 0.93
+
+
 def test_trigger_kind_from_the_trigger_check_events_serve_emits():
     sm = serve_metrics(Metrics())
     log = EventLog(types.SimpleNamespace(send=lambda *args, **kwargs: None), "serve", "yield",
