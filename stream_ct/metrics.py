@@ -487,15 +487,14 @@ class WorkerMetrics:
             self.retrains.inc(0, model=model, decision=decision)
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Count ``retrain_decision`` and final ``retrain_failed`` events; returns the event."""
+        """Count ``retrain_decision`` and final ``retrain_failed`` events; returns the event
+        (``retrain_seconds`` is observed by the worker per request, its attempts together)."""
         model = str(event.get("model") or "unknown")
         if event.get("type") == "retrain_decision":
             self.retrains.inc(model=model, decision=event.get("decision", "unknown"))
             for gate in event.get("gates") or []:
                 self.gate_verdicts.inc(model=model, gate=gate.get("name", "unknown"),
                                        passed=str(bool(gate.get("passed"))).lower())
-            if isinstance(event.get("seconds"), (int, float)):
-                self.retrain_seconds.observe(event["seconds"], model=model)
         elif event.get("type") == "retrain_failed" and event.get("final", True):  # not a retried attempt
             self.retrains.inc(model=model, decision="failed")
         return event

@@ -623,6 +623,7 @@ class RetrainWorker:
             raise  # Kafka, not the request: it is read again once the worker is back
         except Exception as exc:  # settled as failed: unsettled, every restart would read it again and crash
             outcome = self._settle_as_failed(request, exc, events)
+        self.metrics.retrain_seconds.observe(time.monotonic() - started, model=str(request["model"]))
         self.settled_requests[request["request_id"]] = None
         if len(self.settled_requests) > REMEMBERED_REQUESTS:
             del self.settled_requests[next(iter(self.settled_requests))]

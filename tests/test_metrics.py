@@ -204,7 +204,7 @@ def test_worker_metrics_from_decisions():
     assert wm.retrains.value(model="yield", decision="rejected") == 1.0
     assert wm.retrains.value(model="unknown", decision="failed") == 1.0
     assert wm.gate_verdicts.value(model="yield", gate="beats_champion", passed="false") == 1.0
-    assert wm.retrain_seconds._children[("yield",)][2] == 1
+    assert wm.retrain_seconds._children == {}  # the worker times each request, attempts together
 
 
 def test_metrics_arguments_start_a_server_only_when_asked():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import random
 import shutil
+import time
+import types
 
 import numpy as np
 import orjson
@@ -409,6 +411,34 @@ def test_a_broker_outage_while_handling_a_request_does_not_settle_it(monkeypatch
     with pytest.raises(KafkaConnectionError):
         worker._handle_message(orjson.dumps(request), RecordingOutbox(), events)
     assert events.emitted == [] and request["request_id"] not in worker.settled_requests
+
+
+def test_retrain_seconds_is_the_whole_request_with_its_failed_attempts(tmp_path, monkeypatch):
+    """stream_ct_retrain_seconds read a decision's ``seconds``, its last attempt's: a request whose
+    attempts all timed out, the slowest of all, was never observed."""
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            return self.now
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    clock = Clock()
+
+    def times_out(*args, **kwargs):
+        clock.now += 300.0
+        raise TimeoutError("training took longer than 300 s")
+
+    monkeypatch.setattr(retrain_worker, "time", clock)
+    monkeypatch.setattr(retrain_worker, "train_in_child", times_out)
+    worker = RetrainWorker(registry_path=str(tmp_path))
+    events = types.SimpleNamespace(emit=lambda kind, **fields: worker.metrics.on_event({"type": kind, **fields}))
+    worker._handle_message(orjson.dumps(retrain_request(CONFIG, "drift", 0, {0: 3000})), RecordingOutbox(), events)
+    assert worker.metrics.retrains.value(model="yield", decision="failed") == 1.0
+    _, total, count = worker.metrics.retrain_seconds._children.get(("yield",), (None, 0.0, 0))
+    assert (count, total) == (1, 300.0 * CONFIG.retrain.max_attempts)
 
 
 class RecordingOutbox:
