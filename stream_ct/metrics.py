@@ -472,7 +472,7 @@ class WorkerMetrics:
     def __init__(self, metrics: Metrics):
         self.registry = metrics  # what the worker's /metrics renders
         self.retrains = metrics.counter("stream_ct_retrains_total",
-                                        "Retrain requests handled, by decision (promoted, rejected, skipped, failed).",
+                                        "Retrain requests handled, by decision (promoted, shadow, rejected, skipped, failed).",
                                         ("model", "decision"))
         self.gate_verdicts = metrics.counter("stream_ct_gate_verdicts_total", "Validation gate results.",
                                              ("model", "gate", "passed"))
