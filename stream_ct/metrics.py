@@ -87,6 +87,11 @@ class _Metric:
         with self._lock:
             self._children.pop(self._key(labels), None)
 
+    def label_sets(self) -> list[dict[str, str]]:
+        """The label sets that have a value, each as label name -> value."""
+        with self._lock:
+            return [dict(zip(self.labels, key)) for key in self._children]
+
     def _samples(self) -> list[str]:
         raise NotImplementedError
 
@@ -379,10 +384,9 @@ class ServeMetrics:
         (kafka-python's ``position()`` may make one, and raise while the broker is away). Keyed by
         topic too: with a labels topic, both topics have a partition 0."""
         assigned = {(tp.topic, str(tp.partition)): tp for tp in kafka_consumer.assignment()}
-        with self.consumer_lag._lock:
-            gone = [k for k in self.consumer_lag._children if k[0] == consumer and k[1:] not in assigned]
-        for key in gone:
-            self.consumer_lag.remove(consumer=key[0], topic=key[1], partition=key[2])
+        for labels in self.consumer_lag.label_sets():
+            if labels["consumer"] == consumer and (labels["topic"], labels["partition"]) not in assigned:
+                self.consumer_lag.remove(**labels)
         for tp in assigned.values():
             end, position = kafka_consumer.highwater(tp), positions.get(tp)
             if end is None or position is None:
@@ -417,10 +421,9 @@ class ServeMetrics:
 
     def _forget_model_metric(self, consumer: str, model: str) -> None:
         """A new champion's rolling metric starts empty: the one it replaced is not its metric."""
-        with self.model_metric._lock:
-            gone = [k for k in self.model_metric._children if k[:2] == (consumer, model)]
-        for key in gone:
-            self.model_metric.remove(consumer=key[0], model=key[1], metric=key[2])
+        for labels in self.model_metric.label_sets():
+            if (labels["consumer"], labels["model"]) == (consumer, model):
+                self.model_metric.remove(**labels)
 
     def _champion(self, consumer: str, event: dict[str, Any]) -> None:
         """The version a deploy or rollback made champion: serve's rollback says ``to_version``
