@@ -336,19 +336,24 @@ class ServeMetrics:
         self.deploys = m.counter("stream_ct_deploys_total", "Champions hot-swapped in.", ("consumer",))
         self.rollbacks = m.counter("stream_ct_rollbacks_total", "Champions rolled back.", ("consumer",))
         self.alerts = m.counter("stream_ct_alerts_total", "Alerts raised, by kind.", ("consumer", "kind"))
+        self.webhook_posts = m.counter("stream_ct_webhook_posts_total",
+                                       "Alerts posted to the webhook, by outcome (sent, failed, dropped).",
+                                       ("consumer", "outcome"))
         self._clock, self._rate_window_s = clock, rate_window_s
         self._recent: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._drift_features: dict[tuple[str, str], collections.OrderedDict] = collections.defaultdict(
             collections.OrderedDict)
 
-    def start(self, consumer: str) -> None:
-        """Expose the consumer's counters at 0 from the start: a series that is born at 1 (the
-        first rollback, the first dead letter) is no increase to Prometheus's ``increase()`` and
-        ``rate()``, so an alert on it would miss the first event."""
+    def start(self, consumer: str, webhook: bool = False) -> None:
+        """Expose the consumer's counters at 0 from the start (the webhook's with ``webhook``): a
+        series that is born at 1 (the first rollback, the first dead letter) is no increase to
+        Prometheus's ``increase()`` and ``rate()``, so an alert on it would miss the first event."""
         for counter in (self.records, self.dlq, self.missing, self.deploys, self.rollbacks):
             counter.inc(0, consumer=consumer)
         for source in ("champion", "online"):
             self.predictions.inc(0, consumer=consumer, source=source)
+        for outcome in ("sent", "failed", "dropped") if webhook else ():
+            self.webhook_posts.inc(0, consumer=consumer, outcome=outcome)
 
     def batch_done(self, consumer: str, records: int, seconds: float, dlq: int = 0,
                    predictions: dict[str, int] | None = None, missing: int = 0) -> None:

@@ -138,7 +138,7 @@ class Server:
         self.stopping = False
         self.metrics = Metrics()
         self.sm = serve_metrics(self.metrics)
-        self.sm.start(config.consumer.name)
+        self.sm.start(config.consumer.name, webhook=bool(config.events.webhook_url))
         self.metrics_args = metrics_args
         self.assigned = False
         self.consumed: dict[TopicPartition, int] = {}  # next offset per partition read, inputs and labels
@@ -161,7 +161,8 @@ class Server:
         self.producer = make_producer(self.bootstrap)
         # predictions, dead letters, retrain requests, announcements: kept until acknowledged
         self.outbox = Outbox(self.producer, should_stop=lambda: self.stopping)
-        webhook = Webhook(cfg.events.webhook_url) if cfg.events.webhook_url else None
+        webhook = Webhook(cfg.events.webhook_url, on_outcome=lambda outcome: self.sm.webhook_posts.inc(
+            consumer=cfg.consumer.name, outcome=outcome)) if cfg.events.webhook_url else None
         self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
                                audit_path=cfg.events.audit_log or None, webhook=webhook,
                                listeners=[self.sm.on_event])

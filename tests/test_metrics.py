@@ -126,10 +126,19 @@ def test_model_metric_of_a_replaced_champion_is_not_the_new_one_s():
                  "metrics": {"accuracy": 0.7}})
     sm.on_event({"type": "deploy", "consumer": "yield", "model": "yield", "version": 2})
     sm.on_event({"type": "model_metrics", "consumer": "yield", "model": "yield", "version": 2, "metrics": None})
-    assert set(sm.model_metric._children) == {("bins", "bins", "accuracy")}
+    assert sm.model_metric.label_sets() == [{"consumer": "bins", "model": "bins", "metric": "accuracy"}]
     sm.on_event({"type": "model_metrics", "consumer": "yield", "model": "yield", "version": 2,
                  "metrics": {"auc": 0.93, "f1": 0.96}})
     assert sm.model_metric.value(consumer="yield", model="yield", metric="auc") == 0.93
+
+
+def test_webhook_outcomes_are_exposed_from_the_start_when_a_webhook_is_set():
+    """So that an alert on the first failed post (``increase()`` of a series born at 1 is 0) fires."""
+    with_hook, without = serve_metrics(Metrics()), serve_metrics(Metrics())
+    with_hook.start("yield", webhook=True)
+    without.start("yield")
+    assert sorted(labels["outcome"] for labels in with_hook.webhook_posts.label_sets()) == ["dropped", "failed", "sent"]
+    assert without.webhook_posts.label_sets() == []
 
 
 def test_trigger_kind_from_the_trigger_check_events_serve_emits():

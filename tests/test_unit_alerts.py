@@ -108,6 +108,28 @@ def test_dead_url_counts_failed_without_raising():
     assert hook.is_alive()
 
 
+def test_a_failing_webhook_is_logged_once_and_again_when_it_answers(capsys):
+    """A wrong webhook_url failed silently: counted in attributes nothing read. The first failure
+    and the recovery are logged, and every outcome is reported (serve's webhook metric)."""
+    r = Receiver(status=500)
+    outcomes = []
+    try:
+        hook = Webhook(r.url, on_outcome=outcomes.append)
+        for i in range(3):
+            hook.post({"i": i})
+        hook.flush(10)
+        r.status = 200
+        hook.post({"i": 3})
+        hook.flush(10)
+    finally:
+        r.close()
+    assert outcomes == ["failed", "failed", "failed", "sent"]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"alerts: webhook {r.url} failed (HTTPError: HTTP Error 500") and "(failed=1)" in lines[0]
+    assert lines[1] == f"alerts: webhook {r.url} answers again (failed=3)"
+
+
 def test_http_error_status_counts_failed():
     r = Receiver(status=500)
     try:
