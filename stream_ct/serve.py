@@ -182,7 +182,7 @@ class Server:
             heartbeat_interval_ms=max(1000, cfg.consumer.session_timeout_ms // 3))
         consumer.subscribe(topics, listener=ForgetRevoked(self))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
-        metrics_server = start_from_args(self.metrics_args, self.metrics, ready=lambda: self.assigned,
+        metrics_server = start_from_args(self.metrics_args, self.metrics, ready=self._ready,
                                          config_port=cfg.events.metrics_port) if self.metrics_args else None
         idle_since = time.monotonic()
         log("serve", f"{cfg.consumer.name} consuming {', '.join(topics)}", group=cfg.consumer.group_id)
@@ -313,6 +313,12 @@ class Server:
             return False
         settled_long_enough = time.monotonic() - self.last_settled_at > self.exit_when_idle_s
         return not self.in_flight and settled_long_enough and not self.watcher.has_pending()
+
+    def _ready(self) -> bool:
+        """``/readyz``: partitions assigned and the model watcher caught up with ``ct.models``
+        (serve subscribes after waiting at most 30 s for the watcher, so an instance can be
+        assigned before it knows the champion)."""
+        return self.assigned and self.watcher.ready.is_set()
 
     def summary(self) -> dict[str, Any]:
         return {"records": self.position, "counts": dict(self.counts), "labels": dict(self.joiner.counts),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import types
 
 import numpy as np
@@ -284,3 +285,16 @@ def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp
     server.watcher.attempted_version = 3  # a champion was announced and is loading: none asked
     server._bootstrap_if_needed()
     assert len(asked) == 6
+
+
+def test_ready_only_once_assigned_and_the_model_watcher_caught_up(tmp_path):
+    """/readyz said ready on assignment alone, while the docs promise the watcher caught up too:
+    an instance whose watcher had not read ct.models within 30 s served without its champion."""
+    server = _server(tmp_path)
+    server.watcher = types.SimpleNamespace(ready=threading.Event())
+    server.assigned = True
+    assert not server._ready()
+    server.watcher.ready.set()
+    assert server._ready()
+    server.assigned = False
+    assert not server._ready()
