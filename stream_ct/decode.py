@@ -54,7 +54,8 @@ def _surely_valid(record: Any) -> bool:
             return False
     passed, limits, test_time = get("passed"), get("limits"), type(get("test_time_ms"))
     return ((passed is None or type(passed) is bool) and (limits is None or type(limits) is dict)
-            and (test_time is int or test_time is float or test_time is type(None)))
+            and (test_time is int or test_time is float or test_time is type(None))
+            and get("supersedes") is None)  # a retest: validate_record checks what it names
 
 
 def decode_batch(values: Sequence[bytes | None]) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:

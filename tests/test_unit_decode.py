@@ -105,3 +105,17 @@ def test_a_test_time_that_is_not_a_number_is_dead_lettered(value):
 @pytest.mark.parametrize("value", [812, 812.5, None])
 def test_a_test_time_may_be_a_number_or_null(value):
     assert decode_batch([orjson.dumps({**REC, "test_time_ms": value})])[1] == []
+
+
+@pytest.mark.parametrize("value", ["xy", ["part"], {"die": 1}, True])
+def test_a_retest_naming_neither_part_nor_die_is_dead_lettered(value):
+    """The fast path skipped ``supersedes``: such a record was served, and a list or object
+    there made every retrain of its window fail in ``latest_results`` (unhashable)."""
+    raw = orjson.dumps({**REC, "supersedes": value})
+    assert decode_batch([raw]) == ([], [(0, "field supersedes must be one of 'part', 'die'")])
+
+
+@pytest.mark.parametrize("value", ["part", "die", None])
+def test_a_retest_naming_part_or_die_is_valid(value):
+    good, bad = decode_batch([orjson.dumps({**REC, "x": 1, "y": 2, "supersedes": value})])
+    assert bad == [] and good[0][1]["supersedes"] == value
