@@ -100,12 +100,20 @@ def _validate_identity(record: dict[str, Any]) -> str | None:
     return None
 
 
+#: Characters of a test's quoted name a reason shows (an STDF key's 255-character TEST_TXT
+#: whole): the reason goes out as a DLQ header, which must fit Kafka's size limits beside the record.
+REASON_NAME_CHARS = 300
+
+
 def _validate_tests(tests: Any) -> str | None:
     if not isinstance(tests, dict) or not tests:
         return "field tests must be a non-empty object of test results"
     for name, value in tests.items():
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            return f"test {name!r} result must be a number or null"
+            shown = repr(name)
+            if len(shown) > REASON_NAME_CHARS:
+                shown = f"{shown[:REASON_NAME_CHARS]}..."
+            return f"test {shown} result must be a number or null"
     return None
 
 

@@ -67,6 +67,16 @@ def test_test_result_wrong_type(value):
         "test '1000:VDD' result must be a number or null"
 
 
+def test_a_long_test_name_is_cut_in_the_reason():
+    """The reason goes out as the DLQ message's ``dlq.reason`` header: a record under 1 MB whose
+    0.5 M-character name was quoted whole made a 3 MB dead letter, which kafka-python refused
+    (MessageSizeTooLargeError), ending serve at that record at every restart."""
+    name = "\x85" * 499_950
+    reason = validate_record(good(tests={name: "n/a"}))
+    assert reason == f"test {repr(name)[:300]}... result must be a number or null"
+    assert len(reason.encode()) < 2000
+
+
 @pytest.mark.parametrize("value", [None, float("nan"), 9.9e37, -9.9e37, float("inf"), float("-inf"),
                                    SENTINEL_ABS, 0, -5, 2**62])
 def test_sentinel_and_null_results_are_valid(value):
