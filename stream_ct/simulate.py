@@ -456,10 +456,13 @@ def simulate_to_recording(scenario: str, n_records: int, seed: int, out_path: st
     Messages: key ``lot/wafer/part``, value the record (JSON, or ``encoding="binary"``:
     ``stream_ct.binary_record``), timestamp ``ts`` in ms,
     headers ``source=simulate`` and ``scenario``. The truth goes to ``out_path + ".truth.json"``.
-    ``onset`` defaults to ``n_records // 2``; other ``params`` go to ``Simulator``.
-    Returns the number of records written.
+    ``onset`` defaults to ``n_records // 2`` and must fall among the records written; other
+    ``params`` go to ``Simulator``. Returns the number of records written.
     """
     params.setdefault("onset", n_records // 2)
+    if scenario != "none" and params["onset"] is not None and params["onset"] >= n_records:
+        raise ValueError(f"onset {params['onset']} is not before the end of the {n_records} records written: "
+                         "the recording would hold no drift while its truth names one")
     sim = Simulator(scenario=scenario, seed=seed, **params)
     encode = ENCODERS[encoding]
     headers = [("source", b"simulate"), ("scenario", scenario.encode())]

@@ -204,6 +204,16 @@ def test_bad_parameters_raise_one_clear_error():
         Simulator(scenario="chaos")
 
 
+@pytest.mark.parametrize("onset", [1_000, 5_000])
+def test_an_onset_past_the_records_written_is_refused(tmp_path, onset):
+    """The truth file and the summary line named a drift the recording did not hold."""
+    out = tmp_path / "sim.jsonl"
+    with pytest.raises(ValueError, match=f"onset {onset} is not before the end of the 1000 records"):
+        simulate_to_recording("mean-shift", 1_000, 0, str(out), onset=onset, n_tests=10)
+    assert not out.exists() and not (tmp_path / "sim.jsonl.truth.json").exists()
+    assert simulate_to_recording("none", 1_000, 0, str(out), onset=onset, n_tests=10) == 1_000
+
+
 def cli(argv):
     parser = argparse.ArgumentParser(prog="stream-ct")
     register(parser.add_subparsers(dest="command", required=True))
