@@ -189,21 +189,24 @@ STRATA = ("tester", "site", "fab")
 
 
 def strata_levels(records: Sequence[dict[str, Any]], heads: bool = True) -> dict[str, np.ndarray]:
-    """Each record's level of every drift stratum (``STRATA``) as text, "" where absent.
+    """Each record's level of every drift stratum (``STRATA``) as text, "" (no level) where
+    the field is absent or null.
 
     STDF numbers sites per head, so with ``heads`` a record's site is named with its head,
     ``"head/site"`` (site 1 of head 2 is ``"2/1"``); without, or when the record has no head,
     by its number alone (the naming of references registered before heads were named).
 
-    >>> levels = strata_levels([{"tester": "T1", "head": 2, "site": 1}, {"site": 3}])
+    >>> levels = strata_levels([{"tester": "T1", "head": 2, "site": 1}, {"site": 3, "fab": None},
+    ...                         {"tester": None, "head": 1, "site": None}])
     >>> {key: level.tolist() for key, level in levels.items()}
-    {'tester': ['T1', ''], 'site': ['2/1', '3'], 'fab': ['', '']}
+    {'tester': ['T1', '', ''], 'site': ['2/1', '3', ''], 'fab': ['', '', '']}
     >>> strata_levels([{"head": 2, "site": 1}], heads=False)["site"].tolist()
     ['1']
     """
-    sites = [f"{head}/{r.get('site', '')}" if heads and (head := r.get("head")) is not None
-             else str(r.get("site", "")) for r in records]
-    return {key: np.array(sites) if key == "site" else np.array([str(r.get(key, "")) for r in records])
+    sites = ["" if (site := r.get("site")) is None else f"{head}/{site}"
+             if heads and (head := r.get("head")) is not None else str(site) for r in records]
+    return {key: np.array(sites) if key == "site"
+            else np.array(["" if (value := r.get(key)) is None else str(value) for r in records])
             for key in STRATA}
 
 
