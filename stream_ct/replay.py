@@ -21,16 +21,23 @@ from stream_ct.recording import Message, numbered_recording, write_recording
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
            rate: float | None = None, keep_partitions: bool = False, progress: Progress | None = None) -> int:
-    """Send messages to ``topic`` in order; ``rate`` paces them (records per second).
+    """Send messages to ``topic`` in order; ``rate`` paces them (records per second);
+    ``keep_partitions`` sends each to its recorded partition.
 
-    Raises ``ValueError`` when the broker rejected any of them.
+    Raises ``ValueError`` when the broker rejected any of them, or before a message whose
+    recorded partition ``topic`` does not have (saying how many went out before it).
     """
     producer = make_producer(bootstrap)
     started = time.monotonic()
     count = 0
     failures: list[Exception] = []
     try:
+        partitions = producer.partitions_for(topic) if keep_partitions else None
         for count, msg in enumerate(messages, start=1):
+            if partitions is not None and msg.partition is not None and msg.partition not in partitions:
+                raise ValueError(f"record {count} was recorded on partition {msg.partition}, which {topic} does "
+                                 f"not have ({len(partitions)} partitions; --partitions {msg.partition + 1} adds "
+                                 f"them); the {count - 1} records before it were sent")
             future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
                                    headers=list(msg.headers),
                                    partition=msg.partition if keep_partitions else None)

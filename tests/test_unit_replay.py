@@ -38,6 +38,9 @@ class StubProducer:
     def flush(self):  # like kafka-python: waits, never raises for rejected records
         pass
 
+    def partitions_for(self, topic):
+        return {0, 1}
+
     def close(self):
         pass
 
@@ -59,6 +62,17 @@ def test_replay_raises_when_the_broker_rejects_a_send(producer):
     with pytest.raises(ValueError, match=r"Kafka rejected 2 of 3 records; first error: .*MessageSizeTooLarge"):
         replay_module.replay(messages, "t")
     assert len(producer.sent) == 3
+
+
+def test_a_recorded_partition_the_topic_lacks_stops_the_replay_saying_how_far_it_got(producer):
+    """kafka-python refused it with a bare 'Unrecognized partition 2', not saying that the
+    records before it had gone out."""
+    messages = [Message(b"k", b"v", 1, partition=p) for p in (0, 1, 2, 0)]
+    with pytest.raises(ValueError, match=r"^record 3 was recorded on partition 2, which t does not have "
+                                         r"\(2 partitions; --partitions 3 adds them\); the 2 records before it were sent"):
+        replay_module.replay(messages, "t", keep_partitions=True)
+    assert producer.sent == [b"v", b"v"]
+    assert replay_module.replay(messages, "t") == 4  # without --keep-partitions the partitioner picks
 
 
 def _replay_args(path):
