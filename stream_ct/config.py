@@ -258,6 +258,9 @@ class ConsumerConfig:
         if self.drift.stride > self.drift.window:
             raise ConfigError(f"{source}: [drift] stride ({self.drift.stride}) exceeds window "
                               f"({self.drift.window}); use a stride at most the window")
+        if self.drift.window % 4 or self.drift.window % self.drift.stride:
+            raise ConfigError(f"{source}: [drift] window ({self.drift.window}) must be a multiple of 4 and of "
+                              f"stride ({self.drift.stride}), for example window = 2000, stride = 500")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -183,6 +183,15 @@ def test_stride_exceeds_window():
         f"{SRC}: [drift] stride (300) exceeds window (200); use a stride at most the window"
 
 
+@pytest.mark.parametrize("window, stride", [(1000, 300), (2002, 2002), (2002, 1001)])
+def test_window_a_multiple_of_4_and_of_stride(window, stride):
+    """The drift monitor needs it: such a definition passed check and serve started, then every
+    retrain failed calibrating the monitor (ValueError) and no champion was ever made."""
+    assert error_of(base(drift={"window": window, "stride": stride})) == (
+        f"{SRC}: [drift] window ({window}) must be a multiple of 4 and of stride ({stride}), "
+        "for example window = 2000, stride = 500")
+
+
 def test_stride_equal_window_ok():
     assert ConsumerConfig.from_dict(base(drift={"window": 200, "stride": 200})).drift.stride == 200
 
