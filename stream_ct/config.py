@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ ESTIMATORS = {
     "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
     "anomaly": ("half_space_trees",),
 }
+#: What Kafka accepts as a topic name.
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,12 @@ class ConsumerConfig:
         if self.consumer.prediction_messages not in PREDICTION_FORMATS:
             raise ConfigError(f"{source}: [consumer] prediction_messages = {self.consumer.prediction_messages!r}; "
                               f"use one of {', '.join(PREDICTION_FORMATS)}")
+        topics = {"[consumer] input_topic": self.consumer.input_topic, "[consumer] predictions_topic":
+                  self.predictions_topic, "[consumer] dlq_topic": self.dlq_topic, "[labels] topic": self.labels.topic}
+        for key, topic in topics.items():
+            if topic and (not TOPIC_NAME.fullmatch(topic) or topic in (".", "..")):
+                raise ConfigError(f"{source}: {key} = {topic!r} is not a Kafka topic name; use up to 249 letters, "
+                                  "digits, '.', '_' and '-'")
         if m.task not in TASKS:
             raise ConfigError(f"{source}: [model] task = {m.task!r}; use one of {', '.join(TASKS)}")
         if m.estimator not in ESTIMATORS[m.task]:

@@ -178,6 +178,22 @@ def test_non_positive(section, key, value):
     assert error_of(raw) == f"{SRC}: [{section}] {key} = {value}; it must be positive"
 
 
+@pytest.mark.parametrize("section, key, topic", [
+    ("consumer", "input_topic", "lot2 parts"), ("consumer", "input_topic", "lot2/wafer3"),
+    ("consumer", "dlq_topic", "parts:dlq"), ("labels", "topic", ".."), ("consumer", "predictions_topic", "p" * 250),
+])
+def test_topic_names_kafka_refuses(section, key, topic):
+    """check passed them and serve then stopped with a traceback (InvalidTopicError from Kafka)."""
+    raw = base()
+    raw.setdefault(section, {})[key] = topic
+    assert error_of(raw) == (f"{SRC}: [{section}] {key} = {topic!r} is not a Kafka topic name; use up to 249 "
+                             "letters, digits, '.', '_' and '-'")
+
+
+def test_derived_topic_names_are_checked_too():
+    assert "[consumer] predictions_topic = " in error_of({"consumer": {"name": "y", "input_topic": "p" * 240}})
+
+
 def test_stride_exceeds_window():
     assert error_of(base(drift={"window": 200, "stride": 300})) == \
         f"{SRC}: [drift] stride (300) exceeds window (200); use a stride at most the window"
