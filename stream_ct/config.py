@@ -212,6 +212,16 @@ class ConsumerConfig:
             if topic and (not TOPIC_NAME.fullmatch(topic) or topic in (".", "..")):
                 raise ConfigError(f"{source}: {key} = {topic!r} is not a Kafka topic name; use up to 249 letters, "
                                   "digits, '.', '_' and '-'")
+        from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC
+
+        seen: dict[str, str] = {}
+        for key, topic in topics.items():
+            if topic in (RETRAIN_TOPIC, MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC):
+                raise ConfigError(f"{source}: {key} = {topic!r} is stream-ct's own topic; use another name")
+            if topic in seen:
+                raise ConfigError(f"{source}: {key} and {seen[topic]} are both {topic!r}; give each its own topic")
+            if topic:
+                seen[topic] = key
         if m.task not in TASKS:
             raise ConfigError(f"{source}: [model] task = {m.task!r}; use one of {', '.join(TASKS)}")
         if m.estimator not in ESTIMATORS[m.task]:

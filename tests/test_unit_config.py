@@ -194,6 +194,32 @@ def test_derived_topic_names_are_checked_too():
     assert "[consumer] predictions_topic = " in error_of({"consumer": {"name": "y", "input_topic": "p" * 240}})
 
 
+@pytest.mark.parametrize("sections, message", [
+    ({"consumer": {"dlq_topic": "parts"}}, "[consumer] dlq_topic and [consumer] input_topic are both 'parts'"),
+    ({"consumer": {"predictions_topic": "parts"}},
+     "[consumer] predictions_topic and [consumer] input_topic are both 'parts'"),
+    ({"labels": {"topic": "parts"}}, "[labels] topic and [consumer] input_topic are both 'parts'"),
+    ({"labels": {"topic": "parts.predictions"}},
+     "[labels] topic and [consumer] predictions_topic are both 'parts.predictions'"),
+    ({"consumer": {"predictions_topic": "x", "dlq_topic": "x"}},
+     "[consumer] dlq_topic and [consumer] predictions_topic are both 'x'"),
+])
+def test_each_topic_its_own(sections, message):
+    """A dlq_topic equal to the input fed each bad record back to serve, which dead-lettered it
+    again: one bad record became 1,466 in 20 s. A labels topic equal to the input took every part
+    for a label, and predictions written to the input came back as input."""
+    raw = base()
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    assert error_of(raw) == f"{SRC}: {message}; give each its own topic"
+
+
+@pytest.mark.parametrize("topic", ["ct.events", "ct.models", "ct.retrain", "ct.control"])
+def test_stream_ct_topics_are_not_a_consumer_topic(topic):
+    raw = base(consumer={"name": "y", "input_topic": "parts", "predictions_topic": topic})
+    assert error_of(raw) == f"{SRC}: [consumer] predictions_topic = {topic!r} is stream-ct's own topic; use another name"
+
+
 def test_stride_exceeds_window():
     assert error_of(base(drift={"window": 200, "stride": 300})) == \
         f"{SRC}: [drift] stride (300) exceeds window (200); use a stride at most the window"
