@@ -240,6 +240,21 @@ class ConsumerConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{source}: {key} = {value}; it must be positive")
+        t, r = self.triggers, self.retrain
+        non_negative = {"[retrain] cooldown_records": r.cooldown_records, "[retrain] min_minority": r.min_minority,
+                        "[retrain] recency_half_life": r.recency_half_life,
+                        "[triggers] schedule_records": t.schedule_records,
+                        "[triggers] schedule_seconds": t.schedule_seconds,
+                        "[triggers] drift_memory_records": t.drift_memory_records,
+                        "[triggers] performance_margin": t.performance_margin,
+                        "[triggers] performance_min_labels": t.performance_min_labels,
+                        "[deploy] shadow_records": self.deploy.shadow_records,
+                        "[deploy] rollback_drop": self.deploy.rollback_drop,
+                        "[gates] min_group_rows": self.gates.min_group_rows,
+                        "[gates] max_group_spread": self.gates.max_group_spread}
+        for key, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{source}: {key} = {value}; it must be 0 or more")
         fractions = {"[quality] max_missing_fraction": self.quality.max_missing_fraction,
                      "[quality] max_sentinel_fraction": self.quality.max_sentinel_fraction,
                      "[quality] max_constant_fraction": self.quality.max_constant_fraction,

@@ -220,6 +220,22 @@ def test_stream_ct_topics_are_not_a_consumer_topic(topic):
     assert error_of(raw) == f"{SRC}: [consumer] predictions_topic = {topic!r} is stream-ct's own topic; use another name"
 
 
+@pytest.mark.parametrize("section, key, value", [
+    ("triggers", "schedule_records", -1), ("triggers", "schedule_seconds", -60.0),
+    ("triggers", "drift_memory_records", -1), ("triggers", "performance_margin", -0.05),
+    ("triggers", "performance_min_labels", -1), ("retrain", "cooldown_records", -1), ("retrain", "min_minority", -1),
+    ("retrain", "recency_half_life", -100), ("deploy", "shadow_records", -1000), ("deploy", "rollback_drop", -0.05),
+    ("gates", "min_group_rows", -1), ("gates", "max_group_spread", -0.1),
+])
+def test_negative(section, key, value):
+    """Accepted before: a negative schedule asked for a retrain after every cooldown, a negative
+    drift memory never let drift fire, a negative rollback_drop rolled back a champion that held
+    its level, a negative max_group_spread rejected every candidate."""
+    raw = base()
+    raw.setdefault(section, {})[key] = value
+    assert error_of(raw) == f"{SRC}: [{section}] {key} = {value}; it must be 0 or more"
+
+
 def test_stride_exceeds_window():
     assert error_of(base(drift={"window": 200, "stride": 300})) == \
         f"{SRC}: [drift] stride (300) exceeds window (200); use a stride at most the window"
