@@ -309,11 +309,12 @@ def add_override_option(parser, example: str) -> None:
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Apply ``section.key=value`` to a raw definition; the value is read as TOML, else as text.
+    """Apply ``section.key=value`` to a raw definition; the value is read as TOML, else as text
+    (a text key's value is always text: a topic may be named 4711).
 
     >>> raw = {}; apply_override(raw, "drift.reference_size=400"); apply_override(raw, "registry.path=/r")
-    >>> raw
-    {'drift': {'reference_size': 400}, 'registry': {'path': '/r'}}
+    >>> apply_override(raw, "consumer.input_topic=4711"); raw
+    {'drift': {'reference_size': 400}, 'registry': {'path': '/r'}, 'consumer': {'input_topic': '4711'}}
     """
     name, sep, text = override.partition("=")
     section, dot, key = name.strip().partition(".")
@@ -323,7 +324,15 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()
+    if not isinstance(value, str) and key in _text_keys().get(section, ()):
+        value = text.strip()
     raw.setdefault(section, {})[key] = value
+
+
+def _text_keys() -> dict[str, set[str]]:
+    """The keys whose values are text, by section."""
+    return {s.name: {f.name for f in dataclasses.fields(globals()[s.type]) if f.type == "str"}
+            for s in dataclasses.fields(ConsumerConfig) if s.name != "source"}
 
 
 def _section(cls, values: Any, name: str, source: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_ct.config import ConfigError, ConsumerConfig
+from stream_ct.config import ConfigError, ConsumerConfig, apply_override
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = "<dict>"
@@ -303,3 +303,22 @@ def test_an_outlier_model_takes_no_shadow():
     waited as a shadow forever and the first champion served for good."""
     raw = base(model={"task": "anomaly", "estimator": "half_space_trees"}, deploy={"shadow_records": 1000})
     assert "[deploy] shadow_records = 1000" in error_of(raw) and "use 0" in error_of(raw)
+
+
+@pytest.mark.parametrize("override, section, key, value", [
+    ("consumer.input_topic=4711", "consumer", "input_topic", "4711"),
+    ("consumer.name=2024", "consumer", "name", "2024"),
+    ("consumer.group_id=2024-01-01", "consumer", "group_id", "2024-01-01"),
+    ("model.target=1e3", "model", "target", "1e3"),
+    ('labels.topic="4711"', "labels", "topic", "4711"),
+    ("drift.reference_size=400", "drift", "reference_size", 400),
+    ("drift.enabled=false", "drift", "enabled", False),
+    ('features.include=["1*", "2*"]', "features", "include", ("1*", "2*")),
+])
+def test_set_reads_a_text_key_as_text(override, section, key, value):
+    """--set consumer.input_topic=4711 was read as the integer 4711 and refused ("must be a
+    non-empty string"), a group id that looks like a date as a date: a topic or name of digits
+    could not be set without TOML quotes inside shell quotes."""
+    raw = {"consumer": {"name": "y", "input_topic": "parts"}}
+    apply_override(raw, override)
+    assert getattr(getattr(ConsumerConfig.from_dict(raw), section), key) == value
