@@ -274,11 +274,12 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def add_arguments(parser) -> None:
-    """``--metrics-port`` / ``--metrics-host`` for a long-running command."""
+def add_arguments(parser, default: str = "[events] metrics_port of the consumer definition, else off") -> None:
+    """``--metrics-port`` / ``--metrics-host`` for a long-running command; ``default`` says
+    where the port comes from without ``--metrics-port``."""
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
-                        help="serve /metrics, /healthz and /readyz on this port (0 = any free port; "
-                             "default: [events] metrics_port of the consumer definition, else off)")
+                        help=f"serve /metrics, /healthz and /readyz on this port (0 = any free port; "
+                             f"default: {default})")
     parser.add_argument("--metrics-host", default="127.0.0.1",
                         help="address for the metrics endpoint (0.0.0.0 in a container)")
 

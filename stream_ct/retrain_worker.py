@@ -643,6 +643,6 @@ def register(subparsers) -> None:
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
                    help="exit after this long without requests (for batch runs and tests)")
-    add_arguments(p)
+    add_arguments(p, default="off: the worker serves many consumer definitions and reads none at start")
     p.set_defaults(func=lambda a: RetrainWorker(a.registry, a.bootstrap_servers, a.exit_when_idle,
                                                 metrics_args=a).run())

@@ -235,6 +235,21 @@ def test_metrics_arguments_start_a_server_only_when_asked():
         server.close()
 
 
+def test_worker_metrics_port_help_names_its_own_default(capsys):
+    """The worker's help said its port defaulted to the consumer definition's [events]
+    metrics_port, but it reads no definition at start: such a port never served its metrics."""
+    from stream_ct.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["retrain-worker", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "metrics_port of the consumer definition" not in help_text
+    assert "default: off" in help_text
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "default: [events] metrics_port of the consumer definition" in " ".join(capsys.readouterr().out.split())
+
+
 def _get(url: str) -> tuple[int, str, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
