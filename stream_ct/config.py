@@ -270,6 +270,10 @@ class ConsumerConfig:
         if not 0 < self.retrain.holdout_fraction < 0.9:
             raise ConfigError(f"{source}: [retrain] holdout_fraction = {self.retrain.holdout_fraction}; "
                               "use a fraction between 0 and 0.9 such as 0.25")
+        if self.retrain.window_records < self.retrain.min_rows:
+            raise ConfigError(f"{source}: [retrain] window_records ({self.retrain.window_records}) is under min_rows "
+                              f"({self.retrain.min_rows}): every retrain but the bootstrap would be skipped "
+                              "(quality:rows); widen the window or lower min_rows")
         from stream_ct.triggers import parse_policy
 
         try:

@@ -260,6 +260,16 @@ def test_holdout_fraction_out_of_range(fraction):
         f"{SRC}: [retrain] holdout_fraction = {float(fraction)}; use a fraction between 0 and 0.9 such as 0.25")
 
 
+def test_retrain_window_not_under_min_rows():
+    """A drift, performance, schedule or manual retrain reads window_records records: under
+    min_rows, each was skipped by the quality:rows gate, after every cooldown, and check said
+    nothing."""
+    assert error_of(base(retrain={"window_records": 500, "min_rows": 1000})) == (
+        f"{SRC}: [retrain] window_records (500) is under min_rows (1000): every retrain but the bootstrap "
+        "would be skipped (quality:rows); widen the window or lower min_rows")
+    assert ConsumerConfig.from_dict(base(retrain={"window_records": 1000, "min_rows": 1000})).retrain.min_rows == 1000
+
+
 @pytest.mark.parametrize("fraction", [0.01, 0.5, 0.89])
 def test_holdout_fraction_in_range(fraction):
     assert ConsumerConfig.from_dict(base(retrain={"holdout_fraction": fraction})).retrain.holdout_fraction == fraction
