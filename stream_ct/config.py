@@ -29,6 +29,8 @@ ESTIMATORS = {
     "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
     "anomaly": ("half_space_trees",),
 }
+#: The longest a retrain worker works on one request before its group (and /healthz) count it gone.
+WORKER_REQUEST_LIMIT_S = 30 * 60
 #: What Kafka accepts as a topic name.
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -270,6 +272,11 @@ class ConsumerConfig:
         if not 0 < self.retrain.holdout_fraction < 0.9:
             raise ConfigError(f"{source}: [retrain] holdout_fraction = {self.retrain.holdout_fraction}; "
                               "use a fraction between 0 and 0.9 such as 0.25")
+        budget = self.retrain.timeout_s * self.retrain.max_attempts
+        if budget > WORKER_REQUEST_LIMIT_S:
+            raise ConfigError(f"{source}: [retrain] timeout_s ({self.retrain.timeout_s:g}) x max_attempts "
+                              f"({self.retrain.max_attempts}) = {budget:g} s exceeds the {WORKER_REQUEST_LIMIT_S:g} s "
+                              "a retrain worker may spend on one request; lower either")
         if self.retrain.window_records < self.retrain.min_rows:
             raise ConfigError(f"{source}: [retrain] window_records ({self.retrain.window_records}) is under min_rows "
                               f"({self.retrain.min_rows}): every retrain but the bootstrap would be skipped "

@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from stream_ct.anomaly import AnomalyModel
 from stream_ct.child_process import call_in_child
-from stream_ct.config import ConsumerConfig
+from stream_ct.config import WORKER_REQUEST_LIMIT_S, ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, select_features, strata_levels,
@@ -545,10 +545,10 @@ class RetrainWorker:
         metrics = self.metrics.registry
         events = EventLog(outbox, "retrain-worker", consumer="*", listeners=[self.metrics.on_event])
         # one training job holds the loop for up to max_poll_interval_ms: allow that before /healthz says stale
-        metrics_server = start_from_args(self.metrics_args, metrics, stale_after_s=30 * 60 + 60) \
+        metrics_server = start_from_args(self.metrics_args, metrics, stale_after_s=WORKER_REQUEST_LIMIT_S + 60) \
             if self.metrics_args else None
         consumer = make_consumer(RETRAIN_TOPIC, group_id=WORKER_GROUP, bootstrap=self.bootstrap,
-                                 max_poll_records=1, max_poll_interval_ms=30 * 60 * 1000)
+                                 max_poll_records=1, max_poll_interval_ms=WORKER_REQUEST_LIMIT_S * 1000)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         idle_since = time.monotonic()
         log("retrain-worker", "waiting for requests on ct.retrain")

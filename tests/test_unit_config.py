@@ -260,6 +260,16 @@ def test_holdout_fraction_out_of_range(fraction):
         f"{SRC}: [retrain] holdout_fraction = {float(fraction)}; use a fraction between 0 and 0.9 such as 0.25")
 
 
+def test_retrain_time_within_what_a_worker_may_spend_on_a_request():
+    """timeout_s = 3600 was accepted, but after 30 minutes on one request the worker's group
+    counted it gone (another worker took the request up again) and /healthz turned 503, so a
+    liveness probe restarted the worker in the middle of every such retrain."""
+    assert error_of(base(retrain={"timeout_s": 3600})) == (
+        f"{SRC}: [retrain] timeout_s (3600) x max_attempts (2) = 7200 s exceeds the 1800 s a retrain worker "
+        "may spend on one request; lower either")
+    assert ConsumerConfig.from_dict(base(retrain={"timeout_s": 900})).retrain.timeout_s == 900
+
+
 def test_retrain_window_not_under_min_rows():
     """A drift, performance, schedule or manual retrain reads window_records records: under
     min_rows, each was skipped by the quality:rows gate, after every cooldown, and check said
