@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,8 +343,9 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 def _text_keys() -> dict[str, set[str]]:
     """The keys whose values are text, by section."""
-    return {s.name: {f.name for f in dataclasses.fields(globals()[s.type]) if f.type == "str"}
-            for s in dataclasses.fields(ConsumerConfig) if s.name != "source"}
+    sections = typing.get_type_hints(ConsumerConfig)
+    return {name: {key for key, kind in typing.get_type_hints(cls).items() if kind is str}
+            for name, cls in sections.items() if dataclasses.is_dataclass(cls)}
 
 
 def _section(cls, values: Any, name: str, source: str):
