@@ -18,6 +18,10 @@ from pathlib import Path
 
 from stream_ct.config import ConfigError, ConsumerConfig
 from stream_ct.kafka_io import EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC
+from stream_ct.record import IDENTITY_FIELDS, OPTIONAL_IDENTITY, OUTCOME_FIELDS
+
+#: The fields of the part record (``stream_ct.record``); a fairness gate groups by one of them.
+RECORD_FIELDS = IDENTITY_FIELDS + OPTIONAL_IDENTITY + OUTCOME_FIELDS
 
 
 def _list(values) -> str:
@@ -75,6 +79,10 @@ def check(paths: list[str], out=None, err=None) -> int:
             continue
         valid.append(cfg)
         print(describe(cfg) + "\n", file=out)
+        if cfg.gates.fairness_by not in RECORD_FIELDS:
+            print(f'warning: {cfg.source}: [gates] fairness_by = "{cfg.gates.fairness_by}" is none of the part '
+                  f"record's fields ({', '.join(RECORD_FIELDS)}); the fairness gate compares nothing unless "
+                  "your records carry it", file=err)
     for what, key in (("consumer group", lambda c: c.consumer.group_id), ("model", lambda c: c.model.name)):
         seen = collections.defaultdict(list)
         for cfg in valid:

@@ -97,8 +97,9 @@ def fairness(task: str, scores: np.ndarray, y: np.ndarray, groups: np.ndarray, b
         if not np.isnan(value):  # else max/min of the groups would depend on their order
             per_group[str(group)] = value
     if len(per_group) < 2:
-        return GateResult("fairness", True, 0.0, max_spread,
-                          f"fewer than two {by} groups with {min_rows}+ rows: nothing to compare")
+        why = (f"no holdout record carries a {by}" if not (groups != "").any()  # e.g. a typo in fairness_by
+               else f"fewer than two {by} groups with {min_rows}+ rows")
+        return GateResult("fairness", True, 0.0, max_spread, f"{why}: nothing to compare")
     spread = max(per_group.values()) - min(per_group.values())
     ok = bool(spread <= max_spread)
     shown = ", ".join(f"{g} {v:.3f}" for g, v in sorted(per_group.items()))

@@ -86,3 +86,12 @@ def test_an_outlier_definition_is_not_described_as_learning_a_target():
     _, out, _ = run([str(REPO / "consumers" / "outliers.toml")])
     text = " ".join(out.split())
     assert 'Model "outliers": anomaly detection (no labels) with half_space_trees' in text and "passed" not in text
+
+
+def test_a_fairness_field_no_record_has_is_warned_about(tmp_path):
+    """A typo in fairness_by made the gate pass on every candidate ("nothing to compare") with
+    no word anywhere that the field does not exist."""
+    (tmp_path / "y.toml").write_text("[consumer]\nname = 'y'\ninput_topic = 'p'\n[gates]\nfairness_by = 'testr'\n")
+    code, _, err = run([str(tmp_path / "y.toml")])
+    assert code == 0 and err.startswith(f'warning: {tmp_path / "y.toml"}: [gates] fairness_by = "testr" is none '
+                                        "of the part record's fields (lot_id, wafer_id, part_id, x, y, head, site,")

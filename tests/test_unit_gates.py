@@ -182,6 +182,12 @@ def test_fairness_fewer_than_two_groups_passes():
         "fairness", True, 0.0, 0.15, "fewer than two fab groups with 100+ rows: nothing to compare")
 
 
+def test_fairness_says_when_no_record_carries_its_field():
+    s, y, _ = fairness_data()
+    assert fairness("classification", s, y, np.full(len(y), ""), "testr", 0.15, 100).detail == (
+        "no holdout record carries a testr: nothing to compare")
+
+
 def test_fairness_regression_uses_r2_and_keeps_groups_regardless_of_classes():
     rng = np.random.default_rng(0)
     y = rng.normal(size=400)
