@@ -93,6 +93,9 @@ def _validate_identity(record: dict[str, Any]) -> str | None:
         if name not in record:
             return f"missing field: {name}"
         if not isinstance(record[name], (str, int)) or isinstance(record[name], bool):
+            value = record[name]
+            if isinstance(value, float) and abs(value) >= 2 ** 63:  # JSON readers give such integers as floats
+                return f"field {name} must be a string or integer of at most 64 bits; send long ids as strings"
             return f"field {name} must be a string or integer"
     ts = record.get("ts")
     if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not math.isfinite(ts):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import orjson
 import pytest
 
+from stream_ct.decode import decode_batch
 from stream_ct.record import MISSING_COORD, SENTINEL_ABS, is_sentinel, lot_key, part_key, validate_record, wafer_key
 
 
@@ -38,6 +40,14 @@ def test_missing_identity_field(name):
 def test_missing_identity_fields_reported_in_order():
     assert validate_record({}) == "missing field: lot_id"
     assert validate_record({"lot_id": "L1"}) == "missing field: wafer_id"
+
+
+def test_an_id_past_64_bits_is_refused_saying_to_send_it_as_text():
+    """orjson reads 123456789012345678901234567890 as a float, so the reason said the integer
+    was not an integer."""
+    value = orjson.dumps(good(part_id=0)).replace(b'"part_id":0', b'"part_id":123456789012345678901234567890')
+    [(_, reason)] = decode_batch([value])[1]
+    assert reason == "field part_id must be a string or integer of at most 64 bits; send long ids as strings"
 
 
 @pytest.mark.parametrize("name", ["lot_id", "wafer_id", "part_id"])
