@@ -570,8 +570,16 @@ def _timeline_section(events: list[dict[str, Any]]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _per_model(texts: dict[str, str]) -> str:
+    """One model's text alone; several models' each after its name ("yield v2 · bins v4")."""
+    if len(texts) <= 1:
+        return next(iter(texts.values()), "none")
+    return " · ".join(f"{model} {text}" for model, text in texts.items())
+
+
 def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Header figures: records, versions, decisions, signals, deploys, rollbacks, alerts."""
+    """Header figures: records, versions and champion per model, decisions, signals, deploys,
+    rollbacks, alerts."""
     records: dict[str, int] = {}
     for e in events:
         value = e.get("records") if e.get("type") == "serve_stopped" else e.get("position")
@@ -580,13 +588,19 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
             records[key] = max(records.get(key, 0), int(value))
     decisions = collections.Counter(str(e.get("decision")) for e in events if e.get("type") == "retrain_decision")
     decisions.update("failed" for e in events if e.get("type") == "retrain_failed" and e.get("final", True))
-    versions = sorted({e["version"] for e in events if e.get("type") in ("retrain_decision", "deploy")
-                       and isinstance(e.get("version"), int)})
-    deploys = [e for e in events if e.get("type") in ("deploy", "rollback")]
+    versions: dict[str, set] = collections.defaultdict(set)
+    champions: dict[str, Any] = {}
+    for e in events:
+        model = str(e.get("model", ""))
+        if e.get("type") in ("retrain_decision", "deploy") and isinstance(e.get("version"), int):
+            versions[model].add(e["version"])
+        if e.get("type") in ("deploy", "rollback"):
+            champions[model] = _new_champion(e)
     stamps = [e["ts"] for e in events if _finite(e.get("ts"))]
     return {
-        "events": len(events), "records": sum(records.values()), "versions": versions,
-        "decisions": dict(decisions), "champion": _new_champion(deploys[-1]) if deploys else None,
+        "events": len(events), "records": sum(records.values()),
+        "versions": {m: sorted(v) for m, v in sorted(versions.items())},
+        "decisions": dict(decisions), "champions": dict(sorted(champions.items())),
         "drift_signals": sum(e.get("type") == "drift" for e in events),
         "triggers_fired": sum(e.get("type") == "trigger_check" and bool(e.get("fire")) for e in events),
         "deploys": sum(e.get("type") == "deploy" for e in events),
@@ -626,8 +640,10 @@ def build_report(events: list[dict[str, Any]], title: str = "stream-ct report") 
     span = (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(s['start']))} to "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(s['end']))} UTC") if s["start"] else "no events"
     decisions = ", ".join(f"{n} {d}" for d, n in sorted(s["decisions"].items())) or "none"
-    cards = [("records served", _num(s["records"])), ("champion", f"v{s['champion']}" if s["champion"] else "none"),
-             ("versions", ", ".join(f"v{v}" for v in s["versions"]) or "none"), ("retrain decisions", decisions),
+    cards = [("records served", _num(s["records"])),
+             ("champion", _per_model({m: f"v{v}" for m, v in s["champions"].items()})),
+             ("versions", _per_model({m: ", ".join(f"v{v}" for v in vs) for m, vs in s["versions"].items()})),
+             ("retrain decisions", decisions),
              ("drift signals", _num(s["drift_signals"])), ("triggers fired", _num(s["triggers_fired"])),
              ("deploys", _num(s["deploys"])), ("rollbacks", _num(s["rollbacks"])), ("alerts", _num(s["alerts"]))]
     sections = [("drift", "Drift statistics over time", _drift_section(drift, axis, markers)),

@@ -135,7 +135,7 @@ def test_report_has_every_section_with_plots_and_gate_rows():
 
 def test_summary_counts():
     s = summarize(filter_consumer(synthetic_events(), "yield"))
-    assert s["records"] == 40000 and s["champion"] == 2 and s["versions"] == [1, 2, 3, 4]
+    assert s["records"] == 40000 and s["champions"] == {"yield": 2} and s["versions"] == {"yield": [1, 2, 3, 4]}
     assert s["decisions"] == {"promoted": 3, "rejected": 1}
     assert (s["deploys"], s["rollbacks"], s["alerts"], s["triggers_fired"]) == (3, 1, 1, 1)
 
@@ -145,10 +145,10 @@ def test_a_rollback_names_the_version_it_went_back_to():
     events = [e for e in synthetic_events() if e["type"] not in ("deploy", "serve_stopped")]
     page = build_report(events)
     assert "rollback to v2" in page and "rollback to vNone" not in page
-    assert summarize(events)["champion"] == 2
+    assert summarize(events)["champions"] == {"yield": 2}
     manual = {"type": "rollback", "ts": 1_700_000_100.0, "source": "models-cli", "consumer": "yield",
               "model": "yield", "version": 1, "manual": True}
-    assert summarize(events + [manual])["champion"] == 1
+    assert summarize(events + [manual])["champions"] == {"yield": 1}
 
 
 def test_distributions_come_from_serve_s_drift_event_histograms():
@@ -346,3 +346,14 @@ def test_report_renders_in_headless_chromium(tmp_path):
     dom = subprocess.run(common + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert len(re.findall(r"<svg", dom.stdout)) >= 6 and "Candidates and gates" in dom.stdout
+
+
+def test_several_models_each_show_their_champion_and_versions():
+    """The champion card showed the last deploy of any model, and the versions card merged all
+    models' numbers: yield's v2 and binning's v4 read as 'champion v4, versions v1, v2, v4'."""
+    events = [{"type": "deploy", "ts": ts, "source": "serve", "consumer": model, "model": model, "version": v,
+               "position": 0} for ts, model, v in ((1.0, "yield", 1), (2.0, "yield", 2), (3.0, "binning", 4))]
+    page = build_report(events)
+    assert '<b>binning v4 · yield v2</b><span>champion</span>' in page
+    assert '<b>binning v4 · yield v1, v2</b><span>versions</span>' in page
+    assert '<b>v2</b><span>champion</span>' in build_report(filter_consumer(events, "yield"))
