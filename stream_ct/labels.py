@@ -79,10 +79,10 @@ class LabelJoiner:
         return out
 
     def _trim(self, buffer: collections.OrderedDict, what: str) -> None:
+        self._expire(buffer, what)  # first: an entry past the TTL is expired, not evicted
         while len(buffer) > self.capacity:
             buffer.popitem(last=False)
             self.counts[f"evicted_{what}"] += 1
-        self._expire(buffer, what)
 
     def _expire(self, buffer: collections.OrderedDict, what: str) -> None:
         horizon = self.clock() - self.ttl_s

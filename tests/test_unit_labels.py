@@ -79,6 +79,20 @@ def test_ttl_expiry_counted_with_fake_clock():
     assert j.counts["evicted_predictions"] == 0
 
 
+def test_a_full_buffer_expires_what_is_past_the_ttl_before_it_evicts():
+    """The oldest prediction, already past the TTL, was counted as evicted by a full buffer:
+    the counts blamed the capacity for what the TTL dropped."""
+    clock = FakeClock(0.0)
+    j = LabelJoiner(capacity=2, ttl_s=60, clock=clock)
+    j.add_prediction("a", 1)
+    clock.t = 30.0
+    j.add_prediction("b", 2)
+    clock.t = 70.0
+    j.add_prediction("c", 3)
+    assert list(j.predictions) == ["b", "c"]
+    assert (j.counts["expired_predictions"], j.counts["evicted_predictions"]) == (1, 0)
+
+
 def test_early_label_ttl_expiry_counted():
     clock = FakeClock(0.0)
     j = LabelJoiner(capacity=100, ttl_s=10, clock=clock)
