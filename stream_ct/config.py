@@ -211,20 +211,20 @@ class ConsumerConfig:
                               f"use one of {', '.join(PREDICTION_FORMATS)}")
         topics = {"[consumer] input_topic": self.consumer.input_topic, "[consumer] predictions_topic":
                   self.predictions_topic, "[consumer] dlq_topic": self.dlq_topic, "[labels] topic": self.labels.topic}
-        for key, topic in topics.items():
-            if topic and (not TOPIC_NAME.fullmatch(topic) or topic in (".", "..")):
-                raise ConfigError(f"{source}: {key} = {topic!r} is not a Kafka topic name; use up to 249 letters, "
-                                  "digits, '.', '_' and '-'")
         from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC
 
         seen: dict[str, str] = {}
         for key, topic in topics.items():
+            if not topic:  # no labels topic
+                continue
+            if not TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+                raise ConfigError(f"{source}: {key} = {topic!r} is not a Kafka topic name; use up to 249 letters, "
+                                  "digits, '.', '_' and '-'")
             if topic in (RETRAIN_TOPIC, MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC):
                 raise ConfigError(f"{source}: {key} = {topic!r} is stream-ct's own topic; use another name")
             if topic in seen:
                 raise ConfigError(f"{source}: {key} and {seen[topic]} are both {topic!r}; give each its own topic")
-            if topic:
-                seen[topic] = key
+            seen[topic] = key
         if m.task not in TASKS:
             raise ConfigError(f"{source}: [model] task = {m.task!r}; use one of {', '.join(TASKS)}")
         if m.estimator not in ESTIMATORS[m.task]:
