@@ -32,6 +32,13 @@ def shadow_key(model: str) -> str:
     """The ``ct.models`` key of a model's shadow candidate (the champion's key is the model's name)."""
     return f"{model}.shadow"
 
+
+def judging_key(model: str) -> str:
+    """The ``ct.models`` key of a new champion's post-deploy check: the level before its
+    deployment and whether it was judged, for an instance restarted before it was."""
+    return f"{model}.judging"
+
+
 _ENV_SETTINGS = {
     "STREAM_CT_SECURITY_PROTOCOL": "security_protocol",
     "STREAM_CT_SASL_MECHANISM": "sasl_mechanism",

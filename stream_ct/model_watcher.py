@@ -22,7 +22,7 @@ import orjson
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, make_consumer, shadow_key
+from stream_ct.kafka_io import CONTROL_TOPIC, EVENTS_TOPIC, MODELS_TOPIC, judging_key, make_consumer, shadow_key
 from stream_ct.registry import Artifact, IntegrityError
 
 #: ``load(version, expected_sha256s, with_monitor) -> (artifact, monitor)``
@@ -37,6 +37,9 @@ class LoadedChampion:
     monitor: Any
     announcement: dict[str, Any]
     at_start: bool = False  # found on ct.models when the watcher started: deployed before this instance ran
+    #: for a champion found at start whose post-deploy check no instance finished: the level
+    #: before its deployment (``metric_before``) that the check compares with
+    unjudged: dict[str, Any] | None = None
 
 
 class ModelWatcher(threading.Thread):
@@ -52,6 +55,7 @@ class ModelWatcher(threading.Thread):
         self._shadow: LoadedChampion | None = None
         self._commands: list[dict[str, Any]] = []
         self._settled: set[str] = set()
+        self._judging: dict[str, Any] = {}  # the newest post-deploy check on ct.models
         self._stopping = threading.Event()  # not ``_stop``: that would hide Thread._stop(), which join() calls
         self.loaded_version: int | None = None
         self.promoted_version = 0  # the newest promotion seen on ct.events
@@ -123,11 +127,14 @@ class ModelWatcher(threading.Thread):
 
     def _note_model(self, key: str, value: bytes | None, latest: dict[str, dict[str, Any]]) -> None:
         """Keep the newest announcement per key in ``latest``; a shadow marked ``judged`` (serve
-        marks it once it has a verdict) takes itself and older shadows out, loaded or not."""
-        if key not in (self.model_name, self.shadow_key) or not value:
+        marks it once it has a verdict) takes itself and older shadows out, loaded or not. The
+        newest post-deploy check is kept aside for the champion found at start."""
+        if key not in (self.model_name, self.shadow_key, judging_key(self.model_name)) or not value:
             return
         announced = orjson.loads(value)
-        if key == self.shadow_key and announced.get("judged"):
+        if key == judging_key(self.model_name):
+            self._judging = announced
+        elif key == self.shadow_key and announced.get("judged"):
             judged = int(announced["version"])
             if latest.get(key, {}).get("version", judged + 1) <= judged:
                 del latest[key]
@@ -184,6 +191,9 @@ class ModelWatcher(threading.Thread):
         if loaded is None:
             return  # the champion keeps serving
         loaded.at_start = not shadow and not self.ready.is_set()
+        if loaded.at_start and self._judging.get("version") == loaded.artifact.version \
+                and not self._judging.get("judged"):
+            loaded.unjudged = self._judging
         with self._lock:
             if shadow:
                 self._shadow = loaded

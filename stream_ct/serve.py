@@ -33,8 +33,8 @@ from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
 from stream_ct.gates import metric_gain
 from stream_ct.key_partitions import default_partitions
-from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, make_consumer,
-                                make_producer, shadow_key)
+from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, judging_key,
+                                make_consumer, make_producer, shadow_key)
 from stream_ct.labels import LabelJoiner, unjoinable
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
@@ -731,7 +731,10 @@ class Server:
         if loaded is None:
             return
         previous = self.champion
-        before = self.metric_before = self.champion_metric.value() if self.champion_metric else None
+        if loaded.unjudged is not None:  # the instance that deployed it stopped before judging it
+            before = self.metric_before = loaded.unjudged.get("metric_before")
+        else:
+            before = self.metric_before = self.champion_metric.value() if self.champion_metric else None
         self.champion, self.monitor = loaded.artifact, loaded.monitor
         self.site_heads = self.monitor is None or names_heads(self.monitor.reference_strata.get("site"))
         self.trigger.forget_drift()  # signals against the old reference say nothing about the new one
@@ -741,10 +744,12 @@ class Server:
         self.monitor_start = self.position
         self.champion_metric = RollingMetric(self.task)
         self.post_deploy_reported = False
-        # a rolled-back-to version stays; so does one found serving at start: the instances that deployed
-        # it judged it, and its holdout metric is no level before its deployment (after weeks of drift
-        # the live metric is under it, and a restart rolled such a champion back to its older parent)
-        self.rollback_checked = self.champion_reason == "rollback" or loaded.at_start
+        # a rolled-back-to version stays; so does one found serving at start that was judged: its holdout
+        # metric is no level before its deployment (after weeks of drift the live metric is under it,
+        # and a restart rolled such a champion back to its older parent)
+        self.rollback_checked = self.champion_reason == "rollback" or (loaded.at_start and loaded.unjudged is None)
+        if not self.rollback_checked and not loaded.at_start:
+            self._note_judging(judged=False, metric_before=before)
         if self.shadow is not None and self.shadow.version != self.champion.version:
             # its scores were compared with the champion just replaced; judged against the new one
             # it would need a candidate trained against it
@@ -766,7 +771,8 @@ class Server:
     def _check_rollback(self) -> None:
         """Roll back once if the new champion's live metric falls by more than ``rollback_drop``
         below the level before its deployment (the previous champion's live metric, or for a
-        first champion its holdout metric); not for a champion this instance found serving at start."""
+        first champion its holdout metric). A champion this instance found serving at start is
+        judged only if the instance that deployed it stopped before judging it, against the same level."""
         metric = self.champion_metric
         if not self.post_deploy_reported and metric.seen >= metric.size:
             self.post_deploy_reported = True
@@ -781,6 +787,7 @@ class Server:
         if not (_finite(live) and _finite(baseline)):
             return  # e.g. AUC of a window whose labels are all one class: judged once both classes came
         self.rollback_checked = True
+        self._note_judging(judged=True)
         if live >= baseline - d.rollback_drop:
             return
         detail = (f"live {self.key_metric} {live:.4f} < {baseline:.4f} before deployment - {d.rollback_drop} "
@@ -796,6 +803,13 @@ class Server:
                          position=self.position)
         self.events.emit("alert", severity="critical", kind="rollback", model=self.config.model.name,
                          version=self.champion.version, detail=detail)
+
+    def _note_judging(self, **state) -> None:
+        """Keep the champion's post-deploy check on ``ct.models``: an instance restarted before
+        the check was judged takes it up with the same level before deployment."""
+        name = self.config.model.name
+        self.outbox.send(MODELS_TOPIC, key=judging_key(name).encode(),
+                         value=orjson.dumps({"model": name, "version": self.champion.version, **state}))
 
     def _shadow_stale(self, shadow: Artifact) -> bool:
         """A shadow candidate is compared with the champion it was trained against, no other

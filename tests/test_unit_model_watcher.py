@@ -151,3 +151,19 @@ def test_a_champion_on_ct_models_at_start_is_marked_so_and_a_later_one_is_not(mo
         time.sleep(0.02)
     assert taken.artifact.version == 4 and not taken.at_start
     stop(watcher)
+
+
+@pytest.mark.parametrize("judging, unjudged", [
+    ({"version": 3, "judged": False, "metric_before": {"auc": 0.9}}, True),  # its deployer stopped first
+    ({"version": 3, "judged": True}, False),  # an instance judged it
+    ({"version": 2, "judged": False, "metric_before": {"auc": 0.9}}, False),  # an earlier champion's check
+    (None, False),  # deployed before checks were kept on ct.models
+])
+def test_a_champion_found_at_start_carries_the_check_no_instance_finished(monkeypatch, judging, unjudged):
+    checks = [(b"yield.judging", orjson.dumps({"model": "yield", **judging}))] if judging else []
+    watcher, _ = start_watcher(monkeypatch, FakeConsumer([(b"yield", announcement(3))] + checks))
+    taken = watcher.take()
+    assert taken.at_start and (taken.unjudged is not None) == unjudged
+    if unjudged:
+        assert taken.unjudged["metric_before"] == {"auc": 0.9}
+    stop(watcher)

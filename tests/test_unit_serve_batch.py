@@ -179,7 +179,7 @@ def _site_server(tmp_path, reference_sites: list[str]) -> Server:
                            reference_strata={"site": np.resize(reference_sites, 8000)})
     server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
         artifact=types.SimpleNamespace(version=1, estimator=constant, meta={"feature_names": names}),
-        monitor=monitor, announcement={"reason": "bootstrap"}, at_start=True))
+        monitor=monitor, announcement={"reason": "bootstrap"}, at_start=True, unjudged=None))
     server._swap_if_ready()
     return server
 

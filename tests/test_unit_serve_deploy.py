@@ -11,6 +11,7 @@ import pytest
 
 from stream_ct.config import ConfigError, ConsumerConfig
 from stream_ct.events import EventLog
+from stream_ct.model_watcher import LoadedChampion
 from stream_ct.rolling import RollingMetric
 from stream_ct.serve import Server
 
@@ -127,7 +128,7 @@ def test_a_new_champion_ends_a_shadow_judged_against_the_one_it_replaced(tmp_pat
     server.shadow = _artifact(3, parent=1)
     server.shadow_metrics = (RollingMetric("classification", size=10**9), RollingMetric("classification", size=10**9))
     server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
-        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}, at_start=False))
+        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}, at_start=False, unjudged=None))
     server._swap_if_ready()
     assert server.shadow is None and server.shadow_metrics is None
     [ended] = _events(server, "shadow_ended")
@@ -236,19 +237,52 @@ def test_a_lost_retrain_alert_names_the_model(tmp_path, monkeypatch):
     assert "drift retrain" in alert["detail"] and server.in_flight == {}
 
 
+def _swapped_in(server: Server, at_start: bool, unjudged: dict | None = None) -> None:
+    """v3 (holdout AUC 0.93, parent v2) handed over by the watcher, then 100 labels at AUC 0.78."""
+    server.watcher = types.SimpleNamespace(take=lambda: LoadedChampion(
+        artifact=_artifact(3, 2, auc=0.93), monitor=None, announcement={"reason": "drift"}, at_start=at_start,
+        unjudged=unjudged))
+    server._swap_if_ready()
+    y = np.arange(100) % 2.0
+    server.champion_metric.add(np.where(y == 1, 0.6, 0.4) + np.linspace(-0.3, 0.3, 100), y)  # AUC 0.778
+    server._check_rollback()
+
+
 @pytest.mark.parametrize("at_start, rolled_back", [(True, False), (False, True)])
 def test_a_champion_found_serving_at_start_is_not_judged_again(tmp_path, at_start, rolled_back):
     """A restarted instance judged the champion it found on ct.models against that champion's
     holdout metric, and rolled a champion that had served for weeks (its live AUC down with the
     process, as the performance trigger expects) back to its older parent."""
     server = _server(tmp_path, deploy={"rollback_min_labels": 100})
-    server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
-        artifact=_artifact(3, 2, auc=0.93), monitor=None, announcement={"reason": "drift"}, at_start=at_start))
-    server._swap_if_ready()
-    y = np.arange(100) % 2.0
-    server.champion_metric.add(np.where(y == 1, 0.6, 0.4) + np.linspace(-0.3, 0.3, 100), y)  # AUC 0.84
-    server._check_rollback()
+    _swapped_in(server, at_start)
     assert server.announced == ([(2, "rollback")] if rolled_back else [])
+
+
+def _judging_notes(server: Server) -> list[dict]:
+    return [orjson.loads(kw["value"]) for topic, kw in server.sent if kw["key"] == b"yield.judging"]
+
+
+@pytest.mark.parametrize("before, rolled_back", [(0.90, True), (0.80, False)])
+def test_a_check_its_deployer_did_not_finish_is_judged_after_a_restart(tmp_path, before, rolled_back):
+    """An instance that crashed between a deploy and its verdict lost the check: the restarted
+    instance found the champion serving and never judged it, however far it had fallen."""
+    server = _server(tmp_path, deploy={"rollback_min_labels": 100})
+    _swapped_in(server, at_start=True, unjudged={"version": 3, "judged": False, "metric_before": {"auc": before}})
+    assert server.announced == ([(2, "rollback")] if rolled_back else [])  # 0.778 < 0.90 - 0.05; not < 0.80 - 0.05
+    assert _judging_notes(server) == [{"model": "yield", "version": 3, "judged": True}]
+
+
+def test_a_deploy_keeps_its_check_on_ct_models_until_it_is_judged(tmp_path):
+    server = _server(tmp_path, deploy={"rollback_min_labels": 100})
+    server.champion, server.champion_metric = _artifact(2, 1), RollingMetric("classification")
+    y = np.arange(100) % 2.0
+    server.champion_metric.add(y, y)  # v2 live AUC 1.0 at the swap
+    _swapped_in(server, at_start=False)
+    kept, judged = _judging_notes(server)
+    assert kept == {"model": "yield", "version": 3, "judged": False,
+                    "metric_before": {"auc": 1.0, "accuracy": 1.0, "f1": 1.0}}
+    assert judged == {"model": "yield", "version": 3, "judged": True}
+    assert server.announced == [(2, "rollback")]
 
 
 def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp_path):
