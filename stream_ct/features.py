@@ -203,11 +203,20 @@ def strata_levels(records: Sequence[dict[str, Any]], heads: bool = True) -> dict
     >>> strata_levels([{"head": 2, "site": 1}], heads=False)["site"].tolist()
     ['1']
     """
-    sites = ["" if (site := r.get("site")) is None else f"{head}/{site}"
-             if heads and (head := r.get("head")) is not None else str(site) for r in records]
-    return {key: np.array(sites) if key == "site"
-            else np.array(["" if (value := r.get(key)) is None else str(value) for r in records])
-            for key in STRATA}
+    return {key: field_levels(records, key, heads) for key in STRATA}
+
+
+def field_levels(records: Sequence[dict[str, Any]], field: str, heads: bool = True) -> np.ndarray:
+    """Each record's ``field`` as text, "" (no level) where absent or null; a site is named
+    with its head as in ``strata_levels``. The drift strata and the fairness gate's groups.
+
+    >>> field_levels([{"fab": "F1"}, {"fab": None}, {"fab": 7}, {}], "fab").tolist()
+    ['F1', '', '7', '']
+    """
+    if field == "site":
+        return np.array(["" if (site := r.get("site")) is None else f"{head}/{site}"
+                         if heads and (head := r.get("head")) is not None else str(site) for r in records])
+    return np.array(["" if (value := r.get(field)) is None else str(value) for r in records])
 
 
 def names_heads(sites: np.ndarray | None) -> bool:

@@ -35,8 +35,8 @@ from stream_ct.child_process import call_in_child
 from stream_ct.config import WORKER_REQUEST_LIMIT_S, ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
-from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, select_features, strata_levels,
-                                target_vector, wafer_ids)
+from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, field_levels, select_features,
+                                strata_levels, target_vector, wafer_ids)
 from stream_ct.gates import GateResult, run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
@@ -310,7 +310,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
             else:
                 Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
                 champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
-    groups = np.array([str(rec.get(config.gates.fairness_by, "")) for rec in labeled[split:]])
+    groups = field_levels(labeled[split:], config.gates.fairness_by)
     with clock("gates"):
         gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics,
                                     champion_metrics)

@@ -188,6 +188,15 @@ def test_fairness_says_when_no_record_carries_its_field():
         "no holdout record carries a testr: nothing to compare")
 
 
+def test_records_without_the_field_form_no_group():
+    """Parts with no fab recorded (absent: "", null: "None") were compared as fabs of their own:
+    "auc by fab:  0.750, A 1.000; spread 0.2500 > 0.1500" failed the candidate."""
+    s, y, g = fairness_data()
+    g = np.where(g == "B", "", g)  # B's 200 rows carry no fab
+    r = fairness("classification", s, y, g, "fab", max_spread=0.15, min_rows=100)
+    assert r.passed and r.detail == "fewer than two fab groups with 100+ rows: nothing to compare"
+
+
 def test_fairness_regression_uses_r2_and_keeps_groups_regardless_of_classes():
     rng = np.random.default_rng(0)
     y = rng.normal(size=400)

@@ -168,6 +168,20 @@ def test_a_retested_part_trains_on_its_last_result_only(records, tmp_path):
     assert len(Registry(tmp_path).load("yield", 1).reference["X"]) == 1500
 
 
+def test_fairness_by_site_compares_each_head_s_sites_and_leaves_out_parts_without_one(records, tmp_path):
+    """Site 0 of head 2 was merged with site 0 of head 1 (STDF numbers sites per head), and
+    parts with a null site were compared as a site named "None"."""
+    recs = copy.deepcopy(records[:1200])
+    for i, r in enumerate(recs):
+        r["head"], r["site"] = (1, 0) if i % 3 == 0 else (2, 0) if i % 3 == 1 else (2, None)
+    config = ConsumerConfig.from_dict({**RAW, "gates": {**RAW.get("gates", {}), "fairness_by": "site",
+                                                        "min_group_rows": 50}})
+    outcome = train_and_judge(retrain_request(config, "manual", 0, {0: 1200}), recs, Registry(tmp_path))
+    [gate] = [g for g in outcome.gates if g["name"] == "fairness"]
+    assert gate["detail"].startswith("auc by site: 1/0 ") and ", 2/0 " in gate["detail"]
+    assert "None" not in gate["detail"] and gate["detail"].count(",") == 1
+
+
 def test_a_test_never_measured_in_the_window_is_left_out_and_named(records, tmp_path):
     """A test logged on every part but only ever as the STDF sentinel: the drift monitor cannot
     chart it (it raised, and every retrain failed); it is left out of the features."""
