@@ -11,6 +11,8 @@ run this way. Return values come back pickled over a pipe from our own child.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 from typing import Any, Callable
 
 #: Imported once by the fork server (a process has one, started by its first call), so
@@ -28,7 +30,16 @@ class ChildError(RuntimeError):
         self.kind, self.message = kind, message
 
 
-def _child_main(function, args, conn) -> None:
+def _exit_with_caller(lifeline) -> None:
+    """End this child once ``lifeline`` reads end of file: the process that called is gone
+    (a retrain worker killed mid-training must not leave a child that goes on to register,
+    and make champion, a version that no one announces)."""
+    lifeline.poll(None)
+    os._exit(1)
+
+
+def _child_main(function, args, conn, lifeline) -> None:
+    threading.Thread(target=_exit_with_caller, args=(lifeline,), daemon=True).start()
     try:
         conn.send(("ok", function(*args)))
     except Exception as exc:  # reported to the parent, which decides what it means
@@ -43,9 +54,11 @@ def call_in_child(function: Callable[..., Any], args: tuple, timeout_s: float, w
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(function, args, sender), daemon=True)
+    lifeline, held = ctx.Pipe(duplex=False)  # the child sees end of file once this process is gone
+    child = ctx.Process(target=_child_main, args=(function, args, sender, lifeline), daemon=True)
     child.start()
     sender.close()
+    lifeline.close()
     try:
         if not receiver.poll(timeout_s):
             raise TimeoutError(f"{what} did not finish within {timeout_s:g} s; the child was killed")
@@ -58,6 +71,7 @@ def call_in_child(function: Callable[..., Any], args: tuple, timeout_s: float, w
             child.kill()
         child.join(5)
         receiver.close()
+        held.close()
     if status != "ok":
         raise ChildError(*payload)
     return payload

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -115,3 +117,34 @@ def test_a_starting_instance_whose_announced_champion_is_tampered_serves_the_new
     alerts.clear()
     watcher._load({"version": announced + 1, "files": None})  # not in the registry
     assert watcher.take() is None and [a["kind"] for a in alerts] == ["model_load_failed"]
+
+
+SLOW_JOB = '''
+import time
+
+def register_later(folder, seconds):
+    open(f"{folder}/started", "w").close()
+    time.sleep(seconds)
+    open(f"{folder}/registered", "w").close()
+'''
+
+
+def test_a_child_does_not_outlive_the_process_that_called_it(tmp_path):
+    """A retrain worker killed (SIGKILL) mid-training takes its child with it: a child left
+    running would register and make champion a version no worker announces, while the
+    restarted worker trains the same request again."""
+    (tmp_path / "slow_job.py").write_text(SLOW_JOB)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", "import slow_job; from stream_ct.child_process import call_in_child; "
+                               f"call_in_child(slow_job.register_later, ({str(tmp_path)!r}, 3), 60, 'training')"],
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path])))
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "started").exists()
+    finally:
+        caller.kill()
+        caller.wait()
+    time.sleep(4)  # past when the child would have registered
+    assert not (tmp_path / "registered").exists()
