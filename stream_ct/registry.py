@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import skops.io as sio
@@ -143,7 +143,18 @@ class Registry:
         path = self.path(name, version) / "meta.json"
         if not path.exists():
             raise FileNotFoundError(f"model {name} has no version {version} in {self.root}")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_bytes())
+        except ValueError as exc:  # truncated or damaged on the shared folder
+            raise IntegrityError(f"{name} v{version}: {path} is damaged ({exc}); restore it or move "
+                                 f"{path.parent.name} out of {path.parent.parent}") from None
+
+    def readable_metas(self, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(version, meta)`` of every version, newest first, but those whose meta.json is
+        damaged (loading one says so): one damaged record must not stop every lookup."""
+        for version in reversed(self.versions(name)):
+            with contextlib.suppress(IntegrityError):
+                yield version, self.meta(name, version)
 
     def verify(self, name: str, version: int, expected: dict[str, str] | None = None) -> dict[str, Any]:
         """Check every file against meta.json (and ``expected`` sha256s, e.g. from ct.models)."""
@@ -185,8 +196,8 @@ class Registry:
         history = self._model_dir(name) / CHAMPION_HISTORY
         served = {json.loads(line)["version"] for line in history.read_text().splitlines() if line.strip()} \
             if history.exists() else set()
-        return [v for v in reversed(self.versions(name))
-                if v < version and (v in served or self.meta(name, v).get("decision") == "promoted")]
+        return [v for v, meta in self.readable_metas(name)
+                if v < version and (v in served or meta.get("decision") == "promoted")]
 
     def champion(self, name: str) -> int | None:
         pointer = self._model_dir(name) / "CHAMPION"

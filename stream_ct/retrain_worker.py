@@ -377,8 +377,8 @@ def registered_for(request: dict[str, Any], registry: Registry) -> int | None:
     """The version registered for this request (its ``trigger.request_id``, searched from the
     newest), or None; there is one when a worker stopped after registering it and before
     settling the request."""
-    for version in reversed(registry.versions(request["model"])):
-        if registry.meta(request["model"], version).get("trigger", {}).get("request_id") == request["request_id"]:
+    for version, meta in registry.readable_metas(request["model"]):
+        if meta.get("trigger", {}).get("request_id") == request["request_id"]:
             return version
     return None
 
@@ -389,17 +389,17 @@ def stale_reason(request: dict[str, Any], registry: Registry) -> str | None:
     are skipped. Every instance also answers the same manual command (``stream-ct retrain``):
     the first is trained, the others find its version and are skipped. A manual command is
     otherwise always trained."""
-    versions = registry.versions(request["model"])
+    metas = registry.readable_metas(request["model"])
     if request["reason"].startswith("manual"):
         command = request.get("command_id")
         if command:
-            for version in reversed(versions):
-                if registry.meta(request["model"], version).get("trigger", {}).get("command_id") == command:
+            for version, meta in metas:
+                if meta.get("trigger", {}).get("command_id") == command:
                     return f"v{version} answered the same command ({command})"
         return None
-    if not versions:
+    newest = next(metas, (None, None))[1]
+    if newest is None:
         return None
-    newest = registry.meta(request["model"], versions[-1])
     if request["reason"] == "bootstrap" and registry.champion(request["model"]) is not None:
         return "a champion exists already; bootstrap not needed"
     if newest.get("created_at", 0) > request.get("requested_at", 0):

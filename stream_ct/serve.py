@@ -606,11 +606,11 @@ class Server:
     def _newest_version_asked(self) -> tuple[int, float] | None:
         """The newest registered version and when its retrain was asked for (versions registered
         before requests were timed: when it was registered); None before the first."""
-        versions = self.registry.versions(self.config.model.name)
-        if not versions:
+        newest = next(self.registry.readable_metas(self.config.model.name), None)
+        if newest is None:
             return None
-        meta = self.registry.meta(self.config.model.name, versions[-1])
-        return versions[-1], meta.get("trigger", {}).get("requested_at") or meta.get("created_at", time.time())
+        version, meta = newest
+        return version, meta.get("trigger", {}).get("requested_at") or meta.get("created_at", time.time())
 
     def _dispatch_deferred(self, force: bool = False) -> None:
         """Publish a drift retrain once enough post-drift records have arrived (another once the

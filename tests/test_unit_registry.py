@@ -149,6 +149,21 @@ def test_champions_before_counts_versions_made_champion_after_registration(reg, 
     assert reg.champions_before("m", promoted) == []
 
 
+def test_a_damaged_meta_json_is_named_and_left_out_of_lookups(reg, estimator):
+    """A truncated meta.json is refused saying which file; lookups over every version (the
+    fallback's, the worker's) go on without it."""
+    first = reg.save("m", estimator, REFERENCE, {"decision": "promoted"})
+    damaged = reg.save("m", estimator, REFERENCE, {"decision": "promoted"})
+    newest = reg.save("m", estimator, REFERENCE, {"decision": "promoted"})
+    path = reg.path("m", damaged) / "meta.json"
+    path.write_bytes(path.read_bytes()[:40])
+    for call in (lambda: reg.meta("m", damaged), lambda: reg.load("m", damaged)):
+        with pytest.raises(IntegrityError, match=f"m v{damaged}: {path} is damaged"):
+            call()
+    assert [v for v, _ in reg.readable_metas("m")] == [newest, first]
+    assert reg.champions_before("m", newest) == [first]
+
+
 def test_unknown_version(reg, estimator):
     reg.save("m", estimator, REFERENCE, {})
     for call in (lambda: reg.meta("m", 7), lambda: reg.verify("m", 7), lambda: reg.load("m", 7),

@@ -540,6 +540,22 @@ def test_an_attempt_that_fails_after_registering_its_version_is_settled_not_retr
     assert [(topic, value["version"]) for topic, _, value in outbox.sent] == [("ct.models", 1)]
 
 
+def test_a_damaged_meta_json_of_an_old_version_does_not_stop_retraining(promoted, records, tmp_path, monkeypatch):
+    """Every request looks through the registered versions; one truncated record must not make
+    each of them fail (the champion it names, if any, is judged as unusable)."""
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    meta = tmp_path / "reg" / "yield" / "v1" / "meta.json"
+    meta.write_bytes(meta.read_bytes()[:100])
+    monkeypatch.setattr(retrain_worker, "train_in_child",
+                        lambda request, _, registry_root, *a: train_and_judge(request, records, Registry(registry_root)))
+    request = retrain_request(CONFIG, "drift", 0, {0: 3000})
+    outcome = RetrainWorker(registry_path=str(tmp_path / "reg")).handle(request, RecordingOutbox(), RecordingEvents())
+    assert (outcome.version, outcome.decision) == (2, "promoted")
+    beats = next(g for g in outcome.gates if g["name"] == "beats_champion")
+    assert beats["detail"].startswith("champion v1 unusable: IntegrityError: yield v1: ") and "is damaged" in beats["detail"]
+
+
 def test_every_instance_answers_a_manual_command_but_it_is_trained_once(records, tmp_path):
     """Each serve instance sends a request for the same ``stream-ct retrain`` command; the first
     is trained, the others are skipped naming its version. Another command is trained."""
