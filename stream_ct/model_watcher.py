@@ -131,11 +131,13 @@ class ModelWatcher(threading.Thread):
         newest post-deploy check is kept aside for the champion found at start."""
         if key not in (self.model_name, self.shadow_key, judging_key(self.model_name)) or not value:
             return
-        announced = orjson.loads(value)
+        announced = self._readable(key, value)
+        if announced is None:
+            return
         if key == judging_key(self.model_name):
             self._judging = announced
         elif key == self.shadow_key and announced.get("judged"):
-            judged = int(announced["version"])
+            judged = announced["version"]
             if latest.get(key, {}).get("version", judged + 1) <= judged:
                 del latest[key]
             with self._lock:
@@ -143,6 +145,19 @@ class ModelWatcher(threading.Thread):
                     self._shadow = None
         else:
             latest[key] = announced
+
+    def _readable(self, key: str, value: bytes) -> dict[str, Any] | None:
+        """An announcement with its version as a number, or None after an alert: an odd value
+        on ct.models must not end the watcher (this instance would follow no model again)."""
+        try:
+            announced = orjson.loads(value)
+            announced["version"] = int(announced["version"])
+            return announced
+        except (ValueError, TypeError, KeyError) as exc:
+            self.on_event("alert", severity="error", kind="unreadable_announcement", model=self.model_name,
+                          error=f"{MODELS_TOPIC} key {key}: {type(exc).__name__}: {exc}; "
+                                f"value {value[:200].decode('utf-8', 'replace')}")
+            return None
 
     def _note_command(self, value: bytes) -> None:
         try:

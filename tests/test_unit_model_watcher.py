@@ -1,5 +1,5 @@
 """The model watcher's thread against an in-memory consumer (no broker): stopping and joining,
-odd messages on ct.events, and which shadow a (re)starting instance takes over."""
+odd messages on ct.events and ct.models, and which shadow a (re)starting instance takes over."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def announcement(version: int) -> bytes:
     return orjson.dumps({"model": "yield", "version": version, "files": {}})
 
 
-def start_watcher(monkeypatch, consumer: FakeConsumer, parents: dict[int, int] | None = None):
+def start_watcher(monkeypatch, consumer: FakeConsumer, parents: dict[int, int] | None = None,
+                  on_event=lambda *args, **kwargs: None):
     """A running watcher for model ``yield``; ``parents`` gives each version's meta parent_version."""
     monkeypatch.setattr(mw, "make_consumer", lambda **kwargs: consumer)
     loaded = []
@@ -74,7 +75,7 @@ def start_watcher(monkeypatch, consumer: FakeConsumer, parents: dict[int, int] |
         meta = {"parent_version": (parents or {}).get(version)}
         return types.SimpleNamespace(version=version, meta=meta), None
 
-    watcher = mw.ModelWatcher("yield", "yield", load, on_event=lambda *args, **kwargs: None)
+    watcher = mw.ModelWatcher("yield", "yield", load, on_event=on_event)
     watcher.start()
     assert watcher.ready.wait(5)
     return watcher, loaded
@@ -108,6 +109,21 @@ def test_an_odd_event_is_ignored_and_the_watcher_keeps_loading_champions(monkeyp
         time.sleep(0.02)
     assert died == [] and loaded == [5] and watcher.promoted_version == 0
     assert watcher.is_alive()
+    stop(watcher)
+
+
+@pytest.mark.parametrize("value", [b"not json", b'"hello"', b'{"model": "yield"}', b'{"version": "v3"}'],
+                         ids=["not-json", "string", "no-version", "version-v3"])
+def test_an_odd_announcement_is_alerted_and_the_watcher_keeps_loading_champions(monkeypatch, value):
+    died, alerts = [], []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    later = [{}, {MODELS: [message(MODELS, b"yield", value)]}, {MODELS: [message(MODELS, b"yield", announcement(5))]}]
+    watcher, loaded = start_watcher(monkeypatch, FakeConsumer([], later), on_event=lambda *a, **kw: alerts.append(kw))
+    deadline = time.monotonic() + 5
+    while not loaded and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert died == [] and loaded == [5] and watcher.is_alive()
+    assert [a["kind"] for a in alerts] == ["unreadable_announcement"]
     stop(watcher)
 
 
