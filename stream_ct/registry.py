@@ -193,9 +193,7 @@ class Registry:
         """The versions before ``version`` that were promoted when registered or made champion
         since (a shadow that won, ``stream-ct models promote``), newest first: what a starting
         serve instance may fall back to."""
-        history = self._model_dir(name) / CHAMPION_HISTORY
-        served = {json.loads(line)["version"] for line in history.read_text().splitlines() if line.strip()} \
-            if history.exists() else set()
+        served = _versions_in_history(self._model_dir(name) / CHAMPION_HISTORY)
         return [v for v, meta in self.readable_metas(name)
                 if v < version and (v in served or meta.get("decision") == "promoted")]
 
@@ -225,10 +223,30 @@ class Registry:
         entry = json.dumps({"version": version, "at": time.time()}).encode()
         _write_synced(tmp, entry)
         os.replace(tmp, pointer)
-        with open(self._model_dir(name) / CHAMPION_HISTORY, "ab") as history:  # one short append: atomic
-            history.write(entry + b"\n")
-            history.flush()
-            os.fsync(history.fileno())
+        _append_line(self._model_dir(name) / CHAMPION_HISTORY, entry)
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    """Append ``line`` (one short write: atomic) on a line of its own, ending first a line that
+    an earlier append left cut short (a full disk)."""
+    with open(path, "a+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end and (f.seek(end - 1), f.read(1))[1] != b"\n":
+            line = b"\n" + line
+        f.write(line + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _versions_in_history(history: Path) -> set[int]:
+    """The versions named by the champion history's lines; a line cut short is left out."""
+    if not history.exists():
+        return set()
+    versions = set()
+    for line in history.read_bytes().splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            versions.add(int(json.loads(line)["version"]))
+    return versions
 
 
 def _check(name: str, version: int, fname: str, actual: str, recorded: str) -> None:

@@ -164,6 +164,19 @@ def test_a_damaged_meta_json_is_named_and_left_out_of_lookups(reg, estimator):
     assert reg.champions_before("m", newest) == [first]
 
 
+def test_a_history_line_cut_short_is_left_out_and_the_next_move_gets_a_line_of_its_own(reg, estimator):
+    """A full disk cut an append short; the next append landed on the same line, and reading
+    the history (a starting instance's fallback) raised JSONDecodeError in the model watcher."""
+    v1, _, v3 = (reg.save("m", estimator, REFERENCE, {}) for _ in range(3))
+    reg.set_champion("m", v1)
+    with open(reg.root / "m" / "CHAMPIONS.jsonl", "ab") as history:
+        history.write(b'{"version": 2, "a')
+    reg.set_champion("m", v3)
+    assert reg.champions_before("m", 4) == [v3, v1]
+    lines = (reg.root / "m" / "CHAMPIONS.jsonl").read_text().splitlines()
+    assert [json.loads(lines[0])["version"], lines[1], json.loads(lines[2])["version"]] == [v1, '{"version": 2, "a', v3]
+
+
 def test_unknown_version(reg, estimator):
     reg.save("m", estimator, REFERENCE, {})
     for call in (lambda: reg.meta("m", 7), lambda: reg.verify("m", 7), lambda: reg.load("m", 7),
