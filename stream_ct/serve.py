@@ -787,11 +787,13 @@ class Server:
         if not (_finite(live) and _finite(baseline)):
             return  # e.g. AUC of a window whose labels are all one class: judged once both classes came
         self.rollback_checked = True
-        self._note_judging(judged=True)
-        if live >= baseline - d.rollback_drop:
-            return
-        detail = (f"live {self.key_metric} {live:.4f} < {baseline:.4f} before deployment - {d.rollback_drop} "
-                  f"after {metric.seen} labels")
+        if live < baseline - d.rollback_drop:
+            self._roll_back(f"live {self.key_metric} {live:.4f} < {baseline:.4f} before deployment - "
+                            f"{d.rollback_drop} after {metric.seen} labels")
+        self._note_judging(judged=True)  # after the rollback: one that failed is tried again at a restart
+
+    def _roll_back(self, detail: str) -> None:
+        """Make the previous version champion again (or alert when there is none)."""
         if self.previous_version is None:
             self.events.emit("alert", severity="warning", kind="degraded_no_rollback", model=self.config.model.name,
                              version=self.champion.version, detail=detail + "; no previous version")
@@ -799,7 +801,7 @@ class Server:
         self._announce(self.previous_version, "rollback")
         self.counts["rollbacks"] += 1
         self.events.emit("rollback", model=self.config.model.name, from_version=self.champion.version,
-                         to_version=self.previous_version, detail=detail, metric=metric.value(),
+                         to_version=self.previous_version, detail=detail, metric=self.champion_metric.value(),
                          position=self.position)
         self.events.emit("alert", severity="critical", kind="rollback", model=self.config.model.name,
                          version=self.champion.version, detail=detail)

@@ -332,3 +332,17 @@ def test_ready_only_once_assigned_and_the_model_watcher_caught_up(tmp_path):
     assert server._ready()
     server.assigned = False
     assert not server._ready()
+
+
+def test_a_rollback_that_failed_is_judged_again_after_the_restart(tmp_path):
+    """The check is marked judged only once its rollback was announced: marked first, a
+    registry write that failed in the rollback left the degraded champion serving for good."""
+    server = _server(tmp_path, deploy={"rollback_min_labels": 100})
+
+    def refused(version, reason):
+        raise PermissionError("registry is read-only")
+
+    server._announce = refused
+    with pytest.raises(PermissionError):
+        _swapped_in(server, at_start=False)
+    assert [note["judged"] for note in _judging_notes(server)] == [False]
