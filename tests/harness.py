@@ -68,7 +68,7 @@ class Service:
     def __init__(self, args: list[str], log: Path, cwd: Path):
         self.log = log
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_ct", *args], cwd=cwd,
-                                     stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
+                                     stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONFAULTHANDLER="1"))
 
     def wait(self, timeout: float) -> int:
         try:
@@ -83,7 +83,11 @@ class Service:
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack to the log
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -126,7 +130,7 @@ class EnvService(Service):
 
     def __init__(self, args: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None):
         self.log = log
-        full = dict(os.environ, **(env or {}))
+        full = dict(os.environ, PYTHONFAULTHANDLER="1", **(env or {}))
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_ct", *args], cwd=cwd,
                                      stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=full)
