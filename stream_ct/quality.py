@@ -31,16 +31,19 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     for pass/fail, also when the holdout has one class (the AUC gate could not be measured).
     """
     rows, d = X.shape
+    why = f" (no record in the window has a usable {target})" if rows == 0 and task != "anomaly" else ""
     results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
-                          f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}")]
+                          f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}{why}")]
+    if rows == 0:  # no row to take features from: the schema is not what is wrong
+        return results
     results.append(GateResult("quality:schema", d > 0, d, 1,
                               f"{d} features" if d else "no test matched the feature patterns with a measured result"))
     sentinel_share = sentinels / max(values, 1)
     sentinel_gate = GateResult("quality:sentinels", sentinel_share <= max_sentinel, sentinel_share, max_sentinel,
                                f"{sentinels} sentinel results (inf or |v| >= 1e30, e.g. 9.9e37) = {sentinel_share:.2%}; "
                                f"limit {max_sentinel:.0%}")
-    if rows == 0 or d == 0:  # results that were all sentinels leave no feature: say so
-        return results + ([sentinel_gate] if rows and values else [])
+    if d == 0:  # results that were all sentinels leave no feature: say so
+        return results + ([sentinel_gate] if values else [])
     missing = float(np.isnan(X).mean())
     worst = feature_names[int(np.argmax(np.isnan(X).mean(axis=0)))]
     results.append(GateResult("quality:missing", missing <= max_missing, missing, max_missing,

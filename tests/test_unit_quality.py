@@ -54,10 +54,11 @@ def test_rows_at_minimum_pass():
     assert check(min_rows=200)["quality:rows"].passed is True
 
 
-def test_zero_rows_stops_after_schema():
-    results = check_window("classification", np.empty((0, 3)), np.empty(0), NAMES, sentinels=0, values=0, **LIMITS)
-    assert [r.name for r in results] == ["quality:rows", "quality:schema"]
-    assert results[0] == GateResult("quality:rows", False, 0, 100, "0 labeled rows < minimum 100")
+def test_zero_rows_stops_after_rows_naming_the_target():
+    results = check_window("classification", np.empty((0, 0)), np.empty(0), [], sentinels=0, values=0,
+                           target="passed", **LIMITS)
+    assert results == [GateResult("quality:rows", False, 0, 100,
+                                  "0 labeled rows < minimum 100 (no record in the window has a usable passed)")]
 
 
 def test_schema_with_zero_features_fails():

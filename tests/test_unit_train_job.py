@@ -236,6 +236,17 @@ def test_no_matching_features_is_skipped(records, tmp_path):
     assert [(g["name"], g["passed"]) for g in outcome.gates] == [("quality:rows", True), ("quality:schema", False)]
 
 
+def test_a_window_without_the_target_names_it_not_the_features(records, tmp_path):
+    # lot2.stdf.gz records no TEST_T: a test-time window has every test but no label, and the
+    # skip blamed the feature patterns ("no test matched the feature patterns")
+    cfg = ConsumerConfig.from_dict(dict(RAW, model={"task": "regression", "target": "test_time_ms"}))
+    untimed = [{k: v for k, v in r.items() if k != "test_time_ms"} for r in records]
+    outcome = train_and_judge(retrain_request(cfg, "bootstrap", 0, {0: 3000}), untimed, Registry(tmp_path))
+    assert outcome.decision == "skipped"
+    assert [(g["name"], g["passed"], g["detail"]) for g in outcome.gates] == [
+        ("quality:rows", False, "0 labeled rows < minimum 1000 (no record in the window has a usable test_time_ms)")]
+
+
 def test_a_window_of_nothing_but_sentinels_says_so(records, tmp_path):
     # every result 9.9e37 (a tester that lost its limits): no test is measured, so none is a feature
     broken = [dict(r, tests={k: 9.9e37 for k in r["tests"]}) for r in records]
