@@ -95,6 +95,19 @@ def topic_size(topic: str, bootstrap: str | None = None) -> int:
         consumer.close()
 
 
+def group_members(group: str, bootstrap: str | None = None) -> int | None:
+    """How many members consumer ``group`` has now (0 for a group the broker does not know);
+    None when the broker does not say (e.g. the client may not describe groups)."""
+    admin = KafkaAdminClient(**connection_settings(bootstrap))
+    try:
+        info = admin.describe_groups([group]).get(group) or {}
+    finally:
+        admin.close()
+    if info.get("error") and "GroupIdNotFound" not in str(info["error"]):
+        return None
+    return len(info.get("members") or [])
+
+
 def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> None:
     """Create missing topics: ``{name: {"partitions": n, "config": {...}}}``."""
     admin = KafkaAdminClient(**connection_settings(bootstrap))

@@ -17,7 +17,7 @@ import orjson
 
 from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.events import EventLog
-from stream_ct.kafka_io import CONTROL_TOPIC, MODELS_TOPIC, ensure_control_topics, make_producer
+from stream_ct.kafka_io import CONTROL_TOPIC, MODELS_TOPIC, ensure_control_topics, group_members, make_producer
 from stream_ct.registry import IntegrityError, Registry
 from stream_ct.retrain_worker import announcement
 
@@ -121,6 +121,11 @@ def _run_models(args) -> int:
 
 def _run_retrain(args) -> int:
     config = ConsumerConfig.load(args.config, args.set)
+    group = config.consumer.group_id
+    if group_members(group, args.bootstrap_servers) == 0:  # serve reads ct.control from its end: lost
+        raise ValueError(f"no serve instance of {config.consumer.name} is running (consumer group {group} has "
+                         f"no members), so none would answer; start stream-ct serve {args.config} first, and "
+                         "give retrain the --set options serve was given")
     ensure_control_topics(args.bootstrap_servers)
     producer = make_producer(args.bootstrap_servers)
     try:

@@ -76,6 +76,17 @@ def test_manual_trigger_retrains_now(tmp_path, kafka_bootstrap, topic):
     assert decision["decision"] in ("promoted", "rejected") and decision["gates"]
 
 
+def test_manual_trigger_with_no_serve_instance_says_so(tmp_path, kafka_bootstrap, topic):
+    """With no serve instance of the consumer (not started, or a name other than serve's), it said
+    'asked the serve instances ... to retrain' and exited 0; serve reads ct.control from its end,
+    so the command was lost."""
+    config = write_config(tmp_path, topic, **QUIET)
+    out = subprocess.run([sys.executable, "-m", "stream_ct", "retrain", str(config), "--reason", "new probe card"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"error: no serve instance of {topic} is running (consumer group "), out.stderr
+
+
 def test_schedule_trigger_fires_every_n_records(tmp_path, kafka_bootstrap, topic):
     records = simulated("none", 12_000, seed=22)
     extra = '\n[triggers]\npolicy = "schedule"\nschedule_records = 4000\n'
