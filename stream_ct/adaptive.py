@@ -45,6 +45,8 @@ def adaptive_table(records: Sequence[dict[str, Any]], task: str, target: str, ks
         raise ValueError(f"the adaptive-test view needs labels; task {task!r} has none")
     if any(k < 1 for k in ks):
         raise ValueError(f"K is a number of tests, 1 or more (got {min(ks)}); the last row uses every test")
+    if not labeled:  # else it read as patterns that match no test
+        raise ValueError(f"no record has {target}: the adaptive-test view needs records that carry it")
     selected = set(select_features(labeled, include, exclude))
     order = [key for key in flow_order(labeled) if key in selected]
     if not order:

@@ -31,6 +31,12 @@ def test_patterns_that_match_no_test_say_so():
         adaptive_table(flow_records(), "classification", "passed", ks=[1], include=["9:*"])
 
 
+def test_records_without_the_target_say_so_not_the_patterns():
+    # lot2.stdf.gz records no test time: it said "no test of the 0 labeled records matches the [features] patterns"
+    with pytest.raises(ValueError, match=r"^no record has test_time_ms: the adaptive-test view needs records"):
+        adaptive_table(flow_records(), "regression", "test_time_ms", ks=[1])
+
+
 @pytest.mark.parametrize("k", [0, -2])
 def test_k_below_one_is_refused(k):
     with pytest.raises(ValueError, match=rf"K is a number of tests, 1 or more \(got {k}\)"):
