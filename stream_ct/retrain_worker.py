@@ -57,21 +57,24 @@ REMEMBERED_REQUESTS = 10_000
 
 
 def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_offsets: dict[int, int],
-                    **extra: Any) -> dict[str, Any]:
-    """The message a trigger publishes on ``ct.retrain``."""
+                    start_offsets: dict[int, int] | None = None, **extra: Any) -> dict[str, Any]:
+    """The message a trigger publishes on ``ct.retrain``: its window starts at ``start_offsets``
+    on the partitions they name, at ``start_ts_ms`` on the others."""
+    window = {"topic": config.consumer.input_topic, "start_ts_ms": int(start_ts_ms),
+              "end_offsets": {str(p): int(o) for p, o in end_offsets.items()}}
+    if start_offsets:
+        window["start_offsets"] = {str(p): int(o) for p, o in start_offsets.items()}
     return {"request_id": uuid.uuid4().hex, "model": config.model.name, "consumer": config.consumer.name,
-            "reason": reason, "config": config.to_dict(), "requested_at": time.time(),
-            "window": {"topic": config.consumer.input_topic, "start_ts_ms": int(start_ts_ms),
-                       "end_offsets": {str(p): int(o) for p, o in end_offsets.items()}},
-            **extra}
+            "reason": reason, "config": config.to_dict(), "requested_at": time.time(), "window": window, **extra}
 
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
-               bootstrap: str | None = None, parts: bool = True, stall_timeout_s: float = 120.0
-               ) -> list[dict[str, Any]]:
-    """Records of ``topic`` from ``start_ts_ms`` (by timestamp) up to ``end_offsets`` (default: the
-    end of each partition now; an end past what the partition holds reads to its end), in
-    timestamp order: valid part records, or with ``parts=False`` any JSON object (label records).
+               bootstrap: str | None = None, parts: bool = True, stall_timeout_s: float = 120.0,
+               start_offsets: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Records of ``topic`` from ``start_ts_ms`` (by timestamp; from ``start_offsets`` on the
+    partitions it names) up to ``end_offsets`` (default: the end of each partition now; an end
+    past what the partition holds reads to its end), in timestamp order: valid part records, or
+    with ``parts=False`` any JSON object (label records).
 
     Raises ``TimeoutError`` naming the partitions when no partition's position moves for
     ``stall_timeout_s`` (a leader away, offsets that yield nothing) instead of waiting forever."""
@@ -94,6 +97,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
         remaining = {}
         for tp in partitions:
             start = starts[tp].offset if starts[tp] is not None else ends[tp]
+            start = int((start_offsets or {}).get(str(tp.partition), start))
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining[tp] = ends[tp]
@@ -170,7 +174,8 @@ def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: 
                     ) -> list[dict[str, Any]]:
     """The window's part records, with labels from the labels topic joined by key."""
     window = request["window"]
-    records = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap)
+    records = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap,
+                         start_offsets=window.get("start_offsets"))
     if config.labels.topic:
         join_labels(records, read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False),
                     config.model.target)
@@ -338,7 +343,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                     "requested_at": request.get("requested_at"),
                     "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
-                        "end_offsets": window["end_offsets"], "rows": len(labeled),
+                        "start_offsets": window.get("start_offsets"), "end_offsets": window["end_offsets"],
+                        "rows": len(labeled),
                         "unusable_labels": unusable_labels, "superseded": superseded,
                         "never_measured": never_measured,
                         "rows_train": split, "rows_holdout": len(labeled) - split,

@@ -121,7 +121,8 @@ class Server:
             self.trigger.retrained_ago(time.time() - newest[1])
         self.joiner = LabelJoiner(config.labels.buffer_size, config.labels.ttl_seconds)
         self.position = 0  # valid records seen by this instance
-        self.timestamps: collections.deque = collections.deque(
+        #: (timestamp, partition, offset) of the last records read: where a retrain window starts
+        self.read_marks: collections.deque = collections.deque(
             maxlen=max(config.retrain.window_records, config.drift.reference_size) + config.drift.window)
         self.end_offsets: dict[int, int] = {}
         self.in_flight: dict[str, dict[str, Any]] = {}
@@ -378,7 +379,7 @@ class Server:
             self._await_labels(records, results.rows(), labels, scores, shadow_scores, online_scores)
         start = self.position
         self.position += len(records)
-        self.timestamps.extend(m.timestamp for m in sources)
+        self.read_marks.extend((m.timestamp, m.partition, m.offset) for m in sources)
         if self.monitor is not None:
             self._detect(X, records, sources, start)
 
@@ -660,25 +661,29 @@ class Server:
         return self.consumer.beginning_offsets(parts), self.consumer.end_offsets(parts)
 
     def _request(self, reason: str, window_records: int, **extra) -> None:
-        """A retrain on the last ``window_records`` records by time, over every partition of the input
-        (this instance's records date the window; the other instances' partitions are read too)."""
-        if not self.timestamps:
+        """A retrain on the last ``window_records`` records, over every partition of the input: from
+        the offset of its first record on each partition this instance read, by time on the other
+        instances' partitions (parts that share a timestamp, as an STDF file without test times
+        gives them, would all fall in a window by time)."""
+        if not self.read_marks:
             detail = "this instance has seen no part records since it started, so it cannot date the window"
             log("serve", f"retrain ({reason}) not requested: {detail}", **extra)
             self.events.emit("retrain_not_requested", model=self.config.model.name, reason=reason, detail=detail,
                              position=self.position, **extra)
             return
-        window_records = max(1, min(window_records, len(self.timestamps)))
+        window_records = max(1, min(window_records, len(self.read_marks)))
         reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
         if not reached:
             log("serve", f"stopping before Kafka came back: retrain ({reason}) not requested", **extra)
             return
-        self._publish_request(reason, self.timestamps[-window_records],
-                              {tp.partition: o for tp, o in offsets[1].items()}, window_records, **extra)
+        marks = list(itertools.islice(self.read_marks, len(self.read_marks) - window_records, None))
+        start_offsets = {partition: offset for _, partition, offset in reversed(marks)}  # each one's first
+        self._publish_request(reason, marks[0][0], {tp.partition: o for tp, o in offsets[1].items()},
+                              window_records, start_offsets=start_offsets, **extra)
 
     def _publish_request(self, reason: str, start_ts_ms: int, end_offsets: dict[int, int], window_records: int,
-                         **extra) -> None:
-        request = retrain_request(self.config, reason, start_ts_ms, end_offsets, **extra)
+                         start_offsets: dict[int, int] | None = None, **extra) -> None:
+        request = retrain_request(self.config, reason, start_ts_ms, end_offsets, start_offsets, **extra)
         self.outbox.send(RETRAIN_TOPIC, key=self.config.model.name.encode(), value=orjson.dumps(request))
         if not self.outbox.flush():
             log("serve", f"stopping before Kafka acknowledged retrain request {request['request_id']} ({reason})")

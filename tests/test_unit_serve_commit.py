@@ -83,7 +83,8 @@ class Published(list):
 def _requesting_server(consumer, stopping=False):
     server = _server(stopping)
     server.config = types.SimpleNamespace(consumer=types.SimpleNamespace(input_topic="parts"))
-    server.consumer, server.timestamps = consumer, collections.deque([1, 2, 3])
+    # (timestamp, partition, offset) of the last three records read
+    server.consumer, server.read_marks = consumer, collections.deque([(1, 0, 7), (2, 0, 8), (3, 0, 9)])
     server._publish_request = Published()
     return server
 
@@ -181,9 +182,19 @@ def test_other_errors_are_not_swallowed():
 def test_retrain_request_waits_for_the_input_offsets(capsys):
     server = _requesting_server(FlakyOffsets(KafkaConnectionError("111 ECONNREFUSED")))
     server._request("manual: check", 3, command_id="c-1")
-    assert server._publish_request == [("manual: check", {0: 100, 1: 101}, {"command_id": "c-1"})]
+    assert server._publish_request == [("manual: check", {0: 100, 1: 101},
+                                        {"start_offsets": {0: 7}, "command_id": "c-1"})]
     assert server.counts["read_input_offsets_retries"] == 1
     assert "Kafka reachable again" in capsys.readouterr().out
+
+
+def test_a_window_starts_at_the_offset_of_its_first_record_on_each_partition_read():
+    """Parts that share a timestamp (an STDF file without test times) all fell in a window read
+    by time: a 300-record retrain of lot2 trained on its 784 parts."""
+    server = _requesting_server(FlakyOffsets())
+    server.read_marks = collections.deque([(5, 0, 10), (5, 1, 20), (5, 0, 11), (5, 1, 21)])
+    server._request("drift", 3)
+    assert server._publish_request == [("drift", {0: 100, 1: 101}, {"start_offsets": {0: 11, 1: 20}})]
 
 
 def test_missing_partition_metadata_counts_as_unreachable():

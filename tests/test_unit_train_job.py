@@ -91,8 +91,8 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["task"] == "classification" and meta["target"] == "passed"
     assert len(meta["feature_names"]) == 50
     assert meta["data_window"] == {
-        "topic": "parts", "start_ts_ms": 0, "end_offsets": {"0": 3000}, "rows": 3000, "unusable_labels": 0,
-        "superseded": 0, "never_measured": [],
+        "topic": "parts", "start_ts_ms": 0, "start_offsets": None, "end_offsets": {"0": 3000}, "rows": 3000,
+        "unusable_labels": 0, "superseded": 0, "never_measured": [],
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
         "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}

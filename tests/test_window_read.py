@@ -34,6 +34,19 @@ def test_a_window_is_read_by_time_in_time_order_and_an_end_past_the_log_reads_to
     assert read_topic(topic, 11_000, None, kafka_bootstrap, parts=False) == []
 
 
+@pytest.mark.integration
+def test_a_window_starts_at_its_start_offsets_where_given_and_by_time_elsewhere(kafka_bootstrap, topic):
+    """Parts that share one timestamp: by time, a window takes them all."""
+    ensure_topics({topic: {"partitions": 2}}, kafka_bootstrap)
+    producer = make_producer(kafka_bootstrap)
+    for i in range(10):
+        producer.send(topic, value=orjson.dumps(label(i)), partition=i % 2, timestamp_ms=1000)
+    producer.flush()
+    producer.close()
+    window = read_topic(topic, 1000, {"0": 5, "1": 5}, kafka_bootstrap, parts=False, start_offsets={"0": 3})
+    assert sorted(rec["part_id"] for rec in window) == [1, 3, 5, 6, 7, 8, 9]
+
+
 class StillConsumer:
     """A consumer whose partition holds offsets 0..9 and never delivers any of them."""
 
