@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from stream_ct.broker import BrokerError
     from stream_ct.kafka_io import bootstrap_servers
+    from stream_ct.registry import IntegrityError
 
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (| head): not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except (BrokerError, OSError, ValueError) as exc:  # OSError: a missing, unreadable or unwritable path
+    except (BrokerError, IntegrityError, OSError, ValueError) as exc:  # OSError: a missing or unreadable path
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (KafkaConnectionError, KafkaTimeoutError) as exc:

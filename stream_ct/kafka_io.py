@@ -19,7 +19,7 @@ import os
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, CoordinatorNotAvailableError, TopicAlreadyExistsError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 RETRAIN_TOPIC = "ct.retrain"
@@ -101,6 +101,8 @@ def group_members(group: str, bootstrap: str | None = None) -> int | None:
     admin = KafkaAdminClient(**connection_settings(bootstrap))
     try:
         info = admin.describe_groups([group]).get(group) or {}
+    except (AuthorizationError, CoordinatorNotAvailableError):  # may not describe it; no coordinator yet
+        return None
     finally:
         admin.close()
     if info.get("error") and "GroupIdNotFound" not in str(info["error"]):

@@ -124,8 +124,9 @@ def _run_retrain(args) -> int:
     group = config.consumer.group_id
     if group_members(group, args.bootstrap_servers) == 0:  # serve reads ct.control from its end: lost
         raise ValueError(f"no serve instance of {config.consumer.name} is running (consumer group {group} has "
-                         f"no members), so none would answer; start stream-ct serve {args.config} first, and "
-                         "give retrain the --set options serve was given")
+                         f"no members), so none would answer; start stream-ct serve {args.config} first (one "
+                         "just started joins within seconds: try again then), and give retrain the --set options "
+                         "serve was given")
     ensure_control_topics(args.bootstrap_servers)
     producer = make_producer(args.bootstrap_servers)
     try:

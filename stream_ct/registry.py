@@ -151,9 +151,9 @@ class Registry:
 
     def readable_metas(self, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(version, meta)`` of every version, newest first, but those whose meta.json is
-        damaged (loading one says so): one damaged record must not stop every lookup."""
+        damaged or missing (loading one says so): one bad record must not stop every lookup."""
         for version in reversed(self.versions(name)):
-            with contextlib.suppress(IntegrityError):
+            with contextlib.suppress(IntegrityError, FileNotFoundError):
                 yield version, self.meta(name, version)
 
     def verify(self, name: str, version: int, expected: dict[str, str] | None = None) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kafka.errors
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from stream_ct import models_cli
+from stream_ct import kafka_io, models_cli
 from stream_ct.cli import main
 from stream_ct.registry import Registry
 
@@ -86,3 +87,32 @@ def test_models_list_takes_the_overrides_serve_was_given(tmp_path, capsys):
     assert "        1  promoted" in capsys.readouterr().out
     assert main(["models", "list", CONFIG, "--registry", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith("no versions of yield in")
+
+
+def test_a_damaged_record_is_one_error_line_not_a_traceback(tmp_path, capsys):
+    """A truncated meta.json raised IntegrityError, which the CLI did not catch: `models list`
+    ended in a traceback, exit code 1."""
+    registry = _registry_with_v2_champion(tmp_path)
+    meta = registry.path("yield", 1) / "meta.json"
+    meta.write_bytes(meta.read_bytes()[:30])
+    assert main(["models", "list", CONFIG, "--registry", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: yield v1: {meta} is damaged") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("error", ["GroupAuthorizationFailedError", "CoordinatorNotAvailableError"])
+def test_retrain_goes_ahead_when_the_broker_does_not_say_who_serves(monkeypatch, error):
+    """kafka-python raises these from describe_groups' coordinator lookup: `stream-ct retrain`
+    ended in a traceback where it used to send the command."""
+    class Admin:
+        def __init__(self, **settings):
+            pass
+
+        def describe_groups(self, groups):
+            raise getattr(kafka.errors, error)()
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(kafka_io, "KafkaAdminClient", Admin)
+    assert kafka_io.group_members("stream-ct-yield") is None
