@@ -78,6 +78,10 @@ class ModelWatcher(threading.Thread):
             commands, self._commands = self._commands, []
             return commands
 
+    def check_noted(self, version: int) -> bool:
+        """Whether ``ct.models`` holds a post-deploy check of ``version`` already (pending or judged)."""
+        return self._judging.get("version") == version
+
     def has_pending(self) -> bool:
         """True while a champion is announced or promoted but not yet handed over."""
         with self._lock:

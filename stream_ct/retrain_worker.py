@@ -1,7 +1,7 @@
 """The retrain worker: its own process and consumer group on ``ct.retrain``.
 
-For each request it reads the training window back from the input topic by time
-(``offsets_for_times``), joins labels that arrived later, checks the data, trains a
+For each request it reads the training window back from the input topic (from the offsets
+the request names, by time with ``offsets_for_times`` on other partitions), joins labels that arrived later, checks the data, trains a
 candidate in a child process under a time limit, judges it against the champion on the same
 holdout, registers it (passed or not), and announces a promotion on the compacted
 ``ct.models`` topic. A request is committed only after it was settled, so a worker killed

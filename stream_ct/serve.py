@@ -677,8 +677,10 @@ class Server:
             log("serve", f"stopping before Kafka came back: retrain ({reason}) not requested", **extra)
             return
         marks = list(itertools.islice(self.read_marks, len(self.read_marks) - window_records, None))
-        start_offsets = {partition: offset for _, partition, offset in reversed(marks)}  # each one's first
-        self._publish_request(reason, marks[0][0], {tp.partition: o for tp, o in offsets[1].items()},
+        start_offsets: dict[int, int] = {}
+        for _, partition, offset in marks:  # the smallest: a partition assigned back is read again from its commit
+            start_offsets[partition] = min(offset, start_offsets.get(partition, offset))
+        self._publish_request(reason, min(ts for ts, _, _ in marks), {tp.partition: o for tp, o in offsets[1].items()},
                               window_records, start_offsets=start_offsets, **extra)
 
     def _publish_request(self, reason: str, start_ts_ms: int, end_offsets: dict[int, int], window_records: int,
@@ -753,7 +755,8 @@ class Server:
         # metric is no level before its deployment (after weeks of drift the live metric is under it,
         # and a restart rolled such a champion back to its older parent)
         self.rollback_checked = self.champion_reason == "rollback" or (loaded.at_start and loaded.unjudged is None)
-        if not self.rollback_checked and not loaded.at_start:
+        if not (self.rollback_checked or loaded.at_start or self.watcher.check_noted(self.champion.version)):
+            # the first instance to deploy it notes it; a later note would undo a verdict reached meanwhile
             self._note_judging(judged=False, metric_before=before)
         if self.shadow is not None and self.shadow.version != self.champion.version:
             # its scores were compared with the champion just replaced; judged against the new one

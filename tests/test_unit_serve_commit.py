@@ -78,6 +78,7 @@ class FlakyOffsets:
 class Published(list):
     def __call__(self, reason, start_ts_ms, end_offsets, window_records, **extra):
         self.append((reason, end_offsets, extra))
+        self.start_ts_ms = start_ts_ms
 
 
 def _requesting_server(consumer, stopping=False):
@@ -195,6 +196,15 @@ def test_a_window_starts_at_the_offset_of_its_first_record_on_each_partition_rea
     server.read_marks = collections.deque([(5, 0, 10), (5, 1, 20), (5, 0, 11), (5, 1, 21)])
     server._request("drift", 3)
     assert server._publish_request == [("drift", {0: 100, 1: 101}, {"start_offsets": {0: 11, 1: 20}})]
+
+
+def test_a_partition_read_again_from_its_commit_starts_the_window_at_its_smallest_offset():
+    """Assigned back after a rebalance, partition 0 is read again from offset 150 after 180..181."""
+    server = _requesting_server(FlakyOffsets())
+    server.read_marks = collections.deque([(9, 0, 180), (9, 0, 181), (8, 1, 20), (7, 0, 150), (8, 0, 151)])
+    server._request("drift", 5)
+    assert server._publish_request == [("drift", {0: 100, 1: 101}, {"start_offsets": {0: 150, 1: 20}})]
+    assert server._publish_request.start_ts_ms == 7  # the earliest timestamp: its labels are read from there
 
 
 def test_missing_partition_metadata_counts_as_unreachable():

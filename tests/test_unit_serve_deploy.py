@@ -128,7 +128,8 @@ def test_a_new_champion_ends_a_shadow_judged_against_the_one_it_replaced(tmp_pat
     server.shadow = _artifact(3, parent=1)
     server.shadow_metrics = (RollingMetric("classification", size=10**9), RollingMetric("classification", size=10**9))
     server.watcher = types.SimpleNamespace(take=lambda: types.SimpleNamespace(
-        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}, at_start=False, unjudged=None))
+        artifact=_artifact(4, 1), monitor=None, announcement={"reason": "drift"}, at_start=False, unjudged=None),
+        check_noted=lambda version: False)
     server._swap_if_ready()
     assert server.shadow is None and server.shadow_metrics is None
     [ended] = _events(server, "shadow_ended")
@@ -237,11 +238,12 @@ def test_a_lost_retrain_alert_names_the_model(tmp_path, monkeypatch):
     assert "drift retrain" in alert["detail"] and server.in_flight == {}
 
 
-def _swapped_in(server: Server, at_start: bool, unjudged: dict | None = None) -> None:
-    """v3 (holdout AUC 0.93, parent v2) handed over by the watcher, then 100 labels at AUC 0.78."""
+def _swapped_in(server: Server, at_start: bool, unjudged: dict | None = None, noted: bool = False) -> None:
+    """v3 (holdout AUC 0.93, parent v2) handed over by the watcher, then 100 labels at AUC 0.78;
+    ``noted``: ct.models holds a check of v3 already (another instance deployed it first)."""
     server.watcher = types.SimpleNamespace(take=lambda: LoadedChampion(
         artifact=_artifact(3, 2, auc=0.93), monitor=None, announcement={"reason": "drift"}, at_start=at_start,
-        unjudged=unjudged))
+        unjudged=unjudged), check_noted=lambda version: noted and version == 3)
     server._swap_if_ready()
     y = np.arange(100) % 2.0
     server.champion_metric.add(np.where(y == 1, 0.6, 0.4) + np.linspace(-0.3, 0.3, 100), y)  # AUC 0.778
@@ -332,6 +334,14 @@ def test_ready_only_once_assigned_and_the_model_watcher_caught_up(tmp_path):
     assert server._ready()
     server.assigned = False
     assert not server._ready()
+
+
+def test_a_later_deploy_does_not_undo_another_instance_s_verdict(tmp_path):
+    """Each instance that deployed v3 noted its check as pending: one that swapped after another
+    had judged v3 made the check pending again, for any restart to take up weeks later."""
+    server = _server(tmp_path, deploy={"rollback_min_labels": 1000})
+    _swapped_in(server, at_start=False, noted=True)
+    assert _judging_notes(server) == [] and not server.rollback_checked  # this instance still judges it
 
 
 def test_a_rollback_that_failed_is_judged_again_after_the_restart(tmp_path):
