@@ -120,15 +120,17 @@ def predicted_rate(scores: np.ndarray, y: np.ndarray, max_gap: float) -> GateRes
 
 
 def latency(task: str, estimator, X: np.ndarray, batch_rows: int, max_p99_ms: float, repeats: int = 30) -> GateResult:
-    """p99 of the time to score one serving batch of ``batch_rows`` rows, single-threaded as served."""
+    """p99 of the time to score one serving batch of ``batch_rows`` rows, single-threaded as served:
+    the scoring thread's CPU time, so that other processes on a busy machine (on a 2-core one with
+    a test run beside it, 50 ms batches took 135-170 ms of wall time) do not reject a model."""
     rows = X[np.arange(batch_rows) % len(X)]
     times = []
     with threadpool_limits(1):
         score(task, estimator, rows)  # warm-up
         for _ in range(repeats):
-            started = time.perf_counter()
+            started = time.thread_time()
             score(task, estimator, rows)
-            times.append((time.perf_counter() - started) * 1000)
+            times.append((time.thread_time() - started) * 1000)
     p99 = float(np.percentile(times, 99))
     ok = bool(p99 <= max_p99_ms)
     return GateResult("latency_p99", ok, p99, max_p99_ms,
