@@ -684,7 +684,12 @@ def run(args) -> int:
                   "STREAM_CT_BOOTSTRAP, or pass --events FILE", file=sys.stderr)
             return 3
     if args.consumer:
-        events = filter_consumer(events, args.consumer)
+        own = filter_consumer(events, args.consumer)
+        if not own:
+            named = sorted({str(e["consumer"]) for e in events if e.get("consumer") not in (None, "*")})
+            raise ValueError(f"no event of consumer {args.consumer!r} in {origin} (its {len(events)} events name: "
+                             f"{', '.join(named) or 'no consumer'}); no report written")
+        events = own
     title = f"stream-ct report: {args.consumer}" if args.consumer else "stream-ct report"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
+from stream_ct.cli import main
 from stream_ct.drift.psi import PsiBins
 from stream_ct.recording import Message, write_recording
 from stream_ct.report import build_report, filter_consumer, load_events, nice_ticks, summarize
@@ -270,6 +271,17 @@ def test_report_command(tmp_path, capsys):
     assert args.func(args) == 0
     assert "stream-ct report: yield" in out.read_text()
     assert "-> " in capsys.readouterr().out
+
+
+def test_a_consumer_with_no_event_is_an_error_naming_the_ones_there(tmp_path, capsys):
+    """A misspelt --consumer wrote an empty report and exited 0."""
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"\n".join(orjson.dumps(e) for e in synthetic_events()))
+    out = tmp_path / "report.html"
+    assert main(["report", "--events", str(audit), "--consumer", "yeild", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no event of consumer 'yeild' in ") and "name: yield" in err
+    assert not out.exists()
 
 
 # -- headless browser ----------------------------------------------------------------------------
