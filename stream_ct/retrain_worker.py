@@ -475,6 +475,8 @@ class RetrainWorker:
         the announcement and the decision are acknowledged by the broker (``events`` should
         publish through ``outbox`` too)."""
         config = ConsumerConfig.from_dict(request["config"], source=f"request {request.get('request_id')}")
+        if request["model"] != config.model.name:  # it would register one model and announce the other
+            raise ValueError(f"the request names model {request['model']!r}, its config {config.model.name!r}")
         ids = {"request_id": request["request_id"], "model": request["model"], "reason": request["reason"]}
         registry_root = self.registry_path or config.registry.path
         registry = Registry(registry_root)

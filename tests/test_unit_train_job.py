@@ -425,6 +425,18 @@ def test_a_request_whose_config_does_not_validate_is_settled_as_failed(tmp_path)
     assert request["request_id"] in worker.settled_requests  # committed next, like any settled request
 
 
+def test_a_request_whose_model_is_not_its_config_s_is_settled_as_failed(tmp_path):
+    """A hand-made request naming another model: the candidate was registered and made champion
+    under the config's model, then the announcement of the request's model failed."""
+    request = dict(retrain_request(CONFIG, "manual", 0, {0: 3000}), model="binning")
+    worker, events = RetrainWorker(registry_path=str(tmp_path)), RecordingEvents()
+    worker._handle_message(orjson.dumps(request), RecordingOutbox(), events)
+    [(kind, failed)] = events.emitted
+    assert kind == "retrain_failed" and failed["final"] is True
+    assert failed["error"] == "ValueError: the request names model 'binning', its config 'yield'"
+    assert not (tmp_path / "yield").exists()
+
+
 def test_a_broker_outage_while_handling_a_request_does_not_settle_it(monkeypatch):
     """Kafka being away is not the request's fault: it is read again, not reported as failed."""
     def unreachable(request, outbox, events):
