@@ -1,15 +1,16 @@
 """The retrain worker: its own process and consumer group on ``ct.retrain``.
 
 For each request it reads the training window back from the input topic (from the offsets
-the request names, by time with ``offsets_for_times`` on other partitions), joins labels that arrived later, checks the data, trains a
-candidate in a child process under a time limit, judges it against the champion on the same
-holdout, registers it (passed or not), and announces a promotion on the compacted
-``ct.models`` topic. A request is committed only after it was settled, so a worker killed
-mid-training leaves it to the next worker; a failed attempt is retried up to
-``[retrain] max_attempts`` times and then reported; a request that cannot be handled at all
-(its config does not validate) is reported failed and committed, not read again. A worker
-killed after registering a version but before announcing it leaves the next worker that
-version to finish settling (``registered_for``), not a request to train again.
+the request names, by time with ``offsets_for_times`` on other partitions), joins labels
+that arrived later, checks the data, trains a candidate in a child process under a time
+limit, judges it against the champion on the same holdout, registers it (passed or not),
+and announces a promotion on the compacted ``ct.models`` topic. A request is committed
+only after it was settled, so a worker killed mid-training leaves it to the next worker; a
+failed attempt is retried up to ``[retrain] max_attempts`` times and then reported; a
+request that cannot be handled at all (its config does not validate) is reported failed and
+committed, not read again. A worker killed after registering a version but before
+announcing it leaves the next worker that version to finish settling (``registered_for``),
+not a request to train again.
 """
 
 from __future__ import annotations

@@ -662,7 +662,7 @@ class Server:
 
     def _request(self, reason: str, window_records: int, **extra) -> None:
         """A retrain on the last ``window_records`` records, over every partition of the input: from
-        the offset of its first record on each partition this instance read, by time on the other
+        its smallest offset on each partition this instance read, by time on the other
         instances' partitions (parts that share a timestamp, as an STDF file without test times
         gives them, would all fall in a window by time)."""
         if not self.read_marks:
@@ -680,8 +680,9 @@ class Server:
         start_offsets: dict[int, int] = {}
         for _, partition, offset in marks:  # the smallest: a partition assigned back is read again from its commit
             start_offsets[partition] = min(offset, start_offsets.get(partition, offset))
-        self._publish_request(reason, min(ts for ts, _, _ in marks), {tp.partition: o for tp, o in offsets[1].items()},
-                              window_records, start_offsets=start_offsets, **extra)
+        end_offsets = {tp.partition: o for tp, o in offsets[1].items()}
+        self._publish_request(reason, min(ts for ts, _, _ in marks), end_offsets, window_records,
+                              start_offsets=start_offsets, **extra)
 
     def _publish_request(self, reason: str, start_ts_ms: int, end_offsets: dict[int, int], window_records: int,
                          start_offsets: dict[int, int] | None = None, **extra) -> None:
