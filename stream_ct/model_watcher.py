@@ -210,8 +210,7 @@ class ModelWatcher(threading.Thread):
         if loaded is None:
             return  # the champion keeps serving
         loaded.at_start = not shadow and not self.ready.is_set()
-        if loaded.at_start and self._judging.get("version") == loaded.artifact.version \
-                and not self._judging.get("judged"):
+        if loaded.at_start and self.check_noted(loaded.artifact.version) and not self._judging.get("judged"):
             loaded.unjudged = self._judging
         with self._lock:
             if shadow:
