@@ -69,9 +69,19 @@ def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_o
             "reason": reason, "config": config.to_dict(), "requested_at": time.time(), "window": window, **extra}
 
 
+@dataclass
+class TopicWindow:
+    """What ``read_topic`` read: the records in timestamp order, and how many offsets from the
+    start of each partition whose start offset was given Kafka's retention had deleted before
+    they were read (partitions read by time cannot tell)."""
+
+    records: list[dict[str, Any]]
+    deleted: dict[str, int] = field(default_factory=dict)
+
+
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
                bootstrap: str | None = None, parts: bool = True, stall_timeout_s: float = 120.0,
-               start_offsets: dict[str, int] | None = None) -> list[dict[str, Any]]:
+               start_offsets: dict[str, int] | None = None) -> TopicWindow:
     """Records of ``topic`` from ``start_ts_ms`` (by timestamp; from ``start_offsets`` on the
     partitions it names) up to ``end_offsets`` (default: the end of each partition now; an end
     past what the partition holds reads to its end), in timestamp order: valid part records, or
@@ -92,18 +102,20 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
             ends = {tp: min(int(end_offsets[str(tp.partition)]), now[tp]) for tp in partitions}
             _refuse_if_gone(topic, consumer.beginning_offsets(partitions), ends)
         if not partitions:
-            return []
+            return TopicWindow([])
         consumer.assign(partitions)
         starts = consumer.offsets_for_times({tp: start_ts_ms for tp in partitions})
-        remaining = {}
+        remaining, given_starts = {}, {}
         for tp in partitions:
             start = starts[tp].offset if starts[tp] is not None else ends[tp]
-            start = int((start_offsets or {}).get(str(tp.partition), start))
+            if str(tp.partition) in (start_offsets or {}):
+                start = given_starts[tp] = int(start_offsets[str(tp.partition)])
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining[tp] = ends[tp]
         consumer.pause(*[tp for tp in partitions if tp not in remaining])
         out: list[tuple[int, int, dict[str, Any]]] = []
+        first_read = {}  # a deleted start offset is read from the partition's beginning (offset reset)
         positions, moved_at = {}, time.monotonic()
         while remaining:
             finished = set()
@@ -112,6 +124,8 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                 if end is None:
                     continue
                 in_window = [m for m in messages if m.offset < end]
+                if in_window:
+                    first_read.setdefault(tp, in_window[0].offset)
                 valid = decode_batch([m.value for m in in_window])[0] if parts else _json_objects(in_window)
                 out.extend((in_window[i].timestamp, tp.partition, rec) for i, rec in valid)
                 if len(in_window) < len(messages):
@@ -130,7 +144,9 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                                   for tp, end in remaining.items())
                 raise TimeoutError(f"reading {topic}: no progress for {stall_timeout_s:g} s ({stuck})")
         out.sort(key=lambda item: (item[0], item[1]))
-        return [rec for _, _, rec in out]
+        deleted = {str(tp.partition): first_read.get(tp, ends[tp]) - start for tp, start in given_starts.items()
+                   if first_read.get(tp, ends[tp]) > start}
+        return TopicWindow([rec for _, _, rec in out], deleted)
     finally:
         consumer.close()
 
@@ -172,15 +188,15 @@ def usable_label(value: Any) -> bool:
 
 
 def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: str | None = None
-                    ) -> list[dict[str, Any]]:
+                    ) -> TopicWindow:
     """The window's part records, with labels from the labels topic joined by key."""
     window = request["window"]
-    records = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap,
-                         start_offsets=window.get("start_offsets"))
+    read = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap,
+                      start_offsets=window.get("start_offsets"))
     if config.labels.topic:
-        join_labels(records, read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False),
-                    config.model.target)
-    return records
+        labels = read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False)
+        join_labels(read.records, labels.records, config.model.target)
+    return read
 
 
 def join_labels(records: list[dict[str, Any]], label_records, target: str) -> None:
@@ -214,6 +230,7 @@ class Outcome:
     metrics: dict[str, Any]
     rows: int = 0  # records in the window
     unusable_labels: int = 0  # labels left out: not a finite number (serve dead-letters them)
+    deleted_by_retention: dict[str, int] = field(default_factory=dict)  # by partition: the window's front lost
     step_seconds: dict[str, float] = field(default_factory=dict)  # where the child's time went, by step
 
 
@@ -268,9 +285,10 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
 
 
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
-                    clock: StepClock | None = None) -> Outcome:
+                    clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None) -> Outcome:
     """Everything after the data is read: quality checks, fit, gates, registration (each
-    step's seconds in ``clock``)."""
+    step's seconds in ``clock``; the offsets retention deleted from the window's front, by
+    partition, go into the registry record)."""
     clock = clock or StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
@@ -345,7 +363,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                     "command_id": request.get("command_id"), "signals": request.get("signals", [])},
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "start_offsets": window.get("start_offsets"), "end_offsets": window["end_offsets"],
-                        "rows": len(labeled),
+                        "deleted_by_retention": deleted_by_retention or {}, "rows": len(labeled),
                         "unusable_labels": unusable_labels, "superseded": superseded,
                         "never_measured": never_measured,
                         "rows_train": split, "rows_holdout": len(labeled) - split,
@@ -420,17 +438,19 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
     ``train_and_judge`` with ``[retrain] threads`` OpenMP threads."""
     clock = StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
+    deleted = {}
     if records is None:  # read here: 100,000 records cost seconds to pickle across
         with clock("read"):
             try:
-                records = training_window(request, config, bootstrap)
+                window = training_window(request, config, bootstrap)
             except WindowGone as exc:  # reading it again would not bring it back
                 gate = GateResult("window", False, 0, None, f"{exc}; ask for a retrain on newer records")
                 return Outcome(None, "skipped", [gate.to_dict()], {"rows": 0}, step_seconds=clock.seconds)
+        records, deleted = window.records, window.deleted
     # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
     with threadpool_limits(config.retrain.threads):
-        outcome = train_and_judge(request, records, Registry(registry_root), clock)
-    outcome.rows, outcome.step_seconds = len(records), clock.seconds
+        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted)
+    outcome.rows, outcome.step_seconds, outcome.deleted_by_retention = len(records), clock.seconds, deleted
     return outcome
 
 
@@ -512,8 +532,8 @@ class RetrainWorker:
                 announce(outbox, registry, request["model"], outcome.version, outcome.decision, request["reason"])
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, unusable_labels=outcome.unusable_labels,
-                        attempt=attempt, step_seconds=outcome.step_seconds,
-                        seconds=round(time.monotonic() - started, 3), **ids)
+                        deleted_by_retention=outcome.deleted_by_retention, attempt=attempt,
+                        step_seconds=outcome.step_seconds, seconds=round(time.monotonic() - started, 3), **ids)
             outbox.flush()
             return outcome
         raise AssertionError("unreachable: the last attempt returns")
@@ -638,9 +658,13 @@ class RetrainWorker:
             del self.settled_requests[next(iter(self.settled_requests))]
         steps = ", ".join(f"{step.replace('_', ' ')} {s:.1f} s" for step, s in outcome.step_seconds.items())
         why = decision_reason(outcome)
+        details = {"steps": steps} if steps else {}
+        if outcome.deleted_by_retention:  # trained on what was left of the window
+            details["deleted_by_retention"] = ", ".join(f"{n} records of partition {p}"
+                                                        for p, n in outcome.deleted_by_retention.items())
         log("retrain-worker", f"{request['model']} {request['reason']} -> {outcome.decision}"
                               + (f": {why}" if why else ""), version=outcome.version,
-            seconds=round(time.monotonic() - started, 1), **({"steps": steps} if steps else {}))
+            seconds=round(time.monotonic() - started, 1), **details)
 
 
 def register(subparsers) -> None:

@@ -91,7 +91,8 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["task"] == "classification" and meta["target"] == "passed"
     assert len(meta["feature_names"]) == 50
     assert meta["data_window"] == {
-        "topic": "parts", "start_ts_ms": 0, "start_offsets": None, "end_offsets": {"0": 3000}, "rows": 3000,
+        "topic": "parts", "start_ts_ms": 0, "start_offsets": None, "end_offsets": {"0": 3000},
+        "deleted_by_retention": {}, "rows": 3000,
         "unusable_labels": 0, "superseded": 0, "never_measured": [],
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
@@ -615,6 +616,22 @@ def test_a_window_gone_from_kafka_is_skipped_with_its_reason(tmp_path, monkeypat
     [gate] = outcome.gates
     assert gate["name"] == "window" and not gate["passed"] and "retention deleted it" in gate["detail"]
     assert Registry(tmp_path).versions("yield") == []
+
+
+def test_a_window_whose_front_retention_deleted_trains_on_the_rest_and_says_how_much_is_gone(
+        records, tmp_path, monkeypatch, capsys):
+    """It trained on what was left and said nothing: the registry's record gave the window's
+    start offsets as if every record from them had been read."""
+    monkeypatch.setattr(retrain_worker, "training_window",
+                        lambda *args: retrain_worker.TopicWindow(records, {"0": 1200}))
+    outcome = retrain_worker.read_and_train(retrain_request(CONFIG, "drift", 0, {0: 4200}, {0: 0}), None,
+                                            str(tmp_path))
+    assert outcome.deleted_by_retention == {"0": 1200} and outcome.rows == len(records)
+    assert Registry(tmp_path).meta("yield", outcome.version)["data_window"]["deleted_by_retention"] == {"0": 1200}
+    worker = RetrainWorker()
+    monkeypatch.setattr(worker, "handle", lambda request, outbox, events: outcome)
+    worker._handle_message(orjson.dumps(retrain_request(CONFIG, "drift", 0, {0: 4200})), None, None)
+    assert "deleted_by_retention=1200 records of partition 0)" in capsys.readouterr().out
 
 
 def test_the_log_line_of_a_skipped_or_rejected_request_says_why(monkeypatch, capsys):

@@ -8,6 +8,8 @@ import time
 
 import orjson
 import pytest
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient
 
 from stream_ct import retrain_worker
 from stream_ct.kafka_io import ensure_topics, make_producer
@@ -27,11 +29,11 @@ def test_a_window_is_read_by_time_in_time_order_and_an_end_past_the_log_reads_to
     producer.flush()
     producer.close()
     started = time.monotonic()
-    window = read_topic(topic, 5000, {"0": 1000, "1": 1000}, kafka_bootstrap, parts=False)
+    window = read_topic(topic, 5000, {"0": 1000, "1": 1000}, kafka_bootstrap, parts=False).records
     assert [rec["part_id"] for rec in window] == [4, 5, 6, 7, 8, 9]
     assert time.monotonic() - started < 30  # it read to the end of the log, and stopped there
-    assert [rec["part_id"] for rec in read_topic(topic, 0, {"0": 2}, kafka_bootstrap, parts=False)] == [0, 2]
-    assert read_topic(topic, 11_000, None, kafka_bootstrap, parts=False) == []
+    assert [rec["part_id"] for rec in read_topic(topic, 0, {"0": 2}, kafka_bootstrap, parts=False).records] == [0, 2]
+    assert read_topic(topic, 11_000, None, kafka_bootstrap, parts=False).records == []
 
 
 @pytest.mark.integration
@@ -43,8 +45,28 @@ def test_a_window_starts_at_its_start_offsets_where_given_and_by_time_elsewhere(
         producer.send(topic, value=orjson.dumps(label(i)), partition=i % 2, timestamp_ms=1000)
     producer.flush()
     producer.close()
-    window = read_topic(topic, 1000, {"0": 5, "1": 5}, kafka_bootstrap, parts=False, start_offsets={"0": 3})
+    window = read_topic(topic, 1000, {"0": 5, "1": 5}, kafka_bootstrap, parts=False, start_offsets={"0": 3}).records
     assert sorted(rec["part_id"] for rec in window) == [1, 3, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.integration
+def test_a_window_whose_front_retention_deleted_is_read_from_what_is_left_and_says_how_much_is_gone(
+        kafka_bootstrap, topic):
+    ensure_topics({topic: {"partitions": 2}}, kafka_bootstrap)
+    producer = make_producer(kafka_bootstrap)
+    for i in range(20):  # parts 0, 2, ..., 18 at offsets 0..9 of partition 0; the odd ones on 1
+        producer.send(topic, value=orjson.dumps(label(i)), partition=i % 2, timestamp_ms=1000 * (i + 1))
+    producer.flush()
+    producer.close()
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:  # as retention does: partition 0 now begins at offset 6
+        admin.delete_records({TopicPartition(topic, 0): 6})
+    finally:
+        admin.close()
+    window = read_topic(topic, 0, {"0": 10, "1": 10}, kafka_bootstrap, parts=False,
+                        start_offsets={"0": 2, "1": 2})
+    assert sorted(rec["part_id"] for rec in window.records) == [5, 7, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    assert window.deleted == {"0": 4}
 
 
 class StillConsumer:
@@ -118,4 +140,4 @@ def test_a_window_retention_deleted_is_refused_naming_it(monkeypatch):
         read_topic("parts", 0, {"0": 300, "1": 400})
     assert str(exc.value) == ("the window is no longer in parts: retention deleted it (partition 0 ended at "
                               "offset 300, begins at 500 now; partition 1 ended at offset 400, begins at 500 now)")
-    assert read_topic("parts", 0, {"0": 300, "1": 700}) == []  # partition 1 still holds its part
+    assert read_topic("parts", 0, {"0": 300, "1": 700}).records == []  # partition 1 still holds its part
