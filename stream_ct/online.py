@@ -2,8 +2,9 @@
 
 Anomaly consumers have no labels: their online model (HalfSpaceTrees) scores, then learns,
 every record; a record's missing tests are taken at their running medians (``anomaly.py``).
-river builds the trees on the tests of the first record they learn, so a test first seen
-during their first window (while they score 0) rebuilds them; one first seen later stays out.
+river builds the trees on the tests of the first record they learn, so a test they lack
+starts a window of parts carrying it, on which they are rebuilt once it is full (the old trees
+score meanwhile).
 
 >>> m = OnlineModel("classification")
 >>> m.predict_learn([{"a": 1.0}, {"a": -1.0}], [1.0, 0.0]).shape
@@ -210,9 +211,10 @@ class OnlineModel:
         if task == "anomaly":
             self.model = _outlier_pipeline()
             self.medians = RunningMedians()
-            #: the parts learned in the trees' first window, each with every test the trees split
-            #: on (to rebuild them over a new test); None once that window is over
-            self.first_window: list[dict[str, float]] | None = []
+            #: how many tests the trees split on (None before the first part built them)
+            self.tree_tests: int | None = None
+            #: parts learned since a test the trees lack came, each with every test seen so far
+            self.new_test_rows: list[dict[str, float]] = []
         else:
             head = {"classification": lambda: linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate)),
                     "multiclass": lambda: linear_model.SoftmaxRegression(optimizer=optim.SGD(learning_rate)),
@@ -258,26 +260,29 @@ class OnlineModel:
         self.medians.update(x)
         x = self.medians.fill(x)
         score = self.model.score_one(x)
-        if self.first_window is None:
-            self.model.learn_one(x)
-        else:
-            self._learn_in_first_window(x)
+        self._learn_part(x)
         self.n_learned += 1
         return score
 
-    def _learn_in_first_window(self, x: dict[str, float]) -> None:
-        """Learn a part while the trees score 0; if it has a test they lack, first rebuild them
-        over every test seen, re-learning the window so far with that test at its median."""
-        window = self.first_window
-        if window and len(x) > len(window[0]):
-            window[:] = [self.medians.fill(row) for row in window]
-            self.model = _outlier_pipeline()
-            for row in window:
-                self.model.learn_one(row)
-        window.append(x)
+    def _learn_part(self, x: dict[str, float]) -> None:
+        """Learn a part (every test seen in it, the missing ones at their medians). A part with a
+        test the trees lack starts a window of such parts (a further new test starts it again);
+        once it holds a whole window the trees are rebuilt on it, scoring from the next part."""
+        if self.tree_tests is None:
+            self.tree_tests = len(x)
+        elif len(x) > self.tree_tests:
+            rows = self.new_test_rows
+            if rows and len(x) > len(rows[-1]):
+                rows.clear()
+            rows.append(x)
+            if len(rows) == self.model["HalfSpaceTrees"].window_size:
+                self.model = _outlier_pipeline()
+                for row in rows:
+                    self.model.learn_one(row)
+                self.tree_tests = len(x)
+                rows.clear()
+                return
         self.model.learn_one(x)
-        if len(window) == self.model["HalfSpaceTrees"].window_size:
-            self.first_window = None
 
     def learn(self, row: dict[str, float], label: float) -> None:
         """Learn one labeled row (a label that arrived after its prediction)."""

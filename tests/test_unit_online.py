@@ -197,4 +197,24 @@ def test_rebuilding_the_trees_for_a_new_test_does_not_depend_on_batches():
     split = OnlineModel("anomaly")
     scores = np.concatenate([split.predict_learn(parts[lo:lo + 25], [math.nan] * 25) for lo in range(0, 600, 25)])
     np.testing.assert_array_equal(whole, scores)
-    assert split.first_window is None and (whole[:250] == 0).all() and (whole[250:] > 0).all()
+    assert split.tree_tests == 10 and (whole[:250] == 0).all() and (whole[250:] > 0).all()
+
+
+def test_a_test_first_seen_long_after_the_start_is_split_on_a_window_later():
+    """A test first seen after the trees' first window was never split on: a part out only on
+    it scored as its normal twin until a champion served."""
+    rng = np.random.default_rng(3)
+    parts = _parts(rng, 1800)
+    for part in parts[:1000]:
+        del part["t7"]
+    model = OnlineModel("anomaly")
+    scores = model.predict_learn(parts, [math.nan] * len(parts))
+    assert (scores[250:] > 0).all()  # the old trees go on scoring while the new ones fill a window
+    assert model.tree_tests == 10 and model.new_test_rows == []
+
+    def score(part):
+        return copy.deepcopy(model).predict_learn([part], [math.nan])[0]
+
+    probes = _parts(rng, 20)
+    rise = np.array([score({**part, "t7": 8.0}) - score(part) for part in probes])
+    assert np.mean(rise > 0) >= 0.75  # a part out on t7 ranks above its normal twin
