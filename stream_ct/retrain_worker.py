@@ -294,6 +294,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     task, target, name = config.model.task, config.model.target, config.model.name
     supervised = task != "anomaly"
     with clock("features"):
+        streamed = records  # as serve charts them, retests and parts without a label too
         latest = latest_results(records)  # a retested part's last result only
         superseded, records = len(records) - len(latest), latest
         labeled = [r for r in records if usable_label(r.get(target))] if supervised else records
@@ -345,11 +346,13 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     # shadowed only against a champion serve can run
     shadow = passed and champion_metrics is not None and config.deploy.shadow_records > 0
     decision = ("shadow" if shadow else "promoted") if passed else "rejected"
+    # the drift reference is the window as serve charted it (labeled rows only would leave out
+    # retested parts' first results, which serve charts as they come)
     reference = {
-        "X": X,
-        "groups": wafer_ids(labeled),
-        "dies": die_ids(labeled),
-        **strata_levels(labeled),
+        "X": X if len(streamed) == len(labeled) else feature_matrix(streamed, names),
+        "groups": wafer_ids(streamed),
+        "dies": die_ids(streamed),
+        **strata_levels(streamed),
     }
     window = request["window"]
     meta = {

@@ -157,16 +157,19 @@ def test_labels_that_are_not_finite_numbers_are_left_out_and_counted(records, tm
     assert (window["rows"], window["unusable_labels"]) == (2995, 4)
 
 
-def test_a_retested_part_trains_on_its_last_result_only(records, tmp_path):
+def test_a_retested_part_trains_on_its_last_result_only_and_the_drift_reference_keeps_both(records, tmp_path):
     """STDF marks a repeated test sequence (``PART_FLG``); the first result of such a part was
-    trained on as another part, with its first label."""
+    trained on as another part, with its first label. Serve charts both results as they come,
+    so the drift reference keeps both: without the first ones, a floor's usual retests (first
+    results out on a failing test) read as drift on that test."""
     recs = copy.deepcopy(records[:1500])
     retests = [dict(copy.deepcopy(r), supersedes="part") for r in recs[:200]]
     outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 1700}), recs + retests, Registry(tmp_path))
     assert outcome.decision in ("promoted", "rejected")
     meta = Registry(tmp_path).meta("yield", 1)
     assert (meta["data_window"]["rows"], meta["data_window"]["superseded"]) == (1500, 200)
-    assert len(Registry(tmp_path).load("yield", 1).reference["X"]) == 1500
+    reference = Registry(tmp_path).load("yield", 1).reference
+    assert len(reference["X"]) == len(reference["groups"]) == 1700
 
 
 def test_fairness_by_site_compares_each_head_s_sites_and_leaves_out_parts_without_one(records, tmp_path):
