@@ -39,7 +39,9 @@ def describe(cfg: ConsumerConfig) -> str:
             + f'. Model "{m.name}": '
             + ("anomaly detection (no labels)" if m.task == "anomaly" else f'{m.task} of "{m.target}"')
             + f" with {m.estimator}; features include "
-            f"{_list(cfg.features.include)}, exclude {_list(cfg.features.exclude)}. Drift: ARL0 "
+            f"{_list(cfg.features.include)}, exclude {_list(cfg.features.exclude)}"
+            + (f", and the fields {_list(cfg.features.fields)} as categories" if cfg.features.fields else "")
+            + ". Drift: ARL0 "
             f"{d.arl0:,.0f} records (false alarms at most once per that many records), window {d.window:,}, "
             f"stride {d.stride:,}, reference {d.reference_size:,} records"
             + (f'; triggers "{policy}"' if policy else "")

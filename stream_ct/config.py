@@ -53,6 +53,7 @@ class ConsumerSection:
 class FeatureSection:
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()  # record fields the champion also learns, as categories (stream_ct.categories)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,21 @@ class ConsumerConfig:
         config._check(source)
         return config
 
+    def _check_fields(self, source: str) -> None:
+        fields, m = self.features.fields, self.model
+        if not fields:
+            return
+        if m.estimator != "hist_gradient_boosting":
+            raise ConfigError(f"{source}: [features] fields need [model] estimator = 'hist_gradient_boosting' "
+                              f"(it learns categories), not {m.estimator!r}")
+        for name in fields:
+            if not name or name in ("tests", "limits", m.target):
+                why = "the target" if name == m.target else "not a category field"
+                raise ConfigError(f"{source}: [features] fields names {name!r}: {why}; name record fields "
+                                  "such as 'tester', 'site' or 'fab'")
+        if len(set(fields)) < len(fields):
+            raise ConfigError(f"{source}: [features] fields names a field twice: {list(fields)}")
+
     def _check(self, source: str) -> None:
         m = self.model
         if self.consumer.prediction_messages not in PREDICTION_FORMATS:
@@ -230,6 +246,7 @@ class ConsumerConfig:
         if m.estimator not in ESTIMATORS[m.task]:
             raise ConfigError(f"{source}: [model] estimator = {m.estimator!r} does not fit task {m.task!r}; "
                               f"use one of {', '.join(ESTIMATORS[m.task])}")
+        self._check_fields(source)
         positive = {"[consumer] poll_max_records": self.consumer.poll_max_records,
                     "[drift] window": self.drift.window, "[drift] stride": self.drift.stride,
                     "[drift] reference_size": self.drift.reference_size, "[drift] arl0": self.drift.arl0,

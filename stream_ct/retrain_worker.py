@@ -32,6 +32,7 @@ from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
 from stream_ct.anomaly import AnomalyModel
+from stream_ct.categories import field_categories, model_matrix
 from stream_ct.child_process import call_in_child
 from stream_ct.config import WORKER_REQUEST_LIMIT_S, ConsumerConfig
 from stream_ct.decode import decode_batch
@@ -319,11 +320,14 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     if not all(g.passed for g in quality):
         return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)},
                        unusable_labels=unusable_labels)
-    estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
+    categories = field_categories(labeled[:split], config.features.fields)
+    inputs = model_matrix(X, labeled, categories)  # the test results, then the fields' category codes
+    estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination,
+                                categorical=range(X.shape[1], inputs.shape[1]))
     with clock("fit"):
-        candidate = _fit(estimator, X[:split], y[:split], r.recency_half_life)
+        candidate = _fit(estimator, inputs[:split], y[:split], r.recency_half_life)
     with clock("holdout"):
-        candidate_metrics = evaluate(task, candidate, X[split:], y[split:])
+        candidate_metrics = evaluate(task, candidate, inputs[split:], y[split:])
         champion_version = registry.champion(name)
         champion_metrics = champion_unusable = None
         if champion_version is not None:
@@ -333,11 +337,12 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                 # serve falls back from such a champion: judge as at bootstrap, else no retrain could replace it
                 champion_unusable = f"champion v{champion_version} unusable: {type(exc).__name__}: {exc}"
             else:
-                Xc = feature_matrix(labeled[split:], champion.meta["feature_names"])
+                Xc = model_matrix(feature_matrix(labeled[split:], champion.meta["feature_names"]), labeled[split:],
+                                  champion.meta.get("categories"))
                 champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
     groups = field_levels(labeled[split:], config.gates.fairness_by)
     with clock("gates"):
-        gates = quality + run_gates(config, candidate, X[split:], y[split:], groups, candidate_metrics,
+        gates = quality + run_gates(config, candidate, inputs[split:], y[split:], groups, candidate_metrics,
                                     champion_metrics)
     if champion_unusable:  # the verdict says why there was no champion to beat
         gates = [replace(g, detail=f"{champion_unusable}; the other gates decide") if g.name == "beats_champion"
@@ -357,6 +362,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     window = request["window"]
     meta = {
         "task": task, "target": target, "estimator": config.model.estimator, "feature_names": names,
+        "categories": categories,
         "primary_metric": PRIMARY_METRIC[task], "metrics": {"candidate": candidate_metrics,
                                                             "champion": champion_metrics},
         "gates": [g.to_dict() for g in gates], "decision": decision,

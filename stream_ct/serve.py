@@ -26,6 +26,7 @@ from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
+from stream_ct.categories import model_matrix
 from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.decode import decode_batch
@@ -363,13 +364,15 @@ class Server:
         X = shadow_scores = None
         if self.champion is not None:
             X = results.matrix(self.champion.meta["feature_names"])
-            scores = score(self.task, self.champion.estimator, X)
+            scores = score(self.task, self.champion.estimator,
+                           model_matrix(X, records, self.champion.meta.get("categories")))
             self._emit_predictions(records, sources, scores, "champion", self.champion.version)
             self.champion_metric.add(scores, labels)
             if self.shadow is not None:
                 shadow_names = self.shadow.meta["feature_names"]
                 Xs = X if shadow_names == self.champion.meta["feature_names"] else results.matrix(shadow_names)
-                shadow_scores = score(self.task, self.shadow.estimator, Xs)
+                shadow_scores = score(self.task, self.shadow.estimator,
+                                      model_matrix(Xs, records, self.shadow.meta.get("categories")))
                 self.shadow_metrics[0].add(shadow_scores, labels)
                 self.shadow_metrics[1].add(scores, labels)
         else:

@@ -218,3 +218,31 @@ def test_a_reference_that_names_sites_by_number_alone_keeps_serving_that_way(tmp
     server.monitor.update = lambda X, strata, **kw: seen.append(strata["site"].tolist()) or update(X, strata, **kw)
     server._process_parts(_messages(_two_heads(np.zeros((4, 3)), 0.0)))
     assert seen == [["1", "1", "1", "1"]]
+
+
+def test_a_champion_that_learned_the_tester_scores_each_record_with_its_tester_s_code(tmp_path):
+    """Serve must encode a field as training did (``categories`` in the registry record): the
+    tester's level order there, and a tester the champion never saw as missing."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from stream_ct.categories import model_matrix
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    testers = rng.choice(["T1", "T2", "T3"], size=600)
+    offset = {"T1": 0.0, "T2": 50.0, "T3": -50.0}
+    y = 800 + 10 * X[:, 0] + np.array([offset[t] for t in testers])
+    categories = {"tester": ["T1", "T2", "T3"]}
+    records = _records(X, tester=testers.tolist(), test_time_ms=y.round().tolist())
+    champion = HistGradientBoostingRegressor(categorical_features=[3], random_state=0).fit(
+        model_matrix(X, records, categories), y)
+    server = _server(tmp_path, {"task": "regression", "target": "test_time_ms"})
+    server.champion = types.SimpleNamespace(version=1, estimator=champion,
+                                            meta={"feature_names": list(TESTS), "categories": categories})
+    server.champion_metric = RollingMetric("regression")
+    unseen = [dict(records[0], part_id="new", tester="T9")]
+    server._process_parts(_messages(records + unseen))
+    scores = [orjson.loads(kw["value"])["score"] for _, kw in server.sent]
+    np.testing.assert_allclose(scores[:600], champion.predict(model_matrix(X, records, categories)))
+    assert scores[600] == champion.predict(np.array([[*X[0], np.nan]]))[0]
+    assert server.champion_metric.value()["r2"] > 0.9  # each tester's offset is learned

@@ -11,6 +11,7 @@ import random
 import shutil
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -427,6 +428,25 @@ def test_a_request_whose_config_does_not_validate_is_settled_as_failed(tmp_path)
     assert failed["final"] is True and failed["request_id"] == request["request_id"]
     assert failed["error"].startswith("ConfigError: ") and "unknown key [deploy] canary" in failed["error"]
     assert request["request_id"] in worker.settled_requests  # committed next, like any settled request
+
+
+def test_a_test_time_champion_that_learns_the_tester_passes_the_fairness_gate_by_tester(tmp_path):
+    """Test time is each tester's overhead plus what the results say: on simulator seed 1 a
+    champion of the results alone was rejected (r2 by tester 0.41-0.77, spread 0.35 > 0.20)."""
+    records = list(Simulator(scenario="none", seed=1).generate(5000).records())
+    verdicts = {}
+    for fields in ("[]", '["tester"]'):
+        config = ConsumerConfig.load(Path(__file__).resolve().parents[1] / "consumers" / "test-time.toml",
+                                     [f"features.fields={fields}", "drift.enabled=false"])
+        registry = Registry(tmp_path / fields)
+        outcome = train_and_judge(retrain_request(config, "manual", 0, {0: 5000}), records, registry)
+        fairness = next(g for g in outcome.gates if g["name"] == "fairness")
+        verdicts[fields] = (outcome.decision, fairness["passed"], outcome.metrics["candidate"]["r2"])
+        meta = registry.meta("test-time", outcome.version)
+    assert verdicts["[]"][:2] == ("rejected", False)
+    assert verdicts['["tester"]'][:2] == ("promoted", True) and verdicts['["tester"]'][2] > verdicts["[]"][2] + 0.1
+    assert meta["categories"] == {"tester": ["T1", "T2", "T3", "T4"]}
+    assert len(meta["feature_names"]) == 50  # the tests alone: the drift monitor charts them
 
 
 def test_a_request_whose_model_is_not_its_config_s_is_settled_as_failed(tmp_path):
