@@ -284,6 +284,11 @@ class ConsumerConfig:
         for key, value in fractions.items():
             if not 0 <= value <= 1:
                 raise ConfigError(f"{source}: {key} = {value}; use a fraction between 0 and 1")
+        floors = {"[gates] min_metric": self.gates.min_metric, "[gates] min_f1": self.gates.min_f1}
+        for key, value in floors.items():
+            if value > 1 and m.task != "anomaly":
+                raise ConfigError(f"{source}: {key} = {value:g}; the metric it floors (AUC, accuracy, F1, R²) is at "
+                                  f"most 1, so every candidate would be rejected: write a fraction such as 0.70")
         if not -1 <= self.events.metrics_port <= 65535:
             raise ConfigError(f"{source}: [events] metrics_port = {self.events.metrics_port}; "
                               "use a port number, 0 for any free port, or -1 for no metrics endpoint")

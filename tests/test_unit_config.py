@@ -355,3 +355,13 @@ def test_fields_learned_as_categories_need_a_model_that_learns_categories_and_na
         "'site' or 'fab'")
     assert "not a category field" in error_of(base(model=test_time, features={"fields": ["tests"]}))
     assert "names a field twice" in error_of(base(model=test_time, features={"fields": ["fab", "fab"]}))
+
+
+@pytest.mark.parametrize("key", ["min_metric", "min_f1"])
+def test_a_metric_floor_above_1_is_refused(key):
+    """``min_metric = 70`` (a percentage) was accepted: AUC, accuracy, F1 and R² are at most 1, so
+    the absolute gate rejected every candidate, the bootstrap included, and nothing ever served."""
+    assert error_of(base(gates={key: 70})) == (
+        f"{SRC}: [gates] {key} = 70; the metric it floors (AUC, accuracy, F1, R²) is at most 1, so every "
+        "candidate would be rejected: write a fraction such as 0.70")
+    assert ConsumerConfig.from_dict(base(gates={key: 1.0})).gates.min_metric <= 1
