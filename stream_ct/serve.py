@@ -667,23 +667,32 @@ class Server:
         """A retrain on the last ``window_records`` records, over every partition of the input: from
         its smallest offset on each partition this instance read, by time on the other
         instances' partitions (parts that share a timestamp, as an STDF file without test times
-        gives them, would all fall in a window by time)."""
+        gives them, would all fall in a window by time). An instance that has read nothing since
+        it started (restarted on a quiet input) asks for the input's last ``window_records``
+        records, an equal share from the end of each partition."""
+        reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
+        if not reached:
+            log("serve", f"stopping before Kafka came back: retrain ({reason}) not requested", **extra)
+            return
+        begin, end = offsets
+        end_offsets = {tp.partition: o for tp, o in end.items()}
         if not self.read_marks:
-            detail = "this instance has seen no part records since it started, so it cannot date the window"
+            share = -(-window_records // len(end))  # ceil
+            starts = {tp.partition: max(begin[tp], end[tp] - share) for tp in end}
+            records = sum(end_offsets[p] - o for p, o in starts.items())
+            if records:
+                self._publish_request(reason, 0, end_offsets, records, start_offsets=starts, **extra)
+                return
+            detail = "the input topic holds no part records, so there is no window to train on"
             log("serve", f"retrain ({reason}) not requested: {detail}", **extra)
             self.events.emit("retrain_not_requested", model=self.config.model.name, reason=reason, detail=detail,
                              position=self.position, **extra)
             return
         window_records = max(1, min(window_records, len(self.read_marks)))
-        reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
-        if not reached:
-            log("serve", f"stopping before Kafka came back: retrain ({reason}) not requested", **extra)
-            return
         marks = list(itertools.islice(self.read_marks, len(self.read_marks) - window_records, None))
         start_offsets: dict[int, int] = {}
         for _, partition, offset in marks:  # the smallest: a partition assigned back is read again from its commit
             start_offsets[partition] = min(offset, start_offsets.get(partition, offset))
-        end_offsets = {tp.partition: o for tp, o in offsets[1].items()}
         self._publish_request(reason, min(ts for ts, _, _ in marks), end_offsets, window_records,
                               start_offsets=start_offsets, **extra)
 

@@ -106,6 +106,27 @@ def test_a_manual_retrain_on_an_instance_that_saw_no_records_says_why_and_serve_
     assert not server.in_flight
 
 
+def test_a_manual_retrain_on_a_restarted_instance_trains_on_the_input_s_last_records(tmp_path):
+    """Restarted on a quiet input (everything committed), serve refused every manual retrain
+    ("cannot date the window") while ``stream-ct retrain`` said it had asked: nothing trained."""
+    server = _server(tmp_path, retrain={"window_records": 300, "min_rows": 100})
+    server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0, 1},
+                                            beginning_offsets=lambda parts: {p: 100 * p.partition for p in parts},
+                                            end_offsets=lambda parts: {p: 100 + 500 * p.partition for p in parts})
+    server.watcher = types.SimpleNamespace(
+        take=lambda: None, take_shadow=lambda: None, loaded_version=None, settled=lambda ids: set(),
+        take_commands=lambda: [{"consumer": "yield", "command": "retrain", "reason": "probe card",
+                                "command_id": "c1"}])
+    server._bootstrap_if_needed = lambda: None
+    server.outbox.flush = lambda: True
+    server._between_batches()
+    assert not _events(server, "retrain_not_requested")
+    [(topic, message)] = server.sent
+    window = orjson.loads(message["value"])["window"]
+    assert window["start_offsets"] == {"0": 0, "1": 450} and window["end_offsets"] == {"0": 100, "1": 600}
+    assert _events(server, "retrain_requested")[0]["window_records"] == 250  # partition 0 holds only 100
+
+
 def test_late_labels_score_only_the_shadow_that_made_the_prediction(tmp_path):
     server = _server(tmp_path, deploy={"shadow_records": 1000})
     server.champion, server.champion_metric = _artifact(1), RollingMetric("classification")
