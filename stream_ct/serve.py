@@ -130,6 +130,7 @@ class Server:
         self.deferred: dict[str, Any] | None = None  # a drift retrain waiting for post-drift data
         self.last_settled_at = self.last_size_check = 0.0
         self.bootstrap_asked_at = 0  # records in the input at the last bootstrap request
+        self.bootstrap_wait_logged = False  # said once that the input is under reference_size
         self.last_check_kind = ""
         self.last_metrics_at = 0
         self.champion_metric: RollingMetric | None = None
@@ -646,6 +647,12 @@ class Server:
         begin, end = offsets
         size, total = self.config.drift.reference_size, sum(end[tp] - begin[tp] for tp in begin)
         if total < max(size, 2 * self.bootstrap_asked_at):
+            if not self.bootstrap_asked_at and not self.bootstrap_wait_logged:
+                self.bootstrap_wait_logged = True
+                log("serve", f"first champion: its bootstrap retrain is asked once {self.config.consumer.input_topic} "
+                             f"holds [drift] reference_size={size:,} records; it holds {total:,} (the online model "
+                             "serves meanwhile; a smaller reference_size, e.g. --set drift.reference_size=500, "
+                             "starts it sooner)")
             return
         rows = size * min(2 ** self.counts["bootstrap_requests"], BOOTSTRAP_MAX_WINDOWS)
         share = -(-rows // len(begin))  # ceil: the first records of each partition

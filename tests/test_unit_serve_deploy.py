@@ -344,6 +344,24 @@ def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp
     assert len(asked) == 6
 
 
+def test_an_input_under_reference_size_is_said_once(tmp_path, capsys):
+    """lot2 (784 parts) under binning.toml's reference_size of 5,000: serve said nothing after
+    "consuming lot2" and the first champion never came."""
+    server = _server(tmp_path, drift={"reference_size": 5000})
+    server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0},
+                                            beginning_offsets=lambda parts: {p: 0 for p in parts},
+                                            end_offsets=lambda parts: {p: 784 for p in parts})
+    server.watcher = types.SimpleNamespace(loaded_version=None, attempted_version=0, has_pending=lambda: False)
+    for _ in range(2):
+        server.last_size_check = 0.0
+        server._bootstrap_if_needed()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["serve: first champion: its bootstrap retrain is asked once parts holds [drift] "
+                     "reference_size=5,000 records; it holds 784 (the online model serves meanwhile; a smaller "
+                     "reference_size, e.g. --set drift.reference_size=500, starts it sooner)"]
+    assert not server.in_flight
+
+
 def test_ready_only_once_assigned_and_the_model_watcher_caught_up(tmp_path):
     """/readyz said ready on assignment alone, while the docs promise the watcher caught up too:
     an instance whose watcher had not read ct.models within 30 s served without its champion."""
