@@ -85,6 +85,10 @@ def check(paths: list[str], out=None, err=None) -> int:
             print(f'warning: {cfg.source}: [gates] fairness_by = "{cfg.gates.fairness_by}" is none of the part '
                   f"record's fields ({', '.join(RECORD_FIELDS)}); the fairness gate compares nothing unless "
                   "your records carry it", file=err)
+        if cfg.model.task != "anomaly" and not cfg.labels.topic and cfg.model.target not in RECORD_FIELDS:
+            print(f'warning: {cfg.source}: [model] target = "{cfg.model.target}" is none of the part record\'s '
+                  f"fields ({', '.join(RECORD_FIELDS)}) and no [labels] topic brings it: no part is labeled, so "
+                  "the online model learns nothing and every retrain is skipped (quality:rows)", file=err)
     for what, key in (("consumer group", lambda c: c.consumer.group_id), ("model", lambda c: c.model.name)):
         seen = collections.defaultdict(list)
         for cfg in valid:

@@ -95,3 +95,17 @@ def test_a_fairness_field_no_record_has_is_warned_about(tmp_path):
     code, _, err = run([str(tmp_path / "y.toml")])
     assert code == 0 and err.startswith(f'warning: {tmp_path / "y.toml"}: [gates] fairness_by = "testr" is none '
                                         "of the part record's fields (lot_id, wafer_id, part_id, x, y, head, site,")
+
+
+def test_a_target_no_record_has_is_warned_about_unless_a_labels_topic_brings_it(tmp_path):
+    """``target = "pased"`` passed check; serve then learned nothing and every retrain, the
+    bootstrap included, was skipped for want of labeled rows."""
+    base = "[consumer]\nname = 'y'\ninput_topic = 'p'\n[model]\ntarget = 'pased'\n"
+    (tmp_path / "y.toml").write_text(base)
+    code, _, err = run([str(tmp_path / "y.toml")])
+    assert code == 0 and err.startswith(f'warning: {tmp_path / "y.toml"}: [model] target = "pased" is none of the '
+                                        "part record's fields (lot_id, wafer_id, part_id, x, y, head, site,")
+    assert err.rstrip().endswith("no part is labeled, so the online model learns nothing and every retrain is "
+                                 "skipped (quality:rows)")
+    (tmp_path / "y.toml").write_text(base + "[labels]\ntopic = 'final-test'\n")
+    assert run([str(tmp_path / "y.toml")])[2] == ""
