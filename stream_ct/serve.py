@@ -170,7 +170,7 @@ class Server:
                                audit_path=cfg.events.audit_log or None, webhook=webhook,
                                listeners=[self.sm.on_event])
         self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, ChildLoader(cfg),
-                                    self.events.emit, self.bootstrap,
+                                    self._watcher_alert, self.bootstrap,
                                     earlier_versions=lambda v: self.registry.champions_before(cfg.model.name, v))
         # Libraries, configuration and clients live as long as the process and hold no cycle
         # garbage: out of every cyclic collection, which then only walks the stream's own
@@ -229,6 +229,15 @@ class Server:
                 webhook.flush()
         log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
+
+    def _watcher_alert(self, type_: str, **fields) -> None:
+        """The model watcher's alerts (a champion that cannot be loaded, a tampered one, a
+        fallback), in serve's log as well as on ``ct.events``: serve that found no version files
+        in its registry served the online model and said nothing."""
+        where = (f"; serve reads the registry at {self.registry.root.resolve()} ([registry] path is relative to "
+                 "where serve runs)" if fields.get("kind") == "model_load_failed" else "")
+        log("serve", f"alert ({fields.get('severity')}, {fields.get('kind')}): {fields.get('error')}{where}")
+        self.events.emit(type_, **fields)
 
     def _flush_before_exit(self, timeout_s: float = 10.0) -> None:
         """Deliver what is still buffered (events), waiting at most ``timeout_s`` when the

@@ -395,3 +395,17 @@ def test_a_rollback_that_failed_is_judged_again_after_the_restart(tmp_path):
     with pytest.raises(PermissionError):
         _swapped_in(server, at_start=False)
     assert [note["judged"] for note in _judging_notes(server)] == [False]
+
+
+def test_a_champion_that_cannot_be_loaded_is_said_in_serve_s_log(tmp_path, capsys):
+    """serve started in another folder than the retrain worker found no version files in its
+    registry: the alert went to ct.events only and the log said nothing while the online
+    model served on."""
+    server = _server(tmp_path)
+    server._watcher_alert("alert", severity="error", kind="model_load_failed", model="yield", version=1,
+                          error="ChildError: FileNotFoundError: model yield has no version 1 in registry")
+    assert capsys.readouterr().out == (
+        "serve: alert (error, model_load_failed): ChildError: FileNotFoundError: model yield has no version 1 in "
+        f"registry; serve reads the registry at {tmp_path.resolve()} ([registry] path is relative to where serve "
+        "runs)\n")
+    assert _events(server, "alert")[0]["kind"] == "model_load_failed"
