@@ -184,7 +184,7 @@ class Server:
             max_poll_records=cfg.consumer.poll_max_records, session_timeout_ms=cfg.consumer.session_timeout_ms,
             heartbeat_interval_ms=max(1000, cfg.consumer.session_timeout_ms // 3))
         consumer.subscribe(topics, listener=ForgetRevoked(self))
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        self._stop_on_signals()
         metrics_server = start_from_args(self.metrics_args, self.metrics, ready=self._ready,
                                          config_port=cfg.events.metrics_port) if self.metrics_args else None
         idle_since = time.monotonic()
@@ -229,6 +229,17 @@ class Server:
                 webhook.flush()
         log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
+
+    def _stop_on_signals(self) -> None:
+        """SIGTERM, and Ctrl-C (SIGINT) where it is not ignored, stop serve after its batch, with
+        the last commit and the summary line (Ctrl-C raised KeyboardInterrupt wherever serve was
+        and exited 130 without them); a second Ctrl-C stops at once."""
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            def interrupted(*_):
+                self.stopping = True
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, interrupted)
 
     def _watcher_alert(self, type_: str, **fields) -> None:
         """The model watcher's alerts (a champion that cannot be loaded, a tampered one, a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import types
 
@@ -409,3 +411,23 @@ def test_a_champion_that_cannot_be_loaded_is_said_in_serve_s_log(tmp_path, capsy
         f"registry; serve reads the registry at {tmp_path.resolve()} ([registry] path is relative to where serve "
         "runs)\n")
     assert _events(server, "alert")[0]["kind"] == "model_load_failed"
+
+
+def test_ctrl_c_stops_serve_like_sigterm_and_a_second_one_at_once(tmp_path):
+    """Ctrl-C raised KeyboardInterrupt wherever serve was: exit 130, no last commit made sure
+    of, no summary line."""
+    server = _server(tmp_path)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        server._stop_on_signals()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert server.stopping
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: left ignored
+        server._stop_on_signals()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
