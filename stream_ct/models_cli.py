@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
 from typing import Any
@@ -19,7 +20,7 @@ from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.events import EventLog
 from stream_ct.kafka_io import CONTROL_TOPIC, MODELS_TOPIC, ensure_control_topics, group_members, make_producer
 from stream_ct.registry import IntegrityError, Registry
-from stream_ct.retrain_worker import announcement
+from stream_ct.retrain_worker import WORKER_GROUP, announcement
 
 
 def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:
@@ -137,6 +138,9 @@ def _run_retrain(args) -> int:
     finally:
         producer.close()
     print(f"asked the serve instances of {config.consumer.name} to retrain: {args.reason}")
+    if group_members(WORKER_GROUP, args.bootstrap_servers) == 0:
+        print(f"warning: no retrain worker is running (consumer group {WORKER_GROUP} has no members): the request "
+              "waits in ct.retrain until one starts (stream-ct retrain-worker)", file=sys.stderr)
     return 0
 
 

@@ -116,3 +116,30 @@ def test_retrain_goes_ahead_when_the_broker_does_not_say_who_serves(monkeypatch,
 
     monkeypatch.setattr(kafka_io, "KafkaAdminClient", Admin)
     assert kafka_io.group_members("stream-ct-yield") is None
+
+
+@pytest.mark.parametrize("workers, warned", [(0, True), (1, False), (None, False)])
+def test_retrain_warns_when_no_retrain_worker_would_decide_it(monkeypatch, capsys, workers, warned):
+    """With serve running and no retrain worker, it said 'asked the serve instances ... to
+    retrain' and nothing followed: the request waited in ct.retrain, and serve raised
+    retrain_lost only after twice the retrain timeout (20 minutes by default)."""
+    sent = []
+
+    class Producer:
+        def send(self, topic, **kw):
+            sent.append(topic)
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(models_cli, "group_members", lambda group, bootstrap: 1 if group == "stream-ct-yield" else workers)
+    monkeypatch.setattr(models_cli, "ensure_control_topics", lambda bootstrap: None)
+    monkeypatch.setattr(models_cli, "make_producer", lambda bootstrap: Producer())
+    assert main(["retrain", CONFIG, "--reason", "new probe card"]) == 0
+    out, err = capsys.readouterr()
+    assert sent == ["ct.control"] and out == "asked the serve instances of yield to retrain: new probe card\n"
+    assert err == ("warning: no retrain worker is running (consumer group stream-ct-retrain has no members): the "
+                   "request waits in ct.retrain until one starts (stream-ct retrain-worker)\n" if warned else "")
