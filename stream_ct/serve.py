@@ -690,12 +690,13 @@ class Server:
             raise KafkaTimeoutError(f"no partition metadata for {topic}")
         return self.consumer.beginning_offsets(parts), self.consumer.end_offsets(parts)
 
-    def _request(self, reason: str, window_records: int, **extra) -> None:
+    def _request(self, reason: str, window_records: int, whole_window: bool = False, **extra) -> None:
         """A retrain on the last ``window_records`` records, over every partition of the input: from
         its smallest offset on each partition this instance read, by time on the other
         instances' partitions (parts that share a timestamp, as an STDF file without test times
         gives them, would all fall in a window by time). An instance that has read nothing since
-        it started (restarted on a quiet input) asks for the input's last ``window_records``
+        it started, or fewer than ``window_records`` records for a ``whole_window`` (manual)
+        request (restarted on a quiet input), asks for the input's last ``window_records``
         records, an equal share from the end of each partition."""
         reached, offsets = self._while_unreachable("read input offsets", self._input_offsets)
         if not reached:
@@ -703,7 +704,7 @@ class Server:
             return
         begin, end = offsets
         end_offsets = {tp.partition: o for tp, o in end.items()}
-        if not self.read_marks:
+        if not self.read_marks or (whole_window and len(self.read_marks) < window_records):
             share = -(-window_records // len(end))  # ceil
             starts = {tp.partition: max(begin[tp], end[tp] - share) for tp in end}
             records = sum(end_offsets[p] - o for p, o in starts.items())
@@ -767,7 +768,7 @@ class Server:
                                  conditions={"manual": True}, position=self.position)
                 self.trigger.dispatched(self.position)
                 self._request(f"manual: {command.get('reason', '')}", self.config.retrain.window_records,
-                              command_id=command.get("command_id"))
+                              whole_window=True, command_id=command.get("command_id"))
         self._bootstrap_if_needed()
         self._dispatch_deferred()
         if self.in_flight:
