@@ -110,8 +110,9 @@ def group_members(group: str, bootstrap: str | None = None) -> int | None:
     return len(info.get("members") or [])
 
 
-def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> None:
-    """Create missing topics: ``{name: {"partitions": n, "config": {...}}}``."""
+def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> list[str]:
+    """Create missing topics: ``{name: {"partitions": n, "config": {...}}}``; the names of those
+    this call created."""
     admin = KafkaAdminClient(**connection_settings(bootstrap))
     try:
         existing = set(admin.list_topics())
@@ -121,9 +122,10 @@ def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> None
             try:
                 admin.create_topics(new)
             except TopicAlreadyExistsError:
-                pass  # another instance created it between list and create
+                return []  # another instance created it between list and create
     finally:
         admin.close()
+    return [topic.name for topic in new]
 
 
 def grow_partitions(topic: str, partitions: int, bootstrap: str | None = None) -> int:

@@ -160,7 +160,7 @@ class Server:
         # Inputs too: a consumer learns of a topic created after it subscribed only at its next
         # metadata refresh (minutes); a missing one is created as the broker would auto-create it.
         topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
-        ensure_topics({t: {} for t in [*topics, cfg.dlq_topic, cfg.predictions_topic]}, self.bootstrap)
+        self._ensure_topics(topics)
         self.producer = make_producer(self.bootstrap)
         # predictions, dead letters, retrain requests, announcements: kept until acknowledged
         self.outbox = Outbox(self.producer, should_stop=lambda: self.stopping)
@@ -229,6 +229,14 @@ class Server:
                 webhook.flush()
         log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
+
+    def _ensure_topics(self, inputs: list[str]) -> None:
+        """Inputs and outputs created where missing; an input created here is said (serve on a
+        misspelt input topic waited on a new empty one without a word)."""
+        cfg = self.config
+        created = ensure_topics({t: {} for t in [*inputs, cfg.dlq_topic, cfg.predictions_topic]}, self.bootstrap)
+        for topic in (t for t in inputs if t in created):
+            log("serve", f"topic {topic} did not exist: created it, empty; check the name if you expected records there")
 
     def _stop_on_signals(self) -> None:
         """SIGTERM, and Ctrl-C (SIGINT) where it is not ignored, stop serve after its batch, with

@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
+import stream_ct.serve as serve_module
 from stream_ct.config import ConfigError, ConsumerConfig
 from stream_ct.events import EventLog
 from stream_ct.model_watcher import LoadedChampion
@@ -436,3 +437,18 @@ def test_ctrl_c_stops_serve_like_sigterm_and_a_second_one_at_once(tmp_path):
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+def test_an_input_topic_serve_had_to_create_is_said(tmp_path, monkeypatch, capsys):
+    """``--set consumer.input_topic=lto2`` (for lot2): serve created the topic and waited on it."""
+    asked = []
+    monkeypatch.setattr(serve_module, "ensure_topics",
+                        lambda topics, bootstrap: asked.append(sorted(topics)) or ["lto2", "lto2.dlq"])
+    server = _server(tmp_path)
+    server._ensure_topics(["lto2"])
+    assert asked == [["lto2", "parts.dlq", "parts.predictions"]]
+    assert capsys.readouterr().out == ("serve: topic lto2 did not exist: created it, empty; check the name if you "
+                                       "expected records there\n")
+    monkeypatch.setattr(serve_module, "ensure_topics", lambda topics, bootstrap: [])
+    server._ensure_topics(["parts"])
+    assert capsys.readouterr().out == ""
