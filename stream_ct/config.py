@@ -176,7 +176,9 @@ class ConsumerConfig:
         """Read and validate a TOML consumer definition, with ``section.key=value`` overrides."""
         path = Path(path)
         if not path.exists():
-            raise ConfigError(f"{path}: no such consumer definition")
+            shipped = Path("consumers") / f"{path}.toml"  # a consumer's name where its file is meant
+            hint = f"; did you mean {shipped}?" if path.suffix == "" and shipped.exists() else ""
+            raise ConfigError(f"{path}: no such consumer definition{hint}")
         try:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:

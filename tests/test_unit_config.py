@@ -365,3 +365,17 @@ def test_a_metric_floor_above_1_is_refused(key):
         f"{SRC}: [gates] {key} = 70; the metric it floors (AUC, accuracy, F1, R²) is at most 1, so every "
         "candidate would be rejected: write a fraction such as 0.70")
     assert ConsumerConfig.from_dict(base(gates={key: 1.0})).gates.min_metric <= 1
+
+
+def test_a_consumer_name_given_for_its_file_is_pointed_to_it(tmp_path, monkeypatch):
+    """The README writes `stream-ct models list CONSUMER`; `stream-ct models list yield` said
+    only "yield: no such consumer definition"."""
+    (tmp_path / "consumers").mkdir()
+    (tmp_path / "consumers" / "yield.toml").write_text("[consumer]\nname = 'yield'\ninput_topic = 'parts'\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as exc:
+        ConsumerConfig.load("yield")
+    assert str(exc.value) == f"yield: no such consumer definition; did you mean {Path('consumers/yield.toml')}?"
+    with pytest.raises(ConfigError) as exc:
+        ConsumerConfig.load("yeild")
+    assert str(exc.value) == "yeild: no such consumer definition"
