@@ -15,6 +15,7 @@ unchanged on a laptop broker and on a secured cluster:
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -26,6 +27,23 @@ RETRAIN_TOPIC = "ct.retrain"
 MODELS_TOPIC = "ct.models"
 EVENTS_TOPIC = "ct.events"
 CONTROL_TOPIC = "ct.control"
+#: stream-ct's own topics: no records are published to them from outside.
+OWN_TOPICS = (RETRAIN_TOPIC, MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC)
+
+
+def records_topic(name: str) -> str:
+    """``name``, as the ``--topic`` that records are published to (an argparse ``type``):
+    stream-ct's own topics are refused.
+
+    >>> records_topic("ct.models")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: ct.models is stream-ct's own topic (model announcements); publish records to another
+    """
+    if name in OWN_TOPICS:
+        what = {RETRAIN_TOPIC: "retrain requests", MODELS_TOPIC: "model announcements", EVENTS_TOPIC: "events",
+                CONTROL_TOPIC: "operator commands"}[name]
+        raise argparse.ArgumentTypeError(f"{name} is stream-ct's own topic ({what}); publish records to another")
+    return name
 
 
 def shadow_key(model: str) -> str:

@@ -14,7 +14,8 @@ from typing import Iterable, Iterator
 
 from kafka import TopicPartition
 
-from stream_ct.kafka_io import bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer
+from stream_ct.kafka_io import (bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer,
+                                records_topic)
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, numbered_recording, write_recording
 
@@ -146,7 +147,7 @@ def register(subparsers) -> None:
         description="Publish every message of a recording to a topic with its key, value, timestamp and headers.",
         epilog="example: stream-ct replay demo.jsonl --topic parts --partitions 3 --rate 5000")
     p.add_argument("file")
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", required=True, type=records_topic)
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--partitions", type=int, default=None,
                    help="create the topic with this many partitions, or add partitions up to this many")

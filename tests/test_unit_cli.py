@@ -126,3 +126,15 @@ def test_models_help_keeps_its_examples_one_per_line(capsys):
     assert "examples: stream-ct models list consumers/yield.toml" in lines
     assert "          stream-ct models rollback consumers/yield.toml" in lines
     assert any(line.strip().startswith("--version VERSION") for line in lines)
+
+
+@pytest.mark.parametrize("command", [["replay", "rec.jsonl"], ["stdf", "publish", "lot2.stdf.gz"]])
+def test_records_are_not_published_to_stream_ct_s_own_topics(command, capsys):
+    """``replay rec.jsonl --topic ct.models`` wrote 784 part records among the model
+    announcements and exited 0; a consumer definition already refuses these topics."""
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--topic", "ct.models"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "error: argument --topic: ct.models is stream-ct's own topic (model announcements); "
+        "publish records to another\n")

@@ -11,6 +11,7 @@ import os
 import sys
 
 from stream_ct.binary_record import add_encoding_argument
+from stream_ct.kafka_io import records_topic
 from stream_ct.record import MESSAGE_KEYS
 from stream_ct.stdf.errors import StdfError
 
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
                                          "(key lot/wafer/part or, with --key wafer or lot, lot/wafer or lot; "
                                          "timestamp = test time).")
     pub.add_argument("files", nargs="+", metavar="FILE", help="STDF V4 files")
-    pub.add_argument("--topic", required=True, help="Kafka topic to publish to")
+    pub.add_argument("--topic", required=True, type=records_topic, help="Kafka topic to publish to")
     pub.add_argument("--bootstrap-servers", metavar="HOST:PORT", default=None,
                      help="Kafka bootstrap servers (default: $STREAM_CT_BOOTSTRAP or 127.0.0.1:9092)")
     pub.add_argument("--quiet", action="store_true", help="no progress lines")
