@@ -46,7 +46,7 @@ from stream_ct.prediction_messages import PARTS_PER_MESSAGE, batch_messages
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
-from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request
+from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request, usable_label
 from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
 from stream_ct.triggers import Decision, TriggerPolicy
@@ -59,6 +59,8 @@ HISTOGRAM_FEATURES = 3
 ONLINE_ANOMALY_THRESHOLD = 0.9
 #: A bootstrap asked again (the first made no champion) trains on at most this many reference windows.
 BOOTSTRAP_MAX_WINDOWS = 8
+#: Types of a target field that ``target_vector`` turns into a label (or NaN) without asking further.
+_PLAIN_TARGETS = frozenset((type(None), bool, int, float))
 
 
 def _finite(value) -> bool:
@@ -375,6 +377,8 @@ class Server:
 
     def _process_parts(self, messages: list) -> None:
         valid, invalid = decode_batch([m.value for m in messages])
+        if self.task != "anomaly":
+            valid = self._labelable(valid, invalid)
         for i, reason in invalid:
             self._dead_letter(messages[i], reason)
         if not valid:
@@ -414,6 +418,22 @@ class Server:
         self.read_marks.extend((m.timestamp, m.partition, m.offset) for m in sources)
         if self.monitor is not None:
             self._detect(X, records, sources, start)
+
+    def _labelable(self, valid: list, invalid: list) -> list:
+        """``valid`` less the records whose target field holds no label (a string, a list: a
+        target the record schema does not check, ``float()`` of it crashed the batch at every
+        restart), those added to ``invalid``; serve's rule for a label record's target."""
+        target = self.config.model.target
+        if _PLAIN_TARGETS.issuperset({type(rec.get(target)) for _, rec in valid}):
+            return valid
+        kept = []
+        for i, rec in valid:
+            value = rec.get(target)
+            if value is None or usable_label(value):
+                kept.append((i, rec))
+            else:
+                invalid.append((i, f"field {target} = {repr(value)[:100]} is not a finite number, so no label"))
+        return kept
 
     def _dead_letter(self, message, reason: str) -> None:
         # Kafka allows a header without a value but kafka-python refuses to send one (TypeError,

@@ -246,3 +246,15 @@ def test_a_champion_that_learned_the_tester_scores_each_record_with_its_tester_s
     np.testing.assert_allclose(scores[:600], champion.predict(model_matrix(X, records, categories)))
     assert scores[600] == champion.predict(np.array([[*X[0], np.nan]]))[0]
     assert server.champion_metric.value()["r2"] > 0.9  # each tester's offset is learned
+
+
+def test_a_target_the_record_schema_does_not_check_dead_letters_a_value_that_is_no_label(tmp_path):
+    """A consumer's own target field (not ``passed``, a bin or ``test_time_ms``): a string or a
+    list there crashed the batch (``float()``), again at every restart on the same record."""
+    server = _server(tmp_path, {"task": "classification", "target": "final_pass"})
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    server._process_parts(_messages(_records(X, final_pass=[1, "no", ["x"], "0", None])))
+    reasons = [dict(kw["headers"])["dlq.reason"].decode() for topic, kw in server.sent if topic == "parts.dlq"]
+    assert reasons == ["field final_pass = 'no' is not a finite number, so no label",
+                       "field final_pass = ['x'] is not a finite number, so no label"]
+    assert server.position == 3 and server.counts["dlq"] == 2 and server.online.n_learned == 2
