@@ -262,12 +262,14 @@ class Server:
 
     def _flush_before_exit(self, timeout_s: float = 10.0) -> None:
         """Deliver what is still buffered (events), waiting at most ``timeout_s`` when the
-        broker is away: nothing committed depends on it."""
+        broker is away: nothing committed depends on it. kafka-python's ``close`` flushes
+        first and raises when that times out too (serve then ended with exit code 3, without
+        its last line)."""
         try:
             self.producer.flush(timeout=timeout_s)
+            self.producer.close(timeout=timeout_s)
         except KafkaTimeoutError:
             log("serve", f"Kafka did not acknowledge the last events within {timeout_s:.0f} s; exiting anyway")
-        self.producer.close(timeout=timeout_s)
 
     def _commit(self, consumer) -> None:
         """Commit the batch whose outputs the broker has acknowledged, without waiting for the

@@ -270,3 +270,27 @@ def test_a_commit_refused_mid_stream_is_made_again_with_the_next_batch(capsys):
     assert "commit refused" in capsys.readouterr().out
     _batch(server, consumer, 30)
     assert consumer.commits == [{PART: 30}] and server.last_commit == "done"
+
+
+class UnreachableProducer:
+    """kafka-python's producer with the broker away: ``flush`` times out, and so does ``close``,
+    which flushes first."""
+
+    def __init__(self):
+        self.calls = []
+
+    def flush(self, timeout=None):
+        self.calls.append("flush")
+        raise KafkaTimeoutError("Timeout waiting for future")
+
+    def close(self, timeout=None):
+        self.calls.append("close")
+        self.flush(timeout)
+
+
+def test_the_events_left_undelivered_at_exit_do_not_end_serve_with_an_error(capsys):
+    server = _server(stopping=True)
+    server.producer = UnreachableProducer()
+    server._flush_before_exit(timeout_s=0)
+    assert server.producer.calls == ["flush"]
+    assert "did not acknowledge the last events" in capsys.readouterr().out
