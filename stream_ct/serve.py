@@ -34,8 +34,8 @@ from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
 from stream_ct.gates import metric_gain
 from stream_ct.key_partitions import default_partitions
-from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics, judging_key,
-                                make_consumer, make_producer, shadow_key)
+from stream_ct.kafka_io import (EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics,
+                                judging_key, make_consumer, make_producer, shadow_key)
 from stream_ct.labels import LabelJoiner, unjoinable
 from stream_ct.logs import log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
@@ -59,6 +59,10 @@ HISTOGRAM_FEATURES = 3
 ONLINE_ANOMALY_THRESHOLD = 0.9
 #: A bootstrap asked again (the first made no champion) trains on at most this many reference windows.
 BOOTSTRAP_MAX_WINDOWS = 8
+#: Milliseconds a commit or an offsets lookup waits for the broker before it is tried again
+#: (kafka-python waits 30 s by default): how soon a SIGTERM during an outage is heard there;
+#: also what leaving the group and delivering the last events may take at exit.
+BROKER_WAIT_MS = 5000
 #: Types of a target field that ``target_vector`` turns into a label (or NaN) without asking further.
 _PLAIN_TARGETS = frozenset((type(None), bool, int, float))
 
@@ -164,6 +168,7 @@ class Server:
         topics = [cfg.consumer.input_topic] + ([cfg.labels.topic] if cfg.labels.topic else [])
         self._ensure_topics(topics)
         self.producer = make_producer(self.bootstrap)
+        self._learn_output_topics()
         # predictions, dead letters, retrain requests, announcements: kept until acknowledged
         self.outbox = Outbox(self.producer, should_stop=lambda: self.stopping)
         webhook = Webhook(cfg.events.webhook_url, on_outcome=lambda outcome: self.sm.webhook_posts.inc(
@@ -223,7 +228,7 @@ class Server:
             if metrics_server:
                 metrics_server.close()
             self._settle_commit(consumer)
-            consumer.close()
+            consumer.close(timeout_ms=BROKER_WAIT_MS)
             self.watcher.stop()
             self.events.emit("serve_stopped", **self.summary())
             self._flush_before_exit()
@@ -260,7 +265,16 @@ class Server:
         log("serve", f"alert ({fields.get('severity')}, {fields.get('kind')}): {fields.get('error')}{where}")
         self.events.emit(type_, **fields)
 
-    def _flush_before_exit(self, timeout_s: float = 10.0) -> None:
+    def _learn_output_topics(self) -> None:
+        """Fetch the producer's metadata of every topic serve writes to while the broker is
+        there: a send to a topic it has none for waits for the broker (``max_block_ms``, 60 s)
+        and then raises. An instance that had sent no event yet, stopped during an outage,
+        waited that minute on its ``serve_stopped`` event and exited 3."""
+        cfg = self.config
+        for topic in (cfg.predictions_topic, cfg.dlq_topic, EVENTS_TOPIC, RETRAIN_TOPIC, MODELS_TOPIC):
+            self.producer.partitions_for(topic)
+
+    def _flush_before_exit(self, timeout_s: float = BROKER_WAIT_MS / 1000) -> None:
         """Deliver what is still buffered (events), waiting at most ``timeout_s`` when the
         broker is away: nothing committed depends on it. kafka-python's ``close`` flushes
         first and raises when that times out too (serve then ended with exit code 3, without
@@ -317,7 +331,7 @@ class Server:
         offsets = {tp: o for tp, o in self.commit_offsets.items() if tp in consumer.assignment()}
         if not offsets:
             return
-        if self._while_unreachable("commit", lambda: consumer.commit(offsets))[0]:
+        if self._while_unreachable("commit", lambda: consumer.commit(offsets, timeout_ms=BROKER_WAIT_MS))[0]:
             self.last_commit = "done"
         else:
             log("serve", "stopping with the last batch uncommitted; it will be read again on restart")
@@ -718,7 +732,8 @@ class Server:
         parts = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or [])]
         if not parts:
             raise KafkaTimeoutError(f"no partition metadata for {topic}")
-        return self.consumer.beginning_offsets(parts), self.consumer.end_offsets(parts)
+        return (self.consumer.beginning_offsets(parts, timeout_ms=BROKER_WAIT_MS),
+                self.consumer.end_offsets(parts, timeout_ms=BROKER_WAIT_MS))
 
     def _request(self, reason: str, window_records: int, whole_window: bool = False, **extra) -> None:
         """A retrain on the last ``window_records`` records, over every partition of the input: from

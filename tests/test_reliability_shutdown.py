@@ -121,6 +121,38 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path, topic, restartable_br
 
 
 @pytest.mark.slow
+def test_sigterm_while_the_broker_is_down_exits_zero_within_seconds(tmp_path, topic, restartable_broker):
+    """The broker stopped, then SIGTERM: serve waited 30 s on an offsets lookup, 30 s on its
+    last commit and 60 s on the metadata of its first event, then exited 3 without its last
+    line. Now every wait hears the SIGTERM within seconds; the uncommitted batch is read again
+    on restart (the other tests here)."""
+    records = simulated_records(4000, seed=34)
+    broker, bootstrap = restartable_broker, restartable_broker.bootstrap
+    ensure_topics({topic: {"partitions": 1}}, bootstrap)
+    config_path = write_config(tmp_path, topic, reference_size=100_000)
+    config = ConsumerConfig.load(config_path)
+    serve = EnvService(["serve", str(config_path), "--bootstrap-servers", bootstrap], tmp_path / "serve.log",
+                       tmp_path, env={"STREAM_CT_BOOTSTRAP": bootstrap})
+    try:
+        replay(part_messages(records), topic, bootstrap)
+        wait_until(lambda: _committed(config.consumer.group_id, topic, bootstrap) == len(records), 120,
+                   "every record to be committed", [serve])
+        broker.stop()
+        time.sleep(3)  # serve meets the outage
+        serve.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        code = serve.proc.wait(120)
+        shutdown_s = time.monotonic() - t0
+    finally:
+        serve.stop()
+    assert code == 0, serve.output()
+    assert f"stopped after {len(records)} records" in serve.output()
+    # each wait on the broker (the flush or lookup under way, the last commit, the last events)
+    # is 5 s at most: 10-16 s measured; well within a 30 s grace period (Kubernetes' default)
+    assert shutdown_s < 3 * SHUTDOWN_BOUND_S, (shutdown_s, serve.output())
+
+
+@pytest.mark.slow
 def test_broker_restart_while_a_retrain_runs_settles_it_once_and_deploys_it(tmp_path, topic, restartable_broker):
     """The broker goes away while the retrain worker trains the bootstrap champion: the
     worker announces and records its decision once the broker is back (a commit refused

@@ -8,7 +8,7 @@ import collections
 import types
 
 import pytest
-from kafka import TopicPartition
+from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 
 import stream_ct.reconnect as reconnect
@@ -38,7 +38,7 @@ class FlakyConsumer:
         offsets, callback = self.async_commits[-1]
         callback(offsets, response)
 
-    def commit(self, offsets):
+    def commit(self, offsets, timeout_ms=None):
         if self.errors:
             raise self.errors.pop(0)
         self.commits.append({tp: o.offset for tp, o in offsets.items()})
@@ -66,12 +66,12 @@ class FlakyOffsets:
     def partitions_for_topic(self, topic):
         return {0, 1}
 
-    def beginning_offsets(self, parts):
+    def beginning_offsets(self, parts, timeout_ms=None):
         if self.errors:
             raise self.errors.pop(0)
         return {tp: 0 for tp in parts}
 
-    def end_offsets(self, parts):
+    def end_offsets(self, parts, timeout_ms=None):
         return {tp: 100 + tp.partition for tp in parts}
 
 
@@ -294,3 +294,40 @@ def test_the_events_left_undelivered_at_exit_do_not_end_serve_with_an_error(caps
     server._flush_before_exit(timeout_s=0)
     assert server.producer.calls == ["flush"]
     assert "did not acknowledge the last events" in capsys.readouterr().out
+
+
+class AwayBroker:
+    """kafka-python's consumer with the broker away: a commit or an offsets lookup waits its
+    ``timeout_ms`` (30 s when not given) and raises; what it waited is kept."""
+
+    def __init__(self):
+        self.waited_ms = []
+
+    def _wait(self, timeout_ms):
+        self.waited_ms.append(30_000 if timeout_ms is None else timeout_ms)
+        raise KafkaTimeoutError("timed out")
+
+    def assignment(self):
+        return {PART}
+
+    def partitions_for_topic(self, topic):
+        return {0}
+
+    def commit(self, offsets, timeout_ms=None):
+        self._wait(timeout_ms)
+
+    def beginning_offsets(self, parts, timeout_ms=None):
+        self._wait(timeout_ms)
+
+    end_offsets = beginning_offsets
+
+
+def test_a_sigterm_during_an_outage_is_heard_within_seconds_at_a_commit_or_an_offsets_lookup():
+    """The last commit and a bootstrap's offsets lookup each waited kafka-python's 30 s
+    before serve could see it was told to stop (a SIGTERM during an outage: over a minute)."""
+    consumer = AwayBroker()
+    server = _requesting_server(consumer, stopping=True)
+    server.commit_offsets, server.last_commit = {PART: OffsetAndMetadata(10, "", -1)}, "pending"
+    server._settle_commit(consumer)
+    server._request("drift", 3)
+    assert len(consumer.waited_ms) == 2 and max(consumer.waited_ms) <= 5000

@@ -96,8 +96,8 @@ def test_label_counts_below_a_metric_s_minimum_are_refused_up_front(tmp_path, de
 def test_a_manual_retrain_on_an_instance_that_saw_no_records_says_why_and_serve_goes_on(tmp_path):
     server = _server(tmp_path)
     server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0},
-                                            beginning_offsets=lambda parts: {p: 0 for p in parts},
-                                            end_offsets=lambda parts: {p: 0 for p in parts})
+                                            beginning_offsets=lambda parts, timeout_ms=None: {p: 0 for p in parts},
+                                            end_offsets=lambda parts, timeout_ms=None: {p: 0 for p in parts})
     server.watcher = types.SimpleNamespace(
         take=lambda: None, take_shadow=lambda: None, loaded_version=None,
         take_commands=lambda: [{"consumer": "yield", "command": "retrain", "reason": "probe card",
@@ -324,8 +324,8 @@ def test_a_bootstrap_that_made_no_champion_is_asked_again_on_a_longer_window(tmp
     server = _server(tmp_path, drift={"reference_size": 1000})
     ends = {"end": 1500}
     server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0, 1},
-                                            beginning_offsets=lambda parts: {p: 100 for p in parts},
-                                            end_offsets=lambda parts: {p: ends["end"] for p in parts})
+                                            beginning_offsets=lambda parts, timeout_ms=None: {p: 100 for p in parts},
+                                            end_offsets=lambda parts, timeout_ms=None: {p: ends["end"] for p in parts})
     server.watcher = types.SimpleNamespace(loaded_version=None, attempted_version=0, has_pending=lambda: False)
     asked = []
     server._publish_request = lambda reason, start, end, n: (asked.append((reason, start, end, n)),
