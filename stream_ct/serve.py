@@ -29,7 +29,7 @@ from stream_ct.alerts import Webhook
 from stream_ct.categories import model_matrix
 from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig, add_override_option
-from stream_ct.decode import decode_batch
+from stream_ct.decode import MAX_RECORD_BYTES, decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
 from stream_ct.gates import metric_gain
@@ -461,7 +461,13 @@ class Server:
                     ("dlq.partition", str(message.partition).encode()), ("dlq.offset", str(message.offset).encode())]
         if nulls:
             headers.append(("dlq.null_headers", orjson.dumps(nulls)))
-        self.outbox.send(self.config.dlq_topic, key=message.key, value=message.value or b"",
+        value = message.value or b""
+        if len(value) > MAX_RECORD_BYTES:
+            # over Kafka's default topic limit (1 MB) and maybe over serve's producer's: sending it
+            # raised at the same record at every restart. The dead letter names where it is instead.
+            headers.append(("dlq.value_omitted", str(len(value)).encode()))
+            value = b""
+        self.outbox.send(self.config.dlq_topic, key=message.key, value=value,
                          headers=headers, timestamp_ms=message.timestamp)
         self.counts["dlq"] += 1
 

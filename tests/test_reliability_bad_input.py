@@ -138,7 +138,10 @@ def test_bad_records_all_reach_the_dlq_with_a_reason_and_every_valid_record_is_s
         headers = dict(m.headers)
         original, kind, reason = expected[headers["n"]]
         assert m.key == original.key
-        assert m.value == (original.value or b""), kind
+        if kind.startswith("oversized"):  # over Kafka's default topic limit: where the original is
+            assert m.value == b"" and headers["dlq.value_omitted"] == str(len(original.value)).encode()
+        else:
+            assert m.value == (original.value or b""), kind
         assert headers["dlq.reason"].decode().startswith(reason), (kind, headers["dlq.reason"])
         assert headers["dlq.topic"] == topic.encode()
         assert int(headers["dlq.offset"]) >= 0 and headers["dlq.partition"] == b"0"

@@ -258,3 +258,19 @@ def test_a_target_the_record_schema_does_not_check_dead_letters_a_value_that_is_
     assert reasons == ["field final_pass = 'no' is not a finite number, so no label",
                        "field final_pass = ['x'] is not a finite number, so no label"]
     assert server.position == 3 and server.counts["dlq"] == 2 and server.online.n_learned == 2
+
+
+def test_a_record_over_1_mb_is_dead_lettered_without_its_value(tmp_path):
+    """Its dead letter raised MessageSizeTooLargeError at the same record at every restart: a
+    DLQ topic at Kafka's default limit (1 MB) refused 1.5 MB, serve's producer (2 MiB) 2.5 MB.
+    It now says where the original is; a bad record within the limit still carries its bytes."""
+    server = _server(tmp_path, {"task": "classification"})
+    big, fits = (types.SimpleNamespace(value=b"x" * n, key=b"k", topic="parts", partition=0, offset=i,
+                                       timestamp=0, headers=[]) for i, n in enumerate((1_500_000, 999_999)))
+    server._process_parts([big, fits])
+    (_, first), (_, second) = server.sent
+    headers = dict(first["headers"])
+    assert first["value"] == b"" and headers["dlq.value_omitted"] == b"1500000"
+    assert headers["dlq.reason"].startswith(b"oversized") and (headers["dlq.topic"], headers["dlq.offset"]) == (
+        b"parts", b"0")
+    assert second["value"] == b"x" * 999_999 and "dlq.value_omitted" not in dict(second["headers"])
