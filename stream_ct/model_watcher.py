@@ -110,7 +110,8 @@ class ModelWatcher(threading.Thread):
                 for tp, messages in consumer.poll(timeout_ms=200).items():
                     for message in messages:
                         if tp.topic == MODELS_TOPIC:
-                            self._note_model((message.key or b"").decode(), message.value, latest)
+                            # a key that is not UTF-8 is none of ours; strict decoding ended the thread
+                            self._note_model((message.key or b"").decode(errors="replace"), message.value, latest)
                         elif tp.topic == EVENTS_TOPIC:
                             self._note_event(message.value)
                         else:

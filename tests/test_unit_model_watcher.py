@@ -127,6 +127,17 @@ def test_an_odd_announcement_is_alerted_and_the_watcher_keeps_loading_champions(
     stop(watcher)
 
 
+def test_a_key_on_ct_models_that_is_not_utf8_is_ignored_and_the_watcher_keeps_loading_champions(monkeypatch):
+    """It ended the watcher (UnicodeDecodeError), and ct.models is compacted: every instance
+    started afterwards followed no model at all."""
+    died = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    watcher, loaded = start_watcher(monkeypatch, FakeConsumer([(b"\xffyield", announcement(4)),
+                                                               (b"yield", announcement(5))]))
+    assert died == [] and loaded == [5] and watcher.is_alive()
+    stop(watcher)
+
+
 @pytest.mark.parametrize("shadow, parent, judged, taken", [
     (2, 2, False, False),  # settled long ago: older than the champion
     (3, 2, False, False),  # won its shadow run: it is the champion now
