@@ -113,9 +113,10 @@ def test_a_manual_retrain_on_a_restarted_instance_trains_on_the_input_s_last_rec
     """Restarted on a quiet input (everything committed), serve refused every manual retrain
     ("cannot date the window") while ``stream-ct retrain`` said it had asked: nothing trained."""
     server = _server(tmp_path, retrain={"window_records": 300, "min_rows": 100})
-    server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0, 1},
-                                            beginning_offsets=lambda parts: {p: 100 * p.partition for p in parts},
-                                            end_offsets=lambda parts: {p: 100 + 500 * p.partition for p in parts})
+    server.consumer = types.SimpleNamespace(
+        partitions_for_topic=lambda topic: {0, 1},
+        beginning_offsets=lambda parts, timeout_ms=None: {p: 100 * p.partition for p in parts},
+        end_offsets=lambda parts, timeout_ms=None: {p: 100 + 500 * p.partition for p in parts})
     server.watcher = types.SimpleNamespace(
         take=lambda: None, take_shadow=lambda: None, loaded_version=None, settled=lambda ids: set(),
         take_commands=lambda: [{"consumer": "yield", "command": "retrain", "reason": "probe card",
@@ -357,8 +358,8 @@ def test_an_input_under_reference_size_is_said_once(tmp_path, capsys):
     "consuming lot2" and the first champion never came."""
     server = _server(tmp_path, drift={"reference_size": 5000})
     server.consumer = types.SimpleNamespace(partitions_for_topic=lambda topic: {0},
-                                            beginning_offsets=lambda parts: {p: 0 for p in parts},
-                                            end_offsets=lambda parts: {p: 784 for p in parts})
+                                            beginning_offsets=lambda parts, timeout_ms=None: {p: 0 for p in parts},
+                                            end_offsets=lambda parts, timeout_ms=None: {p: 784 for p in parts})
     server.watcher = types.SimpleNamespace(loaded_version=None, attempted_version=0, has_pending=lambda: False)
     for _ in range(2):
         server.last_size_check = 0.0
