@@ -67,6 +67,20 @@ BROKER_WAIT_MS = 5000
 _PLAIN_TARGETS = frozenset((type(None), bool, int, float))
 
 
+def unmeasured_unscored(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``scores`` with NaN (no prediction) for the parts that have no result for any of the
+    model's tests (``X``): a model answers such a part from its learned defaults, which says
+    nothing about it (a yield champion called parts of another test program fails at 0.00002).
+
+    >>> unmeasured_unscored(np.array([[1.0, np.nan], [np.nan, np.nan]]), np.array([0.9, 0.1])).tolist()
+    [0.9, nan]
+    """
+    unmeasured = np.isnan(X).all(axis=1)
+    if unmeasured.any():
+        scores = np.where(unmeasured, np.nan, scores)
+    return scores
+
+
 def _finite(value) -> bool:
     """A metric value that can be compared: a number, not None or NaN."""
     return value is not None and math.isfinite(value)
@@ -413,15 +427,15 @@ class Server:
         X = shadow_scores = None
         if self.champion is not None:
             X = results.matrix(self.champion.meta["feature_names"])
-            scores = score(self.task, self.champion.estimator,
-                           model_matrix(X, records, self.champion.meta.get("categories")))
+            inputs = model_matrix(X, records, self.champion.meta.get("categories"))
+            scores = unmeasured_unscored(X, score(self.task, self.champion.estimator, inputs))
             self._emit_predictions(records, sources, scores, "champion", self.champion.version)
             self.champion_metric.add(scores, labels)
             if self.shadow is not None:
                 shadow_names = self.shadow.meta["feature_names"]
                 Xs = X if shadow_names == self.champion.meta["feature_names"] else results.matrix(shadow_names)
-                shadow_scores = score(self.task, self.shadow.estimator,
-                                      model_matrix(Xs, records, self.shadow.meta.get("categories")))
+                shadow_inputs = model_matrix(Xs, records, self.shadow.meta.get("categories"))
+                shadow_scores = unmeasured_unscored(Xs, score(self.task, self.shadow.estimator, shadow_inputs))
                 self.shadow_metrics[0].add(shadow_scores, labels)
                 self.shadow_metrics[1].add(scores, labels)
         else:
@@ -514,7 +528,8 @@ class Server:
     def _predictions(self, scores: np.ndarray, source: str) -> list:
         """What a score means for this task: pass/fail, a bin, a value, or an outlier flag."""
         if self.task == "classification":
-            return (scores >= 0.5).tolist()
+            flags = (scores >= 0.5).tolist()
+            return [None if s != s else f for s, f in zip(scores.tolist(), flags)] if np.isnan(scores).any() else flags
         if self.task == "multiclass":
             return [None if np.isnan(s) else int(s) for s in scores]
         if self.task == "anomaly":

@@ -274,3 +274,22 @@ def test_a_record_over_1_mb_is_dead_lettered_without_its_value(tmp_path):
     assert headers["dlq.reason"].startswith(b"oversized") and (headers["dlq.topic"], headers["dlq.offset"]) == (
         b"parts", b"0")
     assert second["value"] == b"x" * 999_999 and "dlq.value_omitted" not in dict(second["headers"])
+
+
+def test_a_part_with_none_of_the_champion_s_tests_gets_no_prediction(tmp_path):
+    """Parts of another test program on the topic were predicted "fail" at score 0.00002 by a
+    yield champion: hist gradient boosting answers an all-missing row from its learned defaults."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    champion = HistGradientBoostingClassifier(random_state=0).fit(X, X[:, 0] > 0)
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.champion = types.SimpleNamespace(version=1, estimator=champion, meta={"feature_names": list(TESTS)})
+    server.champion_metric = RollingMetric("classification")
+    other_program = [{"lot_id": "M", "wafer_id": "W", "part_id": "1", "ts": 500.0, "passed": False,
+                      "tests": {"900:OTHER": 1.0}}]
+    server._process_parts(_messages(_records(X[:5]) + other_program))
+    out = [orjson.loads(kw["value"]) for _, kw in server.sent]
+    assert [(o["score"], o["prediction"]) for o in out[5:]] == [(None, None)]
+    assert all(type(o["prediction"]) is bool and o["score"] is not None for o in out[:5])
