@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
@@ -588,7 +588,7 @@ class RetrainWorker:
         consumer = make_consumer(RETRAIN_TOPIC, group_id=WORKER_GROUP, bootstrap=self.bootstrap,
                                  max_poll_records=1, max_poll_interval_ms=WORKER_REQUEST_LIMIT_S * 1000)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
-        idle_since = time.monotonic()
+        idle_since, settled = time.monotonic(), 0
         log("retrain-worker", "waiting for requests on ct.retrain")
         try:
             while not self.stopping:
@@ -607,12 +607,17 @@ class RetrainWorker:
                             log("retrain-worker", "stopping before the request was settled in Kafka; "
                                                   "it is read again on restart")
                             return 0
+                        settled += 1
                 idle_since = time.monotonic()
         finally:
             if metrics_server:
                 metrics_server.close()
             consumer.close()
-            producer.close(timeout=10)  # delivers what is buffered; nothing committed depends on it
+            try:  # delivers what is buffered; nothing committed depends on it
+                producer.close(timeout=10)
+            except KafkaTimeoutError:  # kafka-python's close raises when its flush times out (broker away)
+                log("retrain-worker", "Kafka did not acknowledge the last events within 10 s; exiting anyway")
+        log("retrain-worker", f"stopped after settling {settled} request{'' if settled == 1 else 's'}")
         return 0
 
     def _commit(self, consumer, tp: TopicPartition, offset: int) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaConnectionError
+from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct import retrain_worker
@@ -697,3 +697,28 @@ def test_a_candidate_judged_against_a_champion_replaced_meanwhile_is_not_promote
     assert gate["name"] == "champion_unchanged" and not gate["passed"]
     assert gate["detail"] == "v2 became champion while this candidate was judged against v1: not compared with it, so not promoted"
     assert Registry(tmp_path / "reg").meta("yield", 3)["decision"] == "rejected"
+
+
+def test_a_worker_stopped_while_kafka_is_away_says_it_stopped_and_exits_0(monkeypatch, capsys):
+    """It stopped without a word; and kafka-python's close raises when its flush times out, so a
+    worker stopped during an outage ended with a traceback instead."""
+
+    class AwayProducer:
+        def close(self, timeout=None):
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+    class IdleConsumer:
+        def poll(self, timeout_ms):
+            return {}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(retrain_worker, "ensure_control_topics", lambda bootstrap: None)
+    monkeypatch.setattr(retrain_worker, "make_producer", lambda bootstrap: AwayProducer())
+    monkeypatch.setattr(retrain_worker, "make_consumer", lambda *args, **kwargs: IdleConsumer())
+    monkeypatch.setattr(retrain_worker.signal, "signal", lambda signum, handler: None)  # the test process's own
+    assert RetrainWorker(exit_when_idle_s=0.01).run() == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "retrain-worker: Kafka did not acknowledge the last events within 10 s; exiting anyway",
+        "retrain-worker: stopped after settling 0 requests"]
