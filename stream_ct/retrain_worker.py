@@ -50,6 +50,7 @@ from stream_ct.quality import check_window
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import IntegrityError, Registry, code_version
+from stream_ct.resends import without_resends
 from stream_ct.retests import latest_results
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 
@@ -295,6 +296,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     task, target, name = config.model.task, config.model.target, config.model.name
     supervised = task != "anomaly"
     with clock("features"):
+        sent_once = without_resends(records)  # a file published twice would leak into its own holdout
+        resent, records = len(records) - len(sent_once), sent_once
         streamed = records  # as serve charts them, retests and parts without a label too
         latest = latest_results(records)  # a retested part's last result only
         superseded, records = len(records) - len(latest), latest
@@ -373,7 +376,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "start_offsets": window.get("start_offsets"), "end_offsets": window["end_offsets"],
                         "deleted_by_retention": deleted_by_retention or {}, "rows": len(labeled),
-                        "unusable_labels": unusable_labels, "superseded": superseded,
+                        "unusable_labels": unusable_labels, "superseded": superseded, "resent": resent,
                         "never_measured": never_measured,
                         "rows_train": split, "rows_holdout": len(labeled) - split,
                         "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),

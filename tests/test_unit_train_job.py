@@ -94,7 +94,7 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["data_window"] == {
         "topic": "parts", "start_ts_ms": 0, "start_offsets": None, "end_offsets": {"0": 3000},
         "deleted_by_retention": {}, "rows": 3000,
-        "unusable_labels": 0, "superseded": 0, "never_measured": [],
+        "unusable_labels": 0, "superseded": 0, "resent": 0, "never_measured": [],
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
         "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}
@@ -171,6 +171,17 @@ def test_a_retested_part_trains_on_its_last_result_only_and_the_drift_reference_
     assert (meta["data_window"]["rows"], meta["data_window"]["superseded"]) == (1500, 200)
     reference = Registry(tmp_path).load("yield", 1).reference
     assert len(reference["X"]) == len(reference["groups"]) == 1700
+
+
+def test_a_window_holding_a_file_published_twice_trains_and_judges_on_each_part_once(records, tmp_path):
+    """The copies went into the training rows and, past the split, into the holdout: the
+    candidate was judged on parts it had been trained on."""
+    recs = copy.deepcopy(records[:1500])
+    outcome = train_and_judge(retrain_request(CONFIG, "manual", 0, {0: 3000}), recs + copy.deepcopy(recs),
+                              Registry(tmp_path))
+    window = Registry(tmp_path).meta("yield", outcome.version)["data_window"]
+    assert (window["rows"], window["resent"], window["rows_holdout"]) == (1500, 1500, 375)
+    assert len(Registry(tmp_path).load("yield", outcome.version).reference["X"]) == 1500
 
 
 def test_fairness_by_site_compares_each_head_s_sites_and_leaves_out_parts_without_one(records, tmp_path):
