@@ -40,6 +40,14 @@ def _committed(group: str, topic: str, bootstrap: str) -> int:
         return -1
 
 
+def _terminate(service, timeout_s: float) -> tuple[int, float]:
+    """SIGTERM ``service``: its exit code, and the seconds it took to exit."""
+    service.proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    code = service.proc.wait(timeout_s)
+    return code, time.monotonic() - t0
+
+
 def test_sigterm_flushes_commits_and_exits_zero_quickly(tmp_path, kafka_bootstrap, topic):
     started = time.monotonic()
     records = simulated_records(20_000, seed=31)
@@ -51,10 +59,7 @@ def test_sigterm_flushes_commits_and_exits_zero_quickly(tmp_path, kafka_bootstra
     try:
         replay(part_messages(records), topic, kafka_bootstrap)
         wait_until(lambda: _committed(group, topic, kafka_bootstrap) >= 5000, 120, "5,000 records", [serve])
-        serve.proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        code = serve.proc.wait(60)
-        shutdown_s = time.monotonic() - t0
+        code, shutdown_s = _terminate(serve, 60)
     finally:
         serve.stop()
     assert code == 0, serve.output()
@@ -139,10 +144,7 @@ def test_sigterm_while_the_broker_is_down_exits_zero_within_seconds(tmp_path, to
                    "every record to be committed", [serve])
         broker.stop()
         time.sleep(3)  # serve meets the outage
-        serve.proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        code = serve.proc.wait(120)
-        shutdown_s = time.monotonic() - t0
+        code, shutdown_s = _terminate(serve, 120)
     finally:
         serve.stop()
     assert code == 0, serve.output()
