@@ -1,4 +1,4 @@
-"""Test-time champions with and without the tester learned as a category (``[features] fields``).
+"""Test-time champions with and without the tester learned beside the tests (``[features] fields``).
 
 Each simulated tester adds its own overhead to a part's test time; a champion of the test
 results alone cannot see it. Side by side, per simulator seed (5,000 parts, the retrain

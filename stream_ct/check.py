@@ -40,7 +40,7 @@ def describe(cfg: ConsumerConfig) -> str:
             + ("anomaly detection (no labels)" if m.task == "anomaly" else f'{m.task} of "{m.target}"')
             + f" with {m.estimator}; features include "
             f"{_list(cfg.features.include)}, exclude {_list(cfg.features.exclude)}"
-            + (f", and the fields {_list(cfg.features.fields)} as categories" if cfg.features.fields else "")
+            + (f", and the fields {_list(cfg.features.fields)}" if cfg.features.fields else "")
             + ". Drift: ARL0 "
             f"{d.arl0:,.0f} records (false alarms at most once per that many records), window {d.window:,}, "
             f"stride {d.stride:,}, reference {d.reference_size:,} records"

@@ -53,7 +53,7 @@ class ConsumerSection:
 class FeatureSection:
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()  # record fields the champion also learns, as categories (stream_ct.categories)
+    fields: tuple[str, ...] = ()  # record fields the champion also learns, a column per level (stream_ct.categories)
 
 
 @dataclass(frozen=True)
@@ -211,9 +211,9 @@ class ConsumerConfig:
         fields, m = self.features.fields, self.model
         if not fields:
             return
-        if m.estimator != "hist_gradient_boosting":
-            raise ConfigError(f"{source}: [features] fields need [model] estimator = 'hist_gradient_boosting' "
-                              f"(it learns categories), not {m.estimator!r}")
+        if m.task == "anomaly":
+            raise ConfigError(f"{source}: [features] fields are for models with a target; an outlier model "
+                              "learns the test results alone")
         for name in fields:
             if not name or name in ("tests", "limits", m.target):
                 why = "the target" if name == m.target else "not a category field"

@@ -324,9 +324,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         return Outcome(None, "skipped", [g.to_dict() for g in quality], {"rows": len(labeled)},
                        unusable_labels=unusable_labels)
     categories = field_categories(labeled[:split], config.features.fields)
-    inputs = model_matrix(X, labeled, categories)  # the test results, then the fields' category codes
-    estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination,
-                                categorical=range(X.shape[1], inputs.shape[1]))
+    inputs = model_matrix(X, labeled, categories)  # the test results, then the fields' level columns
+    estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
     with clock("fit"):
         candidate = _fit(estimator, inputs[:split], y[:split], r.recency_half_life)
     with clock("holdout"):
@@ -609,8 +608,11 @@ class RetrainWorker:
                         if not outbox.flush() or not self._commit(consumer, tp, message.offset):
                             log("retrain-worker", "stopping before the request was settled in Kafka; "
                                                   "it is read again on restart")
-                            return 0
+                            self.stopping = True
+                            break
                         settled += 1
+                    if self.stopping:
+                        break
                 idle_since = time.monotonic()
         finally:
             if metrics_server:

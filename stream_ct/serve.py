@@ -11,6 +11,7 @@ batches.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import gc
 import itertools
@@ -65,6 +66,27 @@ BOOTSTRAP_MAX_WINDOWS = 8
 BROKER_WAIT_MS = 5000
 #: Types of a target field that ``target_vector`` turns into a label (or NaN) without asking further.
 _PLAIN_TARGETS = frozenset((type(None), bool, int, float))
+
+
+def last_records_starts(begin: dict[int, int], end: dict[int, int], n: int) -> dict[int, int]:
+    """Per partition, where its share of the input's last ``n`` records starts: an equal share
+    from the end of each, a partition holding fewer giving the others what it lacks.
+
+    >>> last_records_starts({0: 0, 1: 0, 2: 0}, {0: 10_000, 1: 200, 2: 0}, 5000)
+    {0: 5200, 1: 0, 2: 0}
+    """
+    taken = dict.fromkeys(end, 0)
+    wanted = n
+    while wanted > 0:
+        open_ = [p for p in end if end[p] - begin[p] > taken[p]]
+        if not open_:
+            break
+        share = -(-wanted // len(open_))  # ceil
+        for p in open_:
+            take = min(share, end[p] - begin[p] - taken[p], wanted)
+            taken[p] += take
+            wanted -= take
+    return {p: end[p] - taken[p] for p in end}
 
 
 def unmeasured_unscored(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -298,6 +320,8 @@ class Server:
             self.producer.close(timeout=timeout_s)
         except KafkaTimeoutError:
             log("serve", f"Kafka did not acknowledge the last events within {timeout_s:.0f} s; exiting anyway")
+            with contextlib.suppress(KafkaTimeoutError):  # else kafka-python's exit hook closes it again, loudly
+                self.producer.close(timeout=0)
 
     def _commit(self, consumer) -> None:
         """Commit the batch whose outputs the broker has acknowledged, without waiting for the
@@ -771,8 +795,7 @@ class Server:
         begin, end = offsets
         end_offsets = {tp.partition: o for tp, o in end.items()}
         if not self.read_marks or (whole_window and len(self.read_marks) < window_records):
-            share = -(-window_records // len(end))  # ceil
-            starts = {tp.partition: max(begin[tp], end[tp] - share) for tp in end}
+            starts = last_records_starts({tp.partition: begin[tp] for tp in end}, end_offsets, window_records)
             records = sum(end_offsets[p] - o for p, o in starts.items())
             if records:
                 self._publish_request(reason, 0, end_offsets, records, start_offsets=starts, **extra)

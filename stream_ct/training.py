@@ -12,8 +12,6 @@ True
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
                               RandomForestClassifier, RandomForestRegressor)
@@ -30,19 +28,14 @@ PRIMARY_METRIC = {"classification": "auc", "multiclass": "accuracy", "regression
                   "anomaly": "flag_rate"}
 
 
-def build_estimator(task: str, kind: str, seed: int = 0, contamination: float = 0.01,
-                    categorical: Sequence[int] = ()):
-    """A fresh, unfitted estimator; NaN (missing or sentinel results) is handled. The
-    ``categorical`` columns (hist_gradient_boosting only) hold category codes."""
+def build_estimator(task: str, kind: str, seed: int = 0, contamination: float = 0.01):
+    """A fresh, unfitted estimator; NaN (missing or sentinel results) is handled."""
     classify = task in ("classification", "multiclass")
-    if categorical and kind != "hist_gradient_boosting":
-        raise ValueError(f"categorical columns need estimator hist_gradient_boosting, not {kind!r}")
     if kind == "half_space_trees":
         return AnomalyModel(contamination=contamination, seed=seed)
     if kind == "hist_gradient_boosting":
         cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
-        by_column = {"categorical_features": list(categorical)} if categorical else {}
-        return cls(max_iter=150, learning_rate=0.1, random_state=seed, **by_column)
+        return cls(max_iter=150, learning_rate=0.1, random_state=seed)
     if kind == "random_forest":
         cls = RandomForestClassifier if classify else RandomForestRegressor
         return make_pipeline(SimpleImputer(strategy="median"), cls(n_estimators=100, n_jobs=1, random_state=seed))

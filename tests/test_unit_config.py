@@ -344,12 +344,12 @@ def test_set_reads_a_text_key_as_text(override, section, key, value):
     assert getattr(getattr(ConsumerConfig.from_dict(raw), section), key) == value
 
 
-def test_fields_learned_as_categories_need_a_model_that_learns_categories_and_name_no_target():
+def test_fields_learned_beside_the_tests_need_a_target_and_name_no_target():
     test_time = {"task": "regression", "target": "test_time_ms"}
     assert ConsumerConfig.from_dict(base(model=test_time, features={"fields": "tester"})).features.fields == ("tester",)
-    assert error_of(base(model=dict(test_time, estimator="ridge"), features={"fields": ["tester"]})) == (
-        f"{SRC}: [features] fields need [model] estimator = 'hist_gradient_boosting' (it learns categories), "
-        "not 'ridge'")
+    assert ConsumerConfig.from_dict(base(model=dict(test_time, estimator="ridge"), features={"fields": ["fab"]}))
+    assert error_of(base(model={"task": "anomaly", "estimator": "half_space_trees"}, features={"fields": ["tester"]})) \
+        == f"{SRC}: [features] fields are for models with a target; an outlier model learns the test results alone"
     assert error_of(base(model=test_time, features={"fields": ["tester", "test_time_ms"]})) == (
         f"{SRC}: [features] fields names 'test_time_ms': the target; name record fields such as 'tester', "
         "'site' or 'fab'")

@@ -222,7 +222,7 @@ def test_a_reference_that_names_sites_by_number_alone_keeps_serving_that_way(tmp
 
 def test_a_champion_that_learned_the_tester_scores_each_record_with_its_tester_s_code(tmp_path):
     """Serve must encode a field as training did (``categories`` in the registry record): the
-    tester's level order there, and a tester the champion never saw as missing."""
+    tester's levels there, and a tester the champion never saw as none of them."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     from stream_ct.categories import model_matrix
@@ -234,8 +234,7 @@ def test_a_champion_that_learned_the_tester_scores_each_record_with_its_tester_s
     y = 800 + 10 * X[:, 0] + np.array([offset[t] for t in testers])
     categories = {"tester": ["T1", "T2", "T3"]}
     records = _records(X, tester=testers.tolist(), test_time_ms=y.round().tolist())
-    champion = HistGradientBoostingRegressor(categorical_features=[3], random_state=0).fit(
-        model_matrix(X, records, categories), y)
+    champion = HistGradientBoostingRegressor(random_state=0).fit(model_matrix(X, records, categories), y)
     server = _server(tmp_path, {"task": "regression", "target": "test_time_ms"})
     server.champion = types.SimpleNamespace(version=1, estimator=champion,
                                             meta={"feature_names": list(TESTS), "categories": categories})
@@ -244,7 +243,7 @@ def test_a_champion_that_learned_the_tester_scores_each_record_with_its_tester_s
     server._process_parts(_messages(records + unseen))
     scores = [orjson.loads(kw["value"])["score"] for _, kw in server.sent]
     np.testing.assert_allclose(scores[:600], champion.predict(model_matrix(X, records, categories)))
-    assert scores[600] == champion.predict(np.array([[*X[0], np.nan]]))[0]
+    assert scores[600] == champion.predict(np.array([[*X[0], 0.0, 0.0, 0.0]]))[0]
     assert server.champion_metric.value()["r2"] > 0.9  # each tester's offset is learned
 
 

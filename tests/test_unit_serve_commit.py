@@ -292,7 +292,8 @@ def test_the_events_left_undelivered_at_exit_do_not_end_serve_with_an_error(caps
     server = _server(stopping=True)
     server.producer = UnreachableProducer()
     server._flush_before_exit(timeout_s=0)
-    assert server.producer.calls == ["flush"]
+    # closed all the same: left open, kafka-python's exit hook closed it again and printed a traceback
+    assert server.producer.calls == ["flush", "close", "flush"]
     assert "did not acknowledge the last events" in capsys.readouterr().out
 
 

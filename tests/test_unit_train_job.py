@@ -453,11 +453,13 @@ def test_a_test_time_champion_that_learns_the_tester_passes_the_fairness_gate_by
         outcome = train_and_judge(retrain_request(config, "manual", 0, {0: 5000}), records, registry)
         fairness = next(g for g in outcome.gates if g["name"] == "fairness")
         verdicts[fields] = (outcome.decision, fairness["passed"], outcome.metrics["candidate"]["r2"])
-        meta = registry.meta("test-time", outcome.version)
     assert verdicts["[]"][:2] == ("rejected", False)
     assert verdicts['["tester"]'][:2] == ("promoted", True) and verdicts['["tester"]'][2] > verdicts["[]"][2] + 0.1
-    assert meta["categories"] == {"tester": ["T1", "T2", "T3", "T4"]}
-    assert len(meta["feature_names"]) == 50  # the tests alone: the drift monitor charts them
+    champion = registry.load("test-time", outcome.version)  # loads: HGB's own categorical support would not
+    assert champion.meta["categories"] == {"tester": ["T1", "T2", "T3", "T4"]}
+    assert len(champion.meta["feature_names"]) == 50  # the tests alone: the drift monitor charts them
+    again = train_and_judge(retrain_request(config, "manual", 0, {0: 5000}), records, registry)
+    assert "vs champion" in next(g for g in again.gates if g["name"] == "beats_champion")["detail"]  # judged against it
 
 
 def test_a_request_whose_model_is_not_its_config_s_is_settled_as_failed(tmp_path):
@@ -732,4 +734,31 @@ def test_a_worker_stopped_while_kafka_is_away_says_it_stopped_and_exits_0(monkey
     assert RetrainWorker(exit_when_idle_s=0.01).run() == 0
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "retrain-worker: Kafka did not acknowledge the last events within 10 s; exiting anyway",
+        "retrain-worker: stopped after settling 0 requests"]
+
+
+def test_a_worker_that_stops_before_settling_a_request_still_says_it_stopped(monkeypatch, capsys):
+    """It returned from the middle of its loop, past its last line."""
+
+    class OneRequest:
+        def poll(self, timeout_ms):
+            return {TopicPartition("ct.retrain", 0): [types.SimpleNamespace(value=b"{}", offset=0)]}
+
+        def close(self):
+            pass
+
+    class Producer:
+        def close(self, timeout=None):
+            pass
+
+    worker = RetrainWorker()
+    monkeypatch.setattr(retrain_worker, "ensure_control_topics", lambda bootstrap: None)
+    monkeypatch.setattr(retrain_worker, "make_producer", lambda bootstrap: Producer())
+    monkeypatch.setattr(retrain_worker, "make_consumer", lambda *args, **kwargs: OneRequest())
+    monkeypatch.setattr(retrain_worker.signal, "signal", lambda signum, handler: None)
+    monkeypatch.setattr(worker, "_handle_message", lambda value, outbox, events: None)
+    monkeypatch.setattr(retrain_worker.Outbox, "flush", lambda self: False)  # stopping before it was acknowledged
+    assert worker.run() == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "retrain-worker: stopping before the request was settled in Kafka; it is read again on restart",
         "retrain-worker: stopped after settling 0 requests"]
