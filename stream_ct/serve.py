@@ -460,8 +460,10 @@ class Server:
                 Xs = X if shadow_names == self.champion.meta["feature_names"] else results.matrix(shadow_names)
                 shadow_inputs = model_matrix(Xs, records, self.shadow.meta.get("categories"))
                 shadow_scores = unmeasured_unscored(Xs, score(self.task, self.shadow.estimator, shadow_inputs))
-                self.shadow_metrics[0].add(shadow_scores, labels)
-                self.shadow_metrics[1].add(scores, labels)
+                # on the parts both scored: one model may lack a part's every test
+                paired = np.where(np.isnan(scores) | np.isnan(shadow_scores), np.nan, labels)
+                self.shadow_metrics[0].add(shadow_scores, paired)
+                self.shadow_metrics[1].add(scores, paired)
         else:
             scores = online_scores
             self._emit_predictions(records, sources, scores, "online", None)
@@ -610,7 +612,7 @@ class Server:
                 self.champion_metric.add(np.array([s]), np.array([y]))
                 # only the running shadow's own scores: a prediction made beside an earlier shadow
                 # says nothing about this one
-                if shadow is not None and shadow[0] == shadow_now:
+                if shadow is not None and shadow[0] == shadow_now and not (math.isnan(s) or math.isnan(shadow[1])):
                     self.shadow_metrics[0].add(np.array([shadow[1]]), np.array([y]))
                     self.shadow_metrics[1].add(np.array([s]), np.array([y]))
             self.online.learn(row, y)

@@ -292,3 +292,25 @@ def test_a_part_with_none_of_the_champion_s_tests_gets_no_prediction(tmp_path):
     out = [orjson.loads(kw["value"]) for _, kw in server.sent]
     assert [(o["score"], o["prediction"]) for o in out[5:]] == [(None, None)]
     assert all(type(o["prediction"]) is bool and o["score"] is not None for o in out[:5])
+
+
+def test_a_shadow_is_compared_with_the_champion_on_the_parts_both_scored(tmp_path):
+    """A part with none of the champion's tests has no champion score: counted for the shadow
+    alone, it compared the two on different parts."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    champion = HistGradientBoostingClassifier(random_state=0).fit(X, X[:, 0] > 0)
+    shadow = HistGradientBoostingClassifier(random_state=0).fit(X[:, :1], X[:, 0] > 0)
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.champion = types.SimpleNamespace(version=1, estimator=champion, meta={"feature_names": list(TESTS)})
+    server.shadow = types.SimpleNamespace(version=2, estimator=shadow, meta={"feature_names": ["d"]})
+    server.champion_metric = RollingMetric("classification")
+    server.shadow_metrics = (RollingMetric("classification"), RollingMetric("classification"))
+    records = _records(X[:5])
+    for record, x in zip(records, X[:5, 0].tolist()):
+        record["tests"]["d"] = x  # the shadow's one test
+    only_d = [{"lot_id": "M", "wafer_id": "W", "part_id": "1", "ts": 500.0, "passed": True, "tests": {"d": 0.3}}]
+    server._process_parts(_messages(records + only_d))
+    assert server.shadow_metrics[0].seen == server.shadow_metrics[1].seen == 5
