@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from typing import Any, Callable
 
@@ -39,6 +40,10 @@ def _exit_with_caller(lifeline) -> None:
 
 
 def _child_main(function, args, conn, lifeline) -> None:
+    # A Ctrl-C at a terminal reaches the whole process group: the caller decides (serve stops
+    # after its batch; a caller that is gone ends this child through the lifeline). Left to
+    # the default, a champion load under way died and raised a model_load_failed alert.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_caller, args=(lifeline,), daemon=True).start()
     try:
         conn.send(("ok", function(*args)))

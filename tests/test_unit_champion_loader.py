@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -84,6 +85,16 @@ def test_call_in_child_reports_an_exception_by_kind():
 def test_call_in_child_kills_a_child_past_its_deadline():
     with pytest.raises(TimeoutError, match="sleeping did not finish within 0.5 s; the child was killed"):
         call_in_child(time.sleep, (30,), timeout_s=0.5, what="sleeping")
+
+
+def _interrupted_then(value):
+    os.kill(os.getpid(), signal.SIGINT)  # what a Ctrl-C at the terminal sends the whole process group
+    time.sleep(0.2)
+    return value
+
+
+def test_a_ctrl_c_at_the_terminal_leaves_the_child_to_finish_its_call():
+    assert call_in_child(_interrupted_then, (7,), timeout_s=60, what="a load") == 7
 
 
 def test_call_in_child_reports_a_child_that_died():
