@@ -30,6 +30,8 @@ ESTIMATORS = {
     "regression": ("hist_gradient_boosting", "ridge", "random_forest"),
     "anomaly": ("half_space_trees",),
 }
+#: Part record fields a test's outcome sets: no model input (with the label they would leak it).
+OUTCOME_FIELDS = ("passed", "hard_bin", "soft_bin", "test_time_ms")
 #: The longest a retrain worker works on one request before its group (and /healthz) count it gone.
 WORKER_REQUEST_LIMIT_S = 30 * 60
 #: What Kafka accepts as a topic name.
@@ -215,8 +217,9 @@ class ConsumerConfig:
             raise ConfigError(f"{source}: [features] fields are for models with a target; an outlier model "
                               "learns the test results alone")
         for name in fields:
-            if not name or name in ("tests", "limits", m.target):
-                why = "the target" if name == m.target else "not a category field"
+            if not name or name in ("tests", "limits", m.target) + OUTCOME_FIELDS:
+                why = ("the target" if name == m.target else "an outcome of the part's test, known only with its "
+                       "label" if name in OUTCOME_FIELDS else "not a category field")
                 raise ConfigError(f"{source}: [features] fields names {name!r}: {why}; name record fields "
                                   "such as 'tester', 'site' or 'fab'")
         if len(set(fields)) < len(fields):

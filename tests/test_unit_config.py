@@ -354,6 +354,9 @@ def test_fields_learned_beside_the_tests_need_a_target_and_name_no_target():
         f"{SRC}: [features] fields names 'test_time_ms': the target; name record fields such as 'tester', "
         "'site' or 'fab'")
     assert "not a category field" in error_of(base(model=test_time, features={"fields": ["tests"]}))
+    assert error_of(base(features={"fields": ["tester", "hard_bin"]})) == (  # a yield model
+        f"{SRC}: [features] fields names 'hard_bin': an outcome of the part's test, known only with its label; "
+        "name record fields such as 'tester', 'site' or 'fab'")
     assert "names a field twice" in error_of(base(model=test_time, features={"fields": ["fab", "fab"]}))
 
 
