@@ -68,25 +68,25 @@ BROKER_WAIT_MS = 5000
 _PLAIN_TARGETS = frozenset((type(None), bool, int, float))
 
 
-def last_records_starts(begin: dict[int, int], end: dict[int, int], n: int) -> dict[int, int]:
-    """Per partition, where its share of the input's last ``n`` records starts: an equal share
-    from the end of each, a partition holding fewer giving the others what it lacks.
+def partition_shares(available: dict[int, int], n: int) -> dict[int, int]:
+    """How many of ``n`` records to take from each partition that holds ``available`` of them:
+    an equal share of each, a partition holding fewer leaving what it lacks to the others.
 
-    >>> last_records_starts({0: 0, 1: 0, 2: 0}, {0: 10_000, 1: 200, 2: 0}, 5000)
-    {0: 5200, 1: 0, 2: 0}
+    >>> partition_shares({0: 10_000, 1: 200, 2: 0}, 5000)
+    {0: 4800, 1: 200, 2: 0}
     """
-    taken = dict.fromkeys(end, 0)
+    taken = dict.fromkeys(available, 0)
     wanted = n
     while wanted > 0:
-        open_ = [p for p in end if end[p] - begin[p] > taken[p]]
+        open_ = [p for p in available if available[p] > taken[p]]
         if not open_:
             break
         share = -(-wanted // len(open_))  # ceil
         for p in open_:
-            take = min(share, end[p] - begin[p] - taken[p], wanted)
+            take = min(share, available[p] - taken[p], wanted)
             taken[p] += take
             wanted -= take
-    return {p: end[p] - taken[p] for p in end}
+    return taken
 
 
 def unmeasured_unscored(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -766,9 +766,9 @@ class Server:
                              "starts it sooner)")
             return
         rows = size * min(2 ** self.counts["bootstrap_requests"], BOOTSTRAP_MAX_WINDOWS)
-        share = -(-rows // len(begin))  # ceil: the first records of each partition
-        window_end = {tp.partition: min(end[tp], begin[tp] + share) for tp in begin}
-        self._publish_request("bootstrap", 0, window_end, rows)
+        shares = partition_shares({tp.partition: end[tp] - begin[tp] for tp in begin}, rows)  # the first records
+        window_end = {tp.partition: begin[tp] + shares[tp.partition] for tp in begin}
+        self._publish_request("bootstrap", 0, window_end, sum(shares.values()))
         self.trigger.dispatched(self.position)  # schedules and cooldowns count from here
         self.counts["bootstrap_requests"] += 1
         self.bootstrap_asked_at = total
@@ -797,10 +797,10 @@ class Server:
         begin, end = offsets
         end_offsets = {tp.partition: o for tp, o in end.items()}
         if not self.read_marks or (whole_window and len(self.read_marks) < window_records):
-            starts = last_records_starts({tp.partition: begin[tp] for tp in end}, end_offsets, window_records)
-            records = sum(end_offsets[p] - o for p, o in starts.items())
-            if records:
-                self._publish_request(reason, 0, end_offsets, records, start_offsets=starts, **extra)
+            shares = partition_shares({tp.partition: end[tp] - begin[tp] for tp in end}, window_records)
+            if any(shares.values()):  # the last records
+                starts = {p: end_offsets[p] - shares[p] for p in end_offsets}
+                self._publish_request(reason, 0, end_offsets, sum(shares.values()), start_offsets=starts, **extra)
                 return
             detail = "the input topic holds no part records, so there is no window to train on"
             log("serve", f"retrain ({reason}) not requested: {detail}", **extra)
