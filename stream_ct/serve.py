@@ -103,6 +103,17 @@ def unmeasured_unscored(X: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+def _unscored_as_null(scores: np.ndarray, flags: list[bool]) -> list[bool | None]:
+    """``flags`` with None (no prediction) where the score is NaN (the part was not scored).
+
+    >>> _unscored_as_null(np.array([0.9, np.nan]), [True, False])
+    [True, None]
+    """
+    if not np.isnan(scores).any():
+        return flags
+    return [None if s != s else f for s, f in zip(scores.tolist(), flags)]
+
+
 def _finite(value) -> bool:
     """A metric value that can be compared: a number, not None or NaN."""
     return value is not None and math.isfinite(value)
@@ -554,15 +565,13 @@ class Server:
     def _predictions(self, scores: np.ndarray, source: str) -> list:
         """What a score means for this task: pass/fail, a bin, a value, or an outlier flag."""
         if self.task == "classification":
-            flags = (scores >= 0.5).tolist()
-            return [None if s != s else f for s, f in zip(scores.tolist(), flags)] if np.isnan(scores).any() else flags
+            return _unscored_as_null(scores, (scores >= 0.5).tolist())
         if self.task == "multiclass":
             return [None if np.isnan(s) else int(s) for s in scores]
         if self.task == "anomaly":
             threshold = self.champion.estimator.threshold if source == "champion" else ONLINE_ANOMALY_THRESHOLD
-            flags = (scores > threshold).tolist()
             # a part with no measurement is not scored (NaN): null, neither an outlier nor cleared
-            return [None if s != s else f for s, f in zip(scores.tolist(), flags)] if np.isnan(scores).any() else flags
+            return _unscored_as_null(scores, (scores > threshold).tolist())
         return scores.tolist()
 
     # -- labels that arrive later -------------------------------------------------------------
