@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import SHARED
+from stdf_support import STDF_DIR, needs_data
 from stream_ct.binary_record import MAGIC, encode
 from stream_ct.decode import decode_batch
 from stream_ct.features import Measurements, count_sentinels, measurement_rows, select_features
@@ -19,7 +19,7 @@ from stream_ct.record import validate_record
 from stream_ct.simulate import Simulator
 from stream_ct.stdf.reader import StdfReader
 
-LOT2 = SHARED / "data" / "stdf" / "lot2.stdf.gz"
+LOT2 = STDF_DIR / "lot2.stdf.gz"
 
 
 def _same_batch(records: list[dict]) -> None:
@@ -53,6 +53,7 @@ def test_simulated_parts_decode_as_their_json():
     _same_batch(records)
 
 
+@needs_data
 def test_real_stdf_parts_decode_as_their_json():
     records = list(StdfReader(LOT2, "lot2"))
     assert len(records) > 700
@@ -122,6 +123,7 @@ def test_a_malformed_binary_record_is_dead_lettered_with_its_reason(value, reaso
     assert len(invalid) == 1 and invalid[0][0] == 1 and reason in invalid[0][1], invalid
 
 
+@needs_data
 def test_the_producers_write_either_encoding(tmp_path):
     """``simulate --encoding`` and ``stdf convert --encoding``: the same parts either way."""
     from stream_ct.cli import main
