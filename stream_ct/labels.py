@@ -58,6 +58,36 @@ class LabelJoiner:
         self.predictions.move_to_end(key)
         self._trim(self.predictions, "predictions")
 
+    def restore(self, entries: Iterable[tuple[str, Any, float]]) -> None:
+        """Predictions made before a restart, ``(key, prediction, age_s)``: each waits as if it
+        had been added ``age_s`` ago (so it expires on time), in time order with the others.
+
+        >>> j = LabelJoiner(capacity=10, ttl_s=60, clock=lambda: 100.0)
+        >>> j.add_prediction("new", "p2"); j.restore([("old", "p1", 30.0), ("gone", "p0", 90.0)])
+        >>> list(j.predictions), j.counts["restored_predictions"], j.counts["expired_predictions"]
+        (['old', 'new'], 1, 1)
+        """
+        now = self.clock()
+        self._expire(self.early_labels, "labels")
+        waiting = [(at, key, prediction) for key, (at, prediction) in self.predictions.items()]
+        for key, prediction, age_s in entries:
+            if age_s > self.ttl_s:
+                self.counts["expired_predictions"] += 1
+                continue
+            self.counts["restored_predictions"] += 1
+            label = self.early_labels.pop(key, None)
+            if label is not None:
+                self.matched_early.append((prediction, label[1]))
+                self.counts["joined"] += 1
+            else:
+                waiting.append((now - age_s, key, prediction))
+        waiting.sort(key=lambda entry: entry[0])  # stable: equal times keep their order
+        self.predictions = collections.OrderedDict()
+        for at, key, prediction in waiting:  # a key met twice keeps its newest prediction
+            self.predictions.pop(key, None)
+            self.predictions[key] = (at, prediction)
+        self._trim(self.predictions, "predictions")
+
     def add_labels(self, labels: Iterable[tuple[str, float]]) -> list[tuple[Any, float]]:
         """``(prediction, label)`` for every label whose prediction is waiting."""
         joined = []

@@ -75,10 +75,12 @@ def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_o
 class TopicWindow:
     """What ``read_topic`` read: the records in timestamp order, and how many offsets from the
     start of each partition whose start offset was given Kafka's retention had deleted before
-    they were read (partitions read by time cannot tell)."""
+    they were read (partitions read by time cannot tell); ``timestamps`` are the records'
+    Kafka timestamps (ms)."""
 
     records: list[dict[str, Any]]
     deleted: dict[str, int] = field(default_factory=dict)
+    timestamps: list[int] = field(default_factory=list)
 
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
@@ -148,7 +150,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
         out.sort(key=lambda item: (item[0], item[1]))
         deleted = {str(tp.partition): first_read.get(tp, ends[tp]) - start for tp, start in given_starts.items()
                    if first_read.get(tp, ends[tp]) > start}
-        return TopicWindow([rec for _, _, rec in out], deleted)
+        return TopicWindow([rec for _, _, rec in out], deleted, [ts for ts, _, _ in out])
     finally:
         consumer.close()
 

@@ -27,6 +27,7 @@ from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from threadpoolctl import threadpool_limits
 
 from stream_ct.alerts import Webhook
+from stream_ct.awaiting import commit_note, read_note, waiting_records
 from stream_ct.categories import model_matrix
 from stream_ct.champion_loader import ChildLoader
 from stream_ct.config import ConsumerConfig, add_override_option
@@ -139,14 +140,20 @@ class ForgetRevoked(ConsumerRebalanceListener):
 
     def __init__(self, server: Server):
         self.server = server
+        self.held: set[TopicPartition] = set()
 
     def on_partitions_revoked(self, revoked) -> None:
+        self.held = set(revoked)
         for tp in revoked:
             self.server.consumed.pop(tp, None)
+            self.server.consumed_at.pop(tp, None)
             self.server.commit_offsets.pop(tp, None)
 
     def on_partitions_assigned(self, assigned) -> None:
-        pass
+        """An input partition new to this instance may have predictions waiting for labels."""
+        if self.server.config.labels.topic:
+            self.server.unrestored.update(tp for tp in assigned if tp not in self.held
+                                          and tp.topic == self.server.config.consumer.input_topic)
 
 
 class Server:
@@ -198,6 +205,10 @@ class Server:
         self.metrics_args = metrics_args
         self.assigned = False
         self.consumed: dict[TopicPartition, int] = {}  # next offset per partition read, inputs and labels
+        self.consumed_at: dict[TopicPartition, int] = {}  # the timestamp (ms) of the last record read there
+        #: input partitions assigned whose predictions made before (elsewhere, or before a restart)
+        #: still wait for labels: read back before the next batch is processed
+        self.unrestored: set[TopicPartition] = set()
         self.commit_offsets: dict = {}  # the offsets the last commit covers
         self.commits_sent = 0
         self.last_commit = "none"  # the answer to the last commit: "none" sent, "pending", "done" or "failed"
@@ -345,7 +356,9 @@ class Server:
         read again on restart (at least once)."""
         assigned = consumer.assignment()
         self.consumed = {tp: offset for tp, offset in self.consumed.items() if tp in assigned}
-        self.commit_offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self.consumed.items()}
+        now = time.time()
+        self.commit_offsets = {tp: OffsetAndMetadata(offset, commit_note(self.consumed_at.get(tp), now), -1)
+                               for tp, offset in self.consumed.items()}
         if self.last_commit == "failed":
             self.counts["async_commit_failures"] += 1
             try:
@@ -427,11 +440,14 @@ class Server:
     # -- the batch --------------------------------------------------------------------------
 
     def _process(self, batch: dict) -> None:
+        if self.unrestored:  # before this batch's labels: they may be for those predictions
+            self._restore_waiting()
         labels_topic = self.config.labels.topic
         parts, labels = [], []
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             (labels if tp.topic == labels_topic else parts).extend(batch[tp])
             self.consumed[tp] = batch[tp][-1].offset + 1
+            self.consumed_at[tp] = batch[tp][-1].timestamp
             if tp.topic != labels_topic:
                 self.end_offsets[tp.partition] = batch[tp][-1].offset + 1
         if parts:
@@ -461,16 +477,12 @@ class Server:
         self.online_metric.add(online_scores, labels)
         X = shadow_scores = None
         if self.champion is not None:
-            X = results.matrix(self.champion.meta["feature_names"])
-            inputs = model_matrix(X, records, self.champion.meta.get("categories"))
-            scores = unmeasured_unscored(X, score(self.task, self.champion.estimator, inputs))
+            X, scores = self._scores(self.champion, records, results)
             self._emit_predictions(records, sources, scores, "champion", self.champion.version)
             self.champion_metric.add(scores, labels)
             if self.shadow is not None:
-                shadow_names = self.shadow.meta["feature_names"]
-                Xs = X if shadow_names == self.champion.meta["feature_names"] else results.matrix(shadow_names)
-                shadow_inputs = model_matrix(Xs, records, self.shadow.meta.get("categories"))
-                shadow_scores = unmeasured_unscored(Xs, score(self.task, self.shadow.estimator, shadow_inputs))
+                same = self.shadow.meta["feature_names"] == self.champion.meta["feature_names"]
+                shadow_scores = self._scores(self.shadow, records, results, X if same else None)[1]
                 # on the parts both scored: one model may lack a part's every test
                 paired = np.where(np.isnan(scores) | np.isnan(shadow_scores), np.nan, labels)
                 self.shadow_metrics[0].add(shadow_scores, paired)
@@ -485,6 +497,15 @@ class Server:
         self.read_marks.extend((m.timestamp, m.partition, m.offset) for m in sources)
         if self.monitor is not None:
             self._detect(X, records, sources, start)
+
+    def _scores(self, artifact: Artifact, records: list, results: Measurements,
+                X: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, scores)``: a registered model's results matrix of ``records`` (or the ``X``
+        given, for the same tests) and its scores, NaN for a part with none of its tests."""
+        if X is None:
+            X = results.matrix(artifact.meta["feature_names"])
+        inputs = model_matrix(X, records, artifact.meta.get("categories"))
+        return X, unmeasured_unscored(X, score(self.task, artifact.estimator, inputs))
 
     def _labelable(self, valid: list, invalid: list) -> list:
         """``valid`` less the records whose target field holds no label (a string, a list: a
@@ -585,6 +606,38 @@ class Server:
                 self.joiner.add_prediction(part_key(record),
                                            (version, scores[i], shadow, rows[i], online_scores[i]))
         self._learn_from(self.joiner.take_early_matches())
+
+    def _restore_waiting(self) -> None:
+        """Let the predictions committed on newly assigned partitions before this instance got
+        them (a restart, a rebalance) wait for their labels again (``stream_ct.awaiting``),
+        scored by the champion serving now (the online model's own score is lost). A failure
+        to read them back is said and costs only their labels' updates, as before."""
+        partitions, self.unrestored = sorted(self.unrestored), set()
+        started, found = time.monotonic(), []
+        for tp in partitions:
+            try:
+                committed = self.consumer.committed(tp, metadata=True, timeout_ms=BROKER_WAIT_MS)
+                note = read_note(committed.metadata) if committed is not None else None
+                if note is not None:
+                    found += waiting_records(tp.topic, tp.partition, committed.offset, note,
+                                             self.config.labels.ttl_seconds, self.config.model.target, self.bootstrap)
+            except (KafkaError, TimeoutError, ValueError) as exc:
+                log("serve", f"predictions of partition {tp.partition} made before it was assigned here are not "
+                             f"waiting for labels: reading them back failed ({type(exc).__name__}: {exc})")
+        if not found:
+            return
+        records = [rec for _, rec in found]
+        results = Measurements(records)
+        if self.champion is not None:
+            scores, version = self._scores(self.champion, records, results)[1], self.champion.version
+        else:
+            scores, version = np.full(len(records), np.nan), None
+        self.joiner.restore((part_key(rec), (version, s, None, row, math.nan), age)
+                            for (age, rec), s, row in zip(found, scores.tolist(), results.rows()))
+        self._learn_from(self.joiner.take_early_matches())
+        log("serve", f"{len(found)} predictions made before a restart or rebalance wait for their labels again",
+            partitions=",".join(str(tp.partition) for tp in partitions),
+            seconds=round(time.monotonic() - started, 2))
 
     def _process_labels(self, messages: list) -> None:
         target = self.config.model.target

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import orjson
@@ -175,6 +176,32 @@ def test_shadow_candidate_runs_beside_the_champion_before_promotion(tmp_path, ka
     assert result["labeled"] >= 1500
     deployed = [e["version"] for e in events if e["type"] == "deploy"]
     assert (decision["version"] in deployed) == result["passed"]
+
+
+def test_labels_that_come_while_serve_is_down_join_the_predictions_it_made_before(tmp_path, kafka_bootstrap, topic):
+    """Serve stops with 2,000 predictions waiting for their labels, which arrive while it is
+    down. Its joiner lived in memory, so the restarted instance joined none of them; it now
+    reads those parts back from before its committed offsets and joins every label."""
+    n, now_ms = 2000, int(time.time() * 1000)
+    records = simulated("none", n, seed=27)
+    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
+             for i, r in enumerate(records)]
+    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
+                      now_ms, [], None) for r in records]
+    label_topic = f"{topic}.labels"
+    # no champion (no worker; reference_size past the stream): the online model serves and learns
+    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\n',
+                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
+    replay(parts, topic, kafka_bootstrap)
+    for run in ("before", "after"):
+        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
+        assert serve.wait(120) == 0, serve.output()
+        if run == "before":
+            replay(labels, label_topic, kafka_bootstrap)
+    before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
+    assert before.get("joined", 0) == 0
+    assert after["restored_predictions"] == n and after["joined"] == n, after
+    assert "2000 predictions made before a restart or rebalance wait for their labels again" in serve.output()
 
 
 def test_labels_that_arrive_later_on_a_labels_topic(tmp_path, kafka_bootstrap, topic):

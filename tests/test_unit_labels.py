@@ -202,3 +202,17 @@ def test_capacity_zero_joiner_never_joins():
     j.add_prediction("a", 0.9)
     assert len(j) == 0 and j.counts["evicted_predictions"] == 1
     assert j.add_labels([("a", 1.0)]) == []
+
+
+def test_a_restored_prediction_expires_on_its_own_time_and_meets_a_label_that_came_first():
+    clock = FakeClock(1000.0)
+    j = LabelJoiner(capacity=100, ttl_s=60, clock=clock)
+    j.add_labels([("early", 1.0)])
+    j.add_prediction("fresh", "p-fresh")
+    j.restore([("early", "p-early", 20.0), ("aged", "p-aged", 50.0), ("at-ttl", "p-ttl", 60.0), ("past", "p", 61.0)])
+    assert j.take_early_matches() == [("p-early", 1.0)]
+    assert list(j.predictions) == ["at-ttl", "aged", "fresh"]  # oldest first, as if added then
+    assert j.counts["restored_predictions"] == 3 and j.counts["expired_predictions"] == 1
+    clock.t = 1011.0  # "aged" was made 61 s ago now, "at-ttl" 71 s ago
+    assert j.add_labels([("aged", 0.0)]) == [] and list(j.predictions) == ["fresh"]
+    assert j.counts["expired_predictions"] == 3

@@ -6,8 +6,12 @@ import types
 
 import numpy as np
 import orjson
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
+from stream_ct import serve
 from stream_ct.anomaly import AnomalyModel
+from stream_ct.awaiting import commit_note
 from stream_ct.config import ConsumerConfig
 from stream_ct.drift import DriftMonitor
 from stream_ct.rolling import RollingMetric
@@ -314,3 +318,42 @@ def test_a_shadow_is_compared_with_the_champion_on_the_parts_both_scored(tmp_pat
     only_d = [{"lot_id": "M", "wafer_id": "W", "part_id": "1", "ts": 500.0, "passed": True, "tests": {"d": 0.3}}]
     server._process_parts(_messages(records + only_d))
     assert server.shadow_metrics[0].seen == server.shadow_metrics[1].seen == 5
+
+
+def test_predictions_committed_before_a_restart_wait_for_their_labels_again(tmp_path, monkeypatch):
+    """A restarted instance's joiner was empty: the labels of the parts predicted before the
+    restart joined nothing. The parts read back from a newly assigned partition are scored by
+    the champion serving now; their labels update its metric and teach the online model."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "labels": {"topic": "parts.labels"}})
+    records = _records(np.random.default_rng(1).normal(size=(300, 3)))
+    passed = [(r["part_id"], r.pop("passed")) for r in records]
+    constant = types.SimpleNamespace(predict_proba=lambda X: np.full((len(X), 2), 0.5))
+    server.champion = types.SimpleNamespace(version=3, meta={"feature_names": list(TESTS)}, estimator=constant)
+    server.champion_metric = RollingMetric("classification")
+    committed = OffsetAndMetadata(300, commit_note(last_timestamp_ms=1_000_000), -1)
+    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed)
+    asked = []
+    monkeypatch.setattr(serve, "waiting_records", lambda *args: asked.append(args) or [(5.0, r) for r in records])
+    server.unrestored = {TopicPartition("parts", 0)}
+    labels = [types.SimpleNamespace(value=orjson.dumps({"lot_id": "L", "wafer_id": "W", "part_id": p, "passed": y}),
+                                    key=None, topic="parts.labels", partition=0, offset=i, timestamp=0, headers=[])
+              for i, (p, y) in enumerate(passed)]
+    server._process({TopicPartition("parts.labels", 0): labels})
+    assert asked[0][:3] == ("parts", 0, 300) and server.unrestored == set()
+    assert server.joiner.counts["restored_predictions"] == 300 and server.joiner.counts["joined"] == 300
+    assert server.champion_metric.seen == 300 and server.online.n_learned == 300
+    assert server.online_metric.seen == 0  # the online model's scores before the restart are gone
+
+
+def test_predictions_that_cannot_be_read_back_are_said_and_serving_goes_on(tmp_path, capsys):
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+
+    def committed(tp, metadata, timeout_ms):
+        raise KafkaTimeoutError("Timeout waiting for future")
+
+    server.consumer = types.SimpleNamespace(committed=committed)
+    server.unrestored = {TopicPartition("parts", 2)}
+    server._process({TopicPartition("parts", 2): _messages(_records(np.zeros((5, 3))))})
+    assert server.counts["predictions_online"] == 5 and server.unrestored == set()
+    assert "predictions of partition 2 made before it was assigned here are not waiting" in capsys.readouterr().out

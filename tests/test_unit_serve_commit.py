@@ -48,6 +48,7 @@ def _server(stopping=False):
     server = Server.__new__(Server)  # only the state these calls use
     server.counts, server.stopping = collections.Counter(), stopping
     server.consumed, server.commit_offsets, server.commits_sent, server.last_commit = {}, {}, 0, "none"
+    server.consumed_at = {}
     return server
 
 
