@@ -75,10 +75,12 @@ def retrain_request(config: ConsumerConfig, reason: str, start_ts_ms: int, end_o
 class TopicWindow:
     """What ``read_topic`` read: the records in timestamp order, and how many offsets from the
     start of each partition whose start offset was given Kafka's retention had deleted before
-    they were read (partitions read by time cannot tell)."""
+    they were read (partitions read by time cannot tell); ``training_window`` adds how many
+    records it left out because their own target field holds no label."""
 
     records: list[dict[str, Any]]
     deleted: dict[str, int] = field(default_factory=dict)
+    unusable_labels: int = 0
 
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
@@ -191,10 +193,16 @@ def usable_label(value: Any) -> bool:
 
 def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: str | None = None
                     ) -> TopicWindow:
-    """The window's part records, with labels from the labels topic joined by key."""
+    """The window's part records, with labels from the labels topic joined by key; a part whose
+    own target field holds no label is left out and counted (serve dead-letters it, so it is
+    neither charted nor learned; a part whose label record holds none was charted)."""
     window = request["window"]
     read = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap,
                       start_offsets=window.get("start_offsets"))
+    if config.model.task != "anomaly":
+        target = config.model.target
+        labelable = [r for r in read.records if r.get(target) is None or usable_label(r[target])]
+        read.unusable_labels, read.records = len(read.records) - len(labelable), labelable
     if config.labels.topic:
         labels = read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False)
         join_labels(read.records, labels.records, config.model.target)
@@ -287,10 +295,12 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
 
 
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
-                    clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None) -> Outcome:
+                    clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None,
+                    unusable_labels: int = 0) -> Outcome:
     """Everything after the data is read: quality checks, fit, gates, registration (each
     step's seconds in ``clock``; the offsets retention deleted from the window's front, by
-    partition, go into the registry record)."""
+    partition, and ``unusable_labels``, the parts left out of ``records`` already, go into
+    the registry record)."""
     clock = clock or StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
@@ -303,7 +313,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         superseded, records = len(records) - len(latest), latest
         labeled = [r for r in records if usable_label(r.get(target))] if supervised else records
         # labels that are there but not numbers: counted, as serve counts what it dead-letters
-        unusable_labels = sum(r.get(target) is not None for r in records) - len(labeled) if supervised else 0
+        unusable_labels += sum(r.get(target) is not None for r in records) - len(labeled) if supervised else 0
         y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
         names = select_features(labeled, config.features.include, config.features.exclude)
         X = feature_matrix(labeled, names)
@@ -449,7 +459,7 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
     ``train_and_judge`` with ``[retrain] threads`` OpenMP threads."""
     clock = StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
-    deleted = {}
+    deleted, unusable_labels = {}, 0
     if records is None:  # read here: 100,000 records cost seconds to pickle across
         with clock("read"):
             try:
@@ -457,10 +467,10 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
             except WindowGone as exc:  # reading it again would not bring it back
                 gate = GateResult("window", False, 0, None, f"{exc}; ask for a retrain on newer records")
                 return Outcome(None, "skipped", [gate.to_dict()], {"rows": 0}, step_seconds=clock.seconds)
-        records, deleted = window.records, window.deleted
+        records, deleted, unusable_labels = window.records, window.deleted, window.unusable_labels
     # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
     with threadpool_limits(config.retrain.threads):
-        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted)
+        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted, unusable_labels)
     outcome.rows, outcome.step_seconds, outcome.deleted_by_retention = len(records), clock.seconds, deleted
     return outcome
 

@@ -158,6 +158,28 @@ def test_labels_that_are_not_finite_numbers_are_left_out_and_counted(records, tm
     assert (window["rows"], window["unusable_labels"]) == (2995, 4)
 
 
+def test_a_part_whose_own_target_holds_no_label_is_out_of_the_reference_as_serve_never_charted_it(
+        records, tmp_path, monkeypatch):
+    """Serve dead-letters a part whose own target field (one the record schema does not check)
+    holds a string or a list; the drift reference, the window as serve charted it, held it. A
+    part whose label from the labels topic is no number was charted: it stays in the reference."""
+    parts = copy.deepcopy(records)
+    for r in parts:
+        r["final_pass"] = int(r.pop("passed"))
+    parts[100]["final_pass"], parts[101]["final_pass"], parts[102]["final_pass"] = "no", ["x"], None
+    parts[103]["final_pass"] = "1"  # float() takes it: serve keeps it
+    labels = [{**{k: parts[102][k] for k in ("lot_id", "wafer_id", "part_id")}, "final_pass": "n/a"}]
+    monkeypatch.setattr(retrain_worker, "read_topic", lambda topic, *args, **kw: retrain_worker.TopicWindow(
+        labels if topic == "labels" else copy.deepcopy(parts)))
+    cfg = ConsumerConfig.from_dict(dict(RAW, model={"target": "final_pass"}, labels={"topic": "labels"},
+                                        gates=dict(RAW["gates"], min_metric=0.999)))  # rejected: quick
+    outcome = retrain_worker.read_and_train(retrain_request(cfg, "manual", 0, {0: 3000}), None, str(tmp_path))
+    assert outcome.decision == "rejected" and outcome.unusable_labels == 3
+    window = Registry(tmp_path).meta("yield", outcome.version)["data_window"]
+    assert (window["rows"], window["unusable_labels"]) == (2997, 3)
+    reference = Registry(tmp_path).load("yield", outcome.version).reference
+    assert len(reference["X"]) == len(reference["groups"]) == 2998
+
 def test_a_retested_part_trains_on_its_last_result_only_and_the_drift_reference_keeps_both(records, tmp_path):
     """STDF marks a repeated test sequence (``PART_FLG``); the first result of such a part was
     trained on as another part, with its first label. Serve charts both results as they come,
