@@ -551,6 +551,13 @@ class RetrainWorker:
                 continue
             if outcome.decision in ("promoted", "shadow"):
                 announce(outbox, registry, request["model"], outcome.version, outcome.decision, request["reason"])
+            elif outcome.decision == "skipped":  # no version to list it by
+                registry.note_skipped(request["model"], {
+                    "request_id": request["request_id"], "reason": request["reason"],
+                    "command_id": request.get("command_id"), "requested_at": request.get("requested_at"),
+                    "created_at": time.time(), "rows": outcome.metrics.get("rows"),
+                    "failed_gates": [g["name"] for g in outcome.gates if not g.get("passed", True)],
+                    "detail": decision_reason(outcome)})
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, unusable_labels=outcome.unusable_labels,
                         deleted_by_retention=outcome.deleted_by_retention, attempt=attempt,

@@ -711,6 +711,34 @@ def test_the_log_line_of_a_skipped_or_rejected_request_says_why(monkeypatch, cap
     assert lines[2].startswith("retrain-worker: yield bootstrap -> promoted (version=3")
 
 
+def test_a_skipped_retrain_is_listed_by_models_list_with_why_and_when_it_was_asked(promoted, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """A skip registers no version, so ``models list`` showed nothing of it (a rejected candidate
+    is there with its failed gates): whoever asked for the retrain could not tell it was handled.
+    A request read again after a worker stopped is listed once."""
+    from stream_ct.cli import main
+
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    skip = Outcome(None, "skipped", [{"name": "quality:rows", "passed": False, "value": 900, "threshold": 1000,
+                                      "detail": "900 labeled rows < minimum 1000"}], {"rows": 900})
+    monkeypatch.setattr(retrain_worker, "train_in_child", lambda *args: skip)
+    request = retrain_request(CONFIG, "manual: new probe card", 0, {0: 900}, command_id="c1")
+    for _ in range(2):
+        RetrainWorker(registry_path=str(tmp_path / "reg")).handle(request, RecordingOutbox(), RecordingEvents())
+    consumer = str(Path(__file__).resolve().parents[1] / "consumers" / "yield.toml")
+    assert main(["models", "list", consumer, "--registry", str(tmp_path / "reg")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    asked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(request["requested_at"]))
+    assert len(lines) == 3 and lines[1].startswith("*       1  promoted")
+    assert lines[2].startswith(f"        -  skipped   {asked}  manual: new probe card       900  ")
+    assert lines[2].endswith("quality:rows: 900 labeled rows < minimum 1000")
+    assert main(["models", "list", consumer, "--registry", str(tmp_path / "reg"), "--json"]) == 0
+    row = orjson.loads(capsys.readouterr().out)[1]
+    assert row == {"version": None, "champion": False, "decision": "skipped", "reason": "manual: new probe card",
+                   "requested_at": request["requested_at"], "created_at": row["created_at"], "rows": 900,
+                   "failed_gates": ["quality:rows"], "detail": "quality:rows: 900 labeled rows < minimum 1000", "request_id": request["request_id"]}
+
 def test_a_candidate_judged_against_a_champion_replaced_meanwhile_is_not_promoted(promoted, records, tmp_path):
     """Two workers training at once both judged against the same champion, and the later to
     register became champion without being compared with the other's."""
