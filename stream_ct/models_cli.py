@@ -24,18 +24,25 @@ from stream_ct.retrain_worker import WORKER_GROUP, announcement
 
 
 def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:
+    """Every version, and every retrain request skipped (no version: ``Registry.skipped``), in
+    the order they were settled."""
     champion = registry.champion(name)
     rows = []
     for version in registry.versions(name):
         meta = registry.meta(name, version)
         key = meta.get("primary_metric")
         failed = [g["name"] for g in meta.get("gates", []) if not g["passed"]]
+        trigger = meta.get("trigger", {})
         rows.append({"version": version, "champion": version == champion, "decision": meta.get("decision"),
-                     "reason": meta.get("trigger", {}).get("reason"), "created_at": meta.get("created_at"),
-                     "rows": meta.get("data_window", {}).get("rows"),
+                     "reason": trigger.get("reason"), "requested_at": trigger.get("requested_at"),
+                     "created_at": meta.get("created_at"), "rows": meta.get("data_window", {}).get("rows"),
                      key: (meta.get("metrics", {}).get("candidate") or {}).get(key),
                      "failed_gates": failed, "parent_version": meta.get("parent_version")})
-    return rows
+    for skip in registry.skipped(name):
+        rows.append({"version": None, "champion": False, "decision": "skipped", **{
+            k: skip.get(k) for k in ("reason", "requested_at", "created_at", "rows", "failed_gates", "detail",
+                                     "request_id")}})
+    return sorted(rows, key=lambda r: r["created_at"] or 0)
 
 
 def publish_champion(registry: Registry, name: str, version: int, reason: str, bootstrap: str | None,
@@ -68,13 +75,16 @@ def _run_models(args) -> int:
     name = config.model.name
     if args.action == "list":
         rows = version_rows(registry, name)
-        lines = [f"{'':2}{'version':>7}  {'decision':9} {'reason':24} {'rows':>7}  metric   failed gates"]
+        lines = [f"{'':2}{'version':>7}  {'decision':9} {'asked':19}  {'reason':24} {'rows':>7}  metric   "
+                 "failed gates"]
         for r in rows:
-            key = registry.meta(name, r["version"]).get("primary_metric")
-            value = r.get(key)
-            lines.append(f"{'*' if r['champion'] else ' ':2}{r['version']:>7}  {r['decision'] or '':9} "
-                         f"{(r['reason'] or '')[:24]:24} {r['rows'] or 0:>7}  "
-                         f"{'' if value is None else f'{value:.4f}':8} {', '.join(r['failed_gates'])}")
+            value = None if r["version"] is None else r.get(registry.meta(name, r["version"]).get("primary_metric"))
+            asked = "" if r["requested_at"] is None else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                       time.localtime(r["requested_at"]))
+            lines.append(f"{'*' if r['champion'] else ' ':2}{r['version'] or '-':>7}  {r['decision'] or '':9} "
+                         f"{asked:19}  {(r['reason'] or '')[:24]:24} {r['rows'] or 0:>7}  "
+                         f"{'' if value is None else f'{value:.4f}':8} "
+                         f"{r.get('detail') or ', '.join(r['failed_gates'] or ())}")
         _print(rows, args.json, "\n".join(lines) if rows else f"no versions of {name} in {registry.root}")
         return 0
     if args.action == "show":

@@ -10,6 +10,7 @@ Layout under ``root``::
     <model>/v<N>/meta.json        metadata, lineage, gate verdicts and the sha256 of each file
     <model>/CHAMPION              {"version": N} - the champion pointer (mirrors ct.models)
     <model>/CHAMPIONS.jsonl       every pointer move, appended: the versions that served
+    <model>/SKIPPED.jsonl         every retrain request skipped (no version), appended: why, when asked
 
 A version folder appears only complete: it is written under a temporary name and renamed.
 Files are verified against the sha256 recorded in ``meta.json`` before anything is loaded.
@@ -48,6 +49,8 @@ TRUSTED_TYPES = [
 
 #: every champion pointer move, one JSON line each (``Registry.champions_before`` reads it)
 CHAMPION_HISTORY = "CHAMPIONS.jsonl"
+#: every retrain request skipped, one JSON line each (``Registry.skipped`` reads it)
+SKIP_HISTORY = "SKIPPED.jsonl"
 
 
 class IntegrityError(RuntimeError):
@@ -225,6 +228,21 @@ class Registry:
         os.replace(tmp, pointer)
         _append_line(self._model_dir(name) / CHAMPION_HISTORY, entry)
 
+    def note_skipped(self, name: str, request: dict[str, Any]) -> None:
+        """Keep a skipped retrain request (its ``request_id``, why, when asked): it registers no
+        version, and ``stream-ct models list`` shows it beside the versions."""
+        self._model_dir(name).mkdir(parents=True, exist_ok=True)
+        _append_line(self._model_dir(name) / SKIP_HISTORY, to_json(request))
+
+    def skipped(self, name: str) -> list[dict[str, Any]]:
+        """The requests ``note_skipped`` kept, oldest first, each once (a request read again
+        after a worker stopped before settling it was skipped again)."""
+        by_request = {}
+        for entry in _json_lines(self._model_dir(name) / SKIP_HISTORY):
+            if isinstance(entry, dict):
+                by_request[entry.get("request_id")] = entry
+        return list(by_request.values())
+
 
 def _append_line(path: Path, line: bytes) -> None:
     """Append ``line`` (one short write: atomic) on a line of its own, ending first a line that
@@ -238,14 +256,23 @@ def _append_line(path: Path, line: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _json_lines(path: Path) -> list[Any]:
+    """What each line of an appended history holds; a line cut short is left out."""
+    if not path.exists():
+        return []
+    values = []
+    for line in path.read_bytes().splitlines():
+        with contextlib.suppress(ValueError):
+            values.append(json.loads(line))
+    return values
+
+
 def _versions_in_history(history: Path) -> set[int]:
     """The versions named by the champion history's lines; a line cut short is left out."""
-    if not history.exists():
-        return set()
     versions = set()
-    for line in history.read_bytes().splitlines():
+    for entry in _json_lines(history):
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            versions.add(int(json.loads(line)["version"]))
+            versions.add(int(entry["version"]))
     return versions
 
 

@@ -22,6 +22,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field, replace
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -76,11 +77,13 @@ class TopicWindow:
     """What ``read_topic`` read: the records in timestamp order, and how many offsets from the
     start of each partition whose start offset was given Kafka's retention had deleted before
     they were read (partitions read by time cannot tell); ``timestamps`` are the records'
-    Kafka timestamps (ms)."""
+    Kafka timestamps (ms); ``training_window`` adds how many records it left out because their
+    own target field holds no label."""
 
     records: list[dict[str, Any]]
     deleted: dict[str, int] = field(default_factory=dict)
     timestamps: list[int] = field(default_factory=list)
+    unusable_labels: int = 0
 
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
@@ -191,12 +194,25 @@ def usable_label(value: Any) -> bool:
         return False
 
 
+def served_target(value: Any) -> bool:
+    """Whether serve takes a part whose own target field holds ``value``: none yet (null) or a
+    usable label; it dead-letters any other."""
+    return value is None or usable_label(value)
+
+
 def training_window(request: dict[str, Any], config: ConsumerConfig, bootstrap: str | None = None
                     ) -> TopicWindow:
-    """The window's part records, with labels from the labels topic joined by key."""
+    """The window's part records, with labels from the labels topic joined by key; a part whose
+    own target field holds no label is left out and counted (serve dead-letters it, so it is
+    neither charted nor learned; a part whose label record holds none was charted)."""
     window = request["window"]
     read = read_topic(window["topic"], window["start_ts_ms"], window["end_offsets"], bootstrap,
                       start_offsets=window.get("start_offsets"))
+    if config.model.task != "anomaly":
+        target = config.model.target
+        kept = [served_target(r.get(target)) for r in read.records]
+        read.unusable_labels = kept.count(False)
+        read.records, read.timestamps = list(compress(read.records, kept)), list(compress(read.timestamps, kept))
     if config.labels.topic:
         labels = read_topic(config.labels.topic, window["start_ts_ms"], None, bootstrap, parts=False)
         join_labels(read.records, labels.records, config.model.target)
@@ -289,10 +305,12 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
 
 
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
-                    clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None) -> Outcome:
+                    clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None,
+                    unusable_labels: int = 0) -> Outcome:
     """Everything after the data is read: quality checks, fit, gates, registration (each
     step's seconds in ``clock``; the offsets retention deleted from the window's front, by
-    partition, go into the registry record)."""
+    partition, and ``unusable_labels``, the parts left out of ``records`` already, go into
+    the registry record)."""
     clock = clock or StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
@@ -305,7 +323,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         superseded, records = len(records) - len(latest), latest
         labeled = [r for r in records if usable_label(r.get(target))] if supervised else records
         # labels that are there but not numbers: counted, as serve counts what it dead-letters
-        unusable_labels = sum(r.get(target) is not None for r in records) - len(labeled) if supervised else 0
+        unusable_labels += sum(r.get(target) is not None for r in records) - len(labeled) if supervised else 0
         y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
         names = select_features(labeled, config.features.include, config.features.exclude)
         X = feature_matrix(labeled, names)
@@ -451,7 +469,7 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
     ``train_and_judge`` with ``[retrain] threads`` OpenMP threads."""
     clock = StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
-    deleted = {}
+    deleted, unusable_labels = {}, 0
     if records is None:  # read here: 100,000 records cost seconds to pickle across
         with clock("read"):
             try:
@@ -459,10 +477,10 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
             except WindowGone as exc:  # reading it again would not bring it back
                 gate = GateResult("window", False, 0, None, f"{exc}; ask for a retrain on newer records")
                 return Outcome(None, "skipped", [gate.to_dict()], {"rows": 0}, step_seconds=clock.seconds)
-        records, deleted = window.records, window.deleted
+        records, deleted, unusable_labels = window.records, window.deleted, window.unusable_labels
     # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
     with threadpool_limits(config.retrain.threads):
-        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted)
+        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted, unusable_labels)
     outcome.rows, outcome.step_seconds, outcome.deleted_by_retention = len(records), clock.seconds, deleted
     return outcome
 
@@ -543,6 +561,13 @@ class RetrainWorker:
                 continue
             if outcome.decision in ("promoted", "shadow"):
                 announce(outbox, registry, request["model"], outcome.version, outcome.decision, request["reason"])
+            elif outcome.decision == "skipped":  # no version to list it by
+                registry.note_skipped(request["model"], {
+                    "request_id": request["request_id"], "reason": request["reason"],
+                    "command_id": request.get("command_id"), "requested_at": request.get("requested_at"),
+                    "created_at": time.time(), "rows": outcome.metrics.get("rows"),
+                    "failed_gates": [g["name"] for g in outcome.gates if not g.get("passed", True)],
+                    "detail": decision_reason(outcome)})
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, unusable_labels=outcome.unusable_labels,
                         deleted_by_retention=outcome.deleted_by_retention, attempt=attempt,

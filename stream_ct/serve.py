@@ -48,7 +48,7 @@ from stream_ct.prediction_messages import PARTS_PER_MESSAGE, batch_messages
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
 from stream_ct.registry import Artifact, Registry
-from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request, usable_label
+from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request, served_target
 from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
 from stream_ct.triggers import Decision, TriggerPolicy
@@ -517,7 +517,7 @@ class Server:
         kept = []
         for i, rec in valid:
             value = rec.get(target)
-            if value is None or usable_label(value):
+            if served_target(value):
                 kept.append((i, rec))
             else:
                 invalid.append((i, f"field {target} = {repr(value)[:100]} is not a finite number, so no label"))

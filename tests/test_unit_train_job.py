@@ -158,6 +158,28 @@ def test_labels_that_are_not_finite_numbers_are_left_out_and_counted(records, tm
     assert (window["rows"], window["unusable_labels"]) == (2995, 4)
 
 
+def test_a_part_whose_own_target_holds_no_label_is_out_of_the_reference_as_serve_never_charted_it(
+        records, tmp_path, monkeypatch):
+    """Serve dead-letters a part whose own target field (one the record schema does not check)
+    holds a string or a list; the drift reference, the window as serve charted it, held it. A
+    part whose label from the labels topic is no number was charted: it stays in the reference."""
+    parts = copy.deepcopy(records)
+    for r in parts:
+        r["final_pass"] = int(r.pop("passed"))
+    parts[100]["final_pass"], parts[101]["final_pass"], parts[102]["final_pass"] = "no", ["x"], None
+    parts[103]["final_pass"] = "1"  # float() takes it: serve keeps it
+    labels = [{**{k: parts[102][k] for k in ("lot_id", "wafer_id", "part_id")}, "final_pass": "n/a"}]
+    monkeypatch.setattr(retrain_worker, "read_topic", lambda topic, *args, **kw: retrain_worker.TopicWindow(
+        labels if topic == "labels" else copy.deepcopy(parts)))
+    cfg = ConsumerConfig.from_dict(dict(RAW, model={"target": "final_pass"}, labels={"topic": "labels"},
+                                        gates=dict(RAW["gates"], min_metric=0.999)))  # rejected: quick
+    outcome = retrain_worker.read_and_train(retrain_request(cfg, "manual", 0, {0: 3000}), None, str(tmp_path))
+    assert outcome.decision == "rejected" and outcome.unusable_labels == 3
+    window = Registry(tmp_path).meta("yield", outcome.version)["data_window"]
+    assert (window["rows"], window["unusable_labels"]) == (2997, 3)
+    reference = Registry(tmp_path).load("yield", outcome.version).reference
+    assert len(reference["X"]) == len(reference["groups"]) == 2998
+
 def test_a_retested_part_trains_on_its_last_result_only_and_the_drift_reference_keeps_both(records, tmp_path):
     """STDF marks a repeated test sequence (``PART_FLG``); the first result of such a part was
     trained on as another part, with its first label. Serve charts both results as they come,
@@ -688,6 +710,34 @@ def test_the_log_line_of_a_skipped_or_rejected_request_says_why(monkeypatch, cap
     assert lines[1].startswith("retrain-worker: yield bootstrap -> rejected: beats_champion: gain +0.0002 < margin ")
     assert lines[2].startswith("retrain-worker: yield bootstrap -> promoted (version=3")
 
+
+def test_a_skipped_retrain_is_listed_by_models_list_with_why_and_when_it_was_asked(promoted, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """A skip registers no version, so ``models list`` showed nothing of it (a rejected candidate
+    is there with its failed gates): whoever asked for the retrain could not tell it was handled.
+    A request read again after a worker stopped is listed once."""
+    from stream_ct.cli import main
+
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    skip = Outcome(None, "skipped", [{"name": "quality:rows", "passed": False, "value": 900, "threshold": 1000,
+                                      "detail": "900 labeled rows < minimum 1000"}], {"rows": 900})
+    monkeypatch.setattr(retrain_worker, "train_in_child", lambda *args: skip)
+    request = retrain_request(CONFIG, "manual: new probe card", 0, {0: 900}, command_id="c1")
+    for _ in range(2):
+        RetrainWorker(registry_path=str(tmp_path / "reg")).handle(request, RecordingOutbox(), RecordingEvents())
+    consumer = str(Path(__file__).resolve().parents[1] / "consumers" / "yield.toml")
+    assert main(["models", "list", consumer, "--registry", str(tmp_path / "reg")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    asked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(request["requested_at"]))
+    assert len(lines) == 3 and lines[1].startswith("*       1  promoted")
+    assert lines[2].startswith(f"        -  skipped   {asked}  manual: new probe card       900  ")
+    assert lines[2].endswith("quality:rows: 900 labeled rows < minimum 1000")
+    assert main(["models", "list", consumer, "--registry", str(tmp_path / "reg"), "--json"]) == 0
+    row = orjson.loads(capsys.readouterr().out)[1]
+    assert row == {"version": None, "champion": False, "decision": "skipped", "reason": "manual: new probe card",
+                   "requested_at": request["requested_at"], "created_at": row["created_at"], "rows": 900,
+                   "failed_gates": ["quality:rows"], "detail": "quality:rows: 900 labeled rows < minimum 1000", "request_id": request["request_id"]}
 
 def test_a_candidate_judged_against_a_champion_replaced_meanwhile_is_not_promoted(promoted, records, tmp_path):
     """Two workers training at once both judged against the same champion, and the later to
