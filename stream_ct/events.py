@@ -7,6 +7,8 @@ one is configured, so a decision is on disk even when the broker is not reachabl
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import socket
 import time
@@ -42,13 +44,25 @@ class EventLog:
     """Publishes events with a shared producer; ``emit`` never blocks on the broker."""
 
     def __init__(self, producer, source: str, consumer: str, audit_path: str | Path | None = None,
-                 topic: str = EVENTS_TOPIC, webhook=None, listeners: tuple = ()):
+                 topic: str = EVENTS_TOPIC, webhook=None, listeners: tuple = (), audit_failed=None):
         self.producer, self.topic, self.webhook = producer, topic, webhook
         self.listeners = tuple(listeners)  # called with every event, e.g. to update metrics
         self.base = {"source": source, "consumer": consumer, "host": socket.gethostname(), "pid": os.getpid()}
         self.audit_path = Path(audit_path) if audit_path else None
+        # told (event, error) of an event the audit log could not take, which is sent all the
+        # same; without it the error raises
+        self.audit_failed = audit_failed
         if self.audit_path:
             self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def with_audit_log(self, path: str | Path, failed) -> "EventLog":
+        """This log with ``path`` as its audit log, telling ``failed(event, error)`` of each event
+        it could not append there (a relative path is relative to the working directory)."""
+        log = copy.copy(self)
+        log.audit_path, log.audit_failed = Path(path), failed
+        with contextlib.suppress(OSError):  # a folder that cannot be made fails each append, which tells
+            log.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        return log
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = {"type": type_, "ts": time.time(), **self.base, **fields}
@@ -56,8 +70,13 @@ class EventLog:
         # on disk first: a send that raises (buffer full, producer closed) must not lose the
         # decision from the audit log, which is there for when Kafka is not reachable
         if self.audit_path:
-            with open(self.audit_path, "ab") as f:
-                f.write(data + b"\n")
+            try:
+                with open(self.audit_path, "ab") as f:
+                    f.write(data + b"\n")
+            except OSError as exc:
+                if self.audit_failed is None:
+                    raise
+                self.audit_failed(event, exc)
         self.producer.send(self.topic, key=type_.encode(), value=data)
         if type_ == "alert" and self.webhook is not None:
             self.webhook.post(event)

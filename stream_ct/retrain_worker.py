@@ -23,6 +23,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field, replace
 from itertools import compress
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -676,6 +677,24 @@ class RetrainWorker:
                     model=request["model"], reason=request["reason"])
         return Outcome(None, "failed", [], {"error": str(exc)})
 
+    @staticmethod
+    def _audited(request: dict[str, Any], events: EventLog) -> EventLog:
+        """``events`` with the ``[events] audit_log`` of the consumer that asked as their audit
+        log, when its config names one (relative to where the worker runs, as ``[registry] path``
+        is); an event that cannot be appended there is sent all the same, and logged."""
+        try:
+            path = ConsumerConfig.from_dict(request["config"]).events.audit_log
+        except Exception:  # handle reports the request failed, on ct.events: its audit log is not known
+            return events
+        if not path:
+            return events
+
+        def failed(event: dict[str, Any], exc: OSError) -> None:
+            log("retrain-worker", f"{event['type']} not appended to the audit log {Path(path).absolute()} "
+                                  f"({type(exc).__name__}: {exc}); it is on ct.events",
+                request_id=request["request_id"])
+        return events.with_audit_log(path, failed)
+
     def _handle_message(self, value: bytes, outbox: Outbox, events: EventLog) -> None:
         try:
             request = orjson.loads(value)
@@ -691,6 +710,7 @@ class RetrainWorker:
                                   "refused); not trained again", request_id=request["request_id"])
             return
         self.metrics.request_received(str(request["model"]))
+        events = self._audited(request, events)
         started = time.monotonic()
         try:
             outcome = self.handle(request, outbox, events)

@@ -95,6 +95,21 @@ def test_nan_is_encoded_as_null():
     assert orjson.loads(encode_event({"v": float("nan"), "a": np.array([np.nan])})) == {"v": None, "a": [None]}
 
 
+def test_an_audit_log_that_cannot_be_written_is_told_and_the_event_sent_when_asked(tmp_path):
+    """Without ``audit_failed`` the error raises, as before; the retrain worker, which appends to
+    the audit log of each consumer that asks, goes on (it logs the event it could not append)."""
+    (tmp_path / "a-file").write_text("")
+    p, failed = FakeProducer(), []
+    log = EventLog(p, source="retrain-worker", consumer="*")
+    audited = log.with_audit_log(tmp_path / "a-file" / "audit.jsonl", lambda event, exc: failed.append((event, exc)))
+    event = audited.emit("retrain_decision", decision="rejected")
+    assert [(e, type(exc)) for e, exc in failed] == [(event, NotADirectoryError)]
+    assert len(p.sent) == 1 and log.audit_path is None  # the log it was made from keeps none
+    (tmp_path / "a-folder.jsonl").mkdir()
+    with pytest.raises(IsADirectoryError):
+        EventLog(p, source="serve", consumer="yield", audit_path=tmp_path / "a-folder.jsonl").emit("x")
+
+
 def test_audit_line_is_written_before_the_send_so_a_failed_send_keeps_it(tmp_path):
     """The audit log is the record for when Kafka is away; it was written after the send, so a
     send that raised (buffer full, producer closed) lost the event from the log too."""

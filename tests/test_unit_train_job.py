@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from stream_ct import retrain_worker
 from stream_ct.config import ConsumerConfig
+from stream_ct.events import EventLog
 from stream_ct.record import part_key
 from stream_ct.registry import Registry
 from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, join_labels, retrain_request, stale_reason,
@@ -461,6 +462,30 @@ def test_a_request_whose_config_does_not_validate_is_settled_as_failed(tmp_path)
     assert failed["final"] is True and failed["request_id"] == request["request_id"]
     assert failed["error"].startswith("ConfigError: ") and "unknown key [deploy] canary" in failed["error"]
     assert request["request_id"] in worker.settled_requests  # committed next, like any settled request
+
+
+def test_a_request_s_events_reach_the_audit_log_of_the_consumer_that_asked(tmp_path, monkeypatch, capsys):
+    """Serve appends its events to ``[events] audit_log``; the worker's, the retrain decision among
+    them, were on ct.events only. A relative path is relative to where the worker runs, as
+    ``[registry] path`` is; an audit log that cannot be written is logged, and the worker goes on."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(retrain_worker, "train_in_child", lambda *args: Outcome(1, "rejected", [], {}, rows=3000))
+    (tmp_path / "a-file").write_text("")
+    worker, outbox = RetrainWorker(), RecordingOutbox()
+    events = EventLog(outbox, "retrain-worker", consumer="*")
+    for audit_log in ("audit/yield.jsonl", "", "a-file/yield.jsonl"):
+        config = ConsumerConfig.from_dict(dict(RAW, events={"audit_log": audit_log}))
+        worker._handle_message(orjson.dumps(retrain_request(config, "drift", 0, {0: 3000})), outbox, events)
+    audited = [orjson.loads(line) for line in (tmp_path / "audit" / "yield.jsonl").read_bytes().splitlines()]
+    assert audited == [value for _, _, value in outbox.sent[:2]]
+    assert [e["type"] for e in audited] == ["retrain_started", "retrain_decision"]
+    assert audited[1]["decision"] == "rejected" and audited[1]["request_id"] == outbox.sent[0][2]["request_id"]
+    assert [value["type"] for _, _, value in outbox.sent] == ["retrain_started", "retrain_decision"] * 3
+    assert len(worker.settled_requests) == 3
+    lines = [line for line in capsys.readouterr().out.splitlines() if "audit log" in line]
+    assert len(lines) == 2 and lines[1].startswith(
+        f"retrain-worker: retrain_decision not appended to the audit log {tmp_path}/a-file/yield.jsonl "
+        "(NotADirectoryError: ")
 
 
 def test_a_test_time_champion_that_learns_the_tester_passes_the_fairness_gate_by_tester(tmp_path):
