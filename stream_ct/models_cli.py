@@ -24,24 +24,27 @@ from stream_ct.retrain_worker import WORKER_GROUP, announcement
 
 
 def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:
-    """Every version, and every retrain request skipped (no version: ``Registry.skipped``), in
-    the order they were settled."""
+    """Every version, and every retrain request settled without one (skipped or failed:
+    ``Registry.unversioned``) but those a version answered after all, in the order they were
+    settled."""
     champion = registry.champion(name)
-    rows = []
+    rows, answered = [], set()
     for version in registry.versions(name):
         meta = registry.meta(name, version)
         key = meta.get("primary_metric")
         failed = [g["name"] for g in meta.get("gates", []) if not g["passed"]]
         trigger = meta.get("trigger", {})
+        answered.add(trigger.get("request_id"))
         rows.append({"version": version, "champion": version == champion, "decision": meta.get("decision"),
                      "reason": trigger.get("reason"), "requested_at": trigger.get("requested_at"),
                      "created_at": meta.get("created_at"), "rows": meta.get("data_window", {}).get("rows"),
                      key: (meta.get("metrics", {}).get("candidate") or {}).get(key),
                      "failed_gates": failed, "parent_version": meta.get("parent_version")})
-    for skip in registry.skipped(name):
-        rows.append({"version": None, "champion": False, "decision": "skipped", **{
-            k: skip.get(k) for k in ("reason", "requested_at", "created_at", "rows", "failed_gates", "detail",
-                                     "request_id")}})
+    for entry in registry.unversioned(name):
+        if entry.get("request_id") not in answered:  # e.g. failed, then read again and trained
+            rows.append({"version": None, "champion": False, **{
+                k: entry.get(k) for k in ("decision", "reason", "requested_at", "created_at", "rows", "failed_gates",
+                                          "detail", "request_id")}})
     return sorted(rows, key=lambda r: r["created_at"] or 0)
 
 
@@ -82,7 +85,7 @@ def _run_models(args) -> int:
             asked = "" if r["requested_at"] is None else time.strftime("%Y-%m-%d %H:%M:%S",
                                                                        time.localtime(r["requested_at"]))
             lines.append(f"{'*' if r['champion'] else ' ':2}{r['version'] or '-':>7}  {r['decision'] or '':9} "
-                         f"{asked:19}  {(r['reason'] or '')[:24]:24} {r['rows'] or 0:>7}  "
+                         f"{asked:19}  {(r['reason'] or '')[:24]:24} {'' if r['rows'] is None else r['rows']:>7}  "
                          f"{'' if value is None else f'{value:.4f}':8} "
                          f"{r.get('detail') or ', '.join(r['failed_gates'] or ())}")
         _print(rows, args.json, "\n".join(lines) if rows else f"no versions of {name} in {registry.root}")

@@ -10,7 +10,9 @@ Layout under ``root``::
     <model>/v<N>/meta.json        metadata, lineage, gate verdicts and the sha256 of each file
     <model>/CHAMPION              {"version": N} - the champion pointer (mirrors ct.models)
     <model>/CHAMPIONS.jsonl       every pointer move, appended: the versions that served
-    <model>/SKIPPED.jsonl         every retrain request skipped (no version), appended: why, when asked
+    <model>/UNVERSIONED.jsonl     every retrain request settled without a version (skipped, or failed
+                                  for good), appended: why, when asked; SKIPPED.jsonl, its name when it
+                                  kept skips alone, is read too
 
 A version folder appears only complete: it is written under a temporary name and renamed.
 Files are verified against the sha256 recorded in ``meta.json`` before anything is loaded.
@@ -49,7 +51,9 @@ TRUSTED_TYPES = [
 
 #: every champion pointer move, one JSON line each (``Registry.champions_before`` reads it)
 CHAMPION_HISTORY = "CHAMPIONS.jsonl"
-#: every retrain request skipped, one JSON line each (``Registry.skipped`` reads it)
+#: every retrain request settled without a version, one JSON line each (``Registry.unversioned`` reads it)
+UNVERSIONED_HISTORY = "UNVERSIONED.jsonl"
+#: its name when it kept skipped requests alone (a registry written then has it: read too)
 SKIP_HISTORY = "SKIPPED.jsonl"
 
 
@@ -228,20 +232,21 @@ class Registry:
         os.replace(tmp, pointer)
         _append_line(self._model_dir(name) / CHAMPION_HISTORY, entry)
 
-    def note_skipped(self, name: str, request: dict[str, Any]) -> None:
-        """Keep a skipped retrain request (its ``request_id``, why, when asked): it registers no
-        version, and ``stream-ct models list`` shows it beside the versions."""
+    def note_unversioned(self, name: str, request: dict[str, Any]) -> None:
+        """Keep a retrain request settled without a version (its ``request_id``, ``decision``:
+        skipped or failed, why, when asked): ``stream-ct models list`` shows it beside the versions."""
         self._model_dir(name).mkdir(parents=True, exist_ok=True)
-        _append_line(self._model_dir(name) / SKIP_HISTORY, to_json(request))
+        _append_line(self._model_dir(name) / UNVERSIONED_HISTORY, to_json(request))
 
-    def skipped(self, name: str) -> list[dict[str, Any]]:
-        """The requests ``note_skipped`` kept, oldest first, each once (a request read again
-        after a worker stopped before settling it was skipped again)."""
+    def unversioned(self, name: str) -> list[dict[str, Any]]:
+        """The requests ``note_unversioned`` kept, oldest first, each once (a request read again
+        after a worker stopped before settling it was settled again): the last word on it."""
         by_request = {}
-        for entry in _json_lines(self._model_dir(name) / SKIP_HISTORY):
-            if isinstance(entry, dict):
-                by_request[entry.get("request_id")] = entry
-        return list(by_request.values())
+        for history in (SKIP_HISTORY, UNVERSIONED_HISTORY):
+            for entry in _json_lines(self._model_dir(name) / history):
+                if isinstance(entry, dict):
+                    by_request[entry.get("request_id")] = {"decision": "skipped", **entry}
+        return sorted(by_request.values(), key=lambda entry: entry.get("created_at") or 0)
 
 
 def _append_line(path: Path, line: bytes) -> None:

@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from stream_ct.anomaly import AnomalyModel
 from stream_ct.categories import field_categories, model_matrix
 from stream_ct.child_process import call_in_child
-from stream_ct.config import WORKER_REQUEST_LIMIT_S, ConsumerConfig
+from stream_ct.config import WORKER_REQUEST_LIMIT_S, ConsumerConfig, RegistrySection
 from stream_ct.decode import decode_batch
 from stream_ct.events import EventLog
 from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, field_levels, select_features,
@@ -271,6 +271,35 @@ def decision_reason(outcome: Outcome) -> str:
     if failed:
         return "; ".join(failed)
     return str(outcome.metrics.get("detail") or outcome.metrics.get("error") or "")
+
+
+def note_unversioned(registry: Registry, request: dict[str, Any], outcome: Outcome) -> None:
+    """Keep a request settled without a version (skipped, or failed for good) in the registry,
+    where ``stream-ct models list`` shows it; one the registry cannot take is logged, and the
+    decision stands."""
+    try:
+        registry.note_unversioned(request["model"], {
+            "request_id": request["request_id"], "decision": outcome.decision, "reason": request["reason"],
+            "command_id": request.get("command_id"), "requested_at": request.get("requested_at"),
+            "created_at": time.time(), "rows": outcome.metrics.get("rows"),
+            "failed_gates": [g["name"] for g in outcome.gates if not g.get("passed", True)],
+            "detail": decision_reason(outcome)})
+    except OSError as exc:
+        log("retrain-worker", f"{request['model']} {request['reason']}: not noted in {registry.root.absolute()} "
+                              f"({type(exc).__name__}: {exc}); models list does not show it",
+            request_id=request["request_id"])
+
+
+def registry_path(raw_config: Any) -> str | None:
+    """The ``[registry] path`` of a request's config as written, also of one that does not
+    validate (from a newer serve, say); None when it names none.
+
+    >>> registry_path({"consumer": {"name": "y"}}), registry_path({"registry": {"path": "/r"}}), registry_path([])
+    ('registry', '/r', None)
+    """
+    section = raw_config.get("registry", {}) if isinstance(raw_config, dict) else None
+    path = section.get("path", RegistrySection.path) if isinstance(section, dict) else None
+    return path if isinstance(path, str) and path else None
 
 
 class StepClock:
@@ -558,17 +587,14 @@ class RetrainWorker:
                 events.emit("retrain_failed", attempt=attempt, final=final, error=error, **ids)
                 outbox.flush()
                 if final:
-                    return Outcome(None, "failed", [], {"error": str(exc)})
+                    outcome = Outcome(None, "failed", [], {"error": error})
+                    note_unversioned(registry, request, outcome)  # no version to list it by
+                    return outcome
                 continue
             if outcome.decision in ("promoted", "shadow"):
                 announce(outbox, registry, request["model"], outcome.version, outcome.decision, request["reason"])
             elif outcome.decision == "skipped":  # no version to list it by
-                registry.note_skipped(request["model"], {
-                    "request_id": request["request_id"], "reason": request["reason"],
-                    "command_id": request.get("command_id"), "requested_at": request.get("requested_at"),
-                    "created_at": time.time(), "rows": outcome.metrics.get("rows"),
-                    "failed_gates": [g["name"] for g in outcome.gates if not g.get("passed", True)],
-                    "detail": decision_reason(outcome)})
+                note_unversioned(registry, request, outcome)
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, unusable_labels=outcome.unusable_labels,
                         deleted_by_retention=outcome.deleted_by_retention, attempt=attempt,
@@ -667,15 +693,19 @@ class RetrainWorker:
                                   "the request is read again and recognized as settled")
             return True
 
-    @staticmethod
-    def _settle_as_failed(request: dict[str, Any], exc: Exception, events: EventLog) -> Outcome:
-        """Report a request that raised (e.g. its config does not validate) as finally failed."""
+    def _settle_as_failed(self, request: dict[str, Any], exc: Exception, events: EventLog) -> Outcome:
+        """Report a request that raised (e.g. its config does not validate) as finally failed, and
+        keep it in the registry it names (the worker's ``--registry`` first), under its model."""
         error = f"{type(exc).__name__}: {exc}"
         log("retrain-worker", f"{request['model']} {request['reason']} failed: {error}\n"
                               f"{traceback.format_exc().rstrip()}", request_id=request["request_id"])
+        outcome = Outcome(None, "failed", [], {"error": error})
+        root = self.registry_path or registry_path(request["config"])
+        if root and isinstance(request["model"], str) and request["model"]:
+            note_unversioned(Registry(root), request, outcome)
         events.emit("retrain_failed", final=True, error=error, request_id=request["request_id"],
                     model=request["model"], reason=request["reason"])
-        return Outcome(None, "failed", [], {"error": str(exc)})
+        return outcome
 
     @staticmethod
     def _audited(request: dict[str, Any], events: EventLog) -> EventLog:

@@ -177,6 +177,20 @@ def test_a_history_line_cut_short_is_left_out_and_the_next_move_gets_a_line_of_i
     assert [json.loads(lines[0])["version"], lines[1], json.loads(lines[2])["version"]] == [v1, '{"version": 2, "a', v3]
 
 
+def test_requests_settled_without_a_version_are_read_from_yesterday_s_skipped_jsonl_too(reg):
+    """Skips were kept in SKIPPED.jsonl before failed requests were kept beside them: a registry
+    written then must still list its skips. A request settled again is listed once, its last word."""
+    (reg.root / "m").mkdir(parents=True)
+    (reg.root / "m" / "SKIPPED.jsonl").write_text(
+        json.dumps({"request_id": "a", "created_at": 1.0, "detail": "quality:rows"}) + "\n"
+        + json.dumps({"request_id": "b", "created_at": 2.0, "detail": "quality:labels"}) + "\n")
+    reg.note_unversioned("m", {"request_id": "c", "decision": "failed", "created_at": 4.0, "detail": "TimeoutError"})
+    reg.note_unversioned("m", {"request_id": "b", "decision": "failed", "created_at": 3.0, "detail": "died"})
+    assert [(e["request_id"], e["decision"], e["detail"]) for e in reg.unversioned("m")] == [
+        ("a", "skipped", "quality:rows"), ("b", "failed", "died"), ("c", "failed", "TimeoutError")]
+    assert reg.unversioned("other") == []
+
+
 def test_unknown_version(reg, estimator):
     reg.save("m", estimator, REFERENCE, {})
     for call in (lambda: reg.meta("m", 7), lambda: reg.verify("m", 7), lambda: reg.load("m", 7),

@@ -764,6 +764,61 @@ def test_a_skipped_retrain_is_listed_by_models_list_with_why_and_when_it_was_ask
                    "requested_at": request["requested_at"], "created_at": row["created_at"], "rows": 900,
                    "failed_gates": ["quality:rows"], "detail": "quality:rows: 900 labeled rows < minimum 1000", "request_id": request["request_id"]}
 
+def test_a_retrain_that_failed_for_good_is_listed_by_models_list_with_its_error(promoted, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """A request whose every attempt failed (a crash, a timeout) or whose config does not validate
+    makes no version either, and models list showed nothing of it. The registry of a request that
+    does not validate is its config's as written; a request that failed and was then trained after
+    all (read again: its worker stopped before the commit) is listed by its version alone."""
+    from stream_ct.cli import main
+
+    root, _, _ = promoted
+    shutil.copytree(root, tmp_path / "reg")
+    monkeypatch.chdir(tmp_path)  # the config's [registry] path, relative to where the worker runs
+
+    def times_out(*args):
+        raise TimeoutError("training did not finish within 300 s; the child was killed")
+
+    monkeypatch.setattr(retrain_worker, "train_in_child", times_out)
+    config = ConsumerConfig.from_dict(dict(RAW, registry={"path": "reg"}))
+    timed_out = retrain_request(config, "manual: new probe card", 0, {0: 3000})
+    invalid = retrain_request(config, "drift", 0, {0: 3000})
+    invalid["config"]["deploy"]["canary"] = 1  # from a newer serve
+    trained_after_all = retrain_request(config, "schedule", 0, {0: 3000})
+    worker = RetrainWorker()
+    for request in (timed_out, invalid, trained_after_all):
+        worker._handle_message(orjson.dumps(request), RecordingOutbox(), RecordingEvents())
+    register_copy(Registry("reg"), "yield", 1, "rejected", trigger={"reason": "schedule", "command_id": None,
+                                                                     "request_id": trained_after_all["request_id"]})
+    consumer = str(Path(__file__).resolve().parents[1] / "consumers" / "yield.toml")
+    capsys.readouterr()  # the worker's log lines
+    assert main(["models", "list", consumer, "--registry", "reg", "--json"]) == 0
+    rows = orjson.loads(capsys.readouterr().out)
+    assert [(r["version"], r["decision"], r["reason"]) for r in rows] == [
+        (1, "promoted", "manual"), (None, "failed", "manual: new probe card"), (None, "failed", "drift"),
+        (2, "rejected", "schedule")]
+    assert rows[1] == {"version": None, "champion": False, "decision": "failed", "reason": "manual: new probe card",
+                       "requested_at": timed_out["requested_at"], "created_at": rows[1]["created_at"], "rows": None,
+                       "failed_gates": [], "request_id": timed_out["request_id"],
+                       "detail": "TimeoutError: training did not finish within 300 s; the child was killed"}
+    assert rows[2]["detail"].startswith("ConfigError: ") and "unknown key [deploy] canary" in rows[2]["detail"]
+    assert main(["models", "list", consumer, "--registry", "reg"]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.startswith("        -  failed    ") and line.endswith(  # no rows, no metric: blank
+        "manual: new probe card" + " " * 21 + "TimeoutError: training did not finish within 300 s; the child was killed")
+
+
+def test_a_registry_that_cannot_keep_a_failed_request_does_not_stop_the_worker(tmp_path, monkeypatch, capsys):
+    """Noted from the handler of a request that raised: an error there would end the worker."""
+    (tmp_path / "a-file").write_text("")
+    request = retrain_request(CONFIG, "drift", 0, {0: 3000})
+    request["config"]["deploy"]["canary"] = 1
+    worker, events = RetrainWorker(registry_path=str(tmp_path / "a-file")), RecordingEvents()
+    worker._handle_message(orjson.dumps(request), RecordingOutbox(), events)
+    assert [kind for kind, _ in events.emitted] == ["retrain_failed"] and request["request_id"] in worker.settled_requests
+    assert f"yield drift: not noted in {tmp_path}/a-file (NotADirectoryError: " in capsys.readouterr().out
+
+
 def test_a_candidate_judged_against_a_champion_replaced_meanwhile_is_not_promoted(promoted, records, tmp_path):
     """Two workers training at once both judged against the same champion, and the later to
     register became champion without being compared with the other's."""
