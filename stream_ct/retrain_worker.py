@@ -78,13 +78,15 @@ class TopicWindow:
     """What ``read_topic`` read: the records in timestamp order, and how many offsets from the
     start of each partition whose start offset was given Kafka's retention had deleted before
     they were read (partitions read by time cannot tell); ``timestamps`` are the records'
-    Kafka timestamps (ms); ``training_window`` adds how many records it left out because their
-    own target field holds no label."""
+    Kafka timestamps (ms); ``invalid_records`` counts the records left out because they do not
+    decode (serve dead-letters them); ``training_window`` adds how many records it left out
+    because their own target field holds no label."""
 
     records: list[dict[str, Any]]
     deleted: dict[str, int] = field(default_factory=dict)
     timestamps: list[int] = field(default_factory=list)
     unusable_labels: int = 0
+    invalid_records: int = 0
 
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
@@ -123,6 +125,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                 remaining[tp] = ends[tp]
         consumer.pause(*[tp for tp in partitions if tp not in remaining])
         out: list[tuple[int, int, dict[str, Any]]] = []
+        invalid = 0
         first_read = {}  # a deleted start offset is read from the partition's beginning (offset reset)
         positions, moved_at = {}, time.monotonic()
         while remaining:
@@ -135,6 +138,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
                 if in_window:
                     first_read.setdefault(tp, in_window[0].offset)
                 valid = decode_batch([m.value for m in in_window])[0] if parts else _json_objects(in_window)
+                invalid += len(in_window) - len(valid)
                 out.extend((in_window[i].timestamp, tp.partition, rec) for i, rec in valid)
                 if len(in_window) < len(messages):
                     finished.add(tp)
@@ -154,7 +158,7 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
         out.sort(key=lambda item: (item[0], item[1]))
         deleted = {str(tp.partition): first_read.get(tp, ends[tp]) - start for tp, start in given_starts.items()
                    if first_read.get(tp, ends[tp]) > start}
-        return TopicWindow([rec for _, _, rec in out], deleted, [ts for ts, _, _ in out])
+        return TopicWindow([rec for _, _, rec in out], deleted, [ts for ts, _, _ in out], invalid_records=invalid)
     finally:
         consumer.close()
 
@@ -251,6 +255,7 @@ class Outcome:
     metrics: dict[str, Any]
     rows: int = 0  # records in the window
     unusable_labels: int = 0  # labels left out: not a finite number (serve dead-letters them)
+    invalid_records: int = 0  # records left out: they do not decode (serve dead-letters them)
     deleted_by_retention: dict[str, int] = field(default_factory=dict)  # by partition: the window's front lost
     step_seconds: dict[str, float] = field(default_factory=dict)  # where the child's time went, by step
 
@@ -336,11 +341,11 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
 
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
                     clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None,
-                    unusable_labels: int = 0) -> Outcome:
+                    unusable_labels: int = 0, invalid_records: int = 0) -> Outcome:
     """Everything after the data is read: quality checks, fit, gates, registration (each
     step's seconds in ``clock``; the offsets retention deleted from the window's front, by
-    partition, and ``unusable_labels``, the parts left out of ``records`` already, go into
-    the registry record)."""
+    partition, and ``unusable_labels`` and ``invalid_records``, the records left out of
+    ``records`` already, go into the registry record)."""
     clock = clock or StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
     task, target, name = config.model.task, config.model.target, config.model.name
@@ -425,7 +430,8 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         "data_window": {"topic": window["topic"], "start_ts_ms": window["start_ts_ms"],
                         "start_offsets": window.get("start_offsets"), "end_offsets": window["end_offsets"],
                         "deleted_by_retention": deleted_by_retention or {}, "rows": len(labeled),
-                        "unusable_labels": unusable_labels, "superseded": superseded, "resent": resent,
+                        "unusable_labels": unusable_labels, "invalid_records": invalid_records,
+                        "superseded": superseded, "resent": resent,
                         "never_measured": never_measured,
                         "rows_train": split, "rows_holdout": len(labeled) - split,
                         "first_key": part_key(labeled[0]), "last_key": part_key(labeled[-1]),
@@ -499,7 +505,7 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
     ``train_and_judge`` with ``[retrain] threads`` OpenMP threads."""
     clock = StepClock()
     config = ConsumerConfig.from_dict(request["config"], source=f"request {request['request_id']}")
-    deleted, unusable_labels = {}, 0
+    deleted, unusable_labels, invalid = {}, 0, 0
     if records is None:  # read here: 100,000 records cost seconds to pickle across
         with clock("read"):
             try:
@@ -508,10 +514,13 @@ def read_and_train(request: dict[str, Any], records: list[dict[str, Any]] | None
                 gate = GateResult("window", False, 0, None, f"{exc}; ask for a retrain on newer records")
                 return Outcome(None, "skipped", [gate.to_dict()], {"rows": 0}, step_seconds=clock.seconds)
         records, deleted, unusable_labels = window.records, window.deleted, window.unusable_labels
+        invalid = window.invalid_records
     # OpenMP spinning on cores that serve instances also use made a 1 s fit take 13 s
     with threadpool_limits(config.retrain.threads):
-        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted, unusable_labels)
+        outcome = train_and_judge(request, records, Registry(registry_root), clock, deleted, unusable_labels,
+                                  invalid)
     outcome.rows, outcome.step_seconds, outcome.deleted_by_retention = len(records), clock.seconds, deleted
+    outcome.invalid_records = invalid
     return outcome
 
 
@@ -597,6 +606,7 @@ class RetrainWorker:
                 note_unversioned(registry, request, outcome)
             events.emit("retrain_decision", version=outcome.version, decision=outcome.decision, gates=outcome.gates,
                         metrics=outcome.metrics, rows=outcome.rows, unusable_labels=outcome.unusable_labels,
+                        invalid_records=outcome.invalid_records,
                         deleted_by_retention=outcome.deleted_by_retention, attempt=attempt,
                         step_seconds=outcome.step_seconds, seconds=round(time.monotonic() - started, 3), **ids)
             outbox.flush()

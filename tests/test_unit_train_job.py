@@ -95,7 +95,7 @@ def test_first_request_is_promoted_without_champion(promoted, records):
     assert meta["data_window"] == {
         "topic": "parts", "start_ts_ms": 0, "start_offsets": None, "end_offsets": {"0": 3000},
         "deleted_by_retention": {}, "rows": 3000,
-        "unusable_labels": 0, "superseded": 0, "resent": 0, "never_measured": [],
+        "unusable_labels": 0, "invalid_records": 0, "superseded": 0, "resent": 0, "never_measured": [],
         "rows_train": 2250, "rows_holdout": 750,
         "first_key": part_key(records[0]), "last_key": part_key(records[-1]),
         "first_ts": records[0]["ts"], "last_ts": records[-1]["ts"]}
@@ -234,14 +234,25 @@ def test_a_test_never_measured_in_the_window_is_left_out_and_named(records, tmp_
     assert "900:OPEN_SHORT" not in meta["feature_names"] and len(meta["feature_names"]) == len(records[0]["tests"])
 
 
-def test_the_decision_reports_the_unusable_labels(tmp_path, monkeypatch):
+def test_the_decision_reports_the_unusable_labels_and_invalid_records(tmp_path, monkeypatch):
     monkeypatch.setattr(retrain_worker, "train_in_child",
-                        lambda *args: Outcome(1, "rejected", [], {}, rows=3000, unusable_labels=4))
+                        lambda *args: Outcome(1, "rejected", [], {}, rows=3000, unusable_labels=4, invalid_records=2))
     events = RecordingEvents()
     RetrainWorker(registry_path=str(tmp_path)).handle(retrain_request(CONFIG, "manual", 0, {0: 3000}),
                                                       RecordingOutbox(), events)
     decision = dict(events.emitted)["retrain_decision"]
-    assert (decision["rows"], decision["unusable_labels"]) == (3000, 4)
+    assert (decision["rows"], decision["unusable_labels"], decision["invalid_records"]) == (3000, 4, 2)
+
+
+def test_records_of_the_window_that_do_not_decode_are_counted_in_the_registry_record(records, tmp_path, monkeypatch):
+    """Serve dead-letters them and the window read left them out without a count."""
+    monkeypatch.setattr(retrain_worker, "training_window",
+                        lambda *args: retrain_worker.TopicWindow(records, invalid_records=3))
+    cfg = ConsumerConfig.from_dict(dict(RAW, gates=dict(RAW["gates"], min_metric=0.999)))  # rejected: quick
+    outcome = retrain_worker.read_and_train(retrain_request(cfg, "drift", 0, {0: 3003}), None, str(tmp_path))
+    assert outcome.invalid_records == 3 and outcome.rows == len(records)
+    window = Registry(tmp_path).meta("yield", outcome.version)["data_window"]
+    assert (window["rows"], window["invalid_records"]) == (len(records), 3)
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
@@ -805,7 +816,8 @@ def test_a_retrain_that_failed_for_good_is_listed_by_models_list_with_its_error(
     assert main(["models", "list", consumer, "--registry", "reg"]) == 0
     line = capsys.readouterr().out.splitlines()[2]
     assert line.startswith("        -  failed    ") and line.endswith(  # no rows, no metric: blank
-        "manual: new probe card" + " " * 21 + "TimeoutError: training did not finish within 300 s; the child was killed")
+        "manual: new probe card" + " " * 21 + "TimeoutError: training did not finish within 300 s; the child "
+        "was killed")
 
 
 def test_a_registry_that_cannot_keep_a_failed_request_does_not_stop_the_worker(tmp_path, monkeypatch, capsys):
@@ -815,7 +827,8 @@ def test_a_registry_that_cannot_keep_a_failed_request_does_not_stop_the_worker(t
     request["config"]["deploy"]["canary"] = 1
     worker, events = RetrainWorker(registry_path=str(tmp_path / "a-file")), RecordingEvents()
     worker._handle_message(orjson.dumps(request), RecordingOutbox(), events)
-    assert [kind for kind, _ in events.emitted] == ["retrain_failed"] and request["request_id"] in worker.settled_requests
+    assert [kind for kind, _ in events.emitted] == ["retrain_failed"]
+    assert request["request_id"] in worker.settled_requests
     assert f"yield drift: not noted in {tmp_path}/a-file (NotADirectoryError: " in capsys.readouterr().out
 
 

@@ -5,6 +5,7 @@ moves for the stall (no broker can be made to hold a partition still on cue)."""
 from __future__ import annotations
 
 import time
+import types
 
 import orjson
 import pytest
@@ -141,3 +142,35 @@ def test_a_window_retention_deleted_is_refused_naming_it(monkeypatch):
     assert str(exc.value) == ("the window is no longer in parts: retention deleted it (partition 0 ended at "
                               "offset 300, begins at 500 now; partition 1 ended at offset 400, begins at 500 now)")
     assert read_topic("parts", 0, {"0": 300, "1": 700}).records == []  # partition 1 still holds its part
+
+
+PART = {"lot_id": "L1", "wafer_id": "W1", "part_id": 1, "ts": 1.0, "tests": {"1:VDD": 1.2}}
+
+
+class MixedConsumer(StillConsumer):
+    """A partition holding two parts and, between them, two records serve dead-letters."""
+
+    values = [orjson.dumps(PART), b'{"lot_id": "L1", oops', orjson.dumps(dict(PART, tests={})),
+              orjson.dumps(dict(PART, part_id=2))]
+
+    def end_offsets(self, partitions):
+        return {tp: len(self.values) for tp in partitions}
+
+    def offsets_for_times(self, query):
+        return {tp: types.SimpleNamespace(offset=0) for tp in query}
+
+    def poll(self, timeout_ms, max_records):
+        end = len(self.values)
+        out = {tp: [types.SimpleNamespace(offset=o, timestamp=1000 + o, value=self.values[o]) for o in range(at, end)]
+               for tp, at in self.position_of.items() if at < end}
+        self.position_of = dict.fromkeys(self.position_of, end)
+        return out
+
+
+def test_records_that_do_not_decode_are_left_out_of_a_window_and_counted(monkeypatch):
+    """Serve dead-letters them; the window dropped them without a word, so a retrain could not
+    say how many of its records it had lost that way."""
+    monkeypatch.setattr(retrain_worker, "make_consumer", MixedConsumer)
+    window = read_topic("parts", 0, {"0": 4})
+    assert [rec["part_id"] for rec in window.records] == [1, 2] and window.timestamps == [1000, 1003]
+    assert window.invalid_records == 2
