@@ -16,7 +16,9 @@ import functools
 import gc
 import itertools
 import math
+import queue
 import signal
+import threading
 import time
 from typing import Any
 
@@ -132,6 +134,11 @@ def build_monitor(config: ConsumerConfig, artifact: Artifact):
     return calibrated_monitor(config, artifact.reference, artifact.meta["feature_names"])
 
 
+def _read_back_failed(tp: TopicPartition, exc: Exception) -> None:
+    log("serve", f"predictions of partition {tp.partition} made before it was assigned here are not waiting "
+                 f"for labels: reading them back failed ({type(exc).__name__}: {exc})")
+
+
 class ForgetRevoked(ConsumerRebalanceListener):
     """Serve forgets where it read a partition once the partition is revoked: if it came back
     with no batch of it in between (another instance may have read on and committed), the
@@ -209,6 +216,8 @@ class Server:
         #: input partitions assigned whose predictions made before (elsewhere, or before a restart)
         #: still wait for labels: read back before the next batch is processed
         self.unrestored: set[TopicPartition] = set()
+        self.read_backs: list[threading.Thread] = []  # reading them back
+        self.read_back: queue.SimpleQueue = queue.SimpleQueue()  # what they found
         self.commit_offsets: dict = {}  # the offsets the last commit covers
         self.commits_sent = 0
         self.last_commit = "none"  # the answer to the last commit: "none" sent, "pending", "done" or "failed"
@@ -414,8 +423,9 @@ class Server:
 
     def _idle_done(self, idle_since: float) -> bool:
         """With ``exit_when_idle_s``: true once input is idle that long, nothing is left in
-        flight, and the last retrain settled that long ago too (a producer may be waiting
-        for its deploy before it sends more: two seconds were too short on a busy machine)."""
+        flight or being read back, and the last retrain settled that long ago too (a producer
+        may be waiting for its deploy before it sends more: two seconds were too short on a
+        busy machine)."""
         if self.exit_when_idle_s is None or time.monotonic() - idle_since < self.exit_when_idle_s:
             return False
         self._settle_requests()
@@ -423,7 +433,8 @@ class Server:
             self._dispatch_deferred(force=True)
             return False
         settled_long_enough = time.monotonic() - self.last_settled_at > self.exit_when_idle_s
-        return not self.in_flight and settled_long_enough and not self.watcher.has_pending()
+        reading_back = any(thread.is_alive() for thread in self.read_backs) or not self.read_back.empty()
+        return not self.in_flight and settled_long_enough and not self.watcher.has_pending() and not reading_back
 
     def _ready(self) -> bool:
         """``/readyz``: partitions assigned and the model watcher caught up with ``ct.models``
@@ -440,8 +451,6 @@ class Server:
     # -- the batch --------------------------------------------------------------------------
 
     def _process(self, batch: dict) -> None:
-        if self.unrestored:  # before this batch's labels: they may be for those predictions
-            self._restore_waiting()
         labels_topic = self.config.labels.topic
         parts, labels = [], []
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
@@ -608,36 +617,64 @@ class Server:
         self._learn_from(self.joiner.take_early_matches())
 
     def _restore_waiting(self) -> None:
-        """Let the predictions committed on newly assigned partitions before this instance got
-        them (a restart, a rebalance) wait for their labels again (``stream_ct.awaiting``),
-        scored by the champion serving now (the online model's own score is lost). A failure
-        to read them back is said and costs only their labels' updates, as before."""
+        """Have the predictions committed on newly assigned partitions before this instance got
+        them (a restart, a rebalance) wait for their labels again (``stream_ct.awaiting``). They
+        are read back in a thread of their own (``_read_back``) while serving goes on; a label
+        that comes first waits as an early label. A failure is said and costs only their
+        labels' updates, as before."""
         partitions, self.unrestored = sorted(self.unrestored), set()
-        started, found = time.monotonic(), []
+        notes = {}
         for tp in partitions:
             try:
                 committed = self.consumer.committed(tp, metadata=True, timeout_ms=BROKER_WAIT_MS)
-                note = read_note(committed.metadata) if committed is not None else None
-                if note is not None:
-                    found += waiting_records(tp.topic, tp.partition, committed.offset, note,
-                                             self.config.labels.ttl_seconds, self.config.model.target, self.bootstrap)
-            except (KafkaError, TimeoutError, ValueError) as exc:
-                log("serve", f"predictions of partition {tp.partition} made before it was assigned here are not "
-                             f"waiting for labels: reading them back failed ({type(exc).__name__}: {exc})")
-        if not found:
-            return
-        records = [rec for _, rec in found]
-        results = Measurements(records)
-        if self.champion is not None:
-            scores, version = self._scores(self.champion, records, results)[1], self.champion.version
-        else:
-            scores, version = np.full(len(records), np.nan), None
-        self.joiner.restore((part_key(rec), (version, s, None, row, math.nan), age)
-                            for (age, rec), s, row in zip(found, scores.tolist(), results.rows()))
-        self._learn_from(self.joiner.take_early_matches())
-        log("serve", f"{len(found)} predictions made before a restart or rebalance wait for their labels again",
-            partitions=",".join(str(tp.partition) for tp in partitions),
-            seconds=round(time.monotonic() - started, 2))
+            except KafkaError as exc:
+                _read_back_failed(tp, exc)
+                continue
+            note = read_note(committed.metadata) if committed is not None else None
+            if note is not None:
+                notes[tp] = (committed.offset, note)
+        if notes:
+            self.read_backs = [t for t in self.read_backs if t.is_alive()]
+            thread = threading.Thread(target=self._read_back, args=(notes, self.champion), name="read-back",
+                                      daemon=True)
+            self.read_backs.append(thread)
+            thread.start()
+
+    def _read_back(self, notes: dict, champion: Artifact | None) -> None:
+        """In a thread of its own: the waiting parts of the partitions ``notes`` names (committed
+        offset and note), scored by ``champion`` (the online model's own scores are gone), handed
+        to the serving loop, which lets them wait (``_restore_read_back``)."""
+        started, found = time.monotonic(), []
+        try:
+            for tp, (offset, note) in notes.items():
+                try:
+                    found += waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
+                                             self.config.model.target, self.bootstrap)
+                except (KafkaError, TimeoutError, ValueError) as exc:
+                    _read_back_failed(tp, exc)
+            records = [rec for _, rec in found]
+            results = Measurements(records)
+            if champion is not None and records:
+                scores, version = self._scores(champion, records, results)[1], champion.version
+            else:
+                scores, version = np.full(len(records), np.nan), None
+            entries = [(part_key(rec), (version, s, None, row, math.nan), age)
+                       for (age, rec), s, row in zip(found, scores.tolist(), results.rows())]
+            if entries:
+                self.read_back.put((entries, time.monotonic(), sorted(tp.partition for tp in notes), started))
+        except Exception as exc:  # a thread's error would only reach stderr: said in serve's log, serving goes on
+            log("serve", f"reading back the predictions waiting for labels failed ({type(exc).__name__}: {exc})")
+
+    def _restore_read_back(self) -> None:
+        """Let the predictions a read-back thread found wait for their labels, aged by the time
+        since it read them; labels that came meanwhile join them now."""
+        while not self.read_back.empty():
+            entries, read_at, partitions, started = self.read_back.get()
+            late = time.monotonic() - read_at
+            self.joiner.restore((key, prediction, age + late) for key, prediction, age in entries)
+            self._learn_from(self.joiner.take_early_matches())
+            log("serve", f"{len(entries)} predictions made before a restart or rebalance wait for their labels again",
+                partitions=",".join(map(str, partitions)), seconds=round(time.monotonic() - started, 2))
 
     def _process_labels(self, messages: list) -> None:
         target = self.config.model.target
@@ -905,6 +942,9 @@ class Server:
 
     def _between_batches(self) -> None:
         self._swap_if_ready()
+        if self.unrestored:
+            self._restore_waiting()
+        self._restore_read_back()
         shadow = self.watcher.take_shadow()
         if shadow is not None and self._shadow_stale(shadow.artifact):
             log("serve", f"shadow v{shadow.artifact.version} not started: it was judged against "

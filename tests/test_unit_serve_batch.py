@@ -322,8 +322,9 @@ def test_a_shadow_is_compared_with_the_champion_on_the_parts_both_scored(tmp_pat
 
 def test_predictions_committed_before_a_restart_wait_for_their_labels_again(tmp_path, monkeypatch):
     """A restarted instance's joiner was empty: the labels of the parts predicted before the
-    restart joined nothing. The parts read back from a newly assigned partition are scored by
-    the champion serving now; their labels update its metric and teach the online model."""
+    restart joined nothing. The parts read back from a newly assigned partition (in a thread
+    of its own, serving goes on) are scored by the champion serving then; their labels, here
+    come before the read-back ended, update its metric and teach the online model."""
     server = _server(tmp_path, {"task": "classification", "target": "passed"})
     server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "labels": {"topic": "parts.labels"}})
     records = _records(np.random.default_rng(1).normal(size=(300, 3)))
@@ -339,7 +340,11 @@ def test_predictions_committed_before_a_restart_wait_for_their_labels_again(tmp_
     labels = [types.SimpleNamespace(value=orjson.dumps({"lot_id": "L", "wafer_id": "W", "part_id": p, "passed": y}),
                                     key=None, topic="parts.labels", partition=0, offset=i, timestamp=0, headers=[])
               for i, (p, y) in enumerate(passed)]
-    server._process({TopicPartition("parts.labels", 0): labels})
+    server._restore_waiting()
+    server._process({TopicPartition("parts.labels", 0): labels})  # the labels come before the read-back ends
+    for thread in server.read_backs:
+        thread.join()
+    server._restore_read_back()
     assert asked[0][:3] == ("parts", 0, 300) and server.unrestored == set()
     assert server.joiner.counts["restored_predictions"] == 300 and server.joiner.counts["joined"] == 300
     assert server.champion_metric.seen == 300 and server.online.n_learned == 300
@@ -354,6 +359,26 @@ def test_predictions_that_cannot_be_read_back_are_said_and_serving_goes_on(tmp_p
 
     server.consumer = types.SimpleNamespace(committed=committed)
     server.unrestored = {TopicPartition("parts", 2)}
+    server._restore_waiting()
     server._process({TopicPartition("parts", 2): _messages(_records(np.zeros((5, 3))))})
     assert server.counts["predictions_online"] == 5 and server.unrestored == set()
     assert "predictions of partition 2 made before it was assigned here are not waiting" in capsys.readouterr().out
+
+
+def test_a_read_back_that_fails_in_its_thread_is_said_and_restores_nothing(tmp_path, monkeypatch, capsys):
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    committed = OffsetAndMetadata(300, commit_note(last_timestamp_ms=1_000_000), -1)
+    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed)
+
+    def unreachable(*args):
+        raise TimeoutError("reading parts: no progress for 30 s (partition 1 at offset 0 of 300)")
+
+    monkeypatch.setattr(serve, "waiting_records", unreachable)
+    server.unrestored = {TopicPartition("parts", 1)}
+    server._restore_waiting()
+    server._process({TopicPartition("parts", 1): _messages(_records(np.zeros((5, 3))))})
+    for thread in server.read_backs:
+        thread.join()
+    server._restore_read_back()
+    assert server.counts["predictions_online"] == 5 and "restored_predictions" not in server.joiner.counts
+    assert "partition 1 made before it was assigned here are not waiting for labels" in capsys.readouterr().out
