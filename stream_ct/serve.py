@@ -20,6 +20,7 @@ import queue
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -240,9 +241,7 @@ class Server:
         self.outbox = Outbox(self.producer, should_stop=lambda: self.stopping)
         webhook = Webhook(cfg.events.webhook_url, on_outcome=lambda outcome: self.sm.webhook_posts.inc(
             consumer=cfg.consumer.name, outcome=outcome)) if cfg.events.webhook_url else None
-        self.events = EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
-                               audit_path=cfg.events.audit_log or None, webhook=webhook,
-                               listeners=[self.sm.on_event])
+        self.events = self._event_log(webhook)
         self.watcher = ModelWatcher(cfg.model.name, cfg.consumer.name, ChildLoader(cfg),
                                     self._watcher_alert, self.bootstrap,
                                     earlier_versions=lambda v: self.registry.champions_before(cfg.model.name, v))
@@ -303,6 +302,20 @@ class Server:
                 webhook.flush()
         log("serve", f"stopped after {self.position} records", **self.counts)
         return 0
+
+    def _event_log(self, webhook: Webhook | None) -> EventLog:
+        """Serve's events, to ``ct.events`` and the ``[events] audit_log``; an event the audit
+        log cannot take (a full disk) is said in serve's log and still sent: a crash there
+        stopped serving at every restart while the disk stayed full."""
+        cfg = self.config
+
+        def audit_failed(event: dict[str, Any], exc: OSError) -> None:
+            log("serve", f"{event['type']} not appended to the audit log {Path(cfg.events.audit_log).absolute()} "
+                         f"({type(exc).__name__}: {exc}); it is on ct.events")
+
+        return EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
+                        audit_path=cfg.events.audit_log or None, webhook=webhook, listeners=[self.sm.on_event],
+                        audit_failed=audit_failed)
 
     def _ensure_topics(self, inputs: list[str]) -> None:
         """Inputs and outputs created where missing; an input created here is said (serve on a

@@ -382,3 +382,13 @@ def test_a_read_back_that_fails_in_its_thread_is_said_and_restores_nothing(tmp_p
     server._restore_read_back()
     assert server.counts["predictions_online"] == 5 and "restored_predictions" not in server.joiner.counts
     assert "partition 1 made before it was assigned here are not waiting for labels" in capsys.readouterr().out
+
+
+def test_an_audit_log_on_a_full_disk_is_said_and_serving_goes_on(tmp_path, capsys):
+    """/dev/full takes the open and refuses the write (ENOSPC), as a full disk does mid-stream."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "events": {"audit_log": "/dev/full"}})
+    server.producer = types.SimpleNamespace(sent=[], send=lambda topic, **kw: server.producer.sent.append(kw))
+    server._event_log(webhook=None).emit("trigger_check", fire=False)
+    assert [orjson.loads(kw["value"])["type"] for kw in server.producer.sent] == ["trigger_check"]
+    assert "trigger_check not appended to the audit log /dev/full (OSError" in capsys.readouterr().out
