@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a check or gate said no, 2 bad input or configuration, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -26,6 +27,9 @@ COMMAND_MODULES = (
     "stream_ct.report",
     "stream_ct.check",
 )
+#: Commands that wait out a broker outage (demo runs the services and their broker); every
+#: other command gives up on an unreachable broker within ``kafka_io.ONE_SHOT_BOOTSTRAP_MS``.
+PATIENT_COMMANDS = ("serve", "retrain-worker", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,11 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
     from stream_ct.broker import BrokerError
-    from stream_ct.kafka_io import bootstrap_servers
+    from stream_ct.kafka_io import bootstrap_servers, one_shot
     from stream_ct.registry import IntegrityError
 
     try:
-        return int(args.func(args) or 0)
+        with contextlib.nullcontext() if args.command in PATIENT_COMMANDS else one_shot():
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (| head): not an error
         sys.stdout = open(os.devnull, "w")
         return 0
