@@ -680,7 +680,7 @@ def run(args) -> int:
         try:
             events = fetch_events(args.bootstrap_servers)
         except KafkaError as exc:
-            print(f"error: cannot read {origin} ({exc}); start the broker, set "
+            print(f"error: cannot read {origin} ({exc}); start a broker with `stream-ct broker start`, set "
                   "STREAM_CT_BOOTSTRAP, or pass --events FILE", file=sys.stderr)
             return 3
     if args.consumer:
