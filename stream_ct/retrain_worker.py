@@ -53,6 +53,7 @@ from stream_ct.registry import IntegrityError, Registry, code_version
 from stream_ct.resends import without_resends
 from stream_ct.retests import latest_results
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
+from stream_ct.words import counted
 
 WORKER_GROUP = "stream-ct-retrain"
 #: Request ids a worker remembers as settled (a request read again after a refused commit is not trained twice).
@@ -622,7 +623,7 @@ class RetrainWorker:
                 producer.close(timeout=10)
             except KafkaTimeoutError:  # kafka-python's close raises when its flush times out (broker away)
                 log("retrain-worker", "Kafka did not acknowledge the last events within 10 s; exiting anyway")
-        log("retrain-worker", f"stopped after settling {settled} request{'' if settled == 1 else 's'}")
+        log("retrain-worker", f"stopped after settling {counted(settled, 'request')}")
         return 0
 
     def _commit(self, consumer, tp: TopicPartition, offset: int) -> bool:
