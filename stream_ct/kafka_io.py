@@ -31,6 +31,8 @@ EVENTS_TOPIC = "ct.events"
 CONTROL_TOPIC = "ct.control"
 #: stream-ct's own topics: no records are published to them from outside.
 OWN_TOPICS = (RETRAIN_TOPIC, MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC)
+#: The retrain workers' consumer group.
+WORKER_GROUP = "stream-ct-retrain"
 #: How long a new client of a one-shot command tries to reach the broker (see ``one_shot``).
 ONE_SHOT_BOOTSTRAP_MS = 5_000
 _bootstrap_timeout_ms: int | None = None  # None: kafka-python's 30 s

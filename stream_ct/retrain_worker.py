@@ -40,7 +40,7 @@ from stream_ct.events import EventLog
 from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, field_levels, select_features,
                                 strata_levels, target_vector, wafer_ids)
 from stream_ct.gates import GateResult, run_gates
-from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
+from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, WORKER_GROUP, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
 from stream_ct.labels import unjoinable
 from stream_ct.logs import log
@@ -49,13 +49,12 @@ from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
-from stream_ct.registry import IntegrityError, Registry, code_version
+from stream_ct.registry import IntegrityError, Registry, announcement, code_version
 from stream_ct.resends import without_resends
 from stream_ct.retests import latest_results
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
 from stream_ct.words import counted
 
-WORKER_GROUP = "stream-ct-retrain"
 #: Request ids a worker remembers as settled (a request read again after a refused commit is not trained twice).
 REMEMBERED_REQUESTS = 10_000
 
@@ -474,13 +473,6 @@ def train_in_child(request: dict[str, Any], records: list[dict[str, Any]] | None
     Killing never leaves a half-written version: the registry renames complete folders only.
     """
     return call_in_child(read_and_train, (request, records, registry_root, bootstrap), timeout_s, what="training")
-
-
-def announcement(registry: Registry, name: str, version: int, reason: str) -> bytes:
-    """The ``ct.models`` value that makes every serve instance load ``version``."""
-    meta = registry.meta(name, version)
-    return orjson.dumps({"model": name, "version": version, "files": meta["files"],
-                         "feature_names": meta["feature_names"], "reason": reason, "at": time.time()})
 
 
 def announce(outbox: Outbox, registry: Registry, name: str, version: int, decision: str, reason: str) -> None:

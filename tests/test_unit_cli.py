@@ -84,7 +84,7 @@ def test_error_mapping(monkeypatch, capsys, exc, code, err):
 
     monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: _FakeModule(exc) if name == "fake_boom_module" else real_import(name))
     assert main(["boom"]) == code
@@ -101,7 +101,7 @@ def test_an_outage_error_says_which_call_met_it(monkeypatch, capsys):
     exec(code, namespace)
     monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
     fake = _FakeModule(None)
     fake.run = lambda args: namespace["poll_loop"]()
     monkeypatch.setattr(importlib, "import_module",
@@ -138,7 +138,7 @@ def test_only_the_services_wait_out_an_unreachable_broker(monkeypatch, command, 
     fake.register = lambda subparsers: subparsers.add_parser(command).set_defaults(func=fake.run)
     fake.run = lambda args: seen.append(kafka_io.connection_settings().get("bootstrap_timeout_ms"))
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_module": (command,)})
     monkeypatch.setattr(importlib, "import_module", lambda name: fake if name == "fake_module" else real_import(name))
     assert main([command]) == 0
     assert seen == [timeout_ms]
@@ -149,7 +149,7 @@ def test_unexpected_exception_is_not_swallowed(monkeypatch):
     import importlib
 
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: _FakeModule(RuntimeError("bug")) if name == "fake_boom_module" else real_import(name))
     with pytest.raises(RuntimeError, match="bug"):
