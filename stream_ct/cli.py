@@ -7,28 +7,34 @@ Exit codes: 0 success, 1 a check or gate said no, 2 bad input or configuration, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import traceback
 
-#: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
-COMMAND_MODULES = (
-    "stream_ct.broker",
-    "stream_ct.simulate",
-    "stream_ct.replay",
-    "stream_ct.serve",
-    "stream_ct.retrain_worker",
-    "stream_ct.stdf.cli",
-    "stream_ct.demo",
-    "stream_ct.models_cli",
-    "stream_ct.adaptive",
-    "stream_ct.report",
-    "stream_ct.check",
-)
+#: Modules whose ``register(subparsers)`` adds their commands (named here), in ``--help`` order.
+COMMAND_MODULES = {
+    "stream_ct.broker": ("broker",),
+    "stream_ct.simulate": ("simulate",),
+    "stream_ct.replay": ("replay", "record"),
+    "stream_ct.serve": ("serve",),
+    "stream_ct.retrain_worker": ("retrain-worker",),
+    "stream_ct.stdf.cli": ("stdf",),
+    "stream_ct.demo": ("demo",),
+    "stream_ct.models_cli": ("models", "retrain"),
+    "stream_ct.adaptive": ("adaptive",),
+    "stream_ct.report": ("report",),
+    "stream_ct.check": ("check",),
+}
+#: Commands that wait out a broker outage (demo runs the services and their broker); every
+#: other command gives up on an unreachable broker within ``kafka_io.ONE_SHOT_BOOTSTRAP_MS``.
+PATIENT_COMMANDS = ("serve", "retrain-worker", "demo")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command`` alone: only its module is imported (the
+    others' scikit-learn, scipy and river took a ``models promote`` seconds to import)."""
     parser = argparse.ArgumentParser(
         prog="stream-ct",
         description="Streaming continuous training for semiconductor test data.",
@@ -37,13 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true",
                         help="service log lines as JSON objects (or set STREAM_CT_LOG_FORMAT=json)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = [name for name, commands in COMMAND_MODULES.items() if command in commands] or COMMAND_MODULES
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((arg for arg in argv if not arg.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.log_json:
         os.environ["STREAM_CT_LOG_FORMAT"] = "json"  # children (training, services started by demo) too
@@ -53,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
     from stream_ct.broker import BrokerError
-    from stream_ct.kafka_io import bootstrap_servers
+    from stream_ct.kafka_io import bootstrap_servers, one_shot
     from stream_ct.registry import IntegrityError
 
     try:
-        return int(args.func(args) or 0)
+        with contextlib.nullcontext() if args.command in PATIENT_COMMANDS else one_shot():
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (| head): not an error
         sys.stdout = open(os.devnull, "w")
         return 0

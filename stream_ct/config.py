@@ -34,6 +34,8 @@ ESTIMATORS = {
 OUTCOME_FIELDS = ("passed", "hard_bin", "soft_bin", "test_time_ms")
 #: The longest a retrain worker works on one request before its group (and /healthz) count it gone.
 WORKER_REQUEST_LIMIT_S = 30 * 60
+#: Labeled predictions before a live (rolling) metric has a value (``stream_ct.rolling``).
+MIN_LABELS = 50
 #: What Kafka accepts as a topic name.
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -315,8 +317,6 @@ class ConsumerConfig:
             parse_policy(self.triggers.policy)
         except ValueError as exc:
             raise ConfigError(f"{source}: [triggers] policy: {exc}") from None
-        from stream_ct.rolling import MIN_LABELS
-
         d = self.deploy
         if d.rollback_min_labels < MIN_LABELS or 0 < d.shadow_records < MIN_LABELS:
             raise ConfigError(f"{source}: [deploy] rollback_min_labels = {d.rollback_min_labels}, shadow_records = "

@@ -155,7 +155,7 @@ def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: floa
         sent = replay(messages[:first], config.consumer.input_topic, bootstrap)
         wait_for_deploy(bootstrap, config.model.name, procs)
         print(f"demo: champion v1 serving; replaying the rest at {rate:.0f} records/s ...", flush=True)
-        progress = Progress("replay", unit="records", total=len(messages) - first)
+        progress = Progress("replay", unit="record", total=len(messages) - first)
         rest = replay(messages[first:], config.consumer.input_topic, bootstrap, rate=rate, progress=progress)
         progress.done(rest)
         sent += rest

@@ -16,7 +16,9 @@ unchanged on a laptop broker and on a secured cluster:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from typing import Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
@@ -29,6 +31,11 @@ EVENTS_TOPIC = "ct.events"
 CONTROL_TOPIC = "ct.control"
 #: stream-ct's own topics: no records are published to them from outside.
 OWN_TOPICS = (RETRAIN_TOPIC, MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC)
+#: The retrain workers' consumer group.
+WORKER_GROUP = "stream-ct-retrain"
+#: How long a new client of a one-shot command tries to reach the broker (see ``one_shot``).
+ONE_SHOT_BOOTSTRAP_MS = 5_000
+_bootstrap_timeout_ms: int | None = None  # None: kafka-python's 30 s
 
 
 def records_topic(name: str) -> str:
@@ -71,9 +78,24 @@ def bootstrap_servers(explicit: str | None = None) -> str:
     return explicit or os.environ.get("STREAM_CT_BOOTSTRAP") or DEFAULT_BOOTSTRAP
 
 
+@contextlib.contextmanager
+def one_shot() -> Iterator[None]:
+    """Within it, a new client gives up on an unreachable broker after ``ONE_SHOT_BOOTSTRAP_MS``
+    (``KafkaTimeoutError``): an operator's command says so at once, where the services keep
+    kafka-python's 30 s and wait out a broker restart."""
+    global _bootstrap_timeout_ms
+    _bootstrap_timeout_ms = ONE_SHOT_BOOTSTRAP_MS
+    try:
+        yield
+    finally:
+        _bootstrap_timeout_ms = None
+
+
 def connection_settings(bootstrap: str | None = None) -> dict:
     """kafka-python keyword arguments shared by producers, consumers and admin clients."""
     settings = {"bootstrap_servers": bootstrap_servers(bootstrap).split(",")}
+    if _bootstrap_timeout_ms is not None:
+        settings["bootstrap_timeout_ms"] = _bootstrap_timeout_ms
     for env, key in _ENV_SETTINGS.items():
         if os.environ.get(env):
             settings[key] = os.environ[env]

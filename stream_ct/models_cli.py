@@ -18,9 +18,9 @@ import orjson
 
 from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.events import EventLog
-from stream_ct.kafka_io import CONTROL_TOPIC, MODELS_TOPIC, ensure_control_topics, group_members, make_producer
-from stream_ct.registry import IntegrityError, Registry
-from stream_ct.retrain_worker import WORKER_GROUP, announcement
+from stream_ct.kafka_io import (CONTROL_TOPIC, MODELS_TOPIC, WORKER_GROUP, ensure_control_topics, group_members,
+                                make_producer)
+from stream_ct.registry import IntegrityError, Registry, announcement
 
 
 def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:

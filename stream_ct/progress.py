@@ -1,6 +1,6 @@
 """A progress line on stderr for long-running commands (no dependency, quiet when piped).
 
->>> p = Progress("replay", unit="records", stream=None)
+>>> p = Progress("replay", unit="record", stream=None)
 >>> p.update(10); p.done(10)
 """
 
@@ -9,12 +9,14 @@ from __future__ import annotations
 import sys
 import time
 
+from stream_ct.words import counted
+
 
 class Progress:
-    """Prints ``label: N unit (R/s)`` at most every ``interval_s`` seconds (default: every second
+    """Prints ``label: N units (R/s)`` at most every ``interval_s`` seconds (default: every second
     in place on a terminal, every 10 s as a new line in a log), and a final line."""
 
-    def __init__(self, label: str, *, unit: str = "items", total: int | None = None,
+    def __init__(self, label: str, *, unit: str = "item", total: int | None = None,
                  interval_s: float | None = None, stream=sys.stderr):
         self.label, self.unit, self.total = label, unit, total
         self.stream = stream
@@ -24,8 +26,8 @@ class Progress:
 
     def _line(self, count: int) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        of = f"/{self.total}" if self.total else ""
-        return f"{self.label}: {count}{of} {self.unit} ({count / elapsed:,.0f}/s)"
+        counts = f"{count:,}/{counted(self.total, self.unit)}" if self.total else counted(count, self.unit)
+        return f"{self.label}: {counts} ({count / elapsed:,.0f}/s)"
 
     def update(self, count: int) -> None:
         now = time.monotonic()

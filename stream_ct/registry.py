@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import skops.io as sio
 
-from stream_ct.anomaly import AnomalyModel
 from stream_ct.events import to_json
 
 #: Types that skops may rebuild beyond its own defaults; anything else is refused.
@@ -117,6 +115,10 @@ class Registry:
     def save(self, name: str, estimator: Any, reference: dict[str, np.ndarray], meta: dict[str, Any],
              drift_state: dict[str, Any] | None = None) -> int:
         """Write a new version atomically; return its number. ``meta`` gains files and sha256s."""
+        import skops.io as sio  # here and in load: scikit-learn and river cost a command seconds to import
+
+        from stream_ct.anomaly import AnomalyModel
+
         folder = self._model_dir(name)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".tmp-{uuid.uuid4().hex}"
@@ -174,6 +176,8 @@ class Registry:
         """Verify, then load a version; refuses anything whose checksum does not match. Each file
         is read once and loaded from the bytes that were hashed: a file replaced on the shared
         folder after its check is never loaded."""
+        import skops.io as sio
+
         meta = self._record(name, version, expected)
         data = {fname: (self.path(name, version) / fname).read_bytes() for fname in meta["files"]}
         for fname, digest in meta["files"].items():
@@ -247,6 +251,13 @@ class Registry:
                 if isinstance(entry, dict):
                     by_request[entry.get("request_id")] = {"decision": "skipped", **entry}
         return sorted(by_request.values(), key=lambda entry: entry.get("created_at") or 0)
+
+
+def announcement(registry: Registry, name: str, version: int, reason: str) -> bytes:
+    """The ``ct.models`` value that makes every serve instance load ``version``."""
+    meta = registry.meta(name, version)
+    return to_json({"model": name, "version": version, "files": meta["files"],
+                    "feature_names": meta["feature_names"], "reason": reason, "at": time.time()})
 
 
 def _append_line(path: Path, line: bytes) -> None:

@@ -18,6 +18,7 @@ from stream_ct.kafka_io import (bootstrap_servers, ensure_topics, grow_partition
                                 records_topic)
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, numbered_recording, write_recording
+from stream_ct.words import counted, were
 
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
@@ -37,8 +38,8 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
         for count, msg in enumerate(messages, start=1):
             if partitions is not None and msg.partition is not None and msg.partition not in partitions:
                 raise ValueError(f"record {count} was recorded on partition {msg.partition}, which {topic} does "
-                                 f"not have ({len(partitions)} partitions; --partitions {msg.partition + 1} adds "
-                                 f"them); the {count - 1} records before it were sent")
+                                 f"not have ({counted(len(partitions), 'partition')}; --partitions "
+                                 f"{msg.partition + 1} adds them); {were(count - 1, 'record')} sent before it")
             future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
                                    headers=list(msg.headers),
                                    partition=msg.partition if keep_partitions else None)
@@ -172,26 +173,26 @@ def _run_replay(args) -> int:
         ensure_topics({args.topic: {"partitions": args.partitions}}, args.bootstrap_servers)
         had = grow_partitions(args.topic, args.partitions, args.bootstrap_servers)
         if 0 < had < args.partitions:  # e.g. serve created it first, with one
-            print(f"{args.topic} had {had} partition{'' if had == 1 else 's'}; now {args.partitions}")
-    progress = Progress("replay", unit="records")
+            print(f"{args.topic} had {counted(had, 'partition')}; now {args.partitions}")
+    progress = Progress("replay", unit="record")
     nulls = NullHeaders()
     try:
         count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic, args.bootstrap_servers,
                        rate=args.rate, keep_partitions=args.keep_partitions, progress=progress)
     finally:  # also when the replay stopped: the ones before went out empty
         if nulls.count:
-            print(f"replay: {nulls.count} header value{'s were' if nulls.count > 1 else ' was'} null in the "
+            print(f"replay: {were(nulls.count, 'header value')} null in the "
                   f"recording (first: {nulls.first}), sent as empty: kafka-python cannot send a null header value",
                   file=sys.stderr)
     progress.done(count)
-    print(f"replayed {count} records from {args.file} to {args.topic}")
+    print(f"replayed {counted(count, 'record')} from {args.file} to {args.topic}")
     return 0
 
 
 def _run_record(args) -> int:
-    progress = Progress("record", unit="records")
+    progress = Progress("record", unit="record")
     count = write_recording(args.file, record(args.topic, args.bootstrap_servers, follow_s=args.follow,
                                               progress=progress))
     progress.done(count)
-    print(f"recorded {count} records from {args.topic} to {args.file}", file=sys.stdout)
+    print(f"recorded {counted(count, 'record')} from {args.topic} to {args.file}", file=sys.stdout)
     return 0

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import orjson
 
 from stream_ct.kafka_io import EVENTS_TOPIC
+from stream_ct.words import counted
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#7f7f7f")
@@ -680,7 +681,7 @@ def run(args) -> int:
         try:
             events = fetch_events(args.bootstrap_servers)
         except KafkaError as exc:
-            print(f"error: cannot read {origin} ({exc}); start the broker, set "
+            print(f"error: cannot read {origin} ({exc}); start a broker with `stream-ct broker start`, set "
                   "STREAM_CT_BOOTSTRAP, or pass --events FILE", file=sys.stderr)
             return 3
     if args.consumer:
@@ -694,7 +695,7 @@ def run(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(build_report(events, title), encoding="utf-8")
-    print(f"report: {len(events)} events from {origin} -> {out}")
+    print(f"report: {counted(len(events), 'event')} from {origin} -> {out}")
     return 0
 
 

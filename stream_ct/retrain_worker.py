@@ -42,7 +42,7 @@ from stream_ct.events import EventLog
 from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, field_levels, select_features,
                                 strata_levels, target_vector, wafer_ids)
 from stream_ct.gates import GateResult, run_gates
-from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, make_consumer,
+from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, WORKER_GROUP, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
 from stream_ct.labels import unjoinable
 from stream_ct.logs import log
@@ -51,12 +51,12 @@ from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
 from stream_ct.reconnect import while_unreachable
 from stream_ct.record import part_key
-from stream_ct.registry import IntegrityError, Registry, code_version
+from stream_ct.registry import IntegrityError, Registry, announcement, code_version
 from stream_ct.resends import without_resends
 from stream_ct.retests import latest_results
 from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
+from stream_ct.words import counted
 
-WORKER_GROUP = "stream-ct-retrain"
 #: Request ids a worker remembers as settled (a request read again after a refused commit is not trained twice).
 REMEMBERED_REQUESTS = 10_000
 
@@ -534,13 +534,6 @@ def train_in_child(request: dict[str, Any], records: list[dict[str, Any]] | None
     return call_in_child(read_and_train, (request, records, registry_root, bootstrap), timeout_s, what="training")
 
 
-def announcement(registry: Registry, name: str, version: int, reason: str) -> bytes:
-    """The ``ct.models`` value that makes every serve instance load ``version``."""
-    meta = registry.meta(name, version)
-    return orjson.dumps({"model": name, "version": version, "files": meta["files"],
-                         "feature_names": meta["feature_names"], "reason": reason, "at": time.time()})
-
-
 def announce(outbox: Outbox, registry: Registry, name: str, version: int, decision: str, reason: str) -> None:
     """Put a promoted or shadow version's announcement in the log (before its decision is).
 
@@ -686,7 +679,7 @@ class RetrainWorker:
                 producer.close(timeout=10)
             except KafkaTimeoutError:  # kafka-python's close raises when its flush times out (broker away)
                 log("retrain-worker", "Kafka did not acknowledge the last events within 10 s; exiting anyway")
-        log("retrain-worker", f"stopped after settling {settled} request{'' if settled == 1 else 's'}")
+        log("retrain-worker", f"stopped after settling {counted(settled, 'request')}")
         return 0
 
     def _commit(self, consumer, tp: TopicPartition, offset: int) -> bool:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_ct.config import MIN_LABELS
 from stream_ct.training import metrics_from_scores
-
-
-#: labeled predictions before a rolling metric has a value (``RollingMetric.value``)
-MIN_LABELS = 50
 
 
 class RollingMetric:

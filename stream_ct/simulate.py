@@ -43,6 +43,7 @@ import orjson
 from stream_ct.binary_record import ENCODERS, add_encoding_argument
 from stream_ct.record import part_key
 from stream_ct.recording import Message, write_recording
+from stream_ct.words import counted
 
 SCENARIOS = ("none", "mean-shift", "variance-change", "tester-offset", "concept", "process-change")
 
@@ -515,7 +516,7 @@ def _run(args: argparse.Namespace) -> int:
     with open(f"{args.out}.truth.json", "rb") as src:
         onsets = json.load(src)["onsets"]
     where = ", ".join(f"{o['kind']} at record {o['record']:,}" for o in onsets) or "no drift"
-    print(f"wrote {count:,} records to {args.out} (scenario {args.scenario}: {where}; "
+    print(f"wrote {counted(count, 'record')} to {args.out} (scenario {args.scenario}: {where}; "
           f"truth in {args.out}.truth.json)")
     return 0
 

@@ -633,13 +633,13 @@ def test_convert_stops_at_a_bad_file_and_says_what_was_written(tmp_path):
 def test_cli_convert(tmp_path, capsys):
     out = tmp_path / "p.jsonl"
     assert main(["stdf", "convert", str(STDF_DIR / "makechip_x.stdf"), "--out", str(out)]) == 0
-    assert "makechip_x.stdf: 1 parts written" in capsys.readouterr().err
+    assert "makechip_x.stdf: 1 part written (1 PRR, " in capsys.readouterr().err  # was "1 parts", "1 PRRs"
     (tmp_path / "cut.stdf").write_bytes(load("makechip_x.stdf")[:1000])
     assert main(["stdf", "convert", str(STDF_DIR / "makechip_x.stdf"), str(tmp_path / "cut.stdf"),
                  "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: cut.stdf: truncated record at byte 988 (REC_TYP 50 REC_SUB 10, REC_LEN 16, "
-                   f"8 bytes left): 1 parts were written to {out} before the error"]
+                   f"8 bytes left): 1 part was written to {out} before the error"]
     assert main(["stdf", "convert", str(tmp_path / "missing.stdf"), "--out", str(out)]) == 2
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
+from pathlib import Path
 
 import pytest
 
-from stream_ct import cli
+from stream_ct import cli, kafka_io
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from stream_ct.broker import BrokerError
 from stream_ct.cli import main
 
+CONFIG = str(Path(__file__).resolve().parents[1] / "consumers" / "yield.toml")
 CORE_COMMANDS = ("broker", "replay", "record", "serve", "retrain-worker")
 
 
@@ -80,7 +84,7 @@ def test_error_mapping(monkeypatch, capsys, exc, code, err):
 
     monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: _FakeModule(exc) if name == "fake_boom_module" else real_import(name))
     assert main(["boom"]) == code
@@ -97,7 +101,7 @@ def test_an_outage_error_says_which_call_met_it(monkeypatch, capsys):
     exec(code, namespace)
     monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
     fake = _FakeModule(None)
     fake.run = lambda args: namespace["poll_loop"]()
     monkeypatch.setattr(importlib, "import_module",
@@ -106,11 +110,46 @@ def test_an_outage_error_says_which_call_met_it(monkeypatch, capsys):
     assert "(KafkaConnectionError, in serve.py:3 poll_loop)" in capsys.readouterr().err
 
 
+def test_a_one_shot_command_gives_up_on_an_unreachable_broker_at_once(monkeypatch, capsys):
+    """``retrain`` (like ``models promote``, ``replay``, ``record``) waited kafka-python's 30 s
+    to bootstrap before saying the broker was not there."""
+    monkeypatch.setattr(kafka_io, "ONE_SHOT_BOOTSTRAP_MS", 500)
+    with socket.socket() as sock:  # bound, not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+        started = time.monotonic()
+        code = main(["retrain", CONFIG, "--reason", "x", "--bootstrap-servers", address])
+        elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 3 and elapsed < 5, elapsed
+    assert err.startswith(f"error: cannot reach Kafka at {address} (KafkaTimeoutError")
+    assert "`stream-ct broker start`" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, timeout_ms", [("serve", None), ("retrain-worker", None), ("demo", None),
+                                                 ("models", kafka_io.ONE_SHOT_BOOTSTRAP_MS)])
+def test_only_the_services_wait_out_an_unreachable_broker(monkeypatch, command, timeout_ms):
+    """serve and the retrain worker keep kafka-python's 30 s to reach the broker: they
+    outlast a broker restart; the setting ends with the command."""
+    import importlib
+
+    seen = []
+    fake = _FakeModule(None)
+    fake.register = lambda subparsers: subparsers.add_parser(command).set_defaults(func=fake.run)
+    fake.run = lambda args: seen.append(kafka_io.connection_settings().get("bootstrap_timeout_ms"))
+    real_import = importlib.import_module
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_module": (command,)})
+    monkeypatch.setattr(importlib, "import_module", lambda name: fake if name == "fake_module" else real_import(name))
+    assert main([command]) == 0
+    assert seen == [timeout_ms]
+    assert "bootstrap_timeout_ms" not in kafka_io.connection_settings()
+
+
 def test_unexpected_exception_is_not_swallowed(monkeypatch):
     import importlib
 
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_boom_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: _FakeModule(RuntimeError("bug")) if name == "fake_boom_module" else real_import(name))
     with pytest.raises(RuntimeError, match="bug"):

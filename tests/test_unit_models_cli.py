@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import kafka.errors
@@ -143,3 +145,14 @@ def test_retrain_warns_when_no_retrain_worker_would_decide_it(monkeypatch, capsy
     assert sent == ["ct.control"] and out == "asked the serve instances of yield to retrain: new probe card\n"
     assert err == ("warning: no retrain worker is running (consumer group stream-ct-retrain has no members): the "
                    "request waits in ct.retrain until one starts (stream-ct retrain-worker)\n" if warned else "")
+
+
+@pytest.mark.parametrize("argv", [["models", "list", CONFIG, "--registry", "{tmp}"], ["retrain", "--help"]])
+def test_the_operator_s_commands_import_no_machine_learning_library(tmp_path, argv):
+    """``models promote`` spent 2.5-9 s importing scipy, scikit-learn, skops and river (with
+    every command's module) and 0.3 s talking to Kafka."""
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    code = (f"import sys\nfrom stream_ct.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'skops', 'river'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -15,7 +15,7 @@ class TTY(io.StringIO):
 
 def test_update_prints_line_when_interval_passed():
     out = io.StringIO()
-    p = Progress("replay", unit="records", total=100, interval_s=0.0, stream=out)
+    p = Progress("replay", unit="record", total=100, interval_s=0.0, stream=out)
     p.update(10)
     assert re.fullmatch(r"replay: 10/100 records \([\d,]+/s\)\n", out.getvalue())
 
@@ -32,7 +32,7 @@ def test_update_throttled_by_interval():
 
 def test_tty_uses_carriage_return():
     out = TTY()
-    p = Progress("serve", unit="records", interval_s=0.0, stream=out)
+    p = Progress("serve", unit="record", interval_s=0.0, stream=out)
     p.update(5)
     assert out.getvalue().endswith("\r") and out.getvalue().startswith("serve: 5 records (")
 
@@ -45,5 +45,13 @@ def test_quiet_without_stream():
 
 def test_total_omitted_when_unknown():
     out = io.StringIO()
-    Progress("x", unit="parts", stream=out).done(7)
+    Progress("x", unit="part", stream=out).done(7)
     assert out.getvalue().startswith("x: 7 parts (")
+
+
+def test_one_is_singular():
+    """A replay of one record ended with 'replay: 1 records (...) done'."""
+    out = io.StringIO()
+    Progress("replay", unit="record", stream=out).done(1)
+    Progress("replay", unit="record", total=1, stream=out).done(1)
+    assert re.fullmatch(r"replay: 1 record \([\d,]+/s\) done\nreplay: 1/1 record \([\d,]+/s\) done\n", out.getvalue())

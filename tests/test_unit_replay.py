@@ -69,7 +69,7 @@ def test_a_recorded_partition_the_topic_lacks_stops_the_replay_saying_how_far_it
     records before it had gone out."""
     messages = [Message(b"k", b"v", 1, partition=p) for p in (0, 1, 2, 0)]
     with pytest.raises(ValueError, match=r"^record 3 was recorded on partition 2, which t does not have "
-                                         r"\(2 partitions; --partitions 3 adds them\); the 2 records before it were sent"):
+                                         r"\(2 partitions; --partitions 3 adds them\); 2 records were sent before it"):
         replay_module.replay(messages, "t", keep_partitions=True)
     assert producer.sent == [b"v", b"v"]
     assert replay_module.replay(messages, "t") == 4  # without --keep-partitions the partitioner picks

@@ -22,6 +22,7 @@ from stream_ct.stdf.errors import StdfError
 from stream_ct.stdf.progress import FileProgress
 from stream_ct.stdf.reader import ReadStats, StdfReader
 from stream_ct.stdf.source import source_name
+from stream_ct.words import counted, were
 
 
 @dataclass
@@ -34,13 +35,14 @@ class FileResult:
 
     def summary(self, verb: str) -> str:
         s = self.stats
-        text = f"{self.parts} parts {verb} ({s.prr} PRRs, {s.ptr} PTRs, {s.mpr} MPRs, {s.ftr} FTRs)"
+        text = (f"{counted(self.parts, 'part')} {verb} ({counted(s.prr, 'PRR')}, {counted(s.ptr, 'PTR')}, "
+                f"{counted(s.mpr, 'MPR')}, {counted(s.ftr, 'FTR')})")
         if s.parts_without_tests:
-            text += f"; {s.parts_without_tests} parts without test results skipped"
+            text += f"; {counted(s.parts_without_tests, 'part')} without test results skipped"
         if s.unclosed_parts:
-            text += f"; {s.unclosed_parts} parts without a PRR skipped"
+            text += f"; {counted(s.unclosed_parts, 'part')} without a PRR skipped"
         if s.retests:
-            text += f"; {s.retests} retests superseding an earlier part"
+            text += f"; {counted(s.retests, 'retest')} superseding an earlier part"
         return text
 
 
@@ -99,7 +101,7 @@ def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "j
     try:
         write_recording(result.out_path, messages())
     except StdfError as exc:
-        note = f"{result.parts} parts were written to {result.out_path} before the error"
+        note = f"{were(result.parts, 'part')} written to {result.out_path} before the error"
         result.error = f"{exc}: {note}"
         raise exc.with_note(note, result) from exc
     return result

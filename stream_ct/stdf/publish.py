@@ -17,6 +17,7 @@ from kafka.errors import KafkaError
 
 from stream_ct.stdf.convert import FileResult, open_reader, part_messages
 from stream_ct.stdf.errors import StdfError
+from stream_ct.words import counted, were
 
 #: How long a failed publish waits for the parts already sent to be acknowledged.
 SETTLE_TIMEOUT_S = 10.0
@@ -78,21 +79,21 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                 future.add_errback(failures.append)
             producer.flush()
             if failures:
-                result.error = (f"Kafka did not acknowledge {len(failures)} parts ({failures[0]}); "
-                                f"{result.parts} parts were published")
+                result.error = (f"Kafka did not acknowledge {counted(len(failures), 'part')} ({failures[0]}); "
+                                f"{were(result.parts, 'part')} published")
                 raise PublishError(result.error, result)
             if shown:
                 shown.done(entry.summary("published"))
     except StdfError as exc:
         producer.flush()
-        note = f"{result.parts} parts were published before the error"
+        note = f"{were(result.parts, 'part')} published before the error"
         result.error = f"{exc}: {note}"
         raise exc.with_note(note, result) from exc
     except KafkaError as exc:
         with suppress(KafkaError):  # the parts sent may still be acknowledged; a gone broker times out
             producer.flush(timeout=SETTLE_TIMEOUT_S)
         entry = result.files[-1]
-        result.error = (f"Kafka failed while publishing {entry.file} ({exc}): {result.parts} parts were "
+        result.error = (f"Kafka failed while publishing {entry.file} ({exc}): {were(result.parts, 'part')} "
                         f"acknowledged, {entry.parts} of them from {entry.file}; parts sent but not "
                         f"acknowledged are not counted, so publishing again from there may repeat a few")
         raise PublishError(result.error, result) from exc
