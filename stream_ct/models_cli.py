@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import orjson
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.events import EventLog
@@ -50,18 +51,29 @@ def version_rows(registry: Registry, name: str) -> list[dict[str, Any]]:
 
 def publish_champion(registry: Registry, name: str, version: int, reason: str, bootstrap: str | None,
                      consumer: str) -> None:
-    """Verify, move the pointer, announce on ct.models, and record the event; a version whose
-    files fail verification is refused in one line (nothing moves)."""
+    """Verify, announce on ct.models, move the pointer once Kafka has acknowledged the
+    announcement, and record the event. A version whose files fail verification, or whose
+    announcement Kafka does not take, is refused in one line, and nothing moves: the pointer
+    used to move first, and a failed send (which ``flush`` does not raise) left every serve
+    instance on the old champion while the command said the new one was."""
     try:
         registry.verify(name, version)
     except IntegrityError as exc:
         raise ValueError(f"{exc}; v{version} is not made champion (pointer and ct.models unchanged): "
                          "stream-ct models show --version N says whether a version verifies") from None
+    value = announcement(registry, name, version, reason)
     ensure_control_topics(bootstrap)
     producer = make_producer(bootstrap)
     try:
+        sent = producer.send(MODELS_TOPIC, key=name.encode(), value=value)
+        producer.flush()
+        if sent.failed() and isinstance(sent.exception, (KafkaConnectionError, KafkaTimeoutError)):
+            raise sent.exception  # the broker is away: the command says so (exit 3)
+        if sent.failed():
+            raise ValueError(f"Kafka refused the announcement of {name} v{version} on {MODELS_TOPIC} "
+                             f"({type(sent.exception).__name__}: {sent.exception}); v{version} is not made "
+                             "champion (pointer unchanged)")
         registry.set_champion(name, version)
-        producer.send(MODELS_TOPIC, key=name.encode(), value=announcement(registry, name, version, reason))
         EventLog(producer, "models-cli", consumer).emit(reason, model=name, version=version, manual=True)
         producer.flush()
     finally:

@@ -28,7 +28,7 @@ def published(monkeypatch):
 def _registry_without_champion(root) -> Registry:
     registry = Registry(root)
     X = np.random.default_rng(0).normal(size=(40, 2))
-    registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X}, {"decision": "promoted"})
+    registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X}, {"decision": "promoted", "feature_names": ["a", "b"]})
     assert registry.champion("yield") is None
     return registry
 
@@ -38,7 +38,7 @@ def _registry_with_v2_champion(root) -> Registry:
     registry = _registry_without_champion(root)
     X = np.random.default_rng(1).normal(size=(40, 2))
     v2 = registry.save("yield", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X},
-                       {"decision": "promoted", "parent_version": 1})
+                       {"decision": "promoted", "parent_version": 1, "feature_names": ["a", "b"]})
     registry.set_champion("yield", v2)
     return registry
 
@@ -84,7 +84,7 @@ def test_models_list_takes_the_overrides_serve_was_given(tmp_path, capsys):
     and could only list the definition's own model."""
     registry = Registry(tmp_path)
     X = np.random.default_rng(0).normal(size=(40, 2))
-    registry.save("yield-lot2", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X}, {"decision": "promoted"})
+    registry.save("yield-lot2", LogisticRegression().fit(X, X[:, 0] > 0), {"X": X}, {"decision": "promoted", "feature_names": ["a", "b"]})
     assert main(["models", "list", CONFIG, "--registry", str(tmp_path), "--set", "consumer.name=yield-lot2"]) == 0
     assert "        1  promoted" in capsys.readouterr().out
     assert main(["models", "list", CONFIG, "--registry", str(tmp_path)]) == 0
@@ -156,3 +156,44 @@ def test_the_operator_s_commands_import_no_machine_learning_library(tmp_path, ar
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'skops', 'river'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+class _Producer:
+    """A producer whose sends to ct.models end with ``error`` (None: acknowledged)."""
+
+    def __init__(self, error=None):
+        self.error, self.sent = error, []
+
+    def send(self, topic, key=None, value=None):
+        from kafka.future import Future
+
+        self.sent.append(topic)
+        future = Future()
+        return future.failure(self.error) if self.error and topic == kafka_io.MODELS_TOPIC else future.success(None)
+
+    def flush(self, timeout=None):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("error, code", [(None, 0), (kafka.errors.TopicAuthorizationFailedError(), 2),
+                                         (kafka.errors.KafkaTimeoutError("Batch expired"), 3)])
+def test_promote_moves_the_pointer_only_once_kafka_took_the_announcement(tmp_path, monkeypatch, capsys, error, code):
+    """The pointer moved first and a send that failed (``flush`` does not raise) left every
+    instance on v2 while the command printed "v1 is now the champion"."""
+    registry = _registry_with_v2_champion(tmp_path)
+    producer = _Producer(error)
+    monkeypatch.setattr(models_cli, "ensure_control_topics", lambda bootstrap: None)
+    monkeypatch.setattr(models_cli, "make_producer", lambda bootstrap: producer)
+    assert main(["models", "promote", CONFIG, "--registry", str(tmp_path), "--version", "1"]) == code
+    out, err = capsys.readouterr()
+    if error is None:
+        assert registry.champion("yield") == 1 and producer.sent == [kafka_io.MODELS_TOPIC, kafka_io.EVENTS_TOPIC]
+        assert out == "yield: v1 is now the champion\n"
+        return
+    assert registry.champion("yield") == 2 and producer.sent == [kafka_io.MODELS_TOPIC] and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    if code == 2:
+        assert "Kafka refused the announcement of yield v1 on ct.models" in err and "pointer unchanged" in err
