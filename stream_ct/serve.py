@@ -271,6 +271,8 @@ class Server:
                 if not polled:
                     break
                 self.assigned = bool(consumer.assignment())
+                if self.unrestored:  # before this batch is committed: its commit would be the note found
+                    self._restore_waiting()
                 if batch:
                     started, position, before = time.monotonic(), self.position, self.counts.copy()
                     self._process(batch)
@@ -634,7 +636,13 @@ class Server:
         them (a restart, a rebalance) wait for their labels again (``stream_ct.awaiting``). They
         are read back in a thread of their own (``_read_back``) while serving goes on; a label
         that comes first waits as an early label. A failure is said and costs only their
-        labels' updates, as before."""
+        labels' updates, as before.
+
+        Called right after the poll that assigned them, before its batch is processed: once
+        this instance commits that batch, the group's commit is its own, and its note (made
+        now, of records sent maybe long after the ones waiting) aged the predictions made
+        before by the timestamps alone, the downtime left out: predictions past their TTL
+        waited again, and so did the batch just served."""
         partitions, self.unrestored = sorted(self.unrestored), set()
         notes = {}
         for tp in partitions:
@@ -955,8 +963,6 @@ class Server:
 
     def _between_batches(self) -> None:
         self._swap_if_ready()
-        if self.unrestored:
-            self._restore_waiting()
         self._restore_read_back()
         shadow = self.watcher.take_shadow()
         if shadow is not None and self._shadow_stale(shadow.artifact):
