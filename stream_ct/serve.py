@@ -213,7 +213,9 @@ class Server:
         self.metrics_args = metrics_args
         self.assigned = False
         self.consumed: dict[TopicPartition, int] = {}  # next offset per partition read, inputs and labels
-        self.consumed_at: dict[TopicPartition, int] = {}  # the timestamp (ms) of the last record read there
+        #: the timestamp (ms) of the last record read there, and when (wall time) it was read: the
+        #: commit's note (``awaiting.commit_note``)
+        self.consumed_at: dict[TopicPartition, tuple[int, float]] = {}
         #: input partitions assigned whose predictions made before (elsewhere, or before a restart)
         #: still wait for labels: read back before the next batch is processed
         self.unrestored: set[TopicPartition] = set()
@@ -380,9 +382,11 @@ class Server:
         read again on restart (at least once)."""
         assigned = consumer.assignment()
         self.consumed = {tp: offset for tp, offset in self.consumed.items() if tp in assigned}
-        now = time.time()
-        self.commit_offsets = {tp: OffsetAndMetadata(offset, commit_note(self.consumed_at.get(tp), now), -1)
-                               for tp, offset in self.consumed.items()}
+        # each partition's note says when its own last record was read: a commit covers the
+        # partitions that had none in this batch too (stamped with the commit's time, a partition
+        # idle for an hour had its waiting predictions judged an hour younger after a restart)
+        self.commit_offsets = {tp: OffsetAndMetadata(offset, commit_note(*self.consumed_at.get(tp, (None, None))),
+                                                     -1) for tp, offset in self.consumed.items()}
         if self.last_commit == "failed":
             self.counts["async_commit_failures"] += 1
             try:
@@ -468,10 +472,11 @@ class Server:
     def _process(self, batch: dict) -> None:
         labels_topic = self.config.labels.topic
         parts, labels = [], []
+        read_at = time.time()
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             (labels if tp.topic == labels_topic else parts).extend(batch[tp])
             self.consumed[tp] = batch[tp][-1].offset + 1
-            self.consumed_at[tp] = batch[tp][-1].timestamp
+            self.consumed_at[tp] = (batch[tp][-1].timestamp, read_at)
             if tp.topic != labels_topic:
                 self.end_offsets[tp.partition] = batch[tp][-1].offset + 1
         if parts:

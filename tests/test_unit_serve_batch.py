@@ -11,7 +11,7 @@ from kafka.errors import KafkaTimeoutError
 
 from stream_ct import serve
 from stream_ct.anomaly import AnomalyModel
-from stream_ct.awaiting import commit_note
+from stream_ct.awaiting import commit_note, read_note, record_age_s
 from stream_ct.config import ConsumerConfig
 from stream_ct.drift import DriftMonitor
 from stream_ct.rolling import RollingMetric
@@ -392,3 +392,26 @@ def test_an_audit_log_on_a_full_disk_is_said_and_serving_goes_on(tmp_path, capsy
     server._event_log(webhook=None).emit("trigger_check", fire=False)
     assert [orjson.loads(kw["value"])["type"] for kw in server.producer.sent] == ["trigger_check"]
     assert "trigger_check not appended to the audit log /dev/full (OSError" in capsys.readouterr().out
+
+
+def test_a_partition_read_long_ago_keeps_that_time_in_its_commit_note(tmp_path, monkeypatch):
+    """Every commit covers every partition read, and each one's note was stamped with the time
+    of that commit: a partition whose tester had sent nothing for an hour, while another
+    partition streamed on, had its waiting predictions judged an hour younger after a restart
+    than they were (restored past their TTL). The note keeps when its last record was read."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    clock = types.SimpleNamespace(t=10_000.0)
+    monkeypatch.setattr(serve.time, "time", lambda: clock.t)
+    records = _records(np.zeros((4, 3)))
+    quiet, busy = TopicPartition("parts", 0), TopicPartition("parts", 1)
+    server._process({quiet: _messages(records[:2])})
+    clock.t += 3600
+    server._process({busy: [types.SimpleNamespace(**{**vars(m), "partition": 1}) for m in _messages(records[2:])]})
+    sent = {}
+    consumer = types.SimpleNamespace(assignment=lambda: {quiet, busy},
+                                     commit_async=lambda offsets, callback: sent.update(offsets))
+    server._commit(consumer)
+    last_ts = records[1]["ts"] * 1000
+    age = record_age_s(int(last_ts), read_note(sent[quiet].metadata), now=clock.t)
+    assert age == 3600.0, sent[quiet].metadata
+    assert record_age_s(int(records[3]["ts"] * 1000), read_note(sent[busy].metadata), now=clock.t) == 0.0
