@@ -64,14 +64,18 @@ def record_age_s(timestamp_ms: int, note: tuple[float, int], now: float | None =
 
 
 def waiting_records(topic: str, partition: int, committed_offset: int, note: tuple[float, int], ttl_s: float,
-                    target: str, bootstrap: str | None = None) -> list[tuple[float, dict[str, Any]]]:
+                    target: str, bootstrap: str | None = None, capacity: int | None = None
+                    ) -> list[tuple[float, dict[str, Any]]]:
     """``(age_s, record)`` of the records of ``partition`` before ``committed_offset`` that came
-    without their ``target`` and were predicted less than ``ttl_s`` ago, oldest first."""
+    without their ``target`` and were predicted less than ``ttl_s`` ago, oldest first; of the
+    last ``capacity`` offsets only (the joiner's: more would be evicted on arrival, and an
+    hour of a busy partition is millions of records held at once)."""
     left_s = ttl_s - max(0.0, time.time() - note[0])
     if left_s <= 0 or committed_offset <= 0:
         return []
+    floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
     window = read_topic(topic, int(note[1] - left_s * 1000), {str(partition): committed_offset}, bootstrap,
-                        stall_timeout_s=30.0)
+                        stall_timeout_s=30.0, floor_offsets=floor)
     now = time.time()
     aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
             if _unlabeled(rec.get(target)))

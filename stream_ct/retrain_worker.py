@@ -91,11 +91,13 @@ class TopicWindow:
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
                bootstrap: str | None = None, parts: bool = True, stall_timeout_s: float = 120.0,
-               start_offsets: dict[str, int] | None = None) -> TopicWindow:
+               start_offsets: dict[str, int] | None = None, floor_offsets: dict[str, int] | None = None
+               ) -> TopicWindow:
     """Records of ``topic`` from ``start_ts_ms`` (by timestamp; from ``start_offsets`` on the
-    partitions it names) up to ``end_offsets`` (default: the end of each partition now; an end
-    past what the partition holds reads to its end), in timestamp order: valid part records, or
-    with ``parts=False`` any JSON object (label records).
+    partitions it names; from no earlier than ``floor_offsets`` on those it names) up to
+    ``end_offsets`` (default: the end of each partition now; an end past what the partition
+    holds reads to its end), in timestamp order: valid part records, or with ``parts=False``
+    any JSON object (label records).
 
     Raises ``TimeoutError`` naming the partitions when no partition's position moves for
     ``stall_timeout_s`` (a leader away, offsets that yield nothing) instead of waiting forever."""
@@ -120,6 +122,8 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
             start = starts[tp].offset if starts[tp] is not None else ends[tp]
             if str(tp.partition) in (start_offsets or {}):
                 start = given_starts[tp] = int(start_offsets[str(tp.partition)])
+            if str(tp.partition) in (floor_offsets or {}):
+                start = max(start, int(floor_offsets[str(tp.partition)]))
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining[tp] = ends[tp]

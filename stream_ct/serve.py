@@ -669,15 +669,20 @@ class Server:
     def _read_back(self, notes: dict, champion: Artifact | None) -> None:
         """In a thread of its own: the waiting parts of the partitions ``notes`` names (committed
         offset and note), scored by ``champion`` (the online model's own scores are gone), handed
-        to the serving loop, which lets them wait (``_restore_read_back``)."""
+        to the serving loop, which lets them wait (``_restore_read_back``). At most the joiner's
+        ``buffer_size``, the youngest: more would be evicted on arrival (each partition is read
+        up to that many offsets, the youngest kept across partitions as they are read)."""
         started, found = time.monotonic(), []
+        capacity = self.config.labels.buffer_size
         try:
             for tp, (offset, note) in notes.items():
                 try:
                     found += waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
-                                             self.config.model.target, self.bootstrap)
+                                             self.config.model.target, self.bootstrap, capacity)
                 except (KafkaError, TimeoutError, ValueError) as exc:
                     _read_back_failed(tp, exc)
+                if len(found) > capacity:
+                    found = sorted(found, key=lambda entry: entry[0])[:capacity]
             records = [rec for _, rec in found]
             results = Measurements(records)
             if champion is not None and records:

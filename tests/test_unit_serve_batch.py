@@ -415,3 +415,26 @@ def test_a_partition_read_long_ago_keeps_that_time_in_its_commit_note(tmp_path, 
     age = record_age_s(int(last_ts), read_note(sent[quiet].metadata), now=clock.t)
     assert age == 3600.0, sent[quiet].metadata
     assert record_age_s(int(records[3]["ts"] * 1000), read_note(sent[busy].metadata), now=clock.t) == 0.0
+
+
+def test_a_read_back_of_several_partitions_keeps_the_newest_the_joiner_can_hold(tmp_path, monkeypatch):
+    """Each partition is read up to the joiner's capacity; across partitions only the youngest
+    ``buffer_size`` are kept (the others would be evicted on arrival) while the next is read."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(),
+                                              "labels": {"topic": "parts.labels", "buffer_size": 4}})
+    records = _records(np.zeros((6, 3)))
+    by_partition = {0: [(50.0, records[0]), (30.0, records[1]), (10.0, records[2])],
+                    1: [(40.0, records[3]), (20.0, records[4]), (5.0, records[5])]}
+    asked = []
+
+    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
+        asked.append(capacity)
+        return by_partition[partition]
+
+    monkeypatch.setattr(serve, "waiting_records", waiting)
+    note = (1000.0, 1_000_000)
+    server._read_back({TopicPartition("parts", 0): (3, note), TopicPartition("parts", 1): (3, note)}, None)
+    entries = server.read_back.get_nowait()[0]
+    assert asked == [4, 4]
+    assert sorted(age for _, _, age in entries) == [5.0, 10.0, 20.0, 30.0]
