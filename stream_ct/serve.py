@@ -672,27 +672,32 @@ class Server:
         to the serving loop, which lets them wait (``_restore_read_back``). At most the joiner's
         ``buffer_size``, the youngest: more would be evicted on arrival (each partition is read
         up to that many offsets, the youngest kept across partitions as they are read)."""
-        started, found = time.monotonic(), []
+        started, found = time.monotonic(), []  # (when predicted, on this clock; record)
         capacity = self.config.labels.buffer_size
         try:
             for tp, (offset, note) in notes.items():
                 try:
-                    found += waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
-                                             self.config.model.target, self.bootstrap, capacity)
+                    waiting = waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
+                                              self.config.model.target, self.bootstrap, capacity)
                 except (KafkaError, TimeoutError, ValueError) as exc:
                     _read_back_failed(tp, exc)
+                    continue
+                # aged as of now: the partitions read after this one (a minute at 300 tests) age it too
+                read_at = time.monotonic()
+                found += [(read_at - age, rec) for age, rec in waiting]
                 if len(found) > capacity:
-                    found = sorted(found, key=lambda entry: entry[0])[:capacity]
+                    found = sorted(found, key=lambda entry: entry[0], reverse=True)[:capacity]
             records = [rec for _, rec in found]
             results = Measurements(records)
             if champion is not None and records:
                 scores, version = self._scores(champion, records, results)[1], champion.version
             else:
                 scores, version = np.full(len(records), np.nan), None
-            entries = [(part_key(rec), (version, s, None, row, math.nan), age)
-                       for (age, rec), s, row in zip(found, scores.tolist(), results.rows())]
+            now = time.monotonic()
+            entries = [(part_key(rec), (version, s, None, row, math.nan), now - predicted_at)
+                       for (predicted_at, rec), s, row in zip(found, scores.tolist(), results.rows())]
             if entries:
-                self.read_back.put((entries, time.monotonic(), sorted(tp.partition for tp in notes), started))
+                self.read_back.put((entries, now, sorted(tp.partition for tp in notes), started))
         except Exception as exc:  # a thread's error would only reach stderr: said in serve's log, serving goes on
             log("serve", f"reading back the predictions waiting for labels failed ({type(exc).__name__}: {exc})")
 

@@ -426,15 +426,39 @@ def test_a_read_back_of_several_partitions_keeps_the_newest_the_joiner_can_hold(
     records = _records(np.zeros((6, 3)))
     by_partition = {0: [(50.0, records[0]), (30.0, records[1]), (10.0, records[2])],
                     1: [(40.0, records[3]), (20.0, records[4]), (5.0, records[5])]}
-    asked = []
+    asked, clock = [], types.SimpleNamespace(t=500.0)
 
     def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
         asked.append(capacity)
         return by_partition[partition]
 
+    monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
     monkeypatch.setattr(serve, "waiting_records", waiting)
     note = (1000.0, 1_000_000)
     server._read_back({TopicPartition("parts", 0): (3, note), TopicPartition("parts", 1): (3, note)}, None)
     entries = server.read_back.get_nowait()[0]
     assert asked == [4, 4]
     assert sorted(age for _, _, age in entries) == [5.0, 10.0, 20.0, 30.0]
+
+
+def test_parts_read_back_first_age_while_the_other_partitions_are_read(tmp_path, monkeypatch):
+    """Ages were counted as of each partition's own read and handed over as of the last: a
+    read-back of many partitions (a minute at 300 tests) kept the first ones' predictions that
+    long past their TTL."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "labels": {"topic": "parts.labels"}})
+    records = _records(np.zeros((2, 3)))
+    clock = types.SimpleNamespace(t=500.0)
+
+    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
+        if partition == 0:
+            return [(10.0, records[0])]
+        clock.t += 100.0  # reading partition 1 takes 100 s
+        return [(1.0, records[1])]
+
+    monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
+    monkeypatch.setattr(serve, "waiting_records", waiting)
+    note = (1000.0, 1_000_000)
+    server._read_back({TopicPartition("parts", 0): (1, note), TopicPartition("parts", 1): (1, note)}, None)
+    entries = server.read_back.get_nowait()[0]
+    assert sorted(age for _, _, age in entries) == [1.0, 110.0]
