@@ -293,7 +293,7 @@ def note_unversioned(registry: Registry, request: dict[str, Any], outcome: Outco
             "created_at": time.time(), "rows": outcome.metrics.get("rows"),
             "failed_gates": [g["name"] for g in outcome.gates if not g.get("passed", True)],
             "detail": decision_reason(outcome)})
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a name with a NUL byte, which no path can hold
         log("retrain-worker", f"{request['model']} {request['reason']}: not noted in {registry.root.absolute()} "
                               f"({type(exc).__name__}: {exc}); models list does not show it",
             request_id=request["request_id"])
@@ -733,7 +733,7 @@ class RetrainWorker:
         if not path:
             return events
 
-        def failed(event: dict[str, Any], exc: OSError) -> None:
+        def failed(event: dict[str, Any], exc: Exception) -> None:
             log("retrain-worker", f"{event['type']} not appended to the audit log {Path(path).absolute()} "
                                   f"({type(exc).__name__}: {exc}); it is on ct.events",
                 request_id=request["request_id"])
