@@ -2,23 +2,28 @@
 
 The label joiner lives in serve's memory, so a restart (or a partition handed over in a
 rebalance) lost the predictions committed before it: their labels, arriving later, updated
-neither the rolling metrics nor the online model. Serve now notes in each offset commit when
-it committed and the timestamp of the partition's last record read (``commit_note``); the
-instance that gets the partition reads back the records before the committed offset whose
-prediction is younger than the joiner's TTL (``waiting_records``) and lets them wait again.
+neither the rolling metrics nor the online model. Serve now notes in each offset commit the
+timestamp of the partition's last record read and when it read (and predicted) it
+(``commit_note``); the instance that gets the partition reads back the records before the
+committed offset whose prediction is younger than the joiner's TTL (``waiting_records``) and
+lets them wait again.
 
-A record's age is the time since that commit plus how much older its timestamp is than the
-last record's: exact on a live stream, and an over-estimate on a replay faster than the
-original (an entry judged too old is not restored, never kept past its TTL).
+A record's age is the time since the last record was read plus how much older its timestamp
+is than the last record's: exact on a live stream, and an over-estimate on a replay faster
+than the original (an entry judged too old is not restored, never kept past its TTL). The
+time is the last record's, not the commit's: a commit covers partitions that had no record
+in its batch too.
 
->>> note = commit_note(last_timestamp_ms=1_000_000, now=5_000.0)
+>>> note = commit_note(last_timestamp_ms=1_000_000, read_at=5_000.0)
 >>> note
-'{"committed_at":5000.0,"last_timestamp_ms":1000000}'
+'{"read_at":5000.0,"last_timestamp_ms":1000000}'
 >>> read_note(note)
 (5000.0, 1000000)
 >>> read_note("") is None    # a commit from before these notes
 True
->>> record_age_s(1_000_000 - 30_000, read_note(note), now=5_100.0)   # 100 s since the commit, 30 s older
+>>> read_note('{"committed_at":5000.0,"last_timestamp_ms":1000000}')   # as the first of them named it
+(5000.0, 1000000)
+>>> record_age_s(1_000_000 - 30_000, read_note(note), now=5_100.0)   # read 100 s ago, 30 s older
 130.0
 """
 
@@ -32,38 +37,45 @@ from typing import Any
 from stream_ct.retrain_worker import read_topic
 
 
-def commit_note(last_timestamp_ms: int | None, now: float | None = None) -> str:
-    """The metadata string of a partition's offset commit: the wall time of the commit and the
-    timestamp of the last record read before it (Kafka keeps up to 4,096 bytes per offset)."""
-    return json.dumps({"committed_at": round(time.time() if now is None else now, 3),
+def commit_note(last_timestamp_ms: int | None, read_at: float | None = None) -> str:
+    """The metadata string of a partition's offset commit: the timestamp of the last record
+    read before it and the wall time it was read (default: now; Kafka keeps up to 4,096 bytes
+    per offset)."""
+    return json.dumps({"read_at": round(time.time() if read_at is None else read_at, 3),
                        "last_timestamp_ms": last_timestamp_ms}, separators=(",", ":"))
 
 
 def read_note(metadata: str | None) -> tuple[float, int] | None:
-    """``(committed_at, last_timestamp_ms)`` of a commit ``commit_note`` wrote, else None."""
+    """``(read_at, last_timestamp_ms)`` of a commit ``commit_note`` wrote, else None (a note of
+    the first serve to write them names the time ``committed_at``)."""
     try:
         note = json.loads(metadata or "")
-        return float(note["committed_at"]), int(note["last_timestamp_ms"])
+        read_at = note["read_at"] if "read_at" in note else note["committed_at"]
+        return float(read_at), int(note["last_timestamp_ms"])
     except (ValueError, TypeError, KeyError):
         return None
 
 
 def record_age_s(timestamp_ms: int, note: tuple[float, int], now: float | None = None) -> float:
     """Seconds since the record before the commit ``note`` describes was predicted."""
-    committed_at, last_timestamp_ms = note
+    read_at, last_timestamp_ms = note
     now = time.time() if now is None else now
-    return max(0.0, now - committed_at) + max(0, last_timestamp_ms - timestamp_ms) / 1000
+    return max(0.0, now - read_at) + max(0, last_timestamp_ms - timestamp_ms) / 1000
 
 
 def waiting_records(topic: str, partition: int, committed_offset: int, note: tuple[float, int], ttl_s: float,
-                    target: str, bootstrap: str | None = None) -> list[tuple[float, dict[str, Any]]]:
+                    target: str, bootstrap: str | None = None, capacity: int | None = None
+                    ) -> list[tuple[float, dict[str, Any]]]:
     """``(age_s, record)`` of the records of ``partition`` before ``committed_offset`` that came
-    without their ``target`` and were predicted less than ``ttl_s`` ago, oldest first."""
+    without their ``target`` and were predicted less than ``ttl_s`` ago, oldest first; of the
+    last ``capacity`` offsets only (the joiner's: more would be evicted on arrival, and an
+    hour of a busy partition is millions of records held at once)."""
     left_s = ttl_s - max(0.0, time.time() - note[0])
     if left_s <= 0 or committed_offset <= 0:
         return []
+    floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
     window = read_topic(topic, int(note[1] - left_s * 1000), {str(partition): committed_offset}, bootstrap,
-                        stall_timeout_s=30.0)
+                        stall_timeout_s=30.0, floor_offsets=floor)
     now = time.time()
     aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
             if _unlabeled(rec.get(target)))

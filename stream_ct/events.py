@@ -60,7 +60,8 @@ class EventLog:
         it could not append there (a relative path is relative to the working directory)."""
         log = copy.copy(self)
         log.audit_path, log.audit_failed = Path(path), failed
-        with contextlib.suppress(OSError):  # a folder that cannot be made fails each append, which tells
+        # a folder that cannot be made fails each append, which tells (ValueError: a NUL in the path)
+        with contextlib.suppress(OSError, ValueError):
             log.audit_path.parent.mkdir(parents=True, exist_ok=True)
         return log
 
@@ -73,7 +74,7 @@ class EventLog:
             try:
                 with open(self.audit_path, "ab") as f:
                     f.write(data + b"\n")
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
                 if self.audit_failed is None:
                     raise
                 self.audit_failed(event, exc)

@@ -80,6 +80,20 @@ def publish_champion(registry: Registry, name: str, version: int, reason: str, b
         producer.close()
 
 
+def _local_time(at: Any) -> str:
+    """``at`` (epoch seconds) as local time, or blank when it is none, or not a time."""
+    if not isinstance(at, (int, float)) or isinstance(at, bool):  # time.localtime(None) is now
+        return ""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _print(data: Any, as_json: bool, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if as_json else text)
 
@@ -94,12 +108,14 @@ def _run_models(args) -> int:
                  "failed gates"]
         for r in rows:
             value = None if r["version"] is None else r.get(registry.meta(name, r["version"]).get("primary_metric"))
-            asked = "" if r["requested_at"] is None else time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                       time.localtime(r["requested_at"]))
+            # a request settled as failed is kept as it came, its fields maybe not serve's types
+            asked = _local_time(r["requested_at"])
+            rows_ = r["rows"] if isinstance(r["rows"], int) else ""
+            gates = ", ".join(map(str, r["failed_gates"])) if isinstance(r["failed_gates"], list) else ""
             lines.append(f"{'*' if r['champion'] else ' ':2}{r['version'] or '-':>7}  {r['decision'] or '':9} "
-                         f"{asked:19}  {(r['reason'] or '')[:24]:24} {'' if r['rows'] is None else r['rows']:>7}  "
+                         f"{asked:19}  {_text(r['reason'])[:24]:24} {rows_:>7}  "
                          f"{'' if value is None else f'{value:.4f}':8} "
-                         f"{r.get('detail') or ', '.join(r['failed_gates'] or ())}")
+                         f"{_text(r.get('detail')) or gates}")
         _print(rows, args.json, "\n".join(lines) if rows else f"no versions of {name} in {registry.root}")
         return 0
     if args.action == "show":

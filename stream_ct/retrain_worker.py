@@ -91,11 +91,13 @@ class TopicWindow:
 
 def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None = None,
                bootstrap: str | None = None, parts: bool = True, stall_timeout_s: float = 120.0,
-               start_offsets: dict[str, int] | None = None) -> TopicWindow:
+               start_offsets: dict[str, int] | None = None, floor_offsets: dict[str, int] | None = None
+               ) -> TopicWindow:
     """Records of ``topic`` from ``start_ts_ms`` (by timestamp; from ``start_offsets`` on the
-    partitions it names) up to ``end_offsets`` (default: the end of each partition now; an end
-    past what the partition holds reads to its end), in timestamp order: valid part records, or
-    with ``parts=False`` any JSON object (label records).
+    partitions it names; from no earlier than ``floor_offsets`` on those it names) up to
+    ``end_offsets`` (default: the end of each partition now; an end past what the partition
+    holds reads to its end), in timestamp order: valid part records, or with ``parts=False``
+    any JSON object (label records).
 
     Raises ``TimeoutError`` naming the partitions when no partition's position moves for
     ``stall_timeout_s`` (a leader away, offsets that yield nothing) instead of waiting forever."""
@@ -120,6 +122,8 @@ def read_topic(topic: str, start_ts_ms: int, end_offsets: dict[str, int] | None 
             start = starts[tp].offset if starts[tp] is not None else ends[tp]
             if str(tp.partition) in (start_offsets or {}):
                 start = given_starts[tp] = int(start_offsets[str(tp.partition)])
+            if str(tp.partition) in (floor_offsets or {}):
+                start = max(start, int(floor_offsets[str(tp.partition)]))
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining[tp] = ends[tp]
@@ -289,7 +293,7 @@ def note_unversioned(registry: Registry, request: dict[str, Any], outcome: Outco
             "created_at": time.time(), "rows": outcome.metrics.get("rows"),
             "failed_gates": [g["name"] for g in outcome.gates if not g.get("passed", True)],
             "detail": decision_reason(outcome)})
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a name with a NUL byte, which no path can hold
         log("retrain-worker", f"{request['model']} {request['reason']}: not noted in {registry.root.absolute()} "
                               f"({type(exc).__name__}: {exc}); models list does not show it",
             request_id=request["request_id"])
@@ -722,7 +726,7 @@ class RetrainWorker:
         if not path:
             return events
 
-        def failed(event: dict[str, Any], exc: OSError) -> None:
+        def failed(event: dict[str, Any], exc: Exception) -> None:
             log("retrain-worker", f"{event['type']} not appended to the audit log {Path(path).absolute()} "
                                   f"({type(exc).__name__}: {exc}); it is on ct.events",
                 request_id=request["request_id"])

@@ -213,7 +213,9 @@ class Server:
         self.metrics_args = metrics_args
         self.assigned = False
         self.consumed: dict[TopicPartition, int] = {}  # next offset per partition read, inputs and labels
-        self.consumed_at: dict[TopicPartition, int] = {}  # the timestamp (ms) of the last record read there
+        #: the timestamp (ms) of the last record read there, and when (wall time) it was read: the
+        #: commit's note (``awaiting.commit_note``)
+        self.consumed_at: dict[TopicPartition, tuple[int, float]] = {}
         #: input partitions assigned whose predictions made before (elsewhere, or before a restart)
         #: still wait for labels: read back before the next batch is processed
         self.unrestored: set[TopicPartition] = set()
@@ -271,6 +273,8 @@ class Server:
                 if not polled:
                     break
                 self.assigned = bool(consumer.assignment())
+                if self.unrestored:  # before this batch is committed: its commit would be the note found
+                    self._restore_waiting()
                 if batch:
                     started, position, before = time.monotonic(), self.position, self.counts.copy()
                     self._process(batch)
@@ -378,9 +382,11 @@ class Server:
         read again on restart (at least once)."""
         assigned = consumer.assignment()
         self.consumed = {tp: offset for tp, offset in self.consumed.items() if tp in assigned}
-        now = time.time()
-        self.commit_offsets = {tp: OffsetAndMetadata(offset, commit_note(self.consumed_at.get(tp), now), -1)
-                               for tp, offset in self.consumed.items()}
+        # each partition's note says when its own last record was read: a commit covers the
+        # partitions that had none in this batch too (stamped with the commit's time, a partition
+        # idle for an hour had its waiting predictions judged an hour younger after a restart)
+        self.commit_offsets = {tp: OffsetAndMetadata(offset, commit_note(*self.consumed_at.get(tp, (None, None))),
+                                                     -1) for tp, offset in self.consumed.items()}
         if self.last_commit == "failed":
             self.counts["async_commit_failures"] += 1
             try:
@@ -466,10 +472,11 @@ class Server:
     def _process(self, batch: dict) -> None:
         labels_topic = self.config.labels.topic
         parts, labels = [], []
+        read_at = time.time()
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             (labels if tp.topic == labels_topic else parts).extend(batch[tp])
             self.consumed[tp] = batch[tp][-1].offset + 1
-            self.consumed_at[tp] = batch[tp][-1].timestamp
+            self.consumed_at[tp] = (batch[tp][-1].timestamp, read_at)
             if tp.topic != labels_topic:
                 self.end_offsets[tp.partition] = batch[tp][-1].offset + 1
         if parts:
@@ -634,7 +641,13 @@ class Server:
         them (a restart, a rebalance) wait for their labels again (``stream_ct.awaiting``). They
         are read back in a thread of their own (``_read_back``) while serving goes on; a label
         that comes first waits as an early label. A failure is said and costs only their
-        labels' updates, as before."""
+        labels' updates, as before.
+
+        Called right after the poll that assigned them, before its batch is processed: once
+        this instance commits that batch, the group's commit is its own, and its note (made
+        now, of records sent maybe long after the ones waiting) aged the predictions made
+        before by the timestamps alone, the downtime left out: predictions past their TTL
+        waited again, and so did the batch just served."""
         partitions, self.unrestored = sorted(self.unrestored), set()
         notes = {}
         for tp in partitions:
@@ -656,25 +669,35 @@ class Server:
     def _read_back(self, notes: dict, champion: Artifact | None) -> None:
         """In a thread of its own: the waiting parts of the partitions ``notes`` names (committed
         offset and note), scored by ``champion`` (the online model's own scores are gone), handed
-        to the serving loop, which lets them wait (``_restore_read_back``)."""
-        started, found = time.monotonic(), []
+        to the serving loop, which lets them wait (``_restore_read_back``). At most the joiner's
+        ``buffer_size``, the youngest: more would be evicted on arrival (each partition is read
+        up to that many offsets, the youngest kept across partitions as they are read)."""
+        started, found = time.monotonic(), []  # (when predicted, on this clock; record)
+        capacity = self.config.labels.buffer_size
         try:
             for tp, (offset, note) in notes.items():
                 try:
-                    found += waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
-                                             self.config.model.target, self.bootstrap)
+                    waiting = waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
+                                              self.config.model.target, self.bootstrap, capacity)
                 except (KafkaError, TimeoutError, ValueError) as exc:
                     _read_back_failed(tp, exc)
+                    continue
+                # aged as of now: the partitions read after this one (a minute at 300 tests) age it too
+                read_at = time.monotonic()
+                found += [(read_at - age, rec) for age, rec in waiting]
+                if len(found) > capacity:
+                    found = sorted(found, key=lambda entry: entry[0], reverse=True)[:capacity]
             records = [rec for _, rec in found]
             results = Measurements(records)
             if champion is not None and records:
                 scores, version = self._scores(champion, records, results)[1], champion.version
             else:
                 scores, version = np.full(len(records), np.nan), None
-            entries = [(part_key(rec), (version, s, None, row, math.nan), age)
-                       for (age, rec), s, row in zip(found, scores.tolist(), results.rows())]
+            now = time.monotonic()
+            entries = [(part_key(rec), (version, s, None, row, math.nan), now - predicted_at)
+                       for (predicted_at, rec), s, row in zip(found, scores.tolist(), results.rows())]
             if entries:
-                self.read_back.put((entries, time.monotonic(), sorted(tp.partition for tp in notes), started))
+                self.read_back.put((entries, now, sorted(tp.partition for tp in notes), started))
         except Exception as exc:  # a thread's error would only reach stderr: said in serve's log, serving goes on
             log("serve", f"reading back the predictions waiting for labels failed ({type(exc).__name__}: {exc})")
 
@@ -955,8 +978,6 @@ class Server:
 
     def _between_batches(self) -> None:
         self._swap_if_ready()
-        if self.unrestored:
-            self._restore_waiting()
         self._restore_read_back()
         shadow = self.watcher.take_shadow()
         if shadow is not None and self._shadow_stale(shadow.artifact):

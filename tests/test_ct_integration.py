@@ -204,6 +204,30 @@ def test_labels_that_come_while_serve_is_down_join_the_predictions_it_made_befor
     assert "2000 predictions made before a restart or rebalance wait for their labels again" in serve.output()
 
 
+def test_predictions_older_than_the_ttl_are_not_read_back_when_new_parts_come_first(tmp_path, kafka_bootstrap, topic):
+    """Serve stops with 500 predictions waiting; parts the producer sent right after them wait
+    in the topic while serve is down longer than ``ttl_seconds``. The restarted instance's first
+    batch is those parts, and its commit of them was the note the read-back found: ages counted
+    from a commit made now and timestamps seconds apart, the expired predictions (and the
+    instance's own first batch) waited again. The note read is the one committed before."""
+    n, ttl_s, now_ms = 500, 8, int(time.time() * 1000)
+    records = simulated("none", 2 * n, seed=28)
+    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms + (i - n) * 10, [], None)
+             for i, r in enumerate(records)]
+    label_topic = f"{topic}.labels"
+    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\nttl_seconds = {ttl_s}\n',
+                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
+    replay(parts[:n], topic, kafka_bootstrap)
+    serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / "serve-before.log", tmp_path)
+    assert serve.wait(120) == 0, serve.output()
+    replay(parts[n:], topic, kafka_bootstrap)  # sent right after the first ones, while serve was down
+    time.sleep(ttl_s + 2)
+    serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / "serve-after.log", tmp_path)
+    assert serve.wait(120) == 0, serve.output()
+    after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"][-1]
+    assert after.get("restored_predictions", 0) == 0, (after, serve.output())
+
+
 def test_labels_that_arrive_later_on_a_labels_topic(tmp_path, kafka_bootstrap, topic):
     """Parts carry no outcome; it arrives later on a labels topic, joined by part key in serve
     (rolling metric) and in the retrain worker (training labels)."""

@@ -11,7 +11,7 @@ from kafka.errors import KafkaTimeoutError
 
 from stream_ct import serve
 from stream_ct.anomaly import AnomalyModel
-from stream_ct.awaiting import commit_note
+from stream_ct.awaiting import commit_note, read_note, record_age_s
 from stream_ct.config import ConsumerConfig
 from stream_ct.drift import DriftMonitor
 from stream_ct.rolling import RollingMetric
@@ -392,3 +392,73 @@ def test_an_audit_log_on_a_full_disk_is_said_and_serving_goes_on(tmp_path, capsy
     server._event_log(webhook=None).emit("trigger_check", fire=False)
     assert [orjson.loads(kw["value"])["type"] for kw in server.producer.sent] == ["trigger_check"]
     assert "trigger_check not appended to the audit log /dev/full (OSError" in capsys.readouterr().out
+
+
+def test_a_partition_read_long_ago_keeps_that_time_in_its_commit_note(tmp_path, monkeypatch):
+    """Every commit covers every partition read, and each one's note was stamped with the time
+    of that commit: a partition whose tester had sent nothing for an hour, while another
+    partition streamed on, had its waiting predictions judged an hour younger after a restart
+    than they were (restored past their TTL). The note keeps when its last record was read."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    clock = types.SimpleNamespace(t=10_000.0)
+    monkeypatch.setattr(serve.time, "time", lambda: clock.t)
+    records = _records(np.zeros((4, 3)))
+    quiet, busy = TopicPartition("parts", 0), TopicPartition("parts", 1)
+    server._process({quiet: _messages(records[:2])})
+    clock.t += 3600
+    server._process({busy: [types.SimpleNamespace(**{**vars(m), "partition": 1}) for m in _messages(records[2:])]})
+    sent = {}
+    consumer = types.SimpleNamespace(assignment=lambda: {quiet, busy},
+                                     commit_async=lambda offsets, callback: sent.update(offsets))
+    server._commit(consumer)
+    last_ts = records[1]["ts"] * 1000
+    age = record_age_s(int(last_ts), read_note(sent[quiet].metadata), now=clock.t)
+    assert age == 3600.0, sent[quiet].metadata
+    assert record_age_s(int(records[3]["ts"] * 1000), read_note(sent[busy].metadata), now=clock.t) == 0.0
+
+
+def test_a_read_back_of_several_partitions_keeps_the_newest_the_joiner_can_hold(tmp_path, monkeypatch):
+    """Each partition is read up to the joiner's capacity; across partitions only the youngest
+    ``buffer_size`` are kept (the others would be evicted on arrival) while the next is read."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(),
+                                              "labels": {"topic": "parts.labels", "buffer_size": 4}})
+    records = _records(np.zeros((6, 3)))
+    by_partition = {0: [(50.0, records[0]), (30.0, records[1]), (10.0, records[2])],
+                    1: [(40.0, records[3]), (20.0, records[4]), (5.0, records[5])]}
+    asked, clock = [], types.SimpleNamespace(t=500.0)
+
+    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
+        asked.append(capacity)
+        return by_partition[partition]
+
+    monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
+    monkeypatch.setattr(serve, "waiting_records", waiting)
+    note = (1000.0, 1_000_000)
+    server._read_back({TopicPartition("parts", 0): (3, note), TopicPartition("parts", 1): (3, note)}, None)
+    entries = server.read_back.get_nowait()[0]
+    assert asked == [4, 4]
+    assert sorted(age for _, _, age in entries) == [5.0, 10.0, 20.0, 30.0]
+
+
+def test_parts_read_back_first_age_while_the_other_partitions_are_read(tmp_path, monkeypatch):
+    """Ages were counted as of each partition's own read and handed over as of the last: a
+    read-back of many partitions (a minute at 300 tests) kept the first ones' predictions that
+    long past their TTL."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "labels": {"topic": "parts.labels"}})
+    records = _records(np.zeros((2, 3)))
+    clock = types.SimpleNamespace(t=500.0)
+
+    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
+        if partition == 0:
+            return [(10.0, records[0])]
+        clock.t += 100.0  # reading partition 1 takes 100 s
+        return [(1.0, records[1])]
+
+    monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
+    monkeypatch.setattr(serve, "waiting_records", waiting)
+    note = (1000.0, 1_000_000)
+    server._read_back({TopicPartition("parts", 0): (1, note), TopicPartition("parts", 1): (1, note)}, None)
+    entries = server.read_back.get_nowait()[0]
+    assert sorted(age for _, _, age in entries) == [1.0, 110.0]

@@ -905,3 +905,39 @@ def test_a_worker_that_stops_before_settling_a_request_still_says_it_stopped(mon
     assert capsys.readouterr().out.splitlines()[-2:] == [
         "retrain-worker: stopping before the request was settled in Kafka; it is read again on restart",
         "retrain-worker: stopped after settling 0 requests"]
+
+
+def test_models_list_shows_a_failed_request_whose_fields_are_not_what_serve_writes(tmp_path, monkeypatch, capsys):
+    """A request that raised is settled as failed and kept in UNVERSIONED.jsonl as it came: one
+    whose reason is not a string, or whose time asked is not a number (not serve's, say), made
+    ``models list`` raise at its line, for that model, from then on."""
+    from stream_ct.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = ConsumerConfig.from_dict(dict(RAW, registry={"path": "reg"}))
+    odd = retrain_request(config, "drift", 0, {0: 3000})
+    odd.update(reason=5, requested_at="yesterday")
+    RetrainWorker()._handle_message(orjson.dumps(odd), RecordingOutbox(), RecordingEvents())
+    consumer = str(Path(__file__).resolve().parents[1] / "consumers" / "yield.toml")
+    capsys.readouterr()
+    assert main(["models", "list", consumer, "--registry", "reg"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("        -  failed    " + " " * 19 + "  5 ") and "AttributeError" in line
+
+
+def test_a_request_whose_names_hold_a_nul_is_settled_not_a_crash_at_every_restart(tmp_path, monkeypatch, capsys):
+    """A path with a NUL byte raises ValueError, not OSError: noting such a request in the
+    registry, or opening its consumer's audit log, ended the worker before the request was
+    committed, so every restart read it again and ended the same way."""
+    monkeypatch.chdir(tmp_path)
+    for field, value in (("model", "yield\u0000"), ("audit_log", "audit\u0000.jsonl")):
+        request = retrain_request(ConsumerConfig.from_dict(dict(RAW, registry={"path": "reg"})), "drift", 0, {0: 3000})
+        if field == "model":
+            request["model"] = value  # not its config's model: the request raises
+        else:
+            request["config"]["events"]["audit_log"] = value
+            request["config"]["deploy"]["canary"] = 1  # it raises too
+        worker = RetrainWorker()
+        producer = types.SimpleNamespace(send=lambda topic, **kw: None)
+        worker._handle_message(orjson.dumps(request), RecordingOutbox(), EventLog(producer, "retrain-worker", "*"))
+        assert request["request_id"] in worker.settled_requests, field

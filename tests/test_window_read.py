@@ -174,3 +174,24 @@ def test_records_that_do_not_decode_are_left_out_of_a_window_and_counted(monkeyp
     window = read_topic("parts", 0, {"0": 4})
     assert [rec["part_id"] for rec in window.records] == [1, 2] and window.timestamps == [1000, 1003]
     assert window.invalid_records == 2
+
+
+@pytest.mark.integration
+def test_the_predictions_read_back_after_a_restart_are_at_most_the_joiners_capacity(kafka_bootstrap, topic):
+    """The read-back took every record of the partition younger than ``ttl_seconds``: at 1,000
+    parts a second and the default hour, 3.6 million decoded records held at once, though the
+    joiner keeps 200,000 of them at most. It reads the last ``capacity`` offsets at most."""
+    from stream_ct.awaiting import commit_note, read_note, waiting_records
+
+    ensure_topics({topic: {"partitions": 1}}, kafka_bootstrap)
+    producer = make_producer(kafka_bootstrap)
+    now_ms = int(time.time() * 1000)
+    for i in range(50):
+        part = {"lot_id": "L1", "wafer_id": "W1", "part_id": str(i), "ts": 1.0 + i, "tests": {"a": 1.0}}
+        producer.send(topic, value=orjson.dumps(part), partition=0, timestamp_ms=now_ms - 50 + i)
+    producer.flush()
+    producer.close()
+    note = read_note(commit_note(now_ms - 1))
+    found = waiting_records(topic, 0, 50, note, 3600, "passed", kafka_bootstrap, capacity=10)
+    assert [rec["part_id"] for _, rec in found] == [str(i) for i in range(40, 50)]
+    assert len(waiting_records(topic, 0, 50, note, 3600, "passed", kafka_bootstrap)) == 50
