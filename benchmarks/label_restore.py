@@ -47,7 +47,8 @@ def measure(n: int, n_tests: int, bootstrap: str) -> list:
     server = in_process_server(config, version)
     server.bootstrap = bootstrap
     note = commit_note(int(time.time() * 1000))
-    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: OffsetAndMetadata(n, note, -1))
+    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: OffsetAndMetadata(n, note, -1),
+                                            assignment=set)
     server.unrestored = {TopicPartition(topic, 0)}
     started = time.perf_counter()
     server._restore_waiting()

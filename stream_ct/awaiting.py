@@ -34,6 +34,8 @@ import math
 import time
 from typing import Any
 
+from stream_ct.labels import unjoinable
+from stream_ct.record import part_key
 from stream_ct.retrain_worker import read_topic
 
 
@@ -64,22 +66,38 @@ def record_age_s(timestamp_ms: int, note: tuple[float, int], now: float | None =
 
 
 def waiting_records(topic: str, partition: int, committed_offset: int, note: tuple[float, int], ttl_s: float,
-                    target: str, bootstrap: str | None = None, capacity: int | None = None
-                    ) -> list[tuple[float, dict[str, Any]]]:
+                    target: str, bootstrap: str | None = None, capacity: int | None = None,
+                    labels: tuple[str, int] | None = None) -> list[tuple[float, dict[str, Any]]]:
     """``(age_s, record)`` of the records of ``partition`` before ``committed_offset`` that came
     without their ``target`` and were predicted less than ``ttl_s`` ago, oldest first; of the
     last ``capacity`` offsets only (the joiner's: more would be evicted on arrival, and an
-    hour of a busy partition is millions of records held at once)."""
+    hour of a busy partition is millions of records held at once). ``labels``: the labels
+    topic and its committed offset on the same partition; a part whose label came before it
+    was joined already and does not wait again."""
     left_s = ttl_s - max(0.0, time.time() - note[0])
     if left_s <= 0 or committed_offset <= 0:
         return []
+    since_ms = int(note[1] - left_s * 1000)
     floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
-    window = read_topic(topic, int(note[1] - left_s * 1000), {str(partition): committed_offset}, bootstrap,
-                        stall_timeout_s=30.0, floor_offsets=floor)
+    window = read_topic(topic, since_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0,
+                        floor_offsets=floor)
+    joined = set() if labels is None else labeled_keys(*labels, partition, since_ms, target, bootstrap)
     now = time.time()
     aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
-            if _unlabeled(rec.get(target)))
+            if _unlabeled(rec.get(target)) and part_key(rec) not in joined)
     return [(age, rec) for age, rec in aged if age <= ttl_s]
+
+
+def labeled_keys(topic: str, committed_offset: int, partition: int, since_ms: int, target: str,
+                 bootstrap: str | None = None) -> set[str]:
+    """The part keys that a label with ``target`` on ``partition`` of the labels ``topic``
+    names, from ``since_ms`` up to ``committed_offset``: labels the partition's previous
+    owner had read (and joined to its predictions)."""
+    if committed_offset <= 0:
+        return set()
+    window = read_topic(topic, since_ms, {str(partition): committed_offset}, bootstrap, parts=False,
+                        stall_timeout_s=30.0)
+    return {part_key(label) for label in window.records if target in label and unjoinable(label) is None}
 
 
 def _unlabeled(value: Any) -> bool:

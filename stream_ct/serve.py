@@ -658,7 +658,7 @@ class Server:
                 continue
             note = read_note(committed.metadata) if committed is not None else None
             if note is not None:
-                notes[tp] = (committed.offset, note)
+                notes[tp] = (committed.offset, note, self._labels_committed(tp.partition))
         if notes:
             self.read_backs = [t for t in self.read_backs if t.is_alive()]
             thread = threading.Thread(target=self._read_back, args=(notes, self.champion), name="read-back",
@@ -666,19 +666,32 @@ class Server:
             self.read_backs.append(thread)
             thread.start()
 
+    def _labels_committed(self, partition: int) -> tuple[str, int] | None:
+        """The labels topic and its committed offset on ``partition`` when this instance reads
+        it too (a labels topic co-partitioned with the input): the labels read before it were
+        joined by the partition's previous owner. None when that cannot be told."""
+        labels = TopicPartition(self.config.labels.topic, partition)
+        if labels not in self.consumer.assignment():
+            return None
+        try:
+            return labels.topic, self.consumer.committed(labels, timeout_ms=BROKER_WAIT_MS) or 0
+        except KafkaError:
+            return None
+
     def _read_back(self, notes: dict, champion: Artifact | None) -> None:
         """In a thread of its own: the waiting parts of the partitions ``notes`` names (committed
         offset and note), scored by ``champion`` (the online model's own scores are gone), handed
-        to the serving loop, which lets them wait (``_restore_read_back``). At most the joiner's
+        to the serving loop, which lets them wait (``_restore_read_back``); not those whose label
+        their previous owner had read (``awaiting.labeled_keys``). At most the joiner's
         ``buffer_size``, the youngest: more would be evicted on arrival (each partition is read
         up to that many offsets, the youngest kept across partitions as they are read)."""
         started, found = time.monotonic(), []  # (when predicted, on this clock; record)
         capacity = self.config.labels.buffer_size
         try:
-            for tp, (offset, note) in notes.items():
+            for tp, (offset, note, labels) in notes.items():
                 try:
                     waiting = waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
-                                              self.config.model.target, self.bootstrap, capacity)
+                                              self.config.model.target, self.bootstrap, capacity, labels)
                 except (KafkaError, TimeoutError, ValueError) as exc:
                     _read_back_failed(tp, exc)
                     continue

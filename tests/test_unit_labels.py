@@ -4,6 +4,7 @@ OnlineModel.learn for labels that arrive late, and the [labels] config section."
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -216,3 +217,30 @@ def test_a_restored_prediction_expires_on_its_own_time_and_meets_a_label_that_ca
     clock.t = 1011.0  # "aged" was made 61 s ago now, "at-ttl" 71 s ago
     assert j.add_labels([("aged", 0.0)]) == [] and list(j.predictions) == ["fresh"]
     assert j.counts["expired_predictions"] == 3
+
+
+def test_a_part_whose_label_the_previous_owner_read_does_not_wait_again(monkeypatch):
+    """Read back without the labels topic, every part committed before a handover waited
+    again, those already joined too: on a stream whose labels come minutes after their parts,
+    most of them, filling the joiner until their TTL."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    records = [{"lot_id": "L", "wafer_id": "W", "part_id": str(i), "passed": None} for i in range(4)]
+    labels = [{"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": 1},
+              {"lot_id": "L", "wafer_id": "W", "part_id": "2", "soft_bin": 3},  # another consumer's label
+              {"lot_id": "L", "part_id": "3", "passed": 0}]                      # joins no part
+    reads = []
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
+        reads.append((topic, end_offsets))
+        return TopicWindow(records, timestamps=[1_000_000] * 4) if parts else TopicWindow(labels)
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    note = (time.time(), 1_000_000)
+    waiting = awaiting.waiting_records("in", 2, 4, note, 3600, "passed", labels=("in.labels", 3))
+    assert [rec["part_id"] for _, rec in waiting] == ["0", "2", "3"]
+    assert reads == [("in", {"2": 4}), ("in.labels", {"2": 3})]
+    reads.clear()
+    assert len(awaiting.waiting_records("in", 2, 4, note, 3600, "passed", labels=("in.labels", 0))) == 4
+    assert reads == [("in", {"2": 4})]  # nothing read on the labels partition yet: none joined

@@ -333,7 +333,7 @@ def test_predictions_committed_before_a_restart_wait_for_their_labels_again(tmp_
     server.champion = types.SimpleNamespace(version=3, meta={"feature_names": list(TESTS)}, estimator=constant)
     server.champion_metric = RollingMetric("classification")
     committed = OffsetAndMetadata(300, commit_note(last_timestamp_ms=1_000_000), -1)
-    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed)
+    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed, assignment=set)
     asked = []
     monkeypatch.setattr(serve, "waiting_records", lambda *args: asked.append(args) or [(5.0, r) for r in records])
     server.unrestored = {TopicPartition("parts", 0)}
@@ -368,7 +368,7 @@ def test_predictions_that_cannot_be_read_back_are_said_and_serving_goes_on(tmp_p
 def test_a_read_back_that_fails_in_its_thread_is_said_and_restores_nothing(tmp_path, monkeypatch, capsys):
     server = _server(tmp_path, {"task": "classification", "target": "passed"})
     committed = OffsetAndMetadata(300, commit_note(last_timestamp_ms=1_000_000), -1)
-    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed)
+    server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed, assignment=set)
 
     def unreachable(*args):
         raise TimeoutError("reading parts: no progress for 30 s (partition 1 at offset 0 of 300)")
@@ -428,14 +428,14 @@ def test_a_read_back_of_several_partitions_keeps_the_newest_the_joiner_can_hold(
                     1: [(40.0, records[3]), (20.0, records[4]), (5.0, records[5])]}
     asked, clock = [], types.SimpleNamespace(t=500.0)
 
-    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
+    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity, labels):
         asked.append(capacity)
         return by_partition[partition]
 
     monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
     monkeypatch.setattr(serve, "waiting_records", waiting)
     note = (1000.0, 1_000_000)
-    server._read_back({TopicPartition("parts", 0): (3, note), TopicPartition("parts", 1): (3, note)}, None)
+    server._read_back({TopicPartition("parts", 0): (3, note, None), TopicPartition("parts", 1): (3, note, None)}, None)
     entries = server.read_back.get_nowait()[0]
     assert asked == [4, 4]
     assert sorted(age for _, _, age in entries) == [5.0, 10.0, 20.0, 30.0]
@@ -450,7 +450,7 @@ def test_parts_read_back_first_age_while_the_other_partitions_are_read(tmp_path,
     records = _records(np.zeros((2, 3)))
     clock = types.SimpleNamespace(t=500.0)
 
-    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity):
+    def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity, labels):
         if partition == 0:
             return [(10.0, records[0])]
         clock.t += 100.0  # reading partition 1 takes 100 s
@@ -459,6 +459,6 @@ def test_parts_read_back_first_age_while_the_other_partitions_are_read(tmp_path,
     monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
     monkeypatch.setattr(serve, "waiting_records", waiting)
     note = (1000.0, 1_000_000)
-    server._read_back({TopicPartition("parts", 0): (1, note), TopicPartition("parts", 1): (1, note)}, None)
+    server._read_back({TopicPartition("parts", 0): (1, note, None), TopicPartition("parts", 1): (1, note, None)}, None)
     entries = server.read_back.get_nowait()[0]
     assert sorted(age for _, _, age in entries) == [1.0, 110.0]
