@@ -157,6 +157,13 @@ class ForgetRevoked(ConsumerRebalanceListener):
             self.server.consumed_at.pop(tp, None)
             self.server.commit_offsets.pop(tp, None)
 
+    def on_partitions_lost(self, lost) -> None:
+        """Dropped from the group (a session that expired): forgotten as if revoked, but none is
+        held on; another instance may have served them meanwhile, so when they come back their
+        waiting predictions are read back (kafka-python's default took them as revoked: held)."""
+        self.on_partitions_revoked(lost)
+        self.held = set()
+
     def on_partitions_assigned(self, assigned) -> None:
         """An input partition new to this instance may have predictions waiting for labels."""
         if self.server.config.labels.topic:

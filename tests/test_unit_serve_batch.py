@@ -462,3 +462,19 @@ def test_parts_read_back_first_age_while_the_other_partitions_are_read(tmp_path,
     server._read_back({TopicPartition("parts", 0): (1, note, None), TopicPartition("parts", 1): (1, note, None)}, None)
     entries = server.read_back.get_nowait()[0]
     assert sorted(age for _, _, age in entries) == [1.0, 110.0]
+
+
+def test_partitions_lost_with_the_session_are_read_back_when_they_come_back(tmp_path):
+    """A partition kept across a rebalance still has its predictions in the joiner; one lost
+    when the session expired may have been served elsewhere meanwhile."""
+    server = _server(tmp_path, {"task": "classification", "target": "passed"})
+    server.config = ConsumerConfig.from_dict({**server.config.to_dict(), "labels": {"topic": "parts.labels"}})
+    listener = serve.ForgetRevoked(server)
+    mine, new, labels = TopicPartition("parts", 0), TopicPartition("parts", 1), TopicPartition("parts.labels", 0)
+    listener.on_partitions_revoked({mine, labels})
+    listener.on_partitions_assigned({mine, new, labels})
+    assert server.unrestored == {new}
+    server.unrestored.clear()
+    listener.on_partitions_lost({mine, new, labels})
+    listener.on_partitions_assigned({mine, labels})
+    assert server.unrestored == {mine}
