@@ -21,8 +21,6 @@ in its batch too.
 (5000.0, 1000000)
 >>> read_note("") is None    # a commit from before these notes
 True
->>> read_note('{"committed_at":5000.0,"last_timestamp_ms":1000000}')   # as the first of them named it
-(5000.0, 1000000)
 >>> record_age_s(1_000_000 - 30_000, read_note(note), now=5_100.0)   # read 100 s ago, 30 s older
 130.0
 """
@@ -48,12 +46,10 @@ def commit_note(last_timestamp_ms: int | None, read_at: float | None = None) -> 
 
 
 def read_note(metadata: str | None) -> tuple[float, int] | None:
-    """``(read_at, last_timestamp_ms)`` of a commit ``commit_note`` wrote, else None (a note of
-    the first serve to write them names the time ``committed_at``)."""
+    """``(read_at, last_timestamp_ms)`` of a commit ``commit_note`` wrote, else None."""
     try:
         note = json.loads(metadata or "")
-        read_at = note["read_at"] if "read_at" in note else note["committed_at"]
-        return float(read_at), int(note["last_timestamp_ms"])
+        return float(note["read_at"]), int(note["last_timestamp_ms"])
     except (ValueError, TypeError, KeyError):
         return None
 
