@@ -74,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (KafkaConnectionError, KafkaTimeoutError) as exc:
-        address = getattr(args, "bootstrap_servers", None) or bootstrap_servers()
+        given = getattr(args, "bootstrap_servers", None)
+        address = given or bootstrap_servers()
+        where = "--bootstrap-servers" if given else "STREAM_CT_BOOTSTRAP"
         print(f"error: cannot reach Kafka at {address} ({type(exc).__name__}{_raised_in(exc)}): start a broker "
-              "with `stream-ct broker start` or point STREAM_CT_BOOTSTRAP at yours", file=sys.stderr)
+              f"with `stream-ct broker start` or point {where} at yours", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

@@ -91,6 +91,14 @@ def test_error_mapping(monkeypatch, capsys, exc, code, err):
     assert capsys.readouterr().err == err
 
 
+def test_an_outage_error_names_the_option_that_gave_the_address(capsys):
+    """It said "point STREAM_CT_BOOTSTRAP at yours" to an operator who had passed --bootstrap-servers."""
+    assert main(["retrain", CONFIG, "--reason", "x", "--bootstrap-servers", "127.0.0.1:1"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach Kafka at 127.0.0.1:1 (")
+    assert err.endswith("or point --bootstrap-servers at yours\n")
+
+
 def test_an_outage_error_says_which_call_met_it(monkeypatch, capsys):
     """The innermost stream_ct frame is named, so a report of an exit says where to look."""
     import importlib
