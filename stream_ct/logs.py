@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from stream_ct.events import to_json
 
@@ -31,3 +32,12 @@ def log(source: str, msg: str, *, stream=None, fmt: str | None = None, **fields:
         extra = ", ".join(f"{k}={v}" for k, v in fields.items())
         line = f"{source}: {msg}" + (f" ({extra})" if extra else "")
     print(line, file=stream, flush=True)
+
+
+def audit_failure_logger(source: str, path: str, **fields: Any) -> Callable[[dict[str, Any], Exception], None]:
+    """An ``EventLog`` ``audit_failed``: says in ``source``'s log which event the audit log at
+    ``path`` did not take (a full disk), and that it is on ct.events all the same."""
+    def failed(event: dict[str, Any], exc: Exception) -> None:
+        log(source, f"{event['type']} not appended to the audit log {Path(path).absolute()} "
+                    f"({type(exc).__name__}: {exc}); it is on ct.events", **fields)
+    return failed

@@ -23,7 +23,6 @@ import traceback
 import uuid
 from dataclasses import dataclass, field, replace
 from itertools import compress
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,7 @@ from stream_ct.gates import GateResult, run_gates
 from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, WORKER_GROUP, ensure_control_topics, make_consumer,
                                 make_producer, shadow_key)
 from stream_ct.labels import unjoinable
-from stream_ct.logs import log
+from stream_ct.logs import audit_failure_logger, log
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
 from stream_ct.outbox import Outbox
 from stream_ct.quality import check_window
@@ -725,12 +724,8 @@ class RetrainWorker:
             return events
         if not path:
             return events
-
-        def failed(event: dict[str, Any], exc: Exception) -> None:
-            log("retrain-worker", f"{event['type']} not appended to the audit log {Path(path).absolute()} "
-                                  f"({type(exc).__name__}: {exc}); it is on ct.events",
-                request_id=request["request_id"])
-        return events.with_audit_log(path, failed)
+        return events.with_audit_log(path, audit_failure_logger("retrain-worker", path,
+                                                                request_id=request["request_id"]))
 
     def _handle_message(self, value: bytes, outbox: Outbox, events: EventLog) -> None:
         try:

@@ -20,7 +20,6 @@ import queue
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,7 @@ from stream_ct.key_partitions import default_partitions
 from stream_ct.kafka_io import (EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics,
                                 judging_key, make_consumer, make_producer, shadow_key)
 from stream_ct.labels import LabelJoiner, unjoinable
-from stream_ct.logs import log
+from stream_ct.logs import audit_failure_logger, log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
 from stream_ct.model_watcher import ModelWatcher
 from stream_ct.online import OnlineModel
@@ -319,14 +318,9 @@ class Server:
         log cannot take (a full disk) is said in serve's log and still sent: a crash there
         stopped serving at every restart while the disk stayed full."""
         cfg = self.config
-
-        def audit_failed(event: dict[str, Any], exc: OSError) -> None:
-            log("serve", f"{event['type']} not appended to the audit log {Path(cfg.events.audit_log).absolute()} "
-                         f"({type(exc).__name__}: {exc}); it is on ct.events")
-
         return EventLog(self.producer, f"serve{self.instance}", cfg.consumer.name,
                         audit_path=cfg.events.audit_log or None, webhook=webhook, listeners=[self.sm.on_event],
-                        audit_failed=audit_failed)
+                        audit_failed=audit_failure_logger("serve", cfg.events.audit_log))
 
     def _ensure_topics(self, inputs: list[str]) -> None:
         """Inputs and outputs created where missing; an input created here is said (serve on a
