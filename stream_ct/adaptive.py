@@ -97,7 +97,7 @@ def _ks(text: str) -> list[int]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "adaptive", help="how well the first K tests predict the outcome (adaptive-test view)",
+        "adaptive",
         description="Train on the first records of a recording with only the first K tests of the flow "
                     "(of those the definition's [features] patterns select); score on the rest. The last row "
                     "uses every selected test.",

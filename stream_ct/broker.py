@@ -240,7 +240,7 @@ class LocalBroker:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "broker", help="start, stop or inspect the local Apache Kafka broker",
+        "broker",
         description="Run a single-node Apache Kafka broker (KRaft) on loopback from Maven Central jars.",
         epilog="example: stream-ct broker start --port 9092",
     )

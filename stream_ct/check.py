@@ -103,7 +103,7 @@ def check(paths: list[str], out=None, err=None) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "check", help="validate consumer definitions (TOML) and summarize them",
+        "check",
         description="Validate consumer definitions: one summary paragraph per valid file, one error line per "
                     "invalid one. Exit code 0 when all are valid, 2 otherwise.",
         epilog="example: stream-ct check consumers/*.toml")

@@ -13,19 +13,23 @@ import os
 import sys
 import traceback
 
-#: Modules whose ``register(subparsers)`` adds their commands (named here), in ``--help`` order.
-COMMAND_MODULES = {
-    "stream_ct.broker": ("broker",),
-    "stream_ct.simulate": ("simulate",),
-    "stream_ct.replay": ("replay", "record"),
-    "stream_ct.serve": ("serve",),
-    "stream_ct.retrain_worker": ("retrain-worker",),
-    "stream_ct.stdf.cli": ("stdf",),
-    "stream_ct.demo": ("demo",),
-    "stream_ct.models_cli": ("models", "retrain"),
-    "stream_ct.adaptive": ("adaptive",),
-    "stream_ct.report": ("report",),
-    "stream_ct.check": ("check",),
+#: Every command: the module whose ``register(subparsers)`` adds it, and its line in
+#: ``stream-ct --help`` (in that order). The overview imports no module: the commands'
+#: scikit-learn, scipy and river took it 3 s.
+COMMANDS = {
+    "broker": ("stream_ct.broker", "start, stop or inspect the local Apache Kafka broker"),
+    "simulate": ("stream_ct.simulate", "write a simulated test-floor stream with known drift onsets"),
+    "replay": ("stream_ct.replay", "publish a recording (JSONL) to a topic"),
+    "record": ("stream_ct.replay", "save a topic to a recording (JSONL)"),
+    "serve": ("stream_ct.serve", "run a serving instance for a consumer definition"),
+    "retrain-worker": ("stream_ct.retrain_worker", "run a retrain worker (its own consumer group on ct.retrain)"),
+    "stdf": ("stream_ct.stdf.cli", "publish or convert STDF V4 test data files"),
+    "demo": ("stream_ct.demo", "run the whole loop end to end on a throwaway local broker"),
+    "models": ("stream_ct.models_cli", "list, show, promote or roll back model versions"),
+    "retrain": ("stream_ct.models_cli", "request a retrain now (manual trigger)"),
+    "adaptive": ("stream_ct.adaptive", "how well the first K tests predict the outcome (adaptive-test view)"),
+    "report": ("stream_ct.report", "build an HTML report (drift, metrics, gates, timeline) from ct.events"),
+    "check": ("stream_ct.check", "validate consumer definitions (TOML) and summarize them"),
 }
 #: Commands that wait out a broker outage (demo runs the services and their broker); every
 #: other command gives up on an unreachable broker within ``kafka_io.ONE_SHOT_BOOTSTRAP_MS``.
@@ -34,7 +38,8 @@ PATIENT_COMMANDS = ("serve", "retrain-worker", "demo")
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or of ``command`` alone: only its module is imported (the
-    others' scikit-learn, scipy and river took a ``models promote`` seconds to import)."""
+    others' scikit-learn, scipy and river took a ``models promote`` seconds to import). An
+    unknown ``command`` gets the overview: each command's name and line, none imported."""
     parser = argparse.ArgumentParser(
         prog="stream-ct",
         description="Streaming continuous training for semiconductor test data.",
@@ -43,7 +48,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true",
                         help="service log lines as JSON objects (or set STREAM_CT_LOG_FORMAT=json)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = [name for name, commands in COMMAND_MODULES.items() if command in commands] or COMMAND_MODULES
+    if command is None:
+        modules = dict.fromkeys(module for module, _ in COMMANDS.values())
+    elif command in COMMANDS:
+        modules = [COMMANDS[command][0]]
+    else:
+        for name, (_, line) in COMMANDS.items():
+            subparsers.add_parser(name, help=line)
+        return parser
     for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
@@ -51,7 +63,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(next((arg for arg in argv if not arg.startswith("-")), None))
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if args.log_json:
         os.environ["STREAM_CT_LOG_FORMAT"] = "json"  # children (training, services started by demo) too
@@ -82,6 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
+
+
+def _command_in(argv: list[str]) -> str:
+    """The command ``argv`` names, or "" (the overview) when it names none or asks for help first.
+
+    >>> _command_in(["--log-json", "serve", "c.toml"]), _command_in(["--help", "serve"]), _command_in([])
+    ('serve', '', '')
+    """
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            return ""
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 def _raised_in(exc: BaseException) -> str:

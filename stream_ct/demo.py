@@ -185,7 +185,7 @@ def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: floa
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the whole loop end to end on a throwaway local broker",
+        "demo",
         description="Simulate, replay, serve, detect, retrain, gate, hot-swap; write a summary.",
         epilog="example: stream-ct demo --out demo-out --records 60000")
     p.add_argument("--out", default="demo-out")

@@ -187,7 +187,7 @@ def _run_retrain(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "models", help="list, show, promote or roll back model versions",
+        "models",
         description="Inspect the registry and move the champion; promote/rollback reach every serve instance.",
         epilog="examples: stream-ct models list consumers/yield.toml\n"
                "          stream-ct models show consumers/yield.toml --version 3 --json\n"
@@ -205,7 +205,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_models)
 
     r = subparsers.add_parser(
-        "retrain", help="request a retrain now (manual trigger)",
+        "retrain",
         description="Publish a manual retrain command on ct.control for a consumer's serve instances.",
         epilog='example: stream-ct retrain consumers/yield.toml --reason "new probe card"')
     r.add_argument("config", help="consumer definition (TOML)")

@@ -144,7 +144,7 @@ def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "replay", help="publish a recording (JSONL) to a topic",
+        "replay",
         description="Publish every message of a recording to a topic with its key, value, timestamp and headers.",
         epilog="example: stream-ct replay demo.jsonl --topic parts --partitions 3 --rate 5000")
     p.add_argument("file")
@@ -157,7 +157,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_replay)
 
     r = subparsers.add_parser(
-        "record", help="save a topic to a recording (JSONL)",
+        "record",
         description="Read a topic from the beginning to its current end and write a recording.",
         epilog="example: stream-ct record --topic parts.predictions predictions.jsonl")
     r.add_argument("file")

@@ -701,7 +701,7 @@ def run(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "report", help="build an HTML report (drift, metrics, gates, timeline) from ct.events",
+        "report",
         description="Build one self-contained HTML file from a recording of ct.events, an audit log, "
                     "or the live topic.",
         epilog="example: stream-ct report --events demo-out/events.jsonl --out report.html")

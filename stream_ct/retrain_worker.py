@@ -767,7 +767,7 @@ class RetrainWorker:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "retrain-worker", help="run a retrain worker (its own consumer group on ct.retrain)",
+        "retrain-worker",
         description="Train, gate and register candidates for every retrain request; announce promotions.",
         epilog="example: stream-ct retrain-worker --registry registry")
     p.add_argument("--registry", default=None, help="registry folder (default: the request's [registry] path)")

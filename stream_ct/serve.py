@@ -1137,7 +1137,7 @@ class Server:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "serve", help="run a serving instance for a consumer definition",
+        "serve",
         description="Consume part records, predict, detect drift and trigger retraining; hot-swap champions.",
         epilog="example: stream-ct serve consumers/yield.toml")
     p.add_argument("config", help="consumer definition (TOML)")

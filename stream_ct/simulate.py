@@ -524,7 +524,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``simulate`` subcommand to an argparse ``subparsers`` object."""
     parser = subparsers.add_parser(
-        "simulate", help="write a simulated test-floor stream with known drift onsets",
+        "simulate",
         description="Write a seeded stream of STDF-like part records as a recording, "
                     "plus its ground truth (drift onsets) as JSON next to it.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -29,6 +29,33 @@ def test_help_exits_0_and_lists_commands(capsys):
         assert f"\n    {command} " in out or f"\n    {command}\n" in out, command
 
 
+def test_help_imports_no_command_module():
+    """``stream-ct --help`` imported every command's module, and with them scikit-learn, scipy
+    and river: 3 s to list the commands."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from stream_ct.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('river', 'sklearn', 'scipy', 'kafka')"
+            " or m in {module for module, _ in __import__('stream_ct.cli').cli.COMMANDS.values()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "run a serving instance for a consumer definition" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_is_registered_by_the_module_named_for_it():
+    """The overview's table and the modules agree, command for command."""
+    import argparse
+
+    for command, (module, _) in cli.COMMANDS.items():
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        __import__(module, fromlist=["register"]).register(subparsers)
+        assert command in subparsers.choices, (command, module)
+    full = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(full.choices) == sorted(cli.COMMANDS)
+
+
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert capsys.readouterr().out.startswith("usage: stream-ct ")
@@ -84,7 +111,7 @@ def test_error_mapping(monkeypatch, capsys, exc, code, err):
 
     monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
+    monkeypatch.setattr(cli, "COMMANDS", {"boom": ("fake_boom_module", "raises")})
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: _FakeModule(exc) if name == "fake_boom_module" else real_import(name))
     assert main(["boom"]) == code
@@ -109,7 +136,7 @@ def test_an_outage_error_says_which_call_met_it(monkeypatch, capsys):
     exec(code, namespace)
     monkeypatch.setenv("STREAM_CT_BOOTSTRAP", "127.0.0.1:1")
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
+    monkeypatch.setattr(cli, "COMMANDS", {"boom": ("fake_boom_module", "raises")})
     fake = _FakeModule(None)
     fake.run = lambda args: namespace["poll_loop"]()
     monkeypatch.setattr(importlib, "import_module",
@@ -146,7 +173,7 @@ def test_only_the_services_wait_out_an_unreachable_broker(monkeypatch, command, 
     fake.register = lambda subparsers: subparsers.add_parser(command).set_defaults(func=fake.run)
     fake.run = lambda args: seen.append(kafka_io.connection_settings().get("bootstrap_timeout_ms"))
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_module": (command,)})
+    monkeypatch.setattr(cli, "COMMANDS", {command: ("fake_module", "records its setting")})
     monkeypatch.setattr(importlib, "import_module", lambda name: fake if name == "fake_module" else real_import(name))
     assert main([command]) == 0
     assert seen == [timeout_ms]
@@ -157,7 +184,7 @@ def test_unexpected_exception_is_not_swallowed(monkeypatch):
     import importlib
 
     real_import = importlib.import_module
-    monkeypatch.setattr(cli, "COMMAND_MODULES", {"fake_boom_module": ("boom",)})
+    monkeypatch.setattr(cli, "COMMANDS", {"boom": ("fake_boom_module", "raises")})
     monkeypatch.setattr(importlib, "import_module",
                         lambda name: _FakeModule(RuntimeError("bug")) if name == "fake_boom_module" else real_import(name))
     with pytest.raises(RuntimeError, match="bug"):

@@ -24,7 +24,7 @@ Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files, or a pipe."""
 
 def register(subparsers) -> None:
     """Add the ``stdf`` command and its ``publish`` and ``convert`` subcommands."""
-    stdf = subparsers.add_parser("stdf", help="publish or convert STDF V4 test data files",
+    stdf = subparsers.add_parser("stdf",
                                  description="Read STDF V4 files into part records.", epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = stdf.add_subparsers(dest="stdf_command", metavar="ACTION", required=True)
