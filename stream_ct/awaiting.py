@@ -6,7 +6,8 @@ neither the rolling metrics nor the online model. Serve now notes in each offset
 timestamp of the partition's last record read and when it read (and predicted) it
 (``commit_note``); the instance that gets the partition reads back the records before the
 committed offset whose prediction is younger than the joiner's TTL (``waiting_records``) and
-lets them wait again.
+lets them wait again. The labels that came before their parts, read and committed on the
+co-partitioned labels topic, wait again for their parts the same way.
 
 A record's age is the time since the last record was read plus how much older its timestamp
 is than the last record's: exact on a live stream, and an over-estimate on a replay faster
@@ -30,11 +31,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from stream_ct.labels import unjoinable
 from stream_ct.record import part_key
-from stream_ct.retrain_worker import read_topic
+from stream_ct.retrain_worker import read_topic, usable_label
 
 
 def commit_note(last_timestamp_ms: int | None, read_at: float | None = None) -> str:
@@ -61,39 +62,72 @@ def record_age_s(timestamp_ms: int, note: tuple[float, int], now: float | None =
     return max(0.0, now - read_at) + max(0, last_timestamp_ms - timestamp_ms) / 1000
 
 
+class Waiting(NamedTuple):
+    """What a partition's previous owner held in its label joiner, found again: ``(age_s,
+    record)`` of its predictions waiting for their labels, and ``(age_s, part key, label)`` of
+    the labels that came before their parts, each oldest first."""
+
+    predictions: list[tuple[float, dict[str, Any]]]
+    labels: list[tuple[float, str, float]]
+
+
 def waiting_records(topic: str, partition: int, committed_offset: int, note: tuple[float, int], ttl_s: float,
                     target: str, bootstrap: str | None = None, capacity: int | None = None,
-                    labels: tuple[str, int] | None = None) -> list[tuple[float, dict[str, Any]]]:
-    """``(age_s, record)`` of the records of ``partition`` before ``committed_offset`` that came
-    without their ``target`` and were predicted less than ``ttl_s`` ago, oldest first; of the
-    last ``capacity`` offsets only (the joiner's: more would be evicted on arrival, and an
-    hour of a busy partition is millions of records held at once). ``labels``: the labels
-    topic and its committed offset on the same partition; a part whose label came before it
-    was joined already and does not wait again."""
-    left_s = ttl_s - max(0.0, time.time() - note[0])
-    if left_s <= 0 or committed_offset <= 0:
-        return []
-    since_ms = int(note[1] - left_s * 1000)
+                    labels: tuple[str, int, tuple[float, int] | None] | None = None) -> Waiting:
+    """The records of ``partition`` before ``committed_offset`` that came without their
+    ``target`` and were predicted less than ``ttl_s`` ago; of the last ``capacity`` offsets only
+    (the joiner's: more would be evicted on arrival, and an hour of a busy partition is
+    millions of records held at once).
+
+    ``labels``: the labels topic, its committed offset on the same partition and that commit's
+    note. A part whose label came before that offset was joined already and does not wait
+    again; a label read before that offset whose part was not (it comes later, or came too
+    long ago) waits for it again, as long as it is younger than ``ttl_s`` by its own note (the
+    youngest ``capacity``)."""
+    since_ms = _since_ms(note, ttl_s)
+    if since_ms is None or committed_offset <= 0:
+        return Waiting([], [])
     floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
     window = read_topic(topic, since_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0,
                         floor_offsets=floor)
-    joined = set() if labels is None else labeled_keys(*labels, partition, since_ms, target, bootstrap)
-    now = time.time()
+    labels_note = labels[2] if labels is not None else None
+    labels_since_ms = _since_ms(labels_note, ttl_s)
+    read = [] if labels is None else labels_read(
+        labels[0], labels[1], partition, since_ms if labels_since_ms is None else min(since_ms, labels_since_ms),
+        target, bootstrap)
+    joined, now = {key for _, key, _ in read}, time.time()
     aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
             if _unlabeled(rec.get(target)) and part_key(rec) not in joined)
-    return [(age, rec) for age, rec in aged if age <= ttl_s]
+    predictions = [(age, rec) for age, rec in aged if age <= ttl_s]
+    if labels_note is None:  # a commit from before these notes: the labels' ages are not known
+        return Waiting(predictions, [])
+    read_parts = {part_key(rec) for rec in window.records}
+    early = [(age, key, value) for age, key, value in
+             ((record_age_s(ts, labels_note, now), key, value) for ts, key, value in read if key not in read_parts)
+             if age <= ttl_s]
+    return Waiting(predictions, early[max(0, len(early) - capacity):] if capacity is not None else early)
 
 
-def labeled_keys(topic: str, committed_offset: int, partition: int, since_ms: int, target: str,
-                 bootstrap: str | None = None) -> set[str]:
-    """The part keys that a label with ``target`` on ``partition`` of the labels ``topic``
-    names, from ``since_ms`` up to ``committed_offset``: labels the partition's previous
-    owner had read (and joined to its predictions)."""
+def labels_read(topic: str, committed_offset: int, partition: int, since_ms: int, target: str,
+                bootstrap: str | None = None) -> list[tuple[int, str, float]]:
+    """``(timestamp_ms, part key, label)`` of the labels with a usable ``target`` on
+    ``partition`` of the labels ``topic``, from ``since_ms`` up to ``committed_offset``: the
+    labels the partition's previous owner had read, oldest first."""
     if committed_offset <= 0:
-        return set()
+        return []
     window = read_topic(topic, since_ms, {str(partition): committed_offset}, bootstrap, parts=False,
                         stall_timeout_s=30.0)
-    return {part_key(label) for label in window.records if target in label and unjoinable(label) is None}
+    return [(ts, part_key(label), float(label[target])) for ts, label in zip(window.timestamps, window.records)
+            if target in label and unjoinable(label) is None and usable_label(label[target])]
+
+
+def _since_ms(note: tuple[float, int] | None, ttl_s: float) -> int | None:
+    """The timestamp before which the records of a commit ``note`` describes are older than
+    ``ttl_s``; None when all of them are."""
+    if note is None:
+        return None
+    left_s = ttl_s - max(0.0, time.time() - note[0])
+    return int(note[1] - left_s * 1000) if left_s > 0 else None
 
 
 def _unlabeled(value: Any) -> bool:

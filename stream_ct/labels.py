@@ -58,35 +58,61 @@ class LabelJoiner:
         self.predictions.move_to_end(key)
         self._trim(self.predictions, "predictions")
 
-    def restore(self, entries: Iterable[tuple[str, Any, float]]) -> None:
-        """Predictions made before a restart, ``(key, prediction, age_s)``: each waits as if it
-        had been added ``age_s`` ago (so it expires on time), in time order with the others.
+    def restore(self, entries: Iterable[tuple[str, Any, float]],
+                labels: Iterable[tuple[str, float, float]] = ()) -> None:
+        """Predictions made before a restart, ``(key, prediction, age_s)``, and labels that came
+        before their parts, ``(key, label, age_s)``: each waits as if it had been added
+        ``age_s`` ago (so it expires on time), in time order with the others; a label whose
+        prediction waits joins it.
 
         >>> j = LabelJoiner(capacity=10, ttl_s=60, clock=lambda: 100.0)
-        >>> j.add_prediction("new", "p2"); j.restore([("old", "p1", 30.0), ("gone", "p0", 90.0)])
-        >>> list(j.predictions), j.counts["restored_predictions"], j.counts["expired_predictions"]
-        (['old', 'new'], 1, 1)
+        >>> j.add_prediction("new", "p2"); j.restore([("old", "p1", 30.0), ("gone", "p0", 90.0)], [("new", 1.0, 5.0)])
+        >>> list(j.predictions), j.take_early_matches(), j.counts["restored_predictions"], j.counts["restored_labels"]
+        (['old'], [('p2', 1.0)], 1, 1)
         """
-        now = self.clock()
         self._expire(self.early_labels, "labels")
-        waiting = [(at, key, prediction) for key, (at, prediction) in self.predictions.items()]
-        for key, prediction, age_s in entries:
+        self.predictions = self._merged(self.predictions, self._restorable(entries, "predictions"))
+        self._expire(self.predictions, "predictions")
+        early = []
+        for at, key, label in self._restorable(labels, "labels"):
+            entry = self.predictions.pop(key, None)
+            if entry is None:
+                early.append((at, key, label))
+            else:
+                self.matched_early.append((entry[1], label))
+                self.counts["joined"] += 1
+        self.early_labels = self._merged(self.early_labels, early)
+        self._trim(self.predictions, "predictions")
+        self._trim(self.early_labels, "labels")
+
+    def _restorable(self, entries: Iterable[tuple[str, Any, float]], what: str) -> list[tuple[float, str, Any]]:
+        """``(added at, key, value)`` of the ``entries`` younger than the TTL; counts both kinds.
+        A prediction whose label waits already joins it here."""
+        now, out = self.clock(), []
+        for key, value, age_s in entries:
             if age_s > self.ttl_s:
-                self.counts["expired_predictions"] += 1
+                self.counts[f"expired_{what}"] += 1
                 continue
-            self.counts["restored_predictions"] += 1
-            label = self.early_labels.pop(key, None)
+            self.counts[f"restored_{what}"] += 1
+            label = self.early_labels.pop(key, None) if what == "predictions" else None
             if label is not None:
-                self.matched_early.append((prediction, label[1]))
+                self.matched_early.append((value, label[1]))
                 self.counts["joined"] += 1
             else:
-                waiting.append((now - age_s, key, prediction))
+                out.append((now - age_s, key, value))
+        return out
+
+    @staticmethod
+    def _merged(buffer: collections.OrderedDict, restored: list[tuple[float, str, Any]]) -> collections.OrderedDict:
+        """``buffer`` and the ``restored`` entries in one time order (the oldest first, for the
+        TTL); a key met twice keeps its newest entry."""
+        waiting = [(at, key, value) for key, (at, value) in buffer.items()] + restored
         waiting.sort(key=lambda entry: entry[0])  # stable: equal times keep their order
-        self.predictions = collections.OrderedDict()
-        for at, key, prediction in waiting:  # a key met twice keeps its newest prediction
-            self.predictions.pop(key, None)
-            self.predictions[key] = (at, prediction)
-        self._trim(self.predictions, "predictions")
+        merged = collections.OrderedDict()
+        for at, key, value in waiting:
+            merged.pop(key, None)
+            merged[key] = (at, value)
+        return merged
 
     def add_labels(self, labels: Iterable[tuple[str, float]]) -> list[tuple[Any, float]]:
         """``(prediction, label)`` for every label whose prediction is waiting."""

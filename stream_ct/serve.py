@@ -53,6 +53,7 @@ from stream_ct.registry import Artifact, Registry
 from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request, served_target
 from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
+from stream_ct.words import counted
 from stream_ct.triggers import Decision, TriggerPolicy
 
 #: Records between two ``model_metrics`` events (the champion's and the online model's rolling metrics).
@@ -132,6 +133,15 @@ def build_monitor(config: ConsumerConfig, artifact: Artifact):
     if artifact.drift_state is not None:
         return DriftMonitor.from_state(artifact.drift_state)
     return calibrated_monitor(config, artifact.reference, artifact.meta["feature_names"])
+
+
+def _youngest(entries: list[tuple[float, Any]], capacity: int) -> list[tuple[float, Any]]:
+    """The ``capacity`` ``(time, ...)`` entries of the latest times, in their order (oldest first).
+
+    >>> _youngest([(3.0, "c"), (1.0, "a"), (2.0, "b")], 2)
+    [(2.0, 'b'), (3.0, 'c')]
+    """
+    return sorted(entries, key=lambda entry: entry[0])[max(0, len(entries) - capacity):]
 
 
 def _read_back_failed(tp: TopicPartition, exc: Exception) -> None:
@@ -667,40 +677,43 @@ class Server:
             self.read_backs.append(thread)
             thread.start()
 
-    def _labels_committed(self, partition: int) -> tuple[str, int] | None:
-        """The labels topic and its committed offset on ``partition`` when this instance reads
-        it too (a labels topic co-partitioned with the input): the labels read before it were
-        joined by the partition's previous owner. None when that cannot be told."""
+    def _labels_committed(self, partition: int) -> tuple[str, int, tuple[float, int] | None] | None:
+        """The labels topic, its committed offset on ``partition`` and that commit's note when
+        this instance reads it too (a labels topic co-partitioned with the input): the labels
+        read before it were joined, or held for their parts, by the partition's previous owner.
+        None when that cannot be told."""
         labels = TopicPartition(self.config.labels.topic, partition)
         if labels not in self.consumer.assignment():
             return None
         try:
-            return labels.topic, self.consumer.committed(labels, timeout_ms=BROKER_WAIT_MS) or 0
+            committed = self.consumer.committed(labels, metadata=True, timeout_ms=BROKER_WAIT_MS)
         except KafkaError:
             return None
+        return (labels.topic, 0, None) if committed is None else \
+            (labels.topic, committed.offset, read_note(committed.metadata))
 
     def _read_back(self, notes: dict, champion: Artifact | None) -> None:
         """In a thread of its own: the waiting parts of the partitions ``notes`` names (committed
-        offset and note), scored by ``champion`` (the online model's own scores are gone), handed
-        to the serving loop, which lets them wait (``_restore_read_back``); not those whose label
-        their previous owner had read (``awaiting.labeled_keys``). At most the joiner's
-        ``buffer_size``, the youngest: more would be evicted on arrival (each partition is read
-        up to that many offsets, the youngest kept across partitions as they are read)."""
-        started, found = time.monotonic(), []  # (when predicted, on this clock; record)
+        offset and note), scored by ``champion`` (the online model's own scores are gone), and
+        the labels read there before their parts, handed to the serving loop, which lets them
+        wait (``_restore_read_back``); not the parts whose label their previous owner had read
+        (``awaiting.waiting_records``). At most the joiner's ``buffer_size`` of each, the
+        youngest: more would be evicted on arrival (each partition is read up to that many
+        offsets, the youngest kept across partitions as they are read)."""
+        started, found, labels = time.monotonic(), [], []  # (when predicted or read, on this clock; ...)
         capacity = self.config.labels.buffer_size
         try:
-            for tp, (offset, note, labels) in notes.items():
+            for tp, (offset, note, labels_committed) in notes.items():
                 try:
                     waiting = waiting_records(tp.topic, tp.partition, offset, note, self.config.labels.ttl_seconds,
-                                              self.config.model.target, self.bootstrap, capacity, labels)
+                                              self.config.model.target, self.bootstrap, capacity, labels_committed)
                 except (KafkaError, TimeoutError, ValueError) as exc:
                     _read_back_failed(tp, exc)
                     continue
                 # aged as of now: the partitions read after this one (a minute at 300 tests) age it too
                 read_at = time.monotonic()
-                found += [(read_at - age, rec) for age, rec in waiting]
-                if len(found) > capacity:
-                    found = sorted(found, key=lambda entry: entry[0], reverse=True)[:capacity]
+                found = _youngest(found + [(read_at - age, rec) for age, rec in waiting.predictions], capacity)
+                labels = _youngest(labels + [(read_at - age, (key, y)) for age, key, y in waiting.labels], capacity)
             records = [rec for _, rec in found]
             results = Measurements(records)
             if champion is not None and records:
@@ -710,21 +723,24 @@ class Server:
             now = time.monotonic()
             entries = [(part_key(rec), (version, s, None, row, math.nan), now - predicted_at)
                        for (predicted_at, rec), s, row in zip(found, scores.tolist(), results.rows())]
-            if entries:
-                self.read_back.put((entries, now, sorted(tp.partition for tp in notes), started))
+            early = [(key, y, now - at) for at, (key, y) in labels]
+            if entries or early:
+                self.read_back.put((entries, early, now, sorted(tp.partition for tp in notes), started))
         except Exception as exc:  # a thread's error would only reach stderr: said in serve's log, serving goes on
             log("serve", f"reading back the predictions waiting for labels failed ({type(exc).__name__}: {exc})")
 
     def _restore_read_back(self) -> None:
-        """Let the predictions a read-back thread found wait for their labels, aged by the time
-        since it read them; labels that came meanwhile join them now."""
+        """Let the predictions and the early labels a read-back thread found wait, aged by the
+        time since it read them; labels and parts that came meanwhile join them now."""
         while not self.read_back.empty():
-            entries, read_at, partitions, started = self.read_back.get()
+            entries, early, read_at, partitions, started = self.read_back.get()
             late = time.monotonic() - read_at
-            self.joiner.restore((key, prediction, age + late) for key, prediction, age in entries)
+            self.joiner.restore([(key, prediction, age + late) for key, prediction, age in entries],
+                                [(key, y, age + late) for key, y, age in early])
             self._learn_from(self.joiner.take_early_matches())
-            log("serve", f"{len(entries)} predictions made before a restart or rebalance wait for their labels again",
-                partitions=",".join(map(str, partitions)), seconds=round(time.monotonic() - started, 2))
+            log("serve", f"{counted(len(entries), 'prediction')} and {counted(len(early), 'label')} made or read "
+                         "before a restart or rebalance wait again", partitions=",".join(map(str, partitions)),
+                seconds=round(time.monotonic() - started, 2))
 
     def _process_labels(self, messages: list) -> None:
         target = self.config.model.target

@@ -203,7 +203,34 @@ def test_labels_that_come_while_serve_is_down_join_the_predictions_it_made_befor
     before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
     assert before["joined"] == n // 2
     assert after["restored_predictions"] == n // 2 and after["joined"] == n // 2, after
-    assert "1000 predictions made before a restart or rebalance wait for their labels again" in serve.output()
+    assert "1,000 predictions and 0 labels made or read before a restart or rebalance wait again" in serve.output()
+
+
+def test_labels_that_came_before_their_parts_wait_for_them_across_a_restart(tmp_path, kafka_bootstrap, topic):
+    """Serve reads 2,000 labels but only the first 1,000 parts, and stops; the other 1,000
+    parts come while it is down. Their labels waited as early labels in its memory, so the
+    restarted instance joined none of them; it now reads them back from before the labels'
+    committed offsets and joins each to its part when that comes."""
+    n, now_ms = 2000, int(time.time() * 1000)
+    records = simulated("none", n, seed=28)
+    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
+             for i, r in enumerate(records)]
+    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
+                      now_ms - n * 10, [], None) for r in records]
+    label_topic = f"{topic}.labels"
+    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\n',
+                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
+    replay(labels, label_topic, kafka_bootstrap)
+    replay(parts[:n // 2], topic, kafka_bootstrap)
+    for run in ("before", "after"):
+        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
+        assert serve.wait(120) == 0, serve.output()
+        if run == "before":
+            replay(parts[n // 2:], topic, kafka_bootstrap)
+    before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
+    assert before["joined"] == n // 2
+    assert after["restored_labels"] == n // 2 and after["joined"] == n // 2, after
+    assert after.get("restored_predictions", 0) == 0, after  # the first 1,000 were joined before the restart
 
 
 def test_predictions_older_than_the_ttl_are_not_read_back_when_new_parts_come_first(tmp_path, kafka_bootstrap, topic):

@@ -234,13 +234,59 @@ def test_a_part_whose_label_the_previous_owner_read_does_not_wait_again(monkeypa
 
     def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
         reads.append((topic, end_offsets))
-        return TopicWindow(records, timestamps=[1_000_000] * 4) if parts else TopicWindow(labels)
+        return TopicWindow(records if parts else labels, timestamps=[1_000_000] * (4 if parts else 3))
 
     monkeypatch.setattr(awaiting, "read_topic", read_topic)
     note = (time.time(), 1_000_000)
-    waiting = awaiting.waiting_records("in", 2, 4, note, 3600, "passed", labels=("in.labels", 3))
-    assert [rec["part_id"] for _, rec in waiting] == ["0", "2", "3"]
+    waiting = awaiting.waiting_records("in", 2, 4, note, 3600, "passed", labels=("in.labels", 3, None))
+    assert [rec["part_id"] for _, rec in waiting.predictions] == ["0", "2", "3"]
     assert reads == [("in", {"2": 4}), ("in.labels", {"2": 3})]
     reads.clear()
-    assert len(awaiting.waiting_records("in", 2, 4, note, 3600, "passed", labels=("in.labels", 0))) == 4
+    assert len(awaiting.waiting_records("in", 2, 4, note, 3600, "passed", labels=("in.labels", 0, None)).predictions) == 4
     assert reads == [("in", {"2": 4})]  # nothing read on the labels partition yet: none joined
+
+
+def test_a_label_read_before_its_part_waits_for_it_again(monkeypatch):
+    """A label the previous owner read before its part (held as an early label) was lost with
+    its joiner: the part, read after the restart, waited for a label that had come already."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    part = {"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": None}
+    labels = [{"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": 1},   # its part was read: joined
+              {"lot_id": "L", "wafer_id": "W", "part_id": "7", "passed": 0},   # its part comes later
+              {"lot_id": "L", "wafer_id": "W", "part_id": "8", "passed": 1},   # too old by the labels' note
+              {"lot_id": "L", "wafer_id": "W", "part_id": "9", "passed": "x"}]  # not a label (dead-lettered)
+    stamps = [1_000_000, 1_000_000, 1_000_000 - 3_595_000, 1_000_000]
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
+        if parts:
+            return TopicWindow([part], timestamps=[1_000_000])
+        kept = [i for i, ts in enumerate(stamps) if ts >= since_ms]
+        return TopicWindow([labels[i] for i in kept], timestamps=[stamps[i] for i in kept])
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    now = time.time()
+    waiting = awaiting.waiting_records("in", 0, 1, (now, 1_000_000), 3600, "passed",
+                                       labels=("in.labels", 4, (now - 10, 1_000_000)))
+    assert waiting.predictions == []
+    assert [(key, label) for _, key, label in waiting.labels] == [("L/W/7", 0.0)]
+    assert 10 <= waiting.labels[0][0] < 20
+    assert awaiting.waiting_records("in", 0, 1, (now, 1_000_000), 3600, "passed",
+                                    labels=("in.labels", 4, None)).labels == []  # no note: ages unknown
+
+
+def test_a_restored_label_joins_a_prediction_made_since_and_waits_in_time_order():
+    clock = FakeClock(1000.0)
+    j = LabelJoiner(capacity=100, ttl_s=60, clock=clock)
+    j.add_prediction("served-since", "p")
+    j.add_labels([("new", 1.0)])
+    j.restore([], [("served-since", 0.0, 5.0), ("old", 1.0, 50.0), ("past", 0.0, 61.0)])
+    assert j.take_early_matches() == [("p", 0.0)]
+    assert list(j.early_labels) == ["old", "new"]
+    assert j.counts["restored_labels"] == 2 and j.counts["expired_labels"] == 1
+    j.add_prediction("old", "p-old")
+    assert j.take_early_matches() == [("p-old", 1.0)]
+    clock.t = 1061.0
+    j.add_prediction("new", "p-new")  # its label was added 61 s ago
+    assert j.take_early_matches() == [] and j.counts["expired_labels"] == 2

@@ -11,7 +11,7 @@ from kafka.errors import KafkaTimeoutError
 
 from stream_ct import serve
 from stream_ct.anomaly import AnomalyModel
-from stream_ct.awaiting import commit_note, read_note, record_age_s
+from stream_ct.awaiting import Waiting, commit_note, read_note, record_age_s
 from stream_ct.config import ConsumerConfig
 from stream_ct.drift import DriftMonitor
 from stream_ct.rolling import RollingMetric
@@ -335,7 +335,8 @@ def test_predictions_committed_before_a_restart_wait_for_their_labels_again(tmp_
     committed = OffsetAndMetadata(300, commit_note(last_timestamp_ms=1_000_000), -1)
     server.consumer = types.SimpleNamespace(committed=lambda tp, metadata, timeout_ms: committed, assignment=set)
     asked = []
-    monkeypatch.setattr(serve, "waiting_records", lambda *args: asked.append(args) or [(5.0, r) for r in records])
+    monkeypatch.setattr(serve, "waiting_records",
+                        lambda *args: asked.append(args) or Waiting([(5.0, r) for r in records], []))
     server.unrestored = {TopicPartition("parts", 0)}
     labels = [types.SimpleNamespace(value=orjson.dumps({"lot_id": "L", "wafer_id": "W", "part_id": p, "passed": y}),
                                     key=None, topic="parts.labels", partition=0, offset=i, timestamp=0, headers=[])
@@ -430,7 +431,7 @@ def test_a_read_back_of_several_partitions_keeps_the_newest_the_joiner_can_hold(
 
     def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity, labels):
         asked.append(capacity)
-        return by_partition[partition]
+        return Waiting(by_partition[partition], [])
 
     monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
     monkeypatch.setattr(serve, "waiting_records", waiting)
@@ -452,9 +453,9 @@ def test_parts_read_back_first_age_while_the_other_partitions_are_read(tmp_path,
 
     def waiting(topic, partition, offset, note, ttl_s, target, bootstrap, capacity, labels):
         if partition == 0:
-            return [(10.0, records[0])]
+            return Waiting([(10.0, records[0])], [])
         clock.t += 100.0  # reading partition 1 takes 100 s
-        return [(1.0, records[1])]
+        return Waiting([(1.0, records[1])], [])
 
     monkeypatch.setattr(serve.time, "monotonic", lambda: clock.t)
     monkeypatch.setattr(serve, "waiting_records", waiting)

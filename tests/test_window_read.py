@@ -192,6 +192,6 @@ def test_the_predictions_read_back_after_a_restart_are_at_most_the_joiners_capac
     producer.flush()
     producer.close()
     note = read_note(commit_note(now_ms - 1))
-    found = waiting_records(topic, 0, 50, note, 3600, "passed", kafka_bootstrap, capacity=10)
+    found = waiting_records(topic, 0, 50, note, 3600, "passed", kafka_bootstrap, capacity=10).predictions
     assert [rec["part_id"] for _, rec in found] == [str(i) for i in range(40, 50)]
-    assert len(waiting_records(topic, 0, 50, note, 3600, "passed", kafka_bootstrap)) == 50
+    assert len(waiting_records(topic, 0, 50, note, 3600, "passed", kafka_bootstrap).predictions) == 50
