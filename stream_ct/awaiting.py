@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from stream_ct.labels import unjoinable
 from stream_ct.record import part_key
-from stream_ct.retrain_worker import read_topic, usable_label
+from stream_ct.retrain_worker import TopicWindow, read_topic, usable_label
 
 
 def commit_note(last_timestamp_ms: int | None, read_at: float | None = None) -> str:
@@ -81,16 +81,17 @@ def waiting_records(topic: str, partition: int, committed_offset: int, note: tup
 
     ``labels``: the labels topic, its committed offset on the same partition and that commit's
     note. A part whose label came before that offset was joined already and does not wait
-    again; a label read before that offset whose part was not (it comes later, or came too
-    long ago) waits for it again, as long as it is younger than ``ttl_s`` by its own note (the
-    youngest ``capacity``)."""
+    again; a label read before that offset whose part was not (it comes later) waits for it
+    again (``early_labels``)."""
     since_ms = _since_ms(note, ttl_s)
     if since_ms is None or committed_offset <= 0:
         return Waiting([], [])
-    floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
-    window = read_topic(topic, since_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0,
-                        floor_offsets=floor)
     labels_note = labels[2] if labels is not None else None
+    # with the labels' ages known, the parts up to a TTL before the oldest label too: those it may have joined
+    start_ms = since_ms - (int(ttl_s * 1000) if labels_note is not None else 0)
+    floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
+    window = read_topic(topic, start_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0,
+                        floor_offsets=floor)
     labels_since_ms = _since_ms(labels_note, ttl_s)
     read = [] if labels is None else labels_read(
         labels[0], labels[1], partition, since_ms if labels_since_ms is None else min(since_ms, labels_since_ms),
@@ -101,11 +102,33 @@ def waiting_records(topic: str, partition: int, committed_offset: int, note: tup
     predictions = [(age, rec) for age, rec in aged if age <= ttl_s]
     if labels_note is None:  # a commit from before these notes: the labels' ages are not known
         return Waiting(predictions, [])
+    cut = capacity is not None and len(window.records) + window.invalid_records >= capacity
+    parts_from_ms = window.timestamps[0] if cut and window.timestamps else start_ms
+    return Waiting(predictions, early_labels(read, window, parts_from_ms, labels_note, ttl_s, capacity, now))
+
+
+def early_labels(read: list[tuple[int, str, float]], window: TopicWindow, parts_from_ms: int,
+                 note: tuple[float, int], ttl_s: float, capacity: int | None = None,
+                 now: float | None = None) -> list[tuple[float, str, float]]:
+    """``(age_s, part key, label)`` of the labels ``read`` whose part is not in ``window``,
+    which holds every part from ``parts_from_ms`` on: of those at least ``ttl_s`` after it
+    only (an older part's label may have joined it; a part more than ``ttl_s`` before its
+    label had expired, and its label waited as an early label then too). Younger than
+    ``ttl_s`` by the labels commit's ``note``, the youngest ``capacity``.
+
+    >>> window = TopicWindow([{"lot_id": "L", "wafer_id": "W", "part_id": "1"}], timestamps=[5_000])
+    >>> read = [(4_000, "L/W/9", 1.0), (5_000, "L/W/1", 0.0), (6_000, "L/W/2", 1.0)]
+    >>> early_labels(read, window, parts_from_ms=3_000, note=(100.0, 6_000), ttl_s=3.0, now=100.0)
+    [(0.0, 'L/W/2', 1.0)]
+
+    ``L/W/9``'s part may have come before 3,000 ms (not read) and been joined at 4,000.
+    """
     read_parts = {part_key(rec) for rec in window.records}
-    early = [(age, key, value) for age, key, value in
-             ((record_age_s(ts, labels_note, now), key, value) for ts, key, value in read if key not in read_parts)
-             if age <= ttl_s]
-    return Waiting(predictions, early[max(0, len(early) - capacity):] if capacity is not None else early)
+    earliest_ms = parts_from_ms + ttl_s * 1000
+    early = [(record_age_s(ts, note, now), key, value) for ts, key, value in read
+             if key not in read_parts and ts >= earliest_ms]
+    early = [entry for entry in early if entry[0] <= ttl_s]
+    return early[max(0, len(early) - capacity):] if capacity is not None else early
 
 
 def labels_read(topic: str, committed_offset: int, partition: int, since_ms: int, target: str,

@@ -274,6 +274,9 @@ def test_a_label_read_before_its_part_waits_for_it_again(monkeypatch):
     assert 10 <= waiting.labels[0][0] < 20
     assert awaiting.waiting_records("in", 0, 1, (now, 1_000_000), 3600, "passed",
                                     labels=("in.labels", 4, None)).labels == []  # no note: ages unknown
+    # the read stopped at the joiner's capacity: the label's part may be older than the parts read, and joined
+    assert awaiting.waiting_records("in", 0, 1, (now, 1_000_000), 3600, "passed", capacity=1,
+                                    labels=("in.labels", 4, (now - 10, 1_000_000))).labels == []
 
 
 def test_a_restored_label_joins_a_prediction_made_since_and_waits_in_time_order():
