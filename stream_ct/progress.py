@@ -12,14 +12,19 @@ import time
 from stream_ct.words import counted
 
 
+#: ``Progress``'s default stream: ``sys.stderr`` as it is when the progress starts (one bound
+#: at import kept writing to a stderr replaced since, e.g. by a test's capture)
+STDERR = "stderr"
+
+
 class Progress:
     """Prints ``label: N units (R/s)`` at most every ``interval_s`` seconds (default: every second
     in place on a terminal, every 10 s as a new line in a log), and a final line."""
 
     def __init__(self, label: str, *, unit: str = "item", total: int | None = None,
-                 interval_s: float | None = None, stream=sys.stderr):
+                 interval_s: float | None = None, stream=STDERR):
         self.label, self.unit, self.total = label, unit, total
-        self.stream = stream
+        self.stream = sys.stderr if stream == STDERR else stream
         self.started = self._last = time.monotonic()
         self._tty = bool(stream) and hasattr(stream, "isatty") and stream.isatty()
         self.interval_s = interval_s if interval_s is not None else (1.0 if self._tty else 10.0)

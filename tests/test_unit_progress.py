@@ -55,3 +55,10 @@ def test_one_is_singular():
     Progress("replay", unit="record", stream=out).done(1)
     Progress("replay", unit="record", total=1, stream=out).done(1)
     assert re.fullmatch(r"replay: 1 record \([\d,]+/s\) done\nreplay: 1/1 record \([\d,]+/s\) done\n", out.getvalue())
+
+
+def test_the_default_stream_is_stderr_when_the_progress_starts(capsys):
+    """``stream=sys.stderr`` was bound at import: a stderr replaced since (a test's capture, a
+    command redirecting it) never saw the lines."""
+    Progress("record", unit="record").done(3)
+    assert re.fullmatch(r"record: 3 records \([\d,]+/s\) done\n", capsys.readouterr().err)
