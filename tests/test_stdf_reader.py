@@ -666,6 +666,15 @@ def test_cli_reads_a_pipe_and_refuses_a_directory(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: is a directory, not an STDF file"
 
 
+def test_cli_convert_refuses_to_write_over_its_input(tmp_path, capsys):
+    """``--out`` naming the input emptied the STDF file before reading it ("empty file")."""
+    stdf = tmp_path / "x.stdf"
+    stdf.write_bytes(load("makechip_x.stdf"))
+    assert main(["stdf", "convert", str(stdf), "--out", f"{tmp_path}/./x.stdf", "--quiet"]) == 2
+    assert stdf.read_bytes() == load("makechip_x.stdf")
+    assert capsys.readouterr().err.startswith(f"error: --out {tmp_path}/./x.stdf is the input file {stdf}")
+
+
 def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["stdf", "publish", "--help"])

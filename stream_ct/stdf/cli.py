@@ -74,10 +74,19 @@ def _missing(files: list[str]) -> str | None:
     return None
 
 
+def _overwrites(files: list[str], out: str) -> str | None:
+    """The error line when ``out`` is one of the input ``files``: opening it for writing would
+    empty the STDF file before it is read."""
+    for path in files:
+        if os.path.exists(out) and os.path.samefile(path, out):
+            return f"error: --out {out} is the input file {path}; give the recording another name"
+    return None
+
+
 def run_convert(args) -> int:
     from stream_ct.stdf.convert import convert
 
-    if (problem := _missing(args.files)):
+    if (problem := _missing(args.files) or _overwrites(args.files, args.out)):
         print(problem, file=sys.stderr)
         return 2
     try:
