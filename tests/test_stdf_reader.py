@@ -577,6 +577,19 @@ def test_pipe_reads_like_the_file(name, buffering):
     assert parts == list(StdfReader(STDF_DIR / name))
 
 
+def test_a_zip_from_a_pipe_is_refused_with_the_reason(tmp_path):
+    """A zip's directory is at its end: from a pipe it said "File is not a zip file"."""
+    with zipfile.ZipFile(tmp_path / "x.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.stdf", multisite("<"))
+    assert list(StdfReader(tmp_path / "x.zip")) == list(StdfReader(multisite("<")))
+    read_fd, write_fd = os.pipe()
+    with open(write_fd, "wb") as out:
+        out.write((tmp_path / "x.zip").read_bytes())  # smaller than the pipe's buffer
+    with open(read_fd, "rb") as pipe, pytest.raises(StdfError, match="x.zip: a zip archive cannot be read from a "
+                                                                     "pipe .*: pipe the unzipped file instead"):
+        list(StdfReader(pipe, name="x.zip"))
+
+
 def test_small_chunks_give_the_same_records():
     data = multisite("<")
     assert list(StdfReader(data, chunk_size=7)) == list(StdfReader(data))

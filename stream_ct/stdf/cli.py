@@ -19,7 +19,7 @@ EPILOG = """examples:
   stream-ct stdf publish lot2.stdf.gz wafer3.stdf --topic ct.parts
   stream-ct stdf convert lot2.stdf.gz --out lot2.jsonl
   ssh tester cat lot2.stdf.gz | stream-ct stdf convert /dev/stdin --out lot2.jsonl
-Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files, or a pipe."""
+Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files, or a pipe (not of a zip)."""
 
 
 def register(subparsers) -> None:
