@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import collections
 import gzip
+import io
 import os
 import struct
 import threading
@@ -686,6 +687,23 @@ def test_cli_convert_refuses_to_write_over_its_input(tmp_path, capsys):
     assert main(["stdf", "convert", str(stdf), "--out", f"{tmp_path}/./x.stdf", "--quiet"]) == 2
     assert stdf.read_bytes() == load("makechip_x.stdf")
     assert capsys.readouterr().err.startswith(f"error: --out {tmp_path}/./x.stdf is the input file {stdf}")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@needs_data
+def test_cli_error_on_a_terminal_starts_its_own_line(tmp_path, monkeypatch):
+    """The progress line of the file that failed was left there, the error glued to its end."""
+    (tmp_path / "cut.stdf.gz").write_bytes(gzip.compress(load("lot2.stdf.gz")[:2_500_000]))
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["stdf", "convert", str(tmp_path / "cut.stdf.gz"), "--out", str(tmp_path / "p.jsonl")]) == 2
+    screen = terminal.getvalue()
+    assert screen.startswith("\rcut.stdf.gz: ") and " parts" in screen  # the progress line was drawn
+    assert screen.rsplit("\r", 1)[1].startswith("\033[Kerror: cut.stdf.gz: truncated record at byte ")
 
 
 def test_cli_help_has_examples(capsys):

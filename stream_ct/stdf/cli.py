@@ -63,6 +63,11 @@ def add_key_argument(parser) -> None:
                              "need when several serve instances share the topic (docs/operate.md)")
 
 
+def _error(line: str) -> None:
+    """Print ``line`` on stderr, over the progress line a failed file leaves on a terminal."""
+    print(("\r\033[K" if sys.stderr.isatty() else "") + line, file=sys.stderr)
+
+
 def _missing(files: list[str]) -> str | None:
     """The error line for the first of ``files`` that is not there or is a directory; a pipe
     (``/dev/stdin``, a FIFO, ``<(zcat ...)``) is read like a file."""
@@ -92,7 +97,7 @@ def run_convert(args) -> int:
     try:
         convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
         return 2
     return 0
 
@@ -110,10 +115,9 @@ def run_publish(args) -> int:
     try:
         publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
         return 2
     except (KafkaError, PublishError) as exc:
-        print(f"error: Kafka at {bootstrap}: {exc} (is the broker running? "
-              f"try: stream-ct broker start)", file=sys.stderr)
+        _error(f"error: Kafka at {bootstrap}: {exc} (is the broker running? try: stream-ct broker start)")
         return 3
     return 0
