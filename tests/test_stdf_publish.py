@@ -89,6 +89,15 @@ def test_a_send_that_raises_mid_file_says_how_many_parts_were_acknowledged():
 
 
 @needs_data
+def test_the_count_from_the_file_in_flight_has_thousands_separators_like_the_total(tmp_path):
+    """It said "1,200 parts were acknowledged, 1200 of them from ..."."""
+    raw = gzip.decompress((STDF_DIR / "lot2.stdf.gz").read_bytes())
+    (tmp_path / "two.stdf").write_bytes(raw + raw)  # a second FAR is a known record: 1,568 parts
+    with pytest.raises(PublishError, match="1,200 parts were acknowledged, 1,200 of them from two.stdf; "):
+        publish([tmp_path / "two.stdf"], "t", "unused", progress=False, producer=FakeProducer(sends=1200))
+
+
+@needs_data
 def test_a_flush_that_raises_counts_only_the_acknowledged_parts():
     producer = FakeProducer(acks=300)
     with pytest.raises(PublishError) as info:

@@ -99,7 +99,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
             producer.flush(timeout=SETTLE_TIMEOUT_S)
         entry = result.files[-1]
         result.error = (f"Kafka failed while publishing {entry.file} ({exc}): {were(result.parts, 'part')} "
-                        f"acknowledged, {entry.parts} of them from {entry.file}; parts sent but not "
+                        f"acknowledged, {entry.parts:,} of them from {entry.file}; parts sent but not "
                         f"acknowledged are not counted, so publishing again from there may repeat a few")
         raise PublishError(result.error, result) from exc
     finally:
