@@ -5,6 +5,7 @@ fails mid-file."""
 from __future__ import annotations
 
 import gzip
+import threading
 
 import orjson
 import pytest
@@ -15,7 +16,7 @@ from stream_ct.kafka_io import ensure_topics
 from stream_ct.record import part_key, validate_record
 from stream_ct.replay import record
 from stream_ct.stdf import StdfError
-from stream_ct.stdf.publish import SETTLE_TIMEOUT_S, PublishError, publish
+from stream_ct.stdf.publish import FLUSH_TIMEOUT_S, SETTLE_TIMEOUT_S, PublishError, publish
 
 
 class FakeFuture:
@@ -60,6 +61,17 @@ class FakeProducer:
         self.closed = True
 
 
+class StuckProducer(FakeProducer):
+    """kafka-python's sender stuck after the broker went away with requests in flight: nothing
+    is acknowledged, and a ``flush()`` without a timeout never returns."""
+
+    def flush(self, timeout=None):
+        self.flush_timeouts.append(timeout)
+        threading.Event().wait(timeout)
+        if self.pending:
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+
 @needs_data
 def test_a_send_that_raises_mid_file_says_how_many_parts_were_acknowledged():
     producer = FakeProducer(sends=1 + 120)
@@ -73,7 +85,16 @@ def test_a_send_that_raises_mid_file_says_how_many_parts_were_acknowledged():
         "secs.): 121 parts were acknowledged, 120 of them from lot2.stdf.gz; parts sent but not acknowledged "
         "are not counted, so publishing again from there may repeat a few")
     assert isinstance(info.value.__cause__, KafkaTimeoutError)
-    assert producer.flush_timeouts == [None, SETTLE_TIMEOUT_S, 0] and producer.closed
+    assert producer.flush_timeouts == [FLUSH_TIMEOUT_S, SETTLE_TIMEOUT_S, 0] and producer.closed
+
+
+@needs_data
+def test_the_count_from_the_file_in_flight_has_thousands_separators_like_the_total(tmp_path):
+    """It said "1,200 parts were acknowledged, 1200 of them from ..."."""
+    raw = gzip.decompress((STDF_DIR / "lot2.stdf.gz").read_bytes())
+    (tmp_path / "two.stdf").write_bytes(raw + raw)  # a second FAR is a known record: 1,568 parts
+    with pytest.raises(PublishError, match="1,200 parts were acknowledged, 1,200 of them from two.stdf; "):
+        publish([tmp_path / "two.stdf"], "t", "unused", progress=False, producer=FakeProducer(sends=1200))
 
 
 @needs_data
@@ -84,7 +105,26 @@ def test_a_flush_that_raises_counts_only_the_acknowledged_parts():
     assert [(f.file, f.parts) for f in info.value.result.files] == [("lot2.stdf.gz", 300)]
     assert str(info.value).startswith("Kafka failed while publishing lot2.stdf.gz (KafkaTimeoutError: Timeout "
                                       "waiting for future): 300 parts were acknowledged, 300 of them from ")
-    assert producer.pending and producer.flush_timeouts == [None, SETTLE_TIMEOUT_S, 0]
+    assert producer.pending and producer.flush_timeouts == [FLUSH_TIMEOUT_S, SETTLE_TIMEOUT_S, 0]
+
+
+@needs_data
+def test_a_broker_gone_with_parts_in_flight_fails_the_publish_instead_of_hanging(monkeypatch):
+    monkeypatch.setattr("stream_ct.stdf.publish.FLUSH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("stream_ct.stdf.publish.SETTLE_TIMEOUT_S", 0.2)
+    producer, raised = StuckProducer(), []
+
+    def run():
+        with pytest.raises(PublishError) as info:
+            publish([STDF_DIR / "makechip_d10_1.std"], "t", "unused", progress=False, producer=producer)
+        raised.append(info.value)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"publish still waiting after 10 s (flush timeouts {producer.flush_timeouts})"
+    assert str(raised[0]).startswith("Kafka failed while publishing makechip_d10_1.std (KafkaTimeoutError: "
+                                     "Timeout waiting for future): 0 parts were acknowledged")
 
 
 @needs_data

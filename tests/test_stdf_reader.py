@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import collections
 import gzip
+import io
 import os
 import struct
 import threading
@@ -577,6 +578,19 @@ def test_pipe_reads_like_the_file(name, buffering):
     assert parts == list(StdfReader(STDF_DIR / name))
 
 
+def test_a_zip_from_a_pipe_is_refused_with_the_reason(tmp_path):
+    """A zip's directory is at its end: from a pipe it said "File is not a zip file"."""
+    with zipfile.ZipFile(tmp_path / "x.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.stdf", multisite("<"))
+    assert list(StdfReader(tmp_path / "x.zip")) == list(StdfReader(multisite("<")))
+    read_fd, write_fd = os.pipe()
+    with open(write_fd, "wb") as out:
+        out.write((tmp_path / "x.zip").read_bytes())  # smaller than the pipe's buffer
+    with open(read_fd, "rb") as pipe, pytest.raises(StdfError, match="x.zip: a zip archive cannot be read from a "
+                                                                     "pipe .*: pipe the unzipped file instead"):
+        list(StdfReader(pipe, name="x.zip"))
+
+
 def test_small_chunks_give_the_same_records():
     data = multisite("<")
     assert list(StdfReader(data, chunk_size=7)) == list(StdfReader(data))
@@ -664,6 +678,32 @@ def test_cli_reads_a_pipe_and_refuses_a_directory(tmp_path, capsys):
     assert len(list(read_recording(str(out)))) == 784
     assert main(["stdf", "convert", str(tmp_path), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: is a directory, not an STDF file"
+
+
+def test_cli_convert_refuses_to_write_over_its_input(tmp_path, capsys):
+    """``--out`` naming the input emptied the STDF file before reading it ("empty file")."""
+    stdf = tmp_path / "x.stdf"
+    stdf.write_bytes(load("makechip_x.stdf"))
+    assert main(["stdf", "convert", str(stdf), "--out", f"{tmp_path}/./x.stdf", "--quiet"]) == 2
+    assert stdf.read_bytes() == load("makechip_x.stdf")
+    assert capsys.readouterr().err.startswith(f"error: --out {tmp_path}/./x.stdf is the input file {stdf}")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@needs_data
+def test_cli_error_on_a_terminal_starts_its_own_line(tmp_path, monkeypatch):
+    """The progress line of the file that failed was left there, the error glued to its end."""
+    (tmp_path / "cut.stdf.gz").write_bytes(gzip.compress(load("lot2.stdf.gz")[:2_500_000]))
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["stdf", "convert", str(tmp_path / "cut.stdf.gz"), "--out", str(tmp_path / "p.jsonl")]) == 2
+    screen = terminal.getvalue()
+    assert screen.startswith("\rcut.stdf.gz: ") and " parts" in screen  # the progress line was drawn
+    assert screen.rsplit("\r", 1)[1].startswith("\033[Kerror: cut.stdf.gz: truncated record at byte ")
 
 
 def test_cli_help_has_examples(capsys):

@@ -19,7 +19,7 @@ EPILOG = """examples:
   stream-ct stdf publish lot2.stdf.gz wafer3.stdf --topic ct.parts
   stream-ct stdf convert lot2.stdf.gz --out lot2.jsonl
   ssh tester cat lot2.stdf.gz | stream-ct stdf convert /dev/stdin --out lot2.jsonl
-Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files, or a pipe."""
+Inputs may be plain, .gz, .bz2 or single-file .zip STDF V4 files, or a pipe (not of a zip)."""
 
 
 def register(subparsers) -> None:
@@ -63,6 +63,11 @@ def add_key_argument(parser) -> None:
                              "need when several serve instances share the topic (docs/operate.md)")
 
 
+def _error(line: str) -> None:
+    """Print ``line`` on stderr, over the progress line a failed file leaves on a terminal."""
+    print(("\r\033[K" if sys.stderr.isatty() else "") + line, file=sys.stderr)
+
+
 def _missing(files: list[str]) -> str | None:
     """The error line for the first of ``files`` that is not there or is a directory; a pipe
     (``/dev/stdin``, a FIFO, ``<(zcat ...)``) is read like a file."""
@@ -74,16 +79,25 @@ def _missing(files: list[str]) -> str | None:
     return None
 
 
+def _overwrites(files: list[str], out: str) -> str | None:
+    """The error line when ``out`` is one of the input ``files``: opening it for writing would
+    empty the STDF file before it is read."""
+    for path in files:
+        if os.path.exists(out) and os.path.samefile(path, out):
+            return f"error: --out {out} is the input file {path}; give the recording another name"
+    return None
+
+
 def run_convert(args) -> int:
     from stream_ct.stdf.convert import convert
 
-    if (problem := _missing(args.files)):
+    if (problem := _missing(args.files) or _overwrites(args.files, args.out)):
         print(problem, file=sys.stderr)
         return 2
     try:
         convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
         return 2
     return 0
 
@@ -101,10 +115,9 @@ def run_publish(args) -> int:
     try:
         publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
         return 2
     except (KafkaError, PublishError) as exc:
-        print(f"error: Kafka at {bootstrap}: {exc} (is the broker running? "
-              f"try: stream-ct broker start)", file=sys.stderr)
+        _error(f"error: Kafka at {bootstrap}: {exc} (is the broker running? try: stream-ct broker start)")
         return 3
     return 0

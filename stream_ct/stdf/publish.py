@@ -21,6 +21,10 @@ from stream_ct.words import counted, were
 
 #: How long a failed publish waits for the parts already sent to be acknowledged.
 SETTLE_TIMEOUT_S = 10.0
+#: How long the flush after each file waits: kafka-python's delivery timeout (2 min), by which
+#: every part is acknowledged or failed, unless its sender is stuck (a broker gone with
+#: requests in flight), when a plain ``flush()`` would never return.
+FLUSH_TIMEOUT_S = 120.0
 
 
 class PublishError(RuntimeError):
@@ -77,7 +81,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                                        timestamp_ms=message.timestamp, headers=message.headers)
                 future.add_callback(acked, entry)
                 future.add_errback(failures.append)
-            producer.flush()
+            producer.flush(timeout=FLUSH_TIMEOUT_S)
             if failures:
                 result.error = (f"Kafka did not acknowledge {counted(len(failures), 'part')} ({failures[0]}); "
                                 f"{were(result.parts, 'part')} published")
@@ -85,7 +89,8 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
             if shown:
                 shown.done(entry.summary("published"))
     except StdfError as exc:
-        producer.flush()
+        with suppress(KafkaError):  # the file's error is the one to report; the count is of acknowledged parts
+            producer.flush(timeout=FLUSH_TIMEOUT_S)
         note = f"{were(result.parts, 'part')} published before the error"
         result.error = f"{exc}: {note}"
         raise exc.with_note(note, result) from exc
@@ -94,7 +99,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
             producer.flush(timeout=SETTLE_TIMEOUT_S)
         entry = result.files[-1]
         result.error = (f"Kafka failed while publishing {entry.file} ({exc}): {were(result.parts, 'part')} "
-                        f"acknowledged, {entry.parts} of them from {entry.file}; parts sent but not "
+                        f"acknowledged, {entry.parts:,} of them from {entry.file}; parts sent but not "
                         f"acknowledged are not counted, so publishing again from there may repeat a few")
         raise PublishError(result.error, result) from exc
     finally:

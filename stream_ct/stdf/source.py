@@ -102,6 +102,11 @@ def open_source(source, name: str) -> Source:
         elif magic[:3] == b"BZh":
             stream = bz2.BZ2File(raw, "rb")
         elif magic == b"PK\x03\x04":
+            if not raw.seekable():  # zipfile seeks to the directory at the end ("File is not a zip file")
+                if owns_raw:
+                    raw.close()
+                raise StdfError(name, "a zip archive cannot be read from a pipe (its directory is at its end): "
+                                      "pipe the unzipped file instead, e.g. unzip -p lot2.zip | ...")
             archive = zipfile.ZipFile(raw)
             members = [info for info in archive.infolist() if not info.is_dir()]
             if len(members) != 1:
