@@ -13,6 +13,7 @@ import time
 from typing import Iterable, Iterator
 
 from kafka import TopicPartition
+from kafka.errors import MessageSizeTooLargeError
 
 from stream_ct.kafka_io import (bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer,
                                 records_topic)
@@ -27,7 +28,8 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
     ``keep_partitions`` sends each to its recorded partition.
 
     Raises ``ValueError`` when the broker rejected any of them, or before a message whose
-    recorded partition ``topic`` does not have (saying how many went out before it).
+    recorded partition ``topic`` does not have or that is over the producer's request size
+    (saying how many went out before it).
     """
     producer = make_producer(bootstrap)
     started = time.monotonic()
@@ -40,9 +42,13 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
                 raise ValueError(f"record {count} was recorded on partition {msg.partition}, which {topic} does "
                                  f"not have ({counted(len(partitions), 'partition')}; --partitions "
                                  f"{msg.partition + 1} adds them); {were(count - 1, 'record')} sent before it")
-            future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
-                                   headers=list(msg.headers),
-                                   partition=msg.partition if keep_partitions else None)
+            try:
+                future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
+                                       headers=list(msg.headers),
+                                       partition=msg.partition if keep_partitions else None)
+            except MessageSizeTooLargeError as exc:  # checked by kafka-python before sending
+                raise ValueError(f"record {count} is too large to send ({exc}); "
+                                 f"{were(count - 1, 'record')} sent before it") from exc
             future.add_errback(failures.append)
             if rate:
                 ahead = count / rate - (time.monotonic() - started)

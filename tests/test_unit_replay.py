@@ -26,6 +26,8 @@ class StubProducer:
             raise ValueError("Need at least one: key or value")
         if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in kwargs.get("headers") or []):
             raise TypeError("All headers items must be (str, bytes) tuples")
+        if kwargs["value"] == b"over max_request_size":
+            raise MessageSizeTooLargeError("The message is 3000090 bytes when serialized")
         self.sent.append(kwargs["value"])
         self.headers.append(kwargs.get("headers"))
         future = Future()
@@ -73,6 +75,17 @@ def test_a_recorded_partition_the_topic_lacks_stops_the_replay_saying_how_far_it
         replay_module.replay(messages, "t", keep_partitions=True)
     assert producer.sent == [b"v", b"v"]
     assert replay_module.replay(messages, "t") == 4  # without --keep-partitions the partitioner picks
+
+
+def test_a_record_over_the_request_size_stops_the_replay_saying_how_far_it_got(producer, tmp_path, capsys):
+    """kafka-python refuses it in send(): a MessageSizeTooLargeError traceback and exit code 1."""
+    path = tmp_path / "rec.jsonl"
+    write_recording(str(path), [Message(b"k", v, 1) for v in (b"v", b"over max_request_size", b"w")])
+    assert main(["replay", str(path), "--topic", "parts"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: record 2 is too large to send (") and "3000090 bytes" in line
+    assert line.endswith("; 1 record was sent before it")
+    assert producer.sent == [b"v"]
 
 
 def _replay_args(path):
