@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import orjson
 
 from stream_ct.kafka_io import EVENTS_TOPIC
+from stream_ct.recording import GZIP_ERRORS, line_to_message
 from stream_ct.words import counted
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -47,8 +48,6 @@ _E = html.escape
 
 def _events_from_lines(lines: Iterable[bytes], path: str) -> list[dict[str, Any]]:
     """JSON lines that are either events (an audit log) or recording lines whose value is an event."""
-    from stream_ct.recording import line_to_message
-
     events = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -74,7 +73,10 @@ def load_events(path: str | Path) -> list[dict[str, Any]]:
                                 f"`stream-ct record --topic {EVENTS_TOPIC} events.jsonl`")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        return _events_from_lines(f, str(path))
+        try:
+            return _events_from_lines(f, str(path))
+        except GZIP_ERRORS as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
 
 
 def fetch_events(bootstrap: str | None) -> list[dict[str, Any]]:

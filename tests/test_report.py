@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 import re
 import shutil
@@ -255,6 +256,18 @@ def test_load_events_from_a_recording_and_an_audit_log(tmp_path):
         load_events(bad)
     with pytest.raises(FileNotFoundError, match="stream-ct record"):
         load_events(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("damage", [lambda packed: packed[:-10], lambda packed: packed[:10] + b"\xff" + packed[11:],
+                                    lambda packed: b"not gzip at all\n"], ids=["truncated", "corrupt", "not gzip"])
+def test_a_truncated_or_corrupt_gz_events_file_is_one_error_line(tmp_path, capsys, damage):
+    """A cut-short file ended in an EOFError traceback (exit 1), a corrupt one in zlib.error's,
+    and a file that is not gzip in an error line that did not name it."""
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(damage(gzip.compress(b"\n".join(orjson.dumps(e) for e in synthetic_events()))))
+    assert main(["report", "--events", str(path), "--out", str(tmp_path / "r.html")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {path}: corrupt or truncated gzip data (")
 
 
 def test_report_command(tmp_path, capsys):
