@@ -21,6 +21,10 @@ from stream_ct.progress import Progress
 from stream_ct.recording import Message, numbered_recording, write_recording
 from stream_ct.words import counted, were
 
+#: How long the end of a replay waits for Kafka to acknowledge what it sent: kafka-python's
+#: delivery timeout, by which a record is delivered or failed.
+ACK_WAIT_S = 120.0
+
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
            rate: float | None = None, keep_partitions: bool = False, progress: Progress | None = None) -> int:
@@ -56,12 +60,13 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
                     time.sleep(ahead)
             if progress:
                 progress.update(count)
-        producer.flush()
-        # flush() waits for the sends but does not raise for the ones the broker rejected.
-        if failures:
-            raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
     finally:
-        producer.close()
+        # waits for the sends, also those before an error or Ctrl-C; raises KafkaTimeoutError (exit 3)
+        # after ACK_WAIT_S: untimed, it waited forever for a broker away longer than that
+        producer.close(timeout=ACK_WAIT_S)
+    # close() does not raise for the records the broker rejected.
+    if failures:
+        raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
     return count
 
 

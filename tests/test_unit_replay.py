@@ -6,7 +6,7 @@ import argparse
 import types
 
 import pytest
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.future import Future
 
 import stream_ct.replay as replay_module
@@ -37,13 +37,10 @@ class StubProducer:
             future.success(None)
         return future
 
-    def flush(self):  # like kafka-python: waits, never raises for rejected records
-        pass
-
     def partitions_for(self, topic):
         return {0, 1}
 
-    def close(self):
+    def close(self, timeout=None):  # like kafka-python: waits for the sends, never raises for rejected records
         pass
 
 
@@ -86,6 +83,28 @@ def test_a_record_over_the_request_size_stops_the_replay_saying_how_far_it_got(p
     assert line.startswith("error: record 2 is too large to send (") and "3000090 bytes" in line
     assert line.endswith("; 1 record was sent before it")
     assert producer.sent == [b"v"]
+
+
+class GoneBrokerProducer(StubProducer):
+    """kafka-python once the broker went away mid-replay: its sends are never acknowledged."""
+
+    def flush(self, timeout=None):
+        if timeout is None:
+            raise AssertionError("waits forever")
+        raise KafkaTimeoutError("Timeout waiting for future")
+
+    close = flush
+
+
+def test_a_broker_gone_before_the_sends_were_acknowledged_ends_the_replay_with_exit_code_3(monkeypatch, tmp_path,
+                                                                                           capsys):
+    """kafka-python's untimed flush never returned when the broker went away mid-replay for longer
+    than its delivery timeout (it did not even when the broker came back)."""
+    monkeypatch.setattr(replay_module, "make_producer", lambda bootstrap: GoneBrokerProducer())
+    path = tmp_path / "rec.jsonl"
+    write_recording(str(path), [Message(b"k", b"v", 1)] * 3)
+    assert main(["replay", str(path), "--topic", "parts", "--bootstrap-servers", "10.1.2.3:9092"]) == 3
+    assert capsys.readouterr().err.startswith("error: cannot reach Kafka at 10.1.2.3:9092 (KafkaTimeoutError")
 
 
 def _replay_args(path):
