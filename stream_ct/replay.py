@@ -84,21 +84,25 @@ def sendable(numbered: Iterable[tuple[int, Message]], path: str, nulls: NullHead
     Kafka allows a header without a value, and ``record`` keeps one as null, but kafka-python
     refuses to send one: it goes out as ``b""``, counted in ``nulls``. A message with neither
     key nor value (another client may have produced one) cannot be sent by kafka-python at
-    all: ``ValueError`` naming its line.
+    all: ``ValueError`` naming its line, as for a line that is not a recording line; either
+    says how many messages went out before it.
     """
     sent = 0
-    for number, msg in numbered:
-        if msg.key is None and msg.value is None:
-            raise ValueError(f"{path}:{number}: the message has neither key nor value, which kafka-python cannot "
-                             f"send; give it a key or leave the line out (messages sent before it: {sent})")
-        if any(value is None for _, value in msg.headers):
-            names = [name for name, value in msg.headers if value is None]
-            nulls.first = nulls.first or f"header {names[0]!r} at {path}:{number}"
-            nulls.count += len(names)
-            msg = dataclasses.replace(msg, headers=[(name, b"" if value is None else value)
-                                                    for name, value in msg.headers])
-        sent += 1
-        yield msg
+    try:
+        for number, msg in numbered:
+            if msg.key is None and msg.value is None:
+                raise ValueError(f"{path}:{number}: the message has neither key nor value, which kafka-python "
+                                 "cannot send; give it a key or leave the line out")
+            if any(value is None for _, value in msg.headers):
+                names = [name for name, value in msg.headers if value is None]
+                nulls.first = nulls.first or f"header {names[0]!r} at {path}:{number}"
+                nulls.count += len(names)
+                msg = dataclasses.replace(msg, headers=[(name, b"" if value is None else value)
+                                                        for name, value in msg.headers])
+            sent += 1
+            yield msg
+    except ValueError as exc:  # a truncated recording: the lines before it went out
+        raise ValueError(f"{exc} (messages sent before it: {sent:,})") from exc
 
 
 def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,

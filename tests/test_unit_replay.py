@@ -139,6 +139,19 @@ def test_replay_of_a_message_with_neither_key_nor_value_names_its_line(producer,
     assert producer.sent == [b"v"]
 
 
+def test_a_bad_line_mid_recording_says_how_many_messages_went_out_before_it(producer, tmp_path, capsys):
+    """A recording cut off mid-line (record stopped while writing) sent every line before the
+    cut and said only that the last line was bad."""
+    path = tmp_path / "rec.jsonl"
+    path.write_bytes(b"".join(message_to_line(Message(b"k", b"v", t)) + b"\n" for t in range(3))
+                     + message_to_line(Message(b"k", b"v", 3))[:20])
+    assert main(["replay", str(path), "--topic", "parts"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {path}:4: not a recording line (")
+    assert line.endswith(" (messages sent before it: 3)")
+    assert producer.sent == [b"v"] * 3
+
+
 class NoTopicConsumer:
     """A broker that knows no such topic."""
 
