@@ -7,7 +7,9 @@ empty (with a note), and a message with neither key nor value stops the replay a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
 import sys
 import time
 from typing import Iterable, Iterator
@@ -183,6 +185,17 @@ def register(subparsers) -> None:
     r.set_defaults(func=_run_record)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within it, SIGTERM (``timeout``, ``kill``, ``docker stop``) stops the command as Ctrl-C
+    does: a recording is closed whole (a .gz with its end), what was sent is flushed, exit 130."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_replay(args) -> int:
     if args.partitions:
         ensure_topics({args.topic: {"partitions": args.partitions}}, args.bootstrap_servers)
@@ -192,8 +205,10 @@ def _run_replay(args) -> int:
     progress = Progress("replay", unit="record")
     nulls = NullHeaders()
     try:
-        count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic, args.bootstrap_servers,
-                       rate=args.rate, keep_partitions=args.keep_partitions, progress=progress)
+        with sigterm_as_interrupt():
+            count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic,
+                           args.bootstrap_servers, rate=args.rate, keep_partitions=args.keep_partitions,
+                           progress=progress)
     finally:  # also when the replay stopped: the ones before went out empty
         if nulls.count:
             print(f"replay: {were(nulls.count, 'header value')} null in the "
@@ -206,8 +221,9 @@ def _run_replay(args) -> int:
 
 def _run_record(args) -> int:
     progress = Progress("record", unit="record")
-    count = write_recording(args.file, record(args.topic, args.bootstrap_servers, follow_s=args.follow,
-                                              progress=progress))
+    with sigterm_as_interrupt():
+        count = write_recording(args.file, record(args.topic, args.bootstrap_servers, follow_s=args.follow,
+                                                  progress=progress))
     progress.done(count)
     print(f"recorded {counted(count, 'record')} from {args.topic} to {args.file}", file=sys.stdout)
     return 0
