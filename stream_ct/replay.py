@@ -15,7 +15,7 @@ import time
 from typing import Iterable, Iterator
 
 from kafka import TopicPartition
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from stream_ct.kafka_io import (bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer,
                                 records_topic)
@@ -26,6 +26,9 @@ from stream_ct.words import counted, were
 #: How long the end of a replay waits for Kafka to acknowledge what it sent: kafka-python's
 #: delivery timeout, by which a record is delivered or failed.
 ACK_WAIT_S = 120.0
+
+#: How long ``record`` waits for a message while short of the end offsets before it gives up.
+STALL_S = 30.0
 
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
@@ -131,7 +134,10 @@ def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
 def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float,
           progress: Progress | None) -> Iterator[Message]:
     """Without ``follow_s``, only the messages below ``end``: a fetch also brings those produced
-    since, and a partition read to its end is paused while the others catch up."""
+    since, and a partition read to its end is paused while the others catch up.
+
+    Raises ``KafkaTimeoutError`` when no message came for ``STALL_S`` short of ``end`` (the
+    broker went away: kafka-python's poll keeps returning nothing)."""
     try:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
@@ -155,6 +161,9 @@ def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float
                 consumer.pause(*read)
             if caught_up and (follow_s <= 0 or time.monotonic() - idle_since > follow_s):
                 return
+            if not caught_up and time.monotonic() - idle_since > STALL_S:
+                raise KafkaTimeoutError(f"no message for {STALL_S:.0f} s with {counted(count, 'message')} "
+                                        "read, before the end offsets")
     finally:
         consumer.close()
 

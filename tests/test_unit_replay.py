@@ -11,7 +11,7 @@ from kafka.future import Future
 
 import stream_ct.replay as replay_module
 from stream_ct.cli import main
-from stream_ct.recording import Message, message_to_line, write_recording
+from stream_ct.recording import Message, message_to_line, read_recording, write_recording
 
 
 class StubProducer:
@@ -243,3 +243,26 @@ def test_record_with_follow_keeps_what_was_produced_since(monkeypatch):
     topic.log[0].append(b"a3")
     assert sorted(m.value for m in messages) == [b"a0", b"a1", b"a2", b"a3", b"b0", b"b1",
                                                  b"b2 (produced during the fetch)"]
+
+
+class BrokerGoneAfterOneFetch(GrowingTopic):
+    """The broker stopped after the first fetch: kafka-python's poll returns nothing from then on."""
+
+    def poll(self, timeout_ms, max_records):
+        if self.polls:
+            return {}
+        self.paused = {tp for tp in self.position_of if tp.partition == 1}  # its fetch was still on the way
+        out = super().poll(timeout_ms, max_records)
+        self.paused = set()
+        return out
+
+
+def test_record_gives_up_when_the_broker_went_away_before_the_end(monkeypatch, tmp_path, capsys):
+    """It polled forever, saying nothing, with the recording open (found with the broker stopped
+    after 72,541 of 120,000 messages)."""
+    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: BrokerGoneAfterOneFetch())
+    monkeypatch.setattr(replay_module, "STALL_S", 0.2)
+    out = tmp_path / "parts.jsonl"
+    assert main(["record", "--topic", "parts", "--bootstrap-servers", "10.1.2.3:9092", str(out)]) == 3
+    assert capsys.readouterr().err.startswith("error: cannot reach Kafka at 10.1.2.3:9092 (KafkaTimeoutError")
+    assert [m.value for m in read_recording(str(out))] == [b"a0", b"a1", b"a2"]  # whole lines, up to the stop
