@@ -569,7 +569,8 @@ def _timeline_section(events: list[dict[str, Any]]) -> str:
         rows.append(f"<tr{css}><td>{_clock(e['ts']) if _finite(e.get('ts')) else '–'}</td>"
                     f"<td>{_num(e.get('position'))}</td><td>{_E(e['type'])}</td><td>{_E(str(e.get('source', '')))}</td>"
                     f"<td class='detail'>{_E(_short(orjson.dumps(detail, default=str).decode(), 300))}</td></tr>")
-    return ("<table><tr><th>time (UTC)</th><th>position</th><th>event</th><th>source</th><th>detail</th></tr>"
+    shown = f"<p>The last {MAX_TABLE_ROWS} of {len(chosen)} events.</p>" if len(chosen) > MAX_TABLE_ROWS else ""
+    return (f"{shown}<table><tr><th>time (UTC)</th><th>position</th><th>event</th><th>source</th><th>detail</th></tr>"
             + "".join(rows) + "</table>")
 
 

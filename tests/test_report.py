@@ -236,6 +236,15 @@ def test_time_axis_when_serve_restarted_or_scaled_out_under_one_name():
     assert "record position" in build_report(synthetic_events())
 
 
+def test_a_timeline_cut_to_its_last_rows_says_so():
+    """It showed the last 200 rows alone, beside an alerts card counting 300."""
+    alerts = [{"type": "alert", "ts": 1_700_000_000.0 + i, "source": "serve", "consumer": "yield", "host": "tf1",
+               "pid": 11, "severity": "warning", "kind": "retrain_lost", "detail": f"alert {i}"} for i in range(300)]
+    timeline = build_report(alerts).split('id="timeline"')[1]
+    assert "The last 200 of 300 events." in timeline and timeline.count("<tr class='bad'>") == 200
+    assert "The last" not in build_report(alerts[:200]).split('id="timeline"')[1]
+
+
 def test_nice_ticks_cover_the_range():
     ticks = nice_ticks(20250, 40000, 8)
     assert ticks[0] <= 20250 and ticks[-1] >= 40000 and len(ticks) <= 10
