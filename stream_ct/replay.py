@@ -38,7 +38,8 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
 
     Raises ``ValueError`` when the broker rejected any of them, or before a message whose
     recorded partition ``topic`` does not have or that is over the producer's request size
-    (saying how many went out before it).
+    (saying how many went out before it), or when ``topic`` does not exist and the broker does
+    not create it.
     """
     producer = make_producer(bootstrap)
     started = time.monotonic()
@@ -65,6 +66,11 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
                     time.sleep(ahead)
             if progress:
                 progress.update(count)
+    except KafkaTimeoutError as exc:  # kafka-python waited max_block_ms (60 s) for the topic's metadata
+        if count <= 1 and not _topic_exists(topic, bootstrap):
+            raise ValueError(f"topic {topic!r} does not exist at {bootstrap_servers(bootstrap)}, which does not "
+                             "create topics on first use: create it with --partitions N, or check --topic") from exc
+        raise
     finally:
         # waits for the sends, also those before an error or Ctrl-C; raises KafkaTimeoutError (exit 3)
         # after ACK_WAIT_S: untimed, it waited forever for a broker away longer than that
@@ -73,6 +79,14 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
     if failures:
         raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
     return count
+
+
+def _topic_exists(topic: str, bootstrap: str | None) -> bool:
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        return bool(consumer.partitions_for_topic(topic))
+    finally:
+        consumer.close()
 
 
 @dataclasses.dataclass

@@ -107,6 +107,24 @@ def test_a_broker_gone_before_the_sends_were_acknowledged_ends_the_replay_with_e
     assert capsys.readouterr().err.startswith("error: cannot reach Kafka at 10.1.2.3:9092 (KafkaTimeoutError")
 
 
+class NoAutoCreateProducer(StubProducer):
+    """kafka-python writing to a topic the broker does not have and will not create."""
+
+    def send(self, topic, **kwargs):
+        raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+
+
+def test_a_topic_the_broker_does_not_create_is_named_not_an_unreachable_broker(monkeypatch, tmp_path, capsys):
+    """After 60 s it said 'cannot reach Kafka ... start a broker' (exit 3) of a broker that answered."""
+    monkeypatch.setattr(replay_module, "make_producer", lambda bootstrap: NoAutoCreateProducer())
+    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: NoTopicConsumer())
+    path = tmp_path / "rec.jsonl"
+    write_recording(str(path), [Message(b"k", b"v", 1)] * 3)
+    assert main(["replay", str(path), "--topic", "partz", "--bootstrap-servers", "10.1.2.3:9092"]) == 2
+    assert capsys.readouterr().err == ("error: topic 'partz' does not exist at 10.1.2.3:9092, which does not create "
+                                       "topics on first use: create it with --partitions N, or check --topic\n")
+
+
 def _replay_args(path):
     return argparse.Namespace(file=str(path), topic="parts", bootstrap_servers=None, partitions=None, rate=None,
                               keep_partitions=False)
