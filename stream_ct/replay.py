@@ -7,8 +7,10 @@ empty (with a note), and a message with neither key nor value stops the replay a
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -182,6 +184,30 @@ def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float
         consumer.close()
 
 
+def partition_count(text: str) -> int:
+    """``--partitions``: a whole number, 1 or more (an argparse ``type``)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of partitions, 1 or more")
+    return int(text)
+
+
+def records_per_second(text: str) -> float:
+    """``--rate``: a number above 0 (an argparse ``type``).
+
+    >>> records_per_second("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: '0': records per second, above 0 (leave --rate out for as fast as possible)
+    """
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: records per second, above 0 "
+                                         "(leave --rate out for as fast as possible)")
+    return rate
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "replay", help="publish a recording (JSONL) to a topic",
@@ -190,9 +216,9 @@ def register(subparsers) -> None:
     p.add_argument("file")
     p.add_argument("--topic", required=True, type=records_topic)
     p.add_argument("--bootstrap-servers", default=None)
-    p.add_argument("--partitions", type=int, default=None,
+    p.add_argument("--partitions", type=partition_count, default=None,
                    help="create the topic with this many partitions, or add partitions up to this many")
-    p.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
+    p.add_argument("--rate", type=records_per_second, default=None, help="records per second (default: as fast as possible)")
     p.add_argument("--keep-partitions", action="store_true", help="send each message to its recorded partition")
     p.set_defaults(func=_run_replay)
 

@@ -125,6 +125,18 @@ def test_a_topic_the_broker_does_not_create_is_named_not_an_unreachable_broker(m
                                        "topics on first use: create it with --partitions N, or check --topic\n")
 
 
+@pytest.mark.parametrize("option", [["--rate", "-5"], ["--rate", "0"], ["--partitions", "-2"], ["--partitions", "0"]])
+def test_a_rate_or_partition_count_below_one_is_refused(producer, tmp_path, capsys, option):
+    """--rate -5 replayed at full speed, --partitions 0 was ignored and --partitions -2 ended
+    in an InvalidPartitionsError traceback (exit 1)."""
+    path = tmp_path / "rec.jsonl"
+    write_recording(str(path), [Message(b"k", b"v", 1)])
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", str(path), "--topic", "parts", *option])
+    assert exc.value.code == 2 and f"argument {option[0]}: '{option[1]}': " in capsys.readouterr().err
+    assert producer.sent == []
+
+
 def _replay_args(path):
     return argparse.Namespace(file=str(path), topic="parts", bootstrap_servers=None, partitions=None, rate=None,
                               keep_partitions=False)
