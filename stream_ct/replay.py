@@ -246,6 +246,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _run_replay(args) -> int:
+    open(args.file, "rb").close()  # a missing file is said before a topic is made for it
     if args.partitions:
         ensure_topics({args.topic: {"partitions": args.partitions}}, args.bootstrap_servers)
         had = grow_partitions(args.topic, args.partitions, args.bootstrap_servers)

@@ -137,6 +137,16 @@ def test_a_rate_or_partition_count_below_one_is_refused(producer, tmp_path, caps
     assert producer.sent == []
 
 
+def test_a_missing_recording_is_said_before_the_topic_is_made(monkeypatch, tmp_path, capsys):
+    """A misspelt file name created the topic (--partitions 3) and only then failed."""
+    made = []
+    monkeypatch.setattr(replay_module, "ensure_topics", lambda topics, bootstrap: made.append(topics))
+    missing = tmp_path / "strem.jsonl"
+    assert main(["replay", str(missing), "--topic", "parts", "--partitions", "3"]) == 2
+    assert capsys.readouterr().err == f"error: [Errno 2] No such file or directory: '{missing}'\n"
+    assert made == []
+
+
 def _replay_args(path):
     return argparse.Namespace(file=str(path), topic="parts", bootstrap_servers=None, partitions=None, rate=None,
                               keep_partitions=False)
