@@ -80,10 +80,24 @@ def load_events(path: str | Path) -> list[dict[str, Any]]:
 
 
 def fetch_events(bootstrap: str | None) -> list[dict[str, Any]]:
-    """Every event currently on ``ct.events``."""
+    """Every event currently on ``ct.events``; a message that is not one (another client wrote
+    it, and the topic keeps it) is left out, and said on stderr."""
     from stream_ct.replay import record
 
-    return [orjson.loads(m.value) for m in record(EVENTS_TOPIC, bootstrap) if m.value]
+    events, other = [], 0
+    for m in record(EVENTS_TOPIC, bootstrap):
+        try:
+            event = orjson.loads(m.value or b"null")
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and "type" in event:
+            events.append(event)
+        elif m.value:
+            other += 1
+    if other:
+        print(f"report: left out {counted(other, 'message')} on {EVENTS_TOPIC} that "
+              f"{'is not an event' if other == 1 else 'are not events'} (a JSON object with a 'type')", file=sys.stderr)
+    return events
 
 
 def filter_consumer(events: list[dict[str, Any]], consumer: str) -> list[dict[str, Any]]:

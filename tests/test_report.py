@@ -279,6 +279,21 @@ def test_a_truncated_or_corrupt_gz_events_file_is_one_error_line(tmp_path, capsy
     assert line.startswith(f"error: {path}: corrupt or truncated gzip data (")
 
 
+def test_a_live_message_that_is_not_an_event_is_left_out_and_said(tmp_path, monkeypatch, capsys):
+    """A JSON array someone wrote to ct.events ended the live report in an AttributeError traceback."""
+    import stream_ct.replay
+
+    values = [orjson.dumps(e) for e in synthetic_events()[:3]] + [b"[1, 2]", b"not json", None]
+    monkeypatch.setattr(stream_ct.replay, "record", lambda topic, bootstrap: (
+        Message(None, v, 1, [], 0) for v in values))
+    out = tmp_path / "live.html"
+    assert main(["report", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("report: left out 2 messages on ct.events that are not events "
+                            "(a JSON object with a 'type')\n")
+    assert captured.out.startswith("report: 3 events from ct.events at ") and out.exists()
+
+
 def test_report_command(tmp_path, capsys):
     import argparse
 
