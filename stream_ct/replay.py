@@ -178,8 +178,8 @@ def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float
             if caught_up and (follow_s <= 0 or time.monotonic() - idle_since > follow_s):
                 return
             if not caught_up and time.monotonic() - idle_since > STALL_S:
-                raise KafkaTimeoutError(f"no message for {STALL_S:.0f} s with {counted(count, 'message')} "
-                                        "read, before the end offsets")
+                raise KafkaTimeoutError(f"no message came for {STALL_S:.0f} s short of the end offsets "
+                                        f"({counted(count, 'message')} read)")
     finally:
         consumer.close()
 
@@ -218,7 +218,8 @@ def register(subparsers) -> None:
     p.add_argument("--bootstrap-servers", default=None)
     p.add_argument("--partitions", type=partition_count, default=None,
                    help="create the topic with this many partitions, or add partitions up to this many")
-    p.add_argument("--rate", type=records_per_second, default=None, help="records per second (default: as fast as possible)")
+    p.add_argument("--rate", type=records_per_second, default=None,
+                   help="records per second (default: as fast as possible)")
     p.add_argument("--keep-partitions", action="store_true", help="send each message to its recorded partition")
     p.set_defaults(func=_run_replay)
 
