@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -94,6 +95,11 @@ def line_to_message(line: bytes | str) -> Message:
     return Message(fields["key"], fields["value"], timestamp, headers, obj.get("partition"))
 
 
+#: What reading a .gz file raises when it is cut short (EOFError), not gzip (BadGzipFile, an
+#: OSError) or its compressed data are corrupt (zlib.error).
+GZIP_ERRORS = (EOFError, OSError, zlib.error)
+
+
 def _open(path: str, mode: str):
     # Level 6: a sixth of level 9's time for a file about 6% larger.
     return gzip.open(path, mode, compresslevel=6) if str(path).endswith(".gz") else open(path, mode)
@@ -132,5 +138,5 @@ def numbered_recording(path: str) -> Iterator[tuple[int, Message]]:
                     yield number, line_to_message(line)
                 except (KeyError, TypeError, ValueError, binascii.Error) as exc:
                     raise ValueError(f"{path}:{number}: not a recording line ({exc})") from exc
-        except (EOFError, OSError) as exc:  # gzip cut short (EOFError) or corrupt (BadGzipFile)
+        except GZIP_ERRORS as exc:
             raise ValueError(f"{path}:{number + 1}: corrupt or truncated gzip data ({exc})") from exc

@@ -7,18 +7,30 @@ empty (with a note), and a message with neither key nor value stops the replay a
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
+import math
+import signal
 import sys
 import time
 from typing import Iterable, Iterator
 
 from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from stream_ct.kafka_io import (bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer,
                                 records_topic)
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, numbered_recording, write_recording
 from stream_ct.words import counted, were
+
+#: How long the end of a replay waits for Kafka to acknowledge what it sent: kafka-python's
+#: delivery timeout, by which a record is delivered or failed.
+ACK_WAIT_S = 120.0
+
+#: How long ``record`` waits for a message while short of the end offsets before it gives up.
+STALL_S = 30.0
 
 
 def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None, *,
@@ -27,7 +39,9 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
     ``keep_partitions`` sends each to its recorded partition.
 
     Raises ``ValueError`` when the broker rejected any of them, or before a message whose
-    recorded partition ``topic`` does not have (saying how many went out before it).
+    recorded partition ``topic`` does not have or that is over the producer's request size
+    (saying how many went out before it), or when ``topic`` does not exist and the broker does
+    not create it.
     """
     producer = make_producer(bootstrap)
     started = time.monotonic()
@@ -40,9 +54,13 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
                 raise ValueError(f"record {count} was recorded on partition {msg.partition}, which {topic} does "
                                  f"not have ({counted(len(partitions), 'partition')}; --partitions "
                                  f"{msg.partition + 1} adds them); {were(count - 1, 'record')} sent before it")
-            future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
-                                   headers=list(msg.headers),
-                                   partition=msg.partition if keep_partitions else None)
+            try:
+                future = producer.send(topic, key=msg.key, value=msg.value, timestamp_ms=msg.timestamp,
+                                       headers=list(msg.headers),
+                                       partition=msg.partition if keep_partitions else None)
+            except MessageSizeTooLargeError as exc:  # checked by kafka-python before sending
+                raise ValueError(f"record {count} is too large to send ({exc}); "
+                                 f"{were(count - 1, 'record')} sent before it") from exc
             future.add_errback(failures.append)
             if rate:
                 ahead = count / rate - (time.monotonic() - started)
@@ -50,13 +68,27 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
                     time.sleep(ahead)
             if progress:
                 progress.update(count)
-        producer.flush()
-        # flush() waits for the sends but does not raise for the ones the broker rejected.
-        if failures:
-            raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
+    except KafkaTimeoutError as exc:  # kafka-python waited max_block_ms (60 s) for the topic's metadata
+        if count <= 1 and not _topic_exists(topic, bootstrap):
+            raise ValueError(f"topic {topic!r} does not exist at {bootstrap_servers(bootstrap)}, which does not "
+                             "create topics on first use: create it with --partitions N, or check --topic") from exc
+        raise
     finally:
-        producer.close()
+        # waits for the sends, also those before an error or Ctrl-C; raises KafkaTimeoutError (exit 3)
+        # after ACK_WAIT_S: untimed, it waited forever for a broker away longer than that
+        producer.close(timeout=ACK_WAIT_S)
+    # close() does not raise for the records the broker rejected.
+    if failures:
+        raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
     return count
+
+
+def _topic_exists(topic: str, bootstrap: str | None) -> bool:
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        return bool(consumer.partitions_for_topic(topic))
+    finally:
+        consumer.close()
 
 
 @dataclasses.dataclass
@@ -73,21 +105,25 @@ def sendable(numbered: Iterable[tuple[int, Message]], path: str, nulls: NullHead
     Kafka allows a header without a value, and ``record`` keeps one as null, but kafka-python
     refuses to send one: it goes out as ``b""``, counted in ``nulls``. A message with neither
     key nor value (another client may have produced one) cannot be sent by kafka-python at
-    all: ``ValueError`` naming its line.
+    all: ``ValueError`` naming its line, as for a line that is not a recording line; either
+    says how many messages went out before it.
     """
     sent = 0
-    for number, msg in numbered:
-        if msg.key is None and msg.value is None:
-            raise ValueError(f"{path}:{number}: the message has neither key nor value, which kafka-python cannot "
-                             f"send; give it a key or leave the line out (messages sent before it: {sent})")
-        if any(value is None for _, value in msg.headers):
-            names = [name for name, value in msg.headers if value is None]
-            nulls.first = nulls.first or f"header {names[0]!r} at {path}:{number}"
-            nulls.count += len(names)
-            msg = dataclasses.replace(msg, headers=[(name, b"" if value is None else value)
-                                                    for name, value in msg.headers])
-        sent += 1
-        yield msg
+    try:
+        for number, msg in numbered:
+            if msg.key is None and msg.value is None:
+                raise ValueError(f"{path}:{number}: the message has neither key nor value, which kafka-python "
+                                 "cannot send; give it a key or leave the line out")
+            if any(value is None for _, value in msg.headers):
+                names = [name for name, value in msg.headers if value is None]
+                nulls.first = nulls.first or f"header {names[0]!r} at {path}:{number}"
+                nulls.count += len(names)
+                msg = dataclasses.replace(msg, headers=[(name, b"" if value is None else value)
+                                                        for name, value in msg.headers])
+            sent += 1
+            yield msg
+    except ValueError as exc:  # a truncated recording: the lines before it went out
+        raise ValueError(f"{exc} (messages sent before it: {sent:,})") from exc
 
 
 def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
@@ -114,7 +150,10 @@ def record(topic: str, bootstrap: str | None = None, *, follow_s: float = 0.0,
 def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float,
           progress: Progress | None) -> Iterator[Message]:
     """Without ``follow_s``, only the messages below ``end``: a fetch also brings those produced
-    since, and a partition read to its end is paused while the others catch up."""
+    since, and a partition read to its end is paused while the others catch up.
+
+    Raises ``KafkaTimeoutError`` when no message came for ``STALL_S`` short of ``end`` (the
+    broker went away: kafka-python's poll keeps returning nothing)."""
     try:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
@@ -138,8 +177,35 @@ def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float
                 consumer.pause(*read)
             if caught_up and (follow_s <= 0 or time.monotonic() - idle_since > follow_s):
                 return
+            if not caught_up and time.monotonic() - idle_since > STALL_S:
+                raise KafkaTimeoutError(f"no message came for {STALL_S:.0f} s short of the end offsets "
+                                        f"({counted(count, 'message')} read)")
     finally:
         consumer.close()
+
+
+def partition_count(text: str) -> int:
+    """``--partitions``: a whole number, 1 or more (an argparse ``type``)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of partitions, 1 or more")
+    return int(text)
+
+
+def records_per_second(text: str) -> float:
+    """``--rate``: a number above 0 (an argparse ``type``).
+
+    >>> records_per_second("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: '0': records per second, above 0 (leave --rate out for as fast as possible)
+    """
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: records per second, above 0 "
+                                         "(leave --rate out for as fast as possible)")
+    return rate
 
 
 def register(subparsers) -> None:
@@ -150,9 +216,10 @@ def register(subparsers) -> None:
     p.add_argument("file")
     p.add_argument("--topic", required=True, type=records_topic)
     p.add_argument("--bootstrap-servers", default=None)
-    p.add_argument("--partitions", type=int, default=None,
+    p.add_argument("--partitions", type=partition_count, default=None,
                    help="create the topic with this many partitions, or add partitions up to this many")
-    p.add_argument("--rate", type=float, default=None, help="records per second (default: as fast as possible)")
+    p.add_argument("--rate", type=records_per_second, default=None,
+                   help="records per second (default: as fast as possible)")
     p.add_argument("--keep-partitions", action="store_true", help="send each message to its recorded partition")
     p.set_defaults(func=_run_replay)
 
@@ -168,7 +235,19 @@ def register(subparsers) -> None:
     r.set_defaults(func=_run_record)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within it, SIGTERM (``timeout``, ``kill``, ``docker stop``) stops the command as Ctrl-C
+    does: a recording is closed whole (a .gz with its end), what was sent is flushed, exit 130."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_replay(args) -> int:
+    open(args.file, "rb").close()  # a missing file is said before a topic is made for it
     if args.partitions:
         ensure_topics({args.topic: {"partitions": args.partitions}}, args.bootstrap_servers)
         had = grow_partitions(args.topic, args.partitions, args.bootstrap_servers)
@@ -177,8 +256,10 @@ def _run_replay(args) -> int:
     progress = Progress("replay", unit="record")
     nulls = NullHeaders()
     try:
-        count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic, args.bootstrap_servers,
-                       rate=args.rate, keep_partitions=args.keep_partitions, progress=progress)
+        with sigterm_as_interrupt():
+            count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic,
+                           args.bootstrap_servers, rate=args.rate, keep_partitions=args.keep_partitions,
+                           progress=progress)
     finally:  # also when the replay stopped: the ones before went out empty
         if nulls.count:
             print(f"replay: {were(nulls.count, 'header value')} null in the "
@@ -191,8 +272,9 @@ def _run_replay(args) -> int:
 
 def _run_record(args) -> int:
     progress = Progress("record", unit="record")
-    count = write_recording(args.file, record(args.topic, args.bootstrap_servers, follow_s=args.follow,
-                                              progress=progress))
+    with sigterm_as_interrupt():
+        count = write_recording(args.file, record(args.topic, args.bootstrap_servers, follow_s=args.follow,
+                                                  progress=progress))
     progress.done(count)
     print(f"recorded {counted(count, 'record')} from {args.topic} to {args.file}", file=sys.stdout)
     return 0

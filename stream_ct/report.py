@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import orjson
 
 from stream_ct.kafka_io import EVENTS_TOPIC
+from stream_ct.recording import GZIP_ERRORS, line_to_message
 from stream_ct.words import counted
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -47,8 +48,6 @@ _E = html.escape
 
 def _events_from_lines(lines: Iterable[bytes], path: str) -> list[dict[str, Any]]:
     """JSON lines that are either events (an audit log) or recording lines whose value is an event."""
-    from stream_ct.recording import line_to_message
-
     events = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -74,14 +73,31 @@ def load_events(path: str | Path) -> list[dict[str, Any]]:
                                 f"`stream-ct record --topic {EVENTS_TOPIC} events.jsonl`")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        return _events_from_lines(f, str(path))
+        try:
+            return _events_from_lines(f, str(path))
+        except GZIP_ERRORS as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
 
 
 def fetch_events(bootstrap: str | None) -> list[dict[str, Any]]:
-    """Every event currently on ``ct.events``."""
+    """Every event currently on ``ct.events``; a message that is not one (another client wrote
+    it, and the topic keeps it) is left out, and said on stderr."""
     from stream_ct.replay import record
 
-    return [orjson.loads(m.value) for m in record(EVENTS_TOPIC, bootstrap) if m.value]
+    events, other = [], 0
+    for m in record(EVENTS_TOPIC, bootstrap):
+        try:
+            event = orjson.loads(m.value or b"null")
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and "type" in event:
+            events.append(event)
+        elif m.value:
+            other += 1
+    if other:
+        print(f"report: left out {counted(other, 'message')} on {EVENTS_TOPIC} that "
+              f"{'is not an event' if other == 1 else 'are not events'} (a JSON object with a 'type')", file=sys.stderr)
+    return events
 
 
 def filter_consumer(events: list[dict[str, Any]], consumer: str) -> list[dict[str, Any]]:
@@ -567,7 +583,8 @@ def _timeline_section(events: list[dict[str, Any]]) -> str:
         rows.append(f"<tr{css}><td>{_clock(e['ts']) if _finite(e.get('ts')) else '–'}</td>"
                     f"<td>{_num(e.get('position'))}</td><td>{_E(e['type'])}</td><td>{_E(str(e.get('source', '')))}</td>"
                     f"<td class='detail'>{_E(_short(orjson.dumps(detail, default=str).decode(), 300))}</td></tr>")
-    return ("<table><tr><th>time (UTC)</th><th>position</th><th>event</th><th>source</th><th>detail</th></tr>"
+    shown = f"<p>The last {MAX_TABLE_ROWS} of {len(chosen)} events.</p>" if len(chosen) > MAX_TABLE_ROWS else ""
+    return (f"{shown}<table><tr><th>time (UTC)</th><th>position</th><th>event</th><th>source</th><th>detail</th></tr>"
             + "".join(rows) + "</table>")
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from stream_ct.kafka_io import ensure_topics
@@ -47,3 +53,32 @@ def test_replay_partitions_grows_a_topic_serve_created_first(tmp_path, kafka_boo
     finally:
         consumer.close()
     assert f"{topic} had 1 partition; now 3" in capsys.readouterr().out
+
+
+def _settled_size(path, quiet_s: float = 1.5) -> bool:
+    """True once ``path`` holds more than its gzip header and has not grown for ``quiet_s``."""
+    before = path.stat().st_size if path.exists() else 0
+    time.sleep(quiet_s)
+    return 1000 < before == path.stat().st_size
+
+
+def test_sigterm_stops_record_with_a_whole_recording_and_exit_code_130(tmp_path, kafka_bootstrap, topic):
+    """`timeout 600 stream-ct record --follow 30 ... out.jsonl.gz` was killed by the SIGTERM with
+    the end of the gzip stream unwritten: replaying the file stopped before its last records."""
+    original = [Message(f"k{i}".encode(), os.urandom(500).hex().encode(), 1_700_000_000_000 + i, [], None)
+                for i in range(2000)]
+    ensure_topics({topic: {"partitions": 1}}, kafka_bootstrap)
+    replay(original, topic, kafka_bootstrap)
+    out = tmp_path / "out.jsonl.gz"
+    proc = subprocess.Popen([sys.executable, "-m", "stream_ct", "record", "--topic", topic, "--follow", "60",
+                             "--bootstrap-servers", kafka_bootstrap, str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _settled_size(out) and time.monotonic() < deadline:  # read all, now following
+            assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 130, proc.communicate()
+    finally:
+        proc.kill()
+    assert [m.key for m in read_recording(str(out))] == [m.key for m in original]

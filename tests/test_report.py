@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 import re
 import shutil
@@ -235,6 +236,15 @@ def test_time_axis_when_serve_restarted_or_scaled_out_under_one_name():
     assert "record position" in build_report(synthetic_events())
 
 
+def test_a_timeline_cut_to_its_last_rows_says_so():
+    """It showed the last 200 rows alone, beside an alerts card counting 300."""
+    alerts = [{"type": "alert", "ts": 1_700_000_000.0 + i, "source": "serve", "consumer": "yield", "host": "tf1",
+               "pid": 11, "severity": "warning", "kind": "retrain_lost", "detail": f"alert {i}"} for i in range(300)]
+    timeline = build_report(alerts).split('id="timeline"')[1]
+    assert "The last 200 of 300 events." in timeline and timeline.count("<tr class='bad'>") == 200
+    assert "The last" not in build_report(alerts[:200]).split('id="timeline"')[1]
+
+
 def test_nice_ticks_cover_the_range():
     ticks = nice_ticks(20250, 40000, 8)
     assert ticks[0] <= 20250 and ticks[-1] >= 40000 and len(ticks) <= 10
@@ -255,6 +265,33 @@ def test_load_events_from_a_recording_and_an_audit_log(tmp_path):
         load_events(bad)
     with pytest.raises(FileNotFoundError, match="stream-ct record"):
         load_events(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("damage", [lambda packed: packed[:-10], lambda packed: packed[:10] + b"\xff" + packed[11:],
+                                    lambda packed: b"not gzip at all\n"], ids=["truncated", "corrupt", "not gzip"])
+def test_a_truncated_or_corrupt_gz_events_file_is_one_error_line(tmp_path, capsys, damage):
+    """A cut-short file ended in an EOFError traceback (exit 1), a corrupt one in zlib.error's,
+    and a file that is not gzip in an error line that did not name it."""
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(damage(gzip.compress(b"\n".join(orjson.dumps(e) for e in synthetic_events()))))
+    assert main(["report", "--events", str(path), "--out", str(tmp_path / "r.html")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {path}: corrupt or truncated gzip data (")
+
+
+def test_a_live_message_that_is_not_an_event_is_left_out_and_said(tmp_path, monkeypatch, capsys):
+    """A JSON array someone wrote to ct.events ended the live report in an AttributeError traceback."""
+    import stream_ct.replay
+
+    values = [orjson.dumps(e) for e in synthetic_events()[:3]] + [b"[1, 2]", b"not json", None]
+    monkeypatch.setattr(stream_ct.replay, "record", lambda topic, bootstrap: (
+        Message(None, v, 1, [], 0) for v in values))
+    out = tmp_path / "live.html"
+    assert main(["report", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ("report: left out 2 messages on ct.events that are not events "
+                            "(a JSON object with a 'type')\n")
+    assert captured.out.startswith("report: 3 events from ct.events at ") and out.exists()
 
 
 def test_report_command(tmp_path, capsys):

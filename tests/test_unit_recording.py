@@ -113,6 +113,15 @@ def test_truncated_gzip_raises_value_error_naming_file_and_line(tmp_path):
         list(read_recording(str(path)))
 
 
+def test_corrupt_gzip_raises_value_error_naming_file_and_line(tmp_path):
+    """zlib.error escaped: replay ended in a traceback and exit code 1."""
+    packed = gzip.compress((message_to_line(Message(b"k", b"v", 1)) + b"\n") * 3)
+    path = tmp_path / "r.jsonl.gz"
+    path.write_bytes(packed[:10] + b"\xff" + packed[11:])  # the first deflate block of a reserved type
+    with pytest.raises(ValueError, match=r"r\.jsonl\.gz:1: corrupt or truncated gzip data \(Error -3 .*invalid block"):
+        list(read_recording(str(path)))
+
+
 @pytest.mark.parametrize("bad", [b"[1, 2]", b'"text"', b'{"timestamp": 1, "key": 5}'])
 def test_bad_line_not_object_raises_value_error(tmp_path, bad):
     path = tmp_path / "r.jsonl"
