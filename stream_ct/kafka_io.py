@@ -22,7 +22,7 @@ from typing import Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
-from kafka.errors import AuthorizationError, CoordinatorNotAvailableError, TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, CoordinatorNotAvailableError, KafkaTimeoutError, TopicAlreadyExistsError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 RETRAIN_TOPIC = "ct.retrain"
@@ -35,6 +35,10 @@ OWN_TOPICS = (RETRAIN_TOPIC, MODELS_TOPIC, EVENTS_TOPIC, CONTROL_TOPIC)
 WORKER_GROUP = "stream-ct-retrain"
 #: How long a new client of a one-shot command tries to reach the broker (see ``one_shot``).
 ONE_SHOT_BOOTSTRAP_MS = 5_000
+#: How long a command waits for Kafka to acknowledge what it sent: kafka-python's delivery
+#: timeout, by which a record is delivered or failed. An untimed ``flush`` waited forever for
+#: a broker gone with requests in flight.
+ACK_WAIT_S = 120.0
 _bootstrap_timeout_ms: int | None = None  # None: kafka-python's 30 s
 
 
@@ -100,6 +104,13 @@ def connection_settings(bootstrap: str | None = None) -> dict:
         if os.environ.get(env):
             settings[key] = os.environ[env]
     return settings
+
+
+def close_at_once(producer: KafkaProducer) -> None:
+    """Close ``producer`` without waiting for what it still holds (after a flush that timed
+    out): kafka-python's ``close()`` waits for it forever, and with a timeout raises again."""
+    with contextlib.suppress(KafkaTimeoutError):
+        producer.close(timeout=0)
 
 
 def make_producer(bootstrap: str | None = None, **overrides) -> KafkaProducer:

@@ -19,8 +19,8 @@ from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from stream_ct.config import ConsumerConfig, add_override_option
 from stream_ct.events import EventLog
-from stream_ct.kafka_io import (CONTROL_TOPIC, MODELS_TOPIC, WORKER_GROUP, ensure_control_topics, group_members,
-                                make_producer)
+from stream_ct.kafka_io import (ACK_WAIT_S, CONTROL_TOPIC, MODELS_TOPIC, WORKER_GROUP, close_at_once,
+                                ensure_control_topics, group_members, make_producer)
 from stream_ct.registry import IntegrityError, Registry, announcement
 
 
@@ -66,7 +66,7 @@ def publish_champion(registry: Registry, name: str, version: int, reason: str, b
     producer = make_producer(bootstrap)
     try:
         sent = producer.send(MODELS_TOPIC, key=name.encode(), value=value)
-        producer.flush()
+        producer.flush(timeout=ACK_WAIT_S)
         if sent.failed() and isinstance(sent.exception, (KafkaConnectionError, KafkaTimeoutError)):
             raise sent.exception  # the broker is away: the command says so (exit 3)
         if sent.failed():
@@ -75,9 +75,9 @@ def publish_champion(registry: Registry, name: str, version: int, reason: str, b
                              "champion (pointer unchanged)")
         registry.set_champion(name, version)
         EventLog(producer, "models-cli", consumer).emit(reason, model=name, version=version, manual=True)
-        producer.flush()
+        producer.flush(timeout=ACK_WAIT_S)
     finally:
-        producer.close()
+        close_at_once(producer)  # after a flush that timed out: the command says so at once (exit 3)
 
 
 def _local_time(at: Any) -> str:
@@ -175,9 +175,9 @@ def _run_retrain(args) -> int:
         producer.send(CONTROL_TOPIC, key=config.consumer.name.encode(), value=orjson.dumps(
             {"consumer": config.consumer.name, "command": "retrain", "reason": args.reason, "at": time.time(),
              "command_id": uuid.uuid4().hex}))
-        producer.flush()
+        producer.flush(timeout=ACK_WAIT_S)
     finally:
-        producer.close()
+        close_at_once(producer)  # after a flush that timed out: the command says so at once (exit 3)
     print(f"asked the serve instances of {config.consumer.name} to retrain: {args.reason}")
     if group_members(WORKER_GROUP, args.bootstrap_servers) == 0:
         print(f"warning: no retrain worker is running (consumer group {WORKER_GROUP} has no members): the request "

@@ -19,15 +19,11 @@ from typing import Iterable, Iterator
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
-from stream_ct.kafka_io import (bootstrap_servers, ensure_topics, grow_partitions, make_consumer, make_producer,
-                                records_topic)
+from stream_ct.kafka_io import (ACK_WAIT_S, bootstrap_servers, ensure_topics, grow_partitions, make_consumer,
+                                make_producer, records_topic)
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, numbered_recording, write_recording
 from stream_ct.words import counted, were
-
-#: How long the end of a replay waits for Kafka to acknowledge what it sent: kafka-python's
-#: delivery timeout, by which a record is delivered or failed.
-ACK_WAIT_S = 120.0
 
 #: How long ``record`` waits for a message while short of the end offsets before it gives up.
 STALL_S = 30.0

@@ -11,7 +11,6 @@ batches.
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import gc
 import itertools
@@ -38,8 +37,8 @@ from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
 from stream_ct.gates import metric_gain
 from stream_ct.key_partitions import default_partitions
-from stream_ct.kafka_io import (EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC, ensure_control_topics, ensure_topics,
-                                judging_key, make_consumer, make_producer, shadow_key)
+from stream_ct.kafka_io import (EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC, close_at_once, ensure_control_topics,
+                                ensure_topics, judging_key, make_consumer, make_producer, shadow_key)
 from stream_ct.labels import LabelJoiner, unjoinable
 from stream_ct.logs import audit_failure_logger, log
 from stream_ct.metrics import Metrics, add_arguments, serve_metrics, start_from_args
@@ -379,8 +378,7 @@ class Server:
             self.producer.close(timeout=timeout_s)
         except KafkaTimeoutError:
             log("serve", f"Kafka did not acknowledge the last events within {timeout_s:.0f} s; exiting anyway")
-            with contextlib.suppress(KafkaTimeoutError):  # else kafka-python's exit hook closes it again, loudly
-                self.producer.close(timeout=0)
+            close_at_once(self.producer)  # else kafka-python's exit hook closes it again, loudly
 
     def _commit(self, consumer) -> None:
         """Commit the batch whose outputs the broker has acknowledged, without waiting for the

@@ -16,7 +16,7 @@ from stream_ct.kafka_io import ensure_topics
 from stream_ct.record import part_key, validate_record
 from stream_ct.replay import record
 from stream_ct.stdf import StdfError
-from stream_ct.stdf.publish import FLUSH_TIMEOUT_S, SETTLE_TIMEOUT_S, PublishError, publish
+from stream_ct.stdf.publish import ACK_WAIT_S, SETTLE_TIMEOUT_S, PublishError, publish
 
 
 class FakeFuture:
@@ -85,7 +85,7 @@ def test_a_send_that_raises_mid_file_says_how_many_parts_were_acknowledged():
         "secs.): 121 parts were acknowledged, 120 of them from lot2.stdf.gz; parts sent but not acknowledged "
         "are not counted, so publishing again from there may repeat a few")
     assert isinstance(info.value.__cause__, KafkaTimeoutError)
-    assert producer.flush_timeouts == [FLUSH_TIMEOUT_S, SETTLE_TIMEOUT_S, 0] and producer.closed
+    assert producer.flush_timeouts == [ACK_WAIT_S, SETTLE_TIMEOUT_S, 0] and producer.closed
 
 
 @needs_data
@@ -105,12 +105,12 @@ def test_a_flush_that_raises_counts_only_the_acknowledged_parts():
     assert [(f.file, f.parts) for f in info.value.result.files] == [("lot2.stdf.gz", 300)]
     assert str(info.value).startswith("Kafka failed while publishing lot2.stdf.gz (KafkaTimeoutError: Timeout "
                                       "waiting for future): 300 parts were acknowledged, 300 of them from ")
-    assert producer.pending and producer.flush_timeouts == [FLUSH_TIMEOUT_S, SETTLE_TIMEOUT_S, 0]
+    assert producer.pending and producer.flush_timeouts == [ACK_WAIT_S, SETTLE_TIMEOUT_S, 0]
 
 
 @needs_data
 def test_a_broker_gone_with_parts_in_flight_fails_the_publish_instead_of_hanging(monkeypatch):
-    monkeypatch.setattr("stream_ct.stdf.publish.FLUSH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("stream_ct.stdf.publish.ACK_WAIT_S", 0.2)
     monkeypatch.setattr("stream_ct.stdf.publish.SETTLE_TIMEOUT_S", 0.2)
     producer, raised = StuckProducer(), []
 

@@ -131,10 +131,10 @@ def test_retrain_warns_when_no_retrain_worker_would_decide_it(monkeypatch, capsy
         def send(self, topic, **kw):
             sent.append(topic)
 
-        def flush(self):
+        def flush(self, timeout=None):
             pass
 
-        def close(self):
+        def close(self, timeout=None):
             pass
 
     monkeypatch.setattr(models_cli, "group_members", lambda group, bootstrap: 1 if group == "stream-ct-yield" else workers)
@@ -174,7 +174,7 @@ class _Producer:
     def flush(self, timeout=None):
         pass
 
-    def close(self):
+    def close(self, timeout=None):
         pass
 
 
@@ -197,3 +197,38 @@ def test_promote_moves_the_pointer_only_once_kafka_took_the_announcement(tmp_pat
     assert err.count("\n") == 1 and "Traceback" not in err
     if code == 2:
         assert "Kafka refused the announcement of yield v1 on ct.models" in err and "pointer unchanged" in err
+
+
+class _StuckProducer(_Producer):
+    """A broker gone with the request in flight: kafka-python's flush never returns untimed
+    (its sender is stuck), and times out when given a timeout."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.flushes, self.closes = [], []
+
+    def flush(self, timeout=None):
+        self.flushes.append(timeout)
+        assert timeout is not None, "an untimed flush waits forever here"
+        raise kafka.errors.KafkaTimeoutError(f"Timeout after waiting for {timeout} secs.")
+
+    def close(self, timeout=None):
+        self.closes.append(timeout)
+        assert timeout == 0, "close flushes first: it waits again, forever untimed"
+        self.flush(timeout)
+
+
+@pytest.mark.parametrize("argv", [["models", "promote", CONFIG, "--registry", "{tmp}", "--version", "1"],
+                                  ["retrain", CONFIG, "--reason", "new probe card"]])
+def test_a_broker_gone_before_it_acknowledged_ends_the_command_with_exit_code_3(tmp_path, monkeypatch, capsys, argv):
+    """``models promote``/``rollback`` and ``retrain`` flushed and closed their producer
+    untimed: a broker gone with their one request in flight held the command forever."""
+    registry = _registry_with_v2_champion(tmp_path)
+    producer = _StuckProducer()
+    monkeypatch.setattr(models_cli, "ensure_control_topics", lambda bootstrap: None)
+    monkeypatch.setattr(models_cli, "group_members", lambda group, bootstrap: 1)
+    monkeypatch.setattr(models_cli, "make_producer", lambda bootstrap: producer)
+    assert main([arg.replace("{tmp}", str(tmp_path)) for arg in argv]) == 3
+    assert producer.flushes == [kafka_io.ACK_WAIT_S, 0] and producer.closes == [0]
+    assert registry.champion("yield") == 2
+    assert capsys.readouterr().err.startswith("error: cannot reach Kafka at ")

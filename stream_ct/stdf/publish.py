@@ -15,16 +15,13 @@ from typing import Iterable
 
 from kafka.errors import KafkaError
 
+from stream_ct.kafka_io import ACK_WAIT_S
 from stream_ct.stdf.convert import FileResult, open_reader, part_messages
 from stream_ct.stdf.errors import StdfError
 from stream_ct.words import counted, were
 
 #: How long a failed publish waits for the parts already sent to be acknowledged.
 SETTLE_TIMEOUT_S = 10.0
-#: How long the flush after each file waits: kafka-python's delivery timeout (2 min), by which
-#: every part is acknowledged or failed, unless its sender is stuck (a broker gone with
-#: requests in flight), when a plain ``flush()`` would never return.
-FLUSH_TIMEOUT_S = 120.0
 
 
 class PublishError(RuntimeError):
@@ -81,7 +78,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                                        timestamp_ms=message.timestamp, headers=message.headers)
                 future.add_callback(acked, entry)
                 future.add_errback(failures.append)
-            producer.flush(timeout=FLUSH_TIMEOUT_S)
+            producer.flush(timeout=ACK_WAIT_S)
             if failures:
                 result.error = (f"Kafka did not acknowledge {counted(len(failures), 'part')} ({failures[0]}); "
                                 f"{were(result.parts, 'part')} published")
@@ -90,7 +87,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                 shown.done(entry.summary("published"))
     except StdfError as exc:
         with suppress(KafkaError):  # the file's error is the one to report; the count is of acknowledged parts
-            producer.flush(timeout=FLUSH_TIMEOUT_S)
+            producer.flush(timeout=ACK_WAIT_S)
         note = f"{were(result.parts, 'part')} published before the error"
         result.error = f"{exc}: {note}"
         raise exc.with_note(note, result) from exc
