@@ -1,7 +1,8 @@
 """Events: every check, decision, gate result, deploy, rollback and alert, on ``ct.events``.
 
 An event is a flat JSON object with ``type``, ``ts`` (epoch seconds), ``source`` (which
-process), ``consumer`` and the event's own fields. It is also appended to the audit log when
+process), ``consumer``, ``host``, ``pid``, ``run`` (one id per process start: a container's
+serve restarts as pid 1 on the same host) and the event's own fields. It is also appended to the audit log when
 one is configured, so a decision is on disk even when the broker is not reachable.
 """
 
@@ -12,12 +13,16 @@ import copy
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from stream_ct.kafka_io import EVENTS_TOPIC
+
+#: This process's run: tells apart the events of two starts with the same host and pid.
+RUN = uuid.uuid4().hex[:12]
 
 
 def _default(obj: Any):
@@ -47,7 +52,8 @@ class EventLog:
                  topic: str = EVENTS_TOPIC, webhook=None, listeners: tuple = (), audit_failed=None):
         self.producer, self.topic, self.webhook = producer, topic, webhook
         self.listeners = tuple(listeners)  # called with every event, e.g. to update metrics
-        self.base = {"source": source, "consumer": consumer, "host": socket.gethostname(), "pid": os.getpid()}
+        self.base = {"source": source, "consumer": consumer, "host": socket.gethostname(), "pid": os.getpid(),
+                     "run": RUN}
         self.audit_path = Path(audit_path) if audit_path else None
         # told (event, error) of an event the audit log could not take, which is sent all the
         # same; without it the error raises

@@ -328,8 +328,9 @@ class _Axis:
 
 
 def _process(event: dict[str, Any]) -> str:
-    """The process that wrote ``event``."""
-    return f"{event.get('source')}@{event.get('host')}:{event.get('pid')}"
+    """The process that wrote ``event``: its run when the event has one (a serve restarted in
+    a container has the pid and host of the one before), else its source, host and pid."""
+    return f"{event.get('source')}@{event.get('host')}:{event.get('pid')}/{event.get('run', '')}"
 
 
 def _as_dict(value: Any, features: list[str]) -> dict[str, float]:
@@ -577,7 +578,7 @@ def _timeline_section(events: list[dict[str, Any]]) -> str:
         return "<p>No lifecycle events (retrain, deploy, rollback, alert) in these events.</p>"
     rows = []
     for e in chosen[-MAX_TABLE_ROWS:]:
-        detail = {k: v for k, v in e.items() if k not in ("type", "ts", "source", "consumer", "host", "pid",
+        detail = {k: v for k, v in e.items() if k not in ("type", "ts", "source", "consumer", "host", "pid", "run",
                                                          "gates", "metrics", "config", "signals")}
         css = " class='bad'" if e["type"] in ("alert", "rollback", "retrain_failed") else ""
         rows.append(f"<tr{css}><td>{_clock(e['ts']) if _finite(e.get('ts')) else '–'}</td>"

@@ -406,3 +406,13 @@ def test_several_models_each_show_their_champion_and_versions():
     assert '<b>binning v4 · yield v2</b><span>champion</span>' in page
     assert '<b>binning v4 · yield v1, v2</b><span>versions</span>' in page
     assert '<b>v2</b><span>champion</span>' in build_report(filter_consumer(events, "yield"))
+
+
+def test_records_of_a_serve_restarted_under_the_same_host_and_pid_add_up():
+    """In a container serve is pid 1 on the same host each time it starts: the records of two
+    runs (40,000 then 20,000) were taken as one process's and counted 40,000."""
+    base = {"source": "serve", "consumer": "yield", "host": "3f2a9c1b7d4e", "pid": 1}
+    events = [{"type": "serve_stopped", "ts": 100.0, "records": 40_000, "run": "a1", **base},
+              {"type": "serve_stopped", "ts": 200.0, "records": 20_000, "run": "b2", **base}]
+    assert summarize(events)["records"] == 60_000
+    assert summarize([dict(e, run=None) for e in events])["records"] == 40_000  # events from before runs

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from kafka.errors import KafkaTimeoutError
 
+from stream_ct import events
 from stream_ct.events import EventLog, encode_event
 from stream_ct.kafka_io import EVENTS_TOPIC
 
@@ -39,6 +40,7 @@ def test_emit_sends_json_with_base_fields():
     assert before <= payload["ts"] <= after
     assert payload["source"] == "serve" and payload["consumer"] == "yield"
     assert payload["host"] == socket.gethostname() and payload["pid"] == os.getpid()
+    assert payload["run"] == events.RUN and len(events.RUN) == 12
     assert payload["fire"] is False and payload["reason"] == "no drift signal"
 
 
