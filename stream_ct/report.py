@@ -622,7 +622,8 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
         "decisions": dict(decisions), "champions": dict(sorted(champions.items())),
         "drift_signals": sum(e.get("type") == "drift" for e in events),
         "triggers_fired": sum(e.get("type") == "trigger_check" and bool(e.get("fire")) for e in events),
-        "deploys": sum(e.get("type") == "deploy" for e in events),
+        # a version each instance swaps in, or loads again at a restart, is one deploy
+        "deploys": len({(e.get("model"), e.get("version")) for e in events if e.get("type") == "deploy"}),
         "rollbacks": sum(e.get("type") == "rollback" for e in events),
         "alerts": sum(e.get("type") == "alert" for e in events),
         "consumers": sorted({str(e["consumer"]) for e in events if e.get("consumer") not in (None, "*")}),

@@ -416,3 +416,13 @@ def test_records_of_a_serve_restarted_under_the_same_host_and_pid_add_up():
               {"type": "serve_stopped", "ts": 200.0, "records": 20_000, "run": "b2", **base}]
     assert summarize(events)["records"] == 60_000
     assert summarize([dict(e, run=None) for e in events])["records"] == 40_000  # events from before runs
+
+
+def test_a_version_three_instances_swap_in_is_one_deploy():
+    """Every instance emits deploy, at a promotion and when it loads the champion at a
+    restart: one promotion served by three instances counted 3, a restart one more."""
+    events = [{"type": "deploy", "ts": 100.0 + i, "source": "serve", "consumer": "yield", "host": f"tf{i}",
+               "pid": 7, "model": "yield", "version": 2, "previous_version": 1, "position": 10} for i in range(3)]
+    events.append(dict(events[0], ts=200.0, previous_version=None, position=0, run="restarted"))
+    assert summarize(events)["deploys"] == 1
+    assert summarize(events + [dict(events[0], ts=300.0, version=3, previous_version=2)])["deploys"] == 2
