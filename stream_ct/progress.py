@@ -1,7 +1,11 @@
 """A progress line on stderr for long-running commands (no dependency, quiet when piped).
 
->>> p = Progress("replay", unit="record", stream=None)
->>> p.update(10); p.done(10)
+>>> import io
+>>> out = io.StringIO()
+>>> p = Progress("replay", unit="record", stream=out)
+>>> p.update(10); p.stopped()
+>>> out.getvalue().split(" (")[0]
+'replay: 10 records'
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Progress:
         self.label, self.unit, self.total = label, unit, total
         self.stream = sys.stderr if stream == STDERR else stream
         self.started = self._last = time.monotonic()
+        self.count = 0  # the last count given
         self._tty = bool(stream) and hasattr(stream, "isatty") and stream.isatty()
         self.interval_s = interval_s if interval_s is not None else (1.0 if self._tty else 10.0)
 
@@ -35,6 +40,7 @@ class Progress:
         return f"{self.label}: {counts} ({count / elapsed:,.0f}/s)"
 
     def update(self, count: int) -> None:
+        self.count = count
         now = time.monotonic()
         if self.stream is None or now - self._last < self.interval_s:
             return
@@ -45,3 +51,9 @@ class Progress:
     def done(self, count: int) -> None:
         if self.stream is not None:
             print(self._line(count) + " done", file=self.stream, flush=True)
+
+    def stopped(self) -> None:
+        """The last line of a command stopped before the end (Ctrl-C): how far it got."""
+        if self.stream is not None:
+            print(("\r\033[K" if self._tty else "") + self._line(self.count) + " stopped", file=self.stream,
+                  flush=True)

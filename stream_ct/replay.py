@@ -163,10 +163,10 @@ def _read(consumer, partitions: list[TopicPartition], end: dict, follow_s: float
                         break
                     count += 1
                     yield Message(rec.key, rec.value, rec.timestamp, [(k, v) for k, v in rec.headers], tp.partition)
+                    if progress:  # each message: the count a Ctrl-C is told is the one written
+                        progress.update(count)
             if batch:
                 idle_since = time.monotonic()
-                if progress:
-                    progress.update(count)
             read = [tp for tp in partitions if consumer.position(tp) >= end[tp]]
             caught_up = len(read) == len(partitions)
             if follow_s <= 0 and read and not caught_up:
@@ -242,6 +242,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def said_when_stopped(progress: Progress) -> Iterator[None]:
+    """Within it, Ctrl-C (or SIGTERM, ``sigterm_as_interrupt``) ends with ``progress``'s last
+    line: how many records went out or were written before it (then exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        progress.stopped()
+        raise
+
+
 def _run_replay(args) -> int:
     open(args.file, "rb").close()  # a missing file is said before a topic is made for it
     if args.partitions:
@@ -252,7 +263,7 @@ def _run_replay(args) -> int:
     progress = Progress("replay", unit="record")
     nulls = NullHeaders()
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), said_when_stopped(progress):
             count = replay(sendable(numbered_recording(args.file), args.file, nulls), args.topic,
                            args.bootstrap_servers, rate=args.rate, keep_partitions=args.keep_partitions,
                            progress=progress)
@@ -268,7 +279,7 @@ def _run_replay(args) -> int:
 
 def _run_record(args) -> int:
     progress = Progress("record", unit="record")
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), said_when_stopped(progress):
         count = write_recording(args.file, record(args.topic, args.bootstrap_servers, follow_s=args.follow,
                                                   progress=progress))
     progress.done(count)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,3 +83,5 @@ def test_sigterm_stops_record_with_a_whole_recording_and_exit_code_130(tmp_path,
     finally:
         proc.kill()
     assert [m.key for m in read_recording(str(out))] == [m.key for m in original]
+    # how far it got: the last line said nothing before
+    assert re.search(r"^record: 2,000 records \([\d,]+/s\) stopped$", proc.communicate()[1].decode(), re.M)
