@@ -106,6 +106,19 @@ def connection_settings(bootstrap: str | None = None) -> dict:
     return settings
 
 
+def close_producer(producer: KafkaProducer, timeout_s: float) -> bool:
+    """Deliver what ``producer`` still holds, waiting at most ``timeout_s``, and close it; False
+    when Kafka did not acknowledge all of it in time (a broker away; closed all the same, where
+    kafka-python's ``close`` raised and left it open for its exit hook to close again, loudly)."""
+    try:
+        producer.flush(timeout=timeout_s)
+        delivered = True
+    except KafkaTimeoutError:
+        delivered = False
+    close_at_once(producer)
+    return delivered
+
+
 def close_at_once(producer: KafkaProducer) -> None:
     """Close ``producer`` without waiting for what it still holds (after a flush that timed
     out): kafka-python's ``close()`` waits for it forever, and with a timeout raises again."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from threadpoolctl import threadpool_limits
 
@@ -41,8 +41,8 @@ from stream_ct.events import EventLog
 from stream_ct.features import (STRATA, count_sentinels, die_ids, feature_matrix, field_levels, select_features,
                                 strata_levels, target_vector, wafer_ids)
 from stream_ct.gates import GateResult, run_gates
-from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, WORKER_GROUP, ensure_control_topics, make_consumer,
-                                make_producer, shadow_key)
+from stream_ct.kafka_io import (MODELS_TOPIC, RETRAIN_TOPIC, WORKER_GROUP, close_producer, ensure_control_topics,
+                                make_consumer, make_producer, shadow_key)
 from stream_ct.labels import unjoinable
 from stream_ct.logs import audit_failure_logger, log
 from stream_ct.metrics import Metrics, add_arguments, start_from_args, worker_metrics
@@ -678,9 +678,7 @@ class RetrainWorker:
             if metrics_server:
                 metrics_server.close()
             consumer.close()
-            try:  # delivers what is buffered; nothing committed depends on it
-                producer.close(timeout=10)
-            except KafkaTimeoutError:  # kafka-python's close raises when its flush times out (broker away)
+            if not close_producer(producer, 10):  # delivers what is buffered; nothing committed depends on it
                 log("retrain-worker", "Kafka did not acknowledge the last events within 10 s; exiting anyway")
         log("retrain-worker", f"stopped after settling {counted(settled, 'request')}")
         return 0

@@ -37,7 +37,7 @@ from stream_ct.events import EventLog
 from stream_ct.features import Measurements, die_ids, names_heads, strata_levels, target_vector, wafer_ids
 from stream_ct.gates import metric_gain
 from stream_ct.key_partitions import default_partitions
-from stream_ct.kafka_io import (EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC, close_at_once, ensure_control_topics,
+from stream_ct.kafka_io import (EVENTS_TOPIC, MODELS_TOPIC, RETRAIN_TOPIC, close_producer, ensure_control_topics,
                                 ensure_topics, judging_key, make_consumer, make_producer, shadow_key)
 from stream_ct.labels import LabelJoiner, unjoinable
 from stream_ct.logs import audit_failure_logger, log
@@ -370,15 +370,10 @@ class Server:
 
     def _flush_before_exit(self, timeout_s: float = BROKER_WAIT_MS / 1000) -> None:
         """Deliver what is still buffered (events), waiting at most ``timeout_s`` when the
-        broker is away: nothing committed depends on it. kafka-python's ``close`` flushes
-        first and raises when that times out too (serve then ended with exit code 3, without
-        its last line)."""
-        try:
-            self.producer.flush(timeout=timeout_s)
-            self.producer.close(timeout=timeout_s)
-        except KafkaTimeoutError:
+        broker is away: nothing committed depends on it (kafka-python's ``close`` raised when
+        its flush timed out: serve ended with exit code 3, without its last line)."""
+        if not close_producer(self.producer, timeout_s):
             log("serve", f"Kafka did not acknowledge the last events within {timeout_s:.0f} s; exiting anyway")
-            close_at_once(self.producer)  # else kafka-python's exit hook closes it again, loudly
 
     def _commit(self, consumer) -> None:
         """Commit the batch whose outputs the broker has acknowledged, without waiting for the

@@ -860,8 +860,14 @@ def test_a_worker_stopped_while_kafka_is_away_says_it_stopped_and_exits_0(monkey
     worker stopped during an outage ended with a traceback instead."""
 
     class AwayProducer:
-        def close(self, timeout=None):
+        closed = False
+
+        def flush(self, timeout=None):
             raise KafkaTimeoutError("Timeout waiting for future")
+
+        def close(self, timeout=None):
+            self.flush(timeout)  # kafka-python's close flushes first, and raises before it closes
+            self.closed = True
 
     class IdleConsumer:
         def poll(self, timeout_ms):
@@ -891,6 +897,9 @@ def test_a_worker_that_stops_before_settling_a_request_still_says_it_stopped(mon
             pass
 
     class Producer:
+        def flush(self, timeout=None):
+            pass
+
         def close(self, timeout=None):
             pass
 
