@@ -26,6 +26,7 @@ from stream_ct.prediction_messages import unpack_all
 from stream_ct.progress import Progress
 from stream_ct.recording import read_recording, write_recording
 from stream_ct.replay import record, replay
+from stream_ct.report import build_report
 from stream_ct.simulate import simulate_to_recording
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,8 +167,8 @@ def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: floa
         if serve.returncode != 0:
             raise RuntimeError(f"serve exited with {serve.returncode}: see {out / 'serve.log'}")
         predicted = len(unpack_all(m.value for m in record(config.predictions_topic, bootstrap)))
-        summary = summarize(save_events(bootstrap, out / "events.jsonl"), truth, sent, predicted,
-                            topic_size(config.dlq_topic, bootstrap))
+        events = save_events(bootstrap, out / "events.jsonl")
+        summary = summarize(events, truth, sent, predicted, topic_size(config.dlq_topic, bootstrap))
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -178,8 +179,10 @@ def run_demo(out: Path, records: int, onset: int, shift_sigma: float, rate: floa
                     proc.kill()
         broker.stop()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.html").write_text(build_report(events, "stream-ct demo"), encoding="utf-8")
     print_summary(summary)
-    print(f"\nwrote {out / 'summary.json'}")
+    print(f"\nwrote {out / 'summary.json'} and {out / 'report.html'} (drift, metrics, gates and timeline: "
+          "open it in a browser)")
     return summary
 
 

@@ -58,6 +58,7 @@ def test_the_replay_progress_ends_with_a_done_line(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "topic_size", lambda topic, bootstrap: 0)
     summary = demo.run_demo(tmp_path / "out", 12_300, 100, 1.5, 2000, 7, 1)
     assert summary["records_in"] == 12_300
+    assert (tmp_path / "out" / "report.html").read_text().startswith("<!DOCTYPE html>")  # the demo's report too
     lines = progress_out.getvalue().splitlines()
     assert len(lines) > 1 and lines[-1].startswith("replay: 300/300 records") and lines[-1].endswith(" done")
 
