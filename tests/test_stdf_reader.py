@@ -326,7 +326,8 @@ def test_a_retest_names_what_it_supersedes_and_is_counted(tmp_path):
                 record("PRR", PART_FLG=flags, X_COORD=x, Y_COORD=7, PART_ID=part_id)]
 
     data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("WIR", WAFER_ID="W"),
-                     *part("1", 0x08), *part("2", 0x00, x=4), *part("1", 0x01), *part("3", 0x02 | 0x08)])
+                     *part("1", 0x08), *part("2", 0x00, x=4), *part("1", 0x01), *part("3", 0x02 | 0x08),
+                     record("MRR")])
     reader = StdfReader(data, name="retest.stdf")
     parts = [(r["part_id"], r.get("supersedes"), r["passed"]) for r in reader]
     assert parts == [("1", None, False), ("2", None, True), ("1", "part", True), ("3", "die", False)]
@@ -655,6 +656,29 @@ def test_cli_convert(tmp_path, capsys):
     assert err == [f"error: cut.stdf: truncated record at byte 988 (REC_TYP 50 REC_SUB 10, REC_LEN 16, "
                    f"8 bytes left): 1 part was written to {out} before the error"]
     assert main(["stdf", "convert", str(tmp_path / "missing.stdf"), "--out", str(out)]) == 2
+
+
+@needs_data
+def test_a_file_cut_at_a_record_boundary_is_read_with_a_warning(tmp_path, capsys):
+    """A partial copy (or a file still being written) ends without its MRR: it read as
+    complete, exit 0 and not a word about the part it cut."""
+    data = load("lot2.stdf.gz")
+    starts = record_starts(data)
+    ptrs = [s for s in starts[len(starts) // 2:] if data[s + 2:s + 4] == b"\x0f\x0a"]
+    (tmp_path / "cut.stdf").write_bytes(data[:ptrs[10]])  # inside a part: its PIR came, its PRR did not
+    out = tmp_path / "p.jsonl"
+    assert main(["stdf", "convert", str(tmp_path / "cut.stdf"), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: cut.stdf: no MRR, so the file may be incomplete (a partial copy, or still being written); "
+        "1 part was left open (a PIR without its PRR)"]
+    reader = StdfReader(tmp_path / "cut.stdf")
+    assert len(list(read_recording(str(out)))) == len(list(reader)) > 0  # the whole parts are written
+    assert (reader.stats.mrr, reader.stats.left_open) == (0, 1)
+    assert convert([tmp_path / "cut.stdf"], out, progress=False).files[0].summary("written").endswith(
+        "; 1 part without a PRR skipped; no MRR (may be incomplete)")
+    assert capsys.readouterr().err.startswith("warning: cut.stdf: no MRR")  # without progress lines too
+    assert main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 @needs_data

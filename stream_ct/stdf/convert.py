@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -43,7 +44,17 @@ class FileResult:
             text += f"; {counted(s.unclosed_parts, 'part')} without a PRR skipped"
         if s.retests:
             text += f"; {counted(s.retests, 'retest')} superseding an earlier part"
+        if not s.mrr:
+            text += "; no MRR (may be incomplete)"
         return text
+
+    def warning(self) -> str | None:
+        """The line saying the file may be incomplete (it has no MRR), else None."""
+        s = self.stats
+        if s.mrr:
+            return None
+        return (f"warning: {self.file}: no MRR, so the file may be incomplete (a partial copy, or still being "
+                f"written); {were(s.left_open, 'part')} left open (a PIR without its PRR)")
 
 
 @dataclass
@@ -64,6 +75,14 @@ def open_reader(path, progress: bool) -> tuple[StdfReader, FileProgress | None]:
     name = source_name(path)
     shown = FileProgress(name) if progress else None
     return StdfReader(path, name, progress=shown), shown
+
+
+def file_done(entry: FileResult, shown: FileProgress | None, verb: str) -> None:
+    """The file's summary line (with progress) and its warning (always) on stderr."""
+    if shown:
+        shown.done(entry.summary(verb))
+    if (line := entry.warning()):
+        print(line, file=sys.stderr, flush=True)
 
 
 def part_messages(reader: StdfReader, encoding: str = "json", key: str = "part") -> Iterator[Message]:
@@ -95,8 +114,7 @@ def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "j
             for message in part_messages(reader, encoding, key):
                 yield message
                 entry.parts += 1  # resumed: the recording has written the message
-            if shown:
-                shown.done(entry.summary("written"))
+            file_done(entry, shown, "written")
 
     try:
         write_recording(result.out_path, messages())

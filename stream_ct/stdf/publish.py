@@ -16,7 +16,7 @@ from typing import Iterable
 from kafka.errors import KafkaError
 
 from stream_ct.kafka_io import ACK_WAIT_S
-from stream_ct.stdf.convert import FileResult, open_reader, part_messages
+from stream_ct.stdf.convert import FileResult, file_done, open_reader, part_messages
 from stream_ct.stdf.errors import StdfError
 from stream_ct.words import counted, were
 
@@ -83,8 +83,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                 result.error = (f"Kafka did not acknowledge {counted(len(failures), 'part')} ({failures[0]}); "
                                 f"{were(result.parts, 'part')} published")
                 raise PublishError(result.error, result)
-            if shown:
-                shown.done(entry.summary("published"))
+            file_done(entry, shown, "published")
     except StdfError as exc:
         with suppress(KafkaError):  # the file's error is the one to report; the count is of acknowledged parts
             producer.flush(timeout=ACK_WAIT_S)

@@ -43,7 +43,8 @@ NO_LO_LIMIT, NO_HI_LIMIT = 0x50, 0xA0
 MISSING_COORD, MISSING_BIN = -32768, 65535
 
 PTR, MPR, FTR = (15 << 8) | 10, (15 << 8) | 15, (15 << 8) | 20
-MIR, PMR, WIR, WRR = (1 << 8) | 10, (1 << 8) | 60, (2 << 8) | 10, (2 << 8) | 20
+MIR, MRR, PMR = (1 << 8) | 10, (1 << 8) | 20, (1 << 8) | 60
+WIR, WRR = (2 << 8) | 10, (2 << 8) | 20
 PIR, PRR = (5 << 8) | 10, (5 << 8) | 20
 #: Field names of each record in STDF V4 order, for the error about a field a record cuts.
 FIELDS = {name: tuple(field for field, _, _ in spec) for name, (_, _, spec) in RECORDS.items()}
@@ -56,6 +57,8 @@ class ReadStats:
     """What one file held: record counts, parts yielded, and parts that were not."""
 
     bytes: int = 0  # of uncompressed STDF data read
+    #: 0: the file has no MRR, so it may be incomplete (a partial copy, or still being written).
+    mrr: int = 0
     prr: int = 0
     ptr: int = 0
     mpr: int = 0
@@ -65,6 +68,8 @@ class ReadStats:
     parts_without_tests: int = 0
     #: Parts with results that no PRR closed (a PIR followed by another PIR, or end of file).
     unclosed_parts: int = 0
+    #: Parts open when the file ended (a PIR, or results, without a PRR), with results or not.
+    left_open: int = 0
     #: Parts that supersede an earlier one (PRR ``PART_FLG`` bit 0 or 1; ``stream_ct.retests``).
     retests: int = 0
 
@@ -144,8 +149,9 @@ class StdfReader:
         self._unsent_limits: dict[str, dict] = {}  # learned, not yet on a closed part
         self._mpr_index: dict[int, tuple] = {}
         self._pins: dict[int, str] = {}  # PMR_INDX -> pin name
-        self._handlers = {MIR: self._on_mir, PMR: self._on_pmr, WIR: self._on_wir, WRR: self._on_wrr, PIR: self._on_pir,
-                          PRR: self._on_prr, PTR: self._on_short_ptr, MPR: self._on_mpr, FTR: self._on_ftr}
+        self._handlers = {MIR: self._on_mir, MRR: self._on_mrr, PMR: self._on_pmr, WIR: self._on_wir,
+                          WRR: self._on_wrr, PIR: self._on_pir, PRR: self._on_prr, PTR: self._on_short_ptr,
+                          MPR: self._on_mpr, FTR: self._on_ftr}
 
     def _scan(self, src) -> Iterator[dict[str, Any]]:
         name, stats = self.name, self.stats
@@ -221,6 +227,7 @@ class StdfReader:
             raise StdfError(name, "truncated record", offset=base + pos, rec_typ=typ, rec_sub=sub,
                             detail=f"REC_LEN {rec_len}, {n - pos - 4} bytes left")
         stats.unclosed_parts += sum(1 for part in self._open.values() if part.tests)
+        stats.left_open = len(self._open)
 
     # -- test keys and limits --------------------------------------------------------
 
@@ -283,6 +290,9 @@ class StdfReader:
         self._mir = {"lot_id": lot, "tester": node or tstr, "fab": facil or floor,
                      "test_program": job, "test_program_rev": job_rev}
         self._t0 = float(start_t or setup_t or 0)
+
+    def _on_mrr(self, _body: bytes) -> None:
+        self.stats.mrr += 1
 
     def _on_pmr(self, body: bytes) -> None:
         """Name a pin: its logical name, else its physical one (a channel name differs per site)."""
