@@ -12,6 +12,7 @@ import collections
 import gzip
 import io
 import os
+import signal
 import struct
 import threading
 import zipfile
@@ -679,6 +680,30 @@ def test_a_file_cut_at_a_record_boundary_is_read_with_a_warning(tmp_path, capsys
     assert capsys.readouterr().err.startswith("warning: cut.stdf: no MRR")  # without progress lines too
     assert main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@needs_data
+def test_convert_stopped_by_ctrl_c_or_sigterm_says_how_many_parts_were_written(tmp_path, monkeypatch, capsys):
+    """It exited 130 without a word, though the recording held parts."""
+    from stream_ct import recording
+
+    to_line, handlers = recording.message_to_line, []
+
+    def line_or_stop(message):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        if len(handlers) > 100:
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM by its handler, while writing the 101st part
+        return to_line(message)
+
+    monkeypatch.setattr(recording, "message_to_line", line_or_stop)
+    out = tmp_path / "p.jsonl"
+    with pytest.raises(KeyboardInterrupt):  # stream_ct.cli turns it into exit 130
+        main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--quiet"])
+    assert capsys.readouterr().err == (f"stopped during lot2.stdf.gz: 100 parts were written to {out}, "
+                                       f"100 of them from lot2.stdf.gz\n")
+    assert len(list(read_recording(str(out)))) == 100
+    assert handlers[-1] is signal.default_int_handler  # SIGTERM stops it as Ctrl-C does
+    assert signal.getsignal(signal.SIGTERM) is not signal.default_int_handler
 
 
 @needs_data
