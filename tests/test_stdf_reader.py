@@ -356,6 +356,36 @@ def test_limits_from_a_part_no_prr_closes_ride_on_the_next_record_with_the_test(
     assert "limits" not in records[1]  # sent once
 
 
+def limits_of(source) -> dict:
+    """Every test's limits, from the records that carry them."""
+    return {key: value for part in StdfReader(source) for key, value in part.get("limits", {}).items()}
+
+
+@needs_data
+def test_a_first_ptr_that_ends_at_opt_flag_leaves_the_limits_to_a_later_ptr(tmp_path):
+    """A first PTR cut after OPT_FLAG gives no limits, only defaults it lacks: the limits were
+    cached as null from it and the real ones of every later PTR ignored."""
+    data, out, seen = load("lot2.stdf.gz"), [], set()
+    for start, end in zip(record_starts(data), record_starts(data)[1:] + [len(data)]):
+        rec = data[start:end]
+        if rec[2:4] == b"\x0f\x0a" and rec[4:8] not in seen:  # a test's first PTR (lot2 is big-endian)
+            seen.add(rec[4:8])
+            body = rec[4:]
+            alarm_id = 13 + body[12]  # after TEST_TXT
+            body = body[:alarm_id + 1 + body[alarm_id] + 1]  # up to OPT_FLAG (0x0E: no bit says "no limit")
+            rec = struct.pack(">HBB", len(body), 15, 10) + body
+        out.append(rec)
+    (tmp_path / "opt.stdf").write_bytes(b"".join(out))
+    limits = limits_of(tmp_path / "opt.stdf")
+    assert len(seen) == len(limits) == LOT2_TESTS
+    assert limits == limits_of(STDF_DIR / "lot2.stdf.gz")
+    ptr = lambda **kw: record("PTR", TEST_NUM=7, TEST_TXT="vdd", RESULT=1.0, **kw)  # noqa: E731
+    none = [record("FAR"), record("MIR"), record("PIR"), ptr(OPT_FLAG=0xC2, upto="OPT_FLAG"),
+            record("PIR", SITE_NUM=2), ptr(SITE_NUM=2, LO_LIMIT=0.5, HI_LIMIT=2.5), record("PRR"),
+            record("PRR", SITE_NUM=2)]
+    assert limits_of(b"".join(none)) == {"7:vdd": {"lo": None, "hi": None, "units": ""}}  # bits 6, 7: none
+
+
 def test_unsupported_inputs_are_refused():
     with pytest.raises(StdfError, match="x.stdf: not an STDF file"):
         list(StdfReader(b"hello world", name="x.stdf"))

@@ -14,10 +14,11 @@ Decisions (docs/stdf.md has the full table): a result is None when TEST_FLG bits
 PARM_FLG bits 0-2 are set; FTR pass/fail is 1.0/0.0; MPR results are keyed
 ``"<TEST_NUM>:<TEST_TXT>[<pin>]"``, pin the PMR's logical (else physical) name of RTN_INDX, the
 same on every site (else the index); limits come from the first PTR/MPR of a test that
-carries OPT_FLAG and ride, once, on the next part a PRR closes that has the test (whether
-or not a PRR closed the part that carried them); ``ts`` is the START_T of the head's latest
-WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site; the parts of a
-WIR without WAFER_ID wait for its WRR and take the WRR's WAFER_ID (else the WIR's ordinal).
+gives a limit, or an OPT_FLAG saying it has none, and ride, once, on the next part a PRR
+closes that has the test (whether or not a PRR closed the part that carried them); ``ts`` is
+the START_T of the head's latest WIR (else MIR START_T) plus the cumulative TEST_T of the
+part's head and site; the parts of a WIR without WAFER_ID wait for its WRR and take the WRR's
+WAFER_ID (else the WIR's ordinal).
 A record may end between fields (trailing fields omitted); a field it cuts is corrupt.
 """
 
@@ -40,6 +41,8 @@ CHUNK_SIZE = 1 << 20
 TEST_FLG_INVALID, PARM_FLG_INVALID = 0x3F, 0x07
 #: OPT_FLAG: bit 4/5 "LO/HI_LIMIT invalid, use the first PTR's", bit 6/7 "no LO/HI limit".
 NO_LO_LIMIT, NO_HI_LIMIT = 0x50, 0xA0
+#: OPT_FLAG bits 6 and 7: the test has no low and no high limit.
+NO_LIMITS = 0xC0
 MISSING_COORD, MISSING_BIN = -32768, 65535
 
 PTR, MPR, FTR = (15 << 8) | 10, (15 << 8) | 15, (15 << 8) | 20
@@ -82,10 +85,15 @@ class _Part:
         self.explicit = explicit  # opened by a PIR, not by a result that came before it
 
 
-def _limits(opt: int, lo, hi, units) -> dict:
-    return {"lo": None if opt & NO_LO_LIMIT else lo,
-            "hi": None if opt & NO_HI_LIMIT else hi,
-            "units": units or ""}
+def _limits(opt: int, lo, hi, units) -> dict | None:
+    """The limits a PTR or MPR gives; None when it gives neither limit (its record ends at
+    OPT_FLAG, or OPT_FLAG calls them invalid) nor says the test has none: a later record's count."""
+    limits = {"lo": None if opt & NO_LO_LIMIT else lo,
+              "hi": None if opt & NO_HI_LIMIT else hi,
+              "units": units or ""}
+    if limits["lo"] is None and limits["hi"] is None and opt & NO_LIMITS != NO_LIMITS:
+        return None
+    return limits
 
 
 class StdfReader:
@@ -246,6 +254,9 @@ class StdfReader:
 
     def _ptr_limits(self, key: str, body: bytes, alarm_id_at: int) -> None:
         """Learn the limits of a PTR whose OPT_FLAG is present (ALARM_ID starts at ``alarm_id_at``)."""
+        opt_at = alarm_id_at + 1 + body[alarm_id_at]
+        if opt_at + 1 == len(body) and body[opt_at] & NO_LIMITS != NO_LIMITS:
+            return  # it ends at an OPT_FLAG that does not say the test has none: a later PTR's count
         c = Cursor(body, self.e, PTR_LIMIT_FIELDS, alarm_id_at)
         c.cn()
         opt = c.u1()
@@ -255,9 +266,10 @@ class StdfReader:
         lo, hi = c.r4(), c.r4()
         self._learn_limits(key, _limits(opt, lo, hi, c.cn()))
 
-    def _learn_limits(self, key: str, limits: dict) -> None:
-        """Cache a test's limits; the next part closed with the test carries them."""
-        self._limits[key] = self._unsent_limits[key] = limits
+    def _learn_limits(self, key: str, limits: dict | None) -> None:
+        """Cache a test's limits, if any; the next part closed with the test carries them."""
+        if limits is not None:
+            self._limits[key] = self._unsent_limits[key] = limits
 
     def _limits_for(self, tests: dict[str, float | None]) -> dict[str, dict]:
         """The limits not yet sent of the tests in ``tests``, now counted as sent."""
