@@ -572,6 +572,14 @@ def test_gz_bz2_and_zip_read_like_the_plain_file(tmp_path):
         list(StdfReader(tmp_path / "two.zip"))
 
 
+def test_an_empty_zip_says_it_holds_no_file(tmp_path, capsys):
+    """An empty archive starts with its end record, not a file's: it said "not an STDF file"."""
+    zipfile.ZipFile(tmp_path / "empty.zip", "w").close()
+    assert main(["stdf", "convert", str(tmp_path / "empty.zip"), "--out", str(tmp_path / "p.jsonl")]) == 2
+    assert capsys.readouterr().err.startswith("error: empty.zip: zip archive must hold exactly one file, "
+                                              "it holds 0: ")
+
+
 @pytest.mark.parametrize("change, reason", [(("method", 9), "That compression method is not supported"),
                                             (("flags", 1), "is encrypted, password required")],
                          ids=["Deflate64", "encrypted"])
