@@ -140,6 +140,43 @@ def test_the_cli_prints_the_acknowledged_count_when_kafka_fails_mid_file(monkeyp
     assert err.count("\n") == 1
 
 
+class InterruptedProducer(FakeProducer):
+    """Ctrl-C comes while the part after ``sends`` parts is sent."""
+
+    def send(self, topic, key, value, timestamp_ms, headers):
+        if self.sends == 0:
+            raise KeyboardInterrupt
+        return super().send(topic, key, value, timestamp_ms, headers)
+
+
+@needs_data
+def test_ctrl_c_says_how_many_parts_were_acknowledged(monkeypatch, capsys):
+    """It exited 130 without a word, though thousands of parts could have gone out."""
+    producer = InterruptedProducer(sends=1 + 120)
+    monkeypatch.setattr("stream_ct.kafka_io.make_producer", lambda *args, **kwargs: producer)
+    with pytest.raises(KeyboardInterrupt):  # stream_ct.cli turns it into exit 130
+        main(["stdf", "publish", str(STDF_DIR / "makechip_d10_1.std"), str(STDF_DIR / "lot2.stdf.gz"),
+              "--topic", "t", "--quiet"])
+    assert capsys.readouterr().err == ("stopped during lot2.stdf.gz: 121 parts were published (acknowledged by "
+                                       "Kafka), 120 of them from lot2.stdf.gz\n")
+    assert producer.flush_timeouts == [ACK_WAIT_S, SETTLE_TIMEOUT_S, 0] and producer.closed
+
+
+@needs_data
+def test_publishing_a_file_without_its_mrr_warns_and_exits_0(monkeypatch, capsys, tmp_path):
+    """A copy of lot2 with its last record, the MRR, cut off: published as complete, not a word."""
+    raw = gzip.decompress((STDF_DIR / "lot2.stdf.gz").read_bytes())
+    pos = last = 0
+    while pos < len(raw):  # big-endian record headers
+        last, pos = pos, pos + 4 + int.from_bytes(raw[pos:pos + 2], "big")
+    assert raw[last + 2:last + 4] == b"\x01\x14"  # MRR
+    (tmp_path / "copy.stdf").write_bytes(raw[:last])
+    monkeypatch.setattr("stream_ct.kafka_io.make_producer", lambda *args, **kwargs: FakeProducer())
+    assert main(["stdf", "publish", str(tmp_path / "copy.stdf"), "--topic", "t", "--quiet"]) == 0
+    assert capsys.readouterr().err == ("warning: copy.stdf: no MRR, so the file may be incomplete (a partial copy, "
+                                       "or still being written); 0 parts were left open (a PIR without its PRR)\n")
+
+
 @pytest.mark.integration
 @needs_data
 def test_publish_sends_every_part_keyed_and_stamped(kafka_bootstrap, topic):

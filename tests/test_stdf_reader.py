@@ -12,6 +12,7 @@ import collections
 import gzip
 import io
 import os
+import signal
 import struct
 import threading
 import zipfile
@@ -326,7 +327,8 @@ def test_a_retest_names_what_it_supersedes_and_is_counted(tmp_path):
                 record("PRR", PART_FLG=flags, X_COORD=x, Y_COORD=7, PART_ID=part_id)]
 
     data = b"".join([record("FAR"), record("MIR", LOT_ID="L"), record("WIR", WAFER_ID="W"),
-                     *part("1", 0x08), *part("2", 0x00, x=4), *part("1", 0x01), *part("3", 0x02 | 0x08)])
+                     *part("1", 0x08), *part("2", 0x00, x=4), *part("1", 0x01), *part("3", 0x02 | 0x08),
+                     record("MRR")])
     reader = StdfReader(data, name="retest.stdf")
     parts = [(r["part_id"], r.get("supersedes"), r["passed"]) for r in reader]
     assert parts == [("1", None, False), ("2", None, True), ("1", "part", True), ("3", "die", False)]
@@ -352,6 +354,36 @@ def test_limits_from_a_part_no_prr_closes_ride_on_the_next_record_with_the_test(
     assert [r["part_id"] for r in records] == ["2", "3"] and reader.stats.unclosed_parts == 1
     assert records[0]["limits"] == {"7:vdd": {"lo": 0.5, "hi": 2.5, "units": "V"}}
     assert "limits" not in records[1]  # sent once
+
+
+def limits_of(source) -> dict:
+    """Every test's limits, from the records that carry them."""
+    return {key: value for part in StdfReader(source) for key, value in part.get("limits", {}).items()}
+
+
+@needs_data
+def test_a_first_ptr_that_ends_at_opt_flag_leaves_the_limits_to_a_later_ptr(tmp_path):
+    """A first PTR cut after OPT_FLAG gives no limits, only defaults it lacks: the limits were
+    cached as null from it and the real ones of every later PTR ignored."""
+    data, out, seen = load("lot2.stdf.gz"), [], set()
+    for start, end in zip(record_starts(data), record_starts(data)[1:] + [len(data)]):
+        rec = data[start:end]
+        if rec[2:4] == b"\x0f\x0a" and rec[4:8] not in seen:  # a test's first PTR (lot2 is big-endian)
+            seen.add(rec[4:8])
+            body = rec[4:]
+            alarm_id = 13 + body[12]  # after TEST_TXT
+            body = body[:alarm_id + 1 + body[alarm_id] + 1]  # up to OPT_FLAG (0x0E: no bit says "no limit")
+            rec = struct.pack(">HBB", len(body), 15, 10) + body
+        out.append(rec)
+    (tmp_path / "opt.stdf").write_bytes(b"".join(out))
+    limits = limits_of(tmp_path / "opt.stdf")
+    assert len(seen) == len(limits) == LOT2_TESTS
+    assert limits == limits_of(STDF_DIR / "lot2.stdf.gz")
+    ptr = lambda **kw: record("PTR", TEST_NUM=7, TEST_TXT="vdd", RESULT=1.0, **kw)  # noqa: E731
+    none = [record("FAR"), record("MIR"), record("PIR"), ptr(OPT_FLAG=0xC2, upto="OPT_FLAG"),
+            record("PIR", SITE_NUM=2), ptr(SITE_NUM=2, LO_LIMIT=0.5, HI_LIMIT=2.5), record("PRR"),
+            record("PRR", SITE_NUM=2)]
+    assert limits_of(b"".join(none)) == {"7:vdd": {"lo": None, "hi": None, "units": ""}}  # bits 6, 7: none
 
 
 def test_unsupported_inputs_are_refused():
@@ -540,6 +572,14 @@ def test_gz_bz2_and_zip_read_like_the_plain_file(tmp_path):
         list(StdfReader(tmp_path / "two.zip"))
 
 
+def test_an_empty_zip_says_it_holds_no_file(tmp_path, capsys):
+    """An empty archive starts with its end record, not a file's: it said "not an STDF file"."""
+    zipfile.ZipFile(tmp_path / "empty.zip", "w").close()
+    assert main(["stdf", "convert", str(tmp_path / "empty.zip"), "--out", str(tmp_path / "p.jsonl")]) == 2
+    assert capsys.readouterr().err.startswith("error: empty.zip: zip archive must hold exactly one file, "
+                                              "it holds 0: ")
+
+
 @pytest.mark.parametrize("change, reason", [(("method", 9), "That compression method is not supported"),
                                             (("flags", 1), "is encrypted, password required")],
                          ids=["Deflate64", "encrypted"])
@@ -655,6 +695,53 @@ def test_cli_convert(tmp_path, capsys):
     assert err == [f"error: cut.stdf: truncated record at byte 988 (REC_TYP 50 REC_SUB 10, REC_LEN 16, "
                    f"8 bytes left): 1 part was written to {out} before the error"]
     assert main(["stdf", "convert", str(tmp_path / "missing.stdf"), "--out", str(out)]) == 2
+
+
+@needs_data
+def test_a_file_cut_at_a_record_boundary_is_read_with_a_warning(tmp_path, capsys):
+    """A partial copy (or a file still being written) ends without its MRR: it read as
+    complete, exit 0 and not a word about the part it cut."""
+    data = load("lot2.stdf.gz")
+    starts = record_starts(data)
+    ptrs = [s for s in starts[len(starts) // 2:] if data[s + 2:s + 4] == b"\x0f\x0a"]
+    (tmp_path / "cut.stdf").write_bytes(data[:ptrs[10]])  # inside a part: its PIR came, its PRR did not
+    out = tmp_path / "p.jsonl"
+    assert main(["stdf", "convert", str(tmp_path / "cut.stdf"), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: cut.stdf: no MRR, so the file may be incomplete (a partial copy, or still being written); "
+        "1 part was left open (a PIR without its PRR)"]
+    reader = StdfReader(tmp_path / "cut.stdf")
+    assert len(list(read_recording(str(out)))) == len(list(reader)) > 0  # the whole parts are written
+    assert (reader.stats.mrr, reader.stats.left_open) == (0, 1)
+    assert convert([tmp_path / "cut.stdf"], out, progress=False).files[0].summary("written").endswith(
+        "; 1 part without a PRR skipped; no MRR (may be incomplete)")
+    assert capsys.readouterr().err.startswith("warning: cut.stdf: no MRR")  # without progress lines too
+    assert main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@needs_data
+def test_convert_stopped_by_ctrl_c_or_sigterm_says_how_many_parts_were_written(tmp_path, monkeypatch, capsys):
+    """It exited 130 without a word, though the recording held parts."""
+    from stream_ct import recording
+
+    to_line, handlers = recording.message_to_line, []
+
+    def line_or_stop(message):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        if len(handlers) > 100:
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM by its handler, while writing the 101st part
+        return to_line(message)
+
+    monkeypatch.setattr(recording, "message_to_line", line_or_stop)
+    out = tmp_path / "p.jsonl"
+    with pytest.raises(KeyboardInterrupt):  # stream_ct.cli turns it into exit 130
+        main(["stdf", "convert", str(STDF_DIR / "lot2.stdf.gz"), "--out", str(out), "--quiet"])
+    assert capsys.readouterr().err == (f"stopped during lot2.stdf.gz: 100 parts were written to {out}, "
+                                       f"100 of them from lot2.stdf.gz\n")
+    assert len(list(read_recording(str(out)))) == 100
+    assert handlers[-1] is signal.default_int_handler  # SIGTERM stops it as Ctrl-C does
+    assert signal.getsignal(signal.SIGTERM) is not signal.default_int_handler
 
 
 @needs_data

@@ -1,7 +1,8 @@
 """``stream-ct stdf publish|convert``: STDF V4 files to a Kafka topic or a recording.
 
 Exit codes: 0 done, 2 a bad input file (the error line says how many parts went out
-before it), 3 Kafka is not reachable or did not acknowledge.
+before it), 3 Kafka is not reachable or did not acknowledge, 130 stopped by Ctrl-C or
+SIGTERM (a line says how many parts went out).
 """
 
 from __future__ import annotations
@@ -94,8 +95,11 @@ def run_convert(args) -> int:
     if (problem := _missing(args.files) or _overwrites(args.files, args.out)):
         print(problem, file=sys.stderr)
         return 2
+    from stream_ct.replay import sigterm_as_interrupt
+
     try:
-        convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding, key=args.key)
+        with sigterm_as_interrupt():  # stopped as by Ctrl-C: the recording closed whole, the count said
+            convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
         _error(f"error: {exc}")
         return 2
@@ -106,6 +110,7 @@ def run_publish(args) -> int:
     from kafka.errors import KafkaError
 
     from stream_ct.kafka_io import bootstrap_servers
+    from stream_ct.replay import sigterm_as_interrupt
     from stream_ct.stdf.publish import PublishError, publish
 
     if (problem := _missing(args.files)):
@@ -113,7 +118,9 @@ def run_publish(args) -> int:
         return 2
     bootstrap = bootstrap_servers(args.bootstrap_servers)
     try:
-        publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding, key=args.key)
+        with sigterm_as_interrupt():  # stopped as by Ctrl-C: what was sent acknowledged, the count said
+            publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding,
+                    key=args.key)
     except StdfError as exc:
         _error(f"error: {exc}")
         return 2

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from stream_ct.binary_record import ENCODERS
 from stream_ct.record import MESSAGE_KEYS
@@ -23,6 +24,9 @@ from stream_ct.stdf.progress import FileProgress
 from stream_ct.stdf.reader import ReadStats, StdfReader
 from stream_ct.stdf.source import source_name
 from stream_ct.words import counted, were
+
+if TYPE_CHECKING:
+    from stream_ct.stdf.publish import PublishResult
 
 
 @dataclass
@@ -43,7 +47,17 @@ class FileResult:
             text += f"; {counted(s.unclosed_parts, 'part')} without a PRR skipped"
         if s.retests:
             text += f"; {counted(s.retests, 'retest')} superseding an earlier part"
+        if not s.mrr:
+            text += "; no MRR (may be incomplete)"
         return text
+
+    def warning(self) -> str | None:
+        """The line saying the file may be incomplete (it has no MRR), else None."""
+        s = self.stats
+        if s.mrr:
+            return None
+        return (f"warning: {self.file}: no MRR, so the file may be incomplete (a partial copy, or still being "
+                f"written); {were(s.left_open, 'part')} left open (a PIR without its PRR)")
 
 
 @dataclass
@@ -66,6 +80,28 @@ def open_reader(path, progress: bool) -> tuple[StdfReader, FileProgress | None]:
     return StdfReader(path, name, progress=shown), shown
 
 
+def say(line: str) -> None:
+    """Print ``line`` on stderr, over the progress line a file may have left on a terminal."""
+    print(("\r\033[K" if sys.stderr.isatty() else "") + line, file=sys.stderr, flush=True)
+
+
+def file_done(entry: FileResult, shown: FileProgress | None, verb: str) -> None:
+    """The file's summary line (with progress) and its warning (always) on stderr."""
+    if shown:
+        shown.done(entry.summary(verb))
+    if (line := entry.warning()):
+        say(line)
+
+
+def stopped(result: ConvertResult | PublishResult, done: str) -> str:
+    """The line of a convert or publish stopped by Ctrl-C (or SIGTERM): how many parts were ``done``."""
+    text = f"{were(result.parts, 'part')} {done}"
+    if not result.files:
+        return f"stopped: {text}"
+    entry = result.files[-1]
+    return f"stopped during {entry.file}: {text}, {entry.parts:,} of them from {entry.file}"
+
+
 def part_messages(reader: StdfReader, encoding: str = "json", key: str = "part") -> Iterator[Message]:
     """Kafka messages of one STDF file: key ``lot/wafer/part`` (``key="wafer"``:
     ``lot/wafer``, which keeps a wafer's parts together on any number of partitions), value
@@ -83,7 +119,8 @@ def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "j
     their values in ``encoding`` and keyed by ``key`` (``part_messages``).
 
     A bad file raises ``StdfError`` that says how many parts were written before it (the
-    recording keeps them) and carries the partial ``ConvertResult`` as ``.result``.
+    recording keeps them) and carries the partial ``ConvertResult`` as ``.result``. Ctrl-C
+    says on stderr how many were written, then goes on (``KeyboardInterrupt``).
     """
     result = ConvertResult(os.fspath(out_path))
 
@@ -95,8 +132,7 @@ def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "j
             for message in part_messages(reader, encoding, key):
                 yield message
                 entry.parts += 1  # resumed: the recording has written the message
-            if shown:
-                shown.done(entry.summary("written"))
+            file_done(entry, shown, "written")
 
     try:
         write_recording(result.out_path, messages())
@@ -104,4 +140,8 @@ def convert(paths: Iterable, out_path, progress: bool = True, encoding: str = "j
         note = f"{were(result.parts, 'part')} written to {result.out_path} before the error"
         result.error = f"{exc}: {note}"
         raise exc.with_note(note, result) from exc
+    except KeyboardInterrupt:
+        result.error = stopped(result, f"written to {result.out_path}")
+        say(result.error)
+        raise
     return result

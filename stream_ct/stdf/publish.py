@@ -16,7 +16,7 @@ from typing import Iterable
 from kafka.errors import KafkaError
 
 from stream_ct.kafka_io import ACK_WAIT_S
-from stream_ct.stdf.convert import FileResult, open_reader, part_messages
+from stream_ct.stdf.convert import FileResult, file_done, open_reader, part_messages, say, stopped
 from stream_ct.stdf.errors import StdfError
 from stream_ct.words import counted, were
 
@@ -54,7 +54,9 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
     A bad file raises ``StdfError`` saying how many parts were published before it (they
     stay published), carrying the partial ``PublishResult`` as ``.result``; a Kafka error
     raised by ``send`` or ``flush`` becomes a ``PublishError`` that says, and carries, how
-    many parts were acknowledged in all and from the file in flight. ``producer``
+    many parts were acknowledged in all and from the file in flight; Ctrl-C waits up to
+    ``SETTLE_TIMEOUT_S`` for the parts sent, says as much on stderr, and goes on
+    (``KeyboardInterrupt``). ``producer``
     replaces the project's producer (``stream_ct.kafka_io``: acks="all", security settings
     from the environment) with ``linger_ms=20``.
     """
@@ -83,8 +85,7 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                 result.error = (f"Kafka did not acknowledge {counted(len(failures), 'part')} ({failures[0]}); "
                                 f"{were(result.parts, 'part')} published")
                 raise PublishError(result.error, result)
-            if shown:
-                shown.done(entry.summary("published"))
+            file_done(entry, shown, "published")
     except StdfError as exc:
         with suppress(KafkaError):  # the file's error is the one to report; the count is of acknowledged parts
             producer.flush(timeout=ACK_WAIT_S)
@@ -99,6 +100,12 @@ def publish(paths: Iterable, topic: str, bootstrap_servers: str, progress: bool 
                         f"acknowledged, {entry.parts:,} of them from {entry.file}; parts sent but not "
                         f"acknowledged are not counted, so publishing again from there may repeat a few")
         raise PublishError(result.error, result) from exc
+    except KeyboardInterrupt:
+        with suppress(KafkaError, KeyboardInterrupt):  # the parts sent may still be acknowledged; Ctrl-C again stops
+            producer.flush(timeout=SETTLE_TIMEOUT_S)
+        result.error = stopped(result, "published (acknowledged by Kafka)")
+        say(result.error)
+        raise
     finally:
         with suppress(KafkaError):  # after an error, waits no more for what is left unacknowledged
             producer.close(timeout=0 if result.error else None)

@@ -14,10 +14,11 @@ Decisions (docs/stdf.md has the full table): a result is None when TEST_FLG bits
 PARM_FLG bits 0-2 are set; FTR pass/fail is 1.0/0.0; MPR results are keyed
 ``"<TEST_NUM>:<TEST_TXT>[<pin>]"``, pin the PMR's logical (else physical) name of RTN_INDX, the
 same on every site (else the index); limits come from the first PTR/MPR of a test that
-carries OPT_FLAG and ride, once, on the next part a PRR closes that has the test (whether
-or not a PRR closed the part that carried them); ``ts`` is the START_T of the head's latest
-WIR (else MIR START_T) plus the cumulative TEST_T of the part's head and site; the parts of a
-WIR without WAFER_ID wait for its WRR and take the WRR's WAFER_ID (else the WIR's ordinal).
+gives a limit, or an OPT_FLAG saying it has none, and ride, once, on the next part a PRR
+closes that has the test (whether or not a PRR closed the part that carried them); ``ts`` is
+the START_T of the head's latest WIR (else MIR START_T) plus the cumulative TEST_T of the
+part's head and site; the parts of a WIR without WAFER_ID wait for its WRR and take the WRR's
+WAFER_ID (else the WIR's ordinal).
 A record may end between fields (trailing fields omitted); a field it cuts is corrupt.
 """
 
@@ -40,10 +41,13 @@ CHUNK_SIZE = 1 << 20
 TEST_FLG_INVALID, PARM_FLG_INVALID = 0x3F, 0x07
 #: OPT_FLAG: bit 4/5 "LO/HI_LIMIT invalid, use the first PTR's", bit 6/7 "no LO/HI limit".
 NO_LO_LIMIT, NO_HI_LIMIT = 0x50, 0xA0
+#: OPT_FLAG bits 6 and 7: the test has no low and no high limit.
+NO_LIMITS = 0xC0
 MISSING_COORD, MISSING_BIN = -32768, 65535
 
 PTR, MPR, FTR = (15 << 8) | 10, (15 << 8) | 15, (15 << 8) | 20
-MIR, PMR, WIR, WRR = (1 << 8) | 10, (1 << 8) | 60, (2 << 8) | 10, (2 << 8) | 20
+MIR, MRR, PMR = (1 << 8) | 10, (1 << 8) | 20, (1 << 8) | 60
+WIR, WRR = (2 << 8) | 10, (2 << 8) | 20
 PIR, PRR = (5 << 8) | 10, (5 << 8) | 20
 #: Field names of each record in STDF V4 order, for the error about a field a record cuts.
 FIELDS = {name: tuple(field for field, _, _ in spec) for name, (_, _, spec) in RECORDS.items()}
@@ -56,6 +60,8 @@ class ReadStats:
     """What one file held: record counts, parts yielded, and parts that were not."""
 
     bytes: int = 0  # of uncompressed STDF data read
+    #: 0: the file has no MRR, so it may be incomplete (a partial copy, or still being written).
+    mrr: int = 0
     prr: int = 0
     ptr: int = 0
     mpr: int = 0
@@ -65,6 +71,8 @@ class ReadStats:
     parts_without_tests: int = 0
     #: Parts with results that no PRR closed (a PIR followed by another PIR, or end of file).
     unclosed_parts: int = 0
+    #: Parts open when the file ended (a PIR, or results, without a PRR), with results or not.
+    left_open: int = 0
     #: Parts that supersede an earlier one (PRR ``PART_FLG`` bit 0 or 1; ``stream_ct.retests``).
     retests: int = 0
 
@@ -77,10 +85,15 @@ class _Part:
         self.explicit = explicit  # opened by a PIR, not by a result that came before it
 
 
-def _limits(opt: int, lo, hi, units) -> dict:
-    return {"lo": None if opt & NO_LO_LIMIT else lo,
-            "hi": None if opt & NO_HI_LIMIT else hi,
-            "units": units or ""}
+def _limits(opt: int, lo, hi, units) -> dict | None:
+    """The limits a PTR or MPR gives; None when it gives neither limit (its record ends at
+    OPT_FLAG, or OPT_FLAG calls them invalid) nor says the test has none: a later record's count."""
+    limits = {"lo": None if opt & NO_LO_LIMIT else lo,
+              "hi": None if opt & NO_HI_LIMIT else hi,
+              "units": units or ""}
+    if limits["lo"] is None and limits["hi"] is None and opt & NO_LIMITS != NO_LIMITS:
+        return None
+    return limits
 
 
 class StdfReader:
@@ -144,8 +157,9 @@ class StdfReader:
         self._unsent_limits: dict[str, dict] = {}  # learned, not yet on a closed part
         self._mpr_index: dict[int, tuple] = {}
         self._pins: dict[int, str] = {}  # PMR_INDX -> pin name
-        self._handlers = {MIR: self._on_mir, PMR: self._on_pmr, WIR: self._on_wir, WRR: self._on_wrr, PIR: self._on_pir,
-                          PRR: self._on_prr, PTR: self._on_short_ptr, MPR: self._on_mpr, FTR: self._on_ftr}
+        self._handlers = {MIR: self._on_mir, MRR: self._on_mrr, PMR: self._on_pmr, WIR: self._on_wir,
+                          WRR: self._on_wrr, PIR: self._on_pir, PRR: self._on_prr, PTR: self._on_short_ptr,
+                          MPR: self._on_mpr, FTR: self._on_ftr}
 
     def _scan(self, src) -> Iterator[dict[str, Any]]:
         name, stats = self.name, self.stats
@@ -221,6 +235,7 @@ class StdfReader:
             raise StdfError(name, "truncated record", offset=base + pos, rec_typ=typ, rec_sub=sub,
                             detail=f"REC_LEN {rec_len}, {n - pos - 4} bytes left")
         stats.unclosed_parts += sum(1 for part in self._open.values() if part.tests)
+        stats.left_open = len(self._open)
 
     # -- test keys and limits --------------------------------------------------------
 
@@ -239,6 +254,9 @@ class StdfReader:
 
     def _ptr_limits(self, key: str, body: bytes, alarm_id_at: int) -> None:
         """Learn the limits of a PTR whose OPT_FLAG is present (ALARM_ID starts at ``alarm_id_at``)."""
+        opt_at = alarm_id_at + 1 + body[alarm_id_at]
+        if opt_at + 1 == len(body) and body[opt_at] & NO_LIMITS != NO_LIMITS:
+            return  # it ends at an OPT_FLAG that does not say the test has none: a later PTR's count
         c = Cursor(body, self.e, PTR_LIMIT_FIELDS, alarm_id_at)
         c.cn()
         opt = c.u1()
@@ -248,9 +266,10 @@ class StdfReader:
         lo, hi = c.r4(), c.r4()
         self._learn_limits(key, _limits(opt, lo, hi, c.cn()))
 
-    def _learn_limits(self, key: str, limits: dict) -> None:
-        """Cache a test's limits; the next part closed with the test carries them."""
-        self._limits[key] = self._unsent_limits[key] = limits
+    def _learn_limits(self, key: str, limits: dict | None) -> None:
+        """Cache a test's limits, if any; the next part closed with the test carries them."""
+        if limits is not None:
+            self._limits[key] = self._unsent_limits[key] = limits
 
     def _limits_for(self, tests: dict[str, float | None]) -> dict[str, dict]:
         """The limits not yet sent of the tests in ``tests``, now counted as sent."""
@@ -283,6 +302,9 @@ class StdfReader:
         self._mir = {"lot_id": lot, "tester": node or tstr, "fab": facil or floor,
                      "test_program": job, "test_program_rev": job_rev}
         self._t0 = float(start_t or setup_t or 0)
+
+    def _on_mrr(self, _body: bytes) -> None:
+        self.stats.mrr += 1
 
     def _on_pmr(self, body: bytes) -> None:
         """Name a pin: its logical name, else its physical one (a channel name differs per site)."""

@@ -101,7 +101,7 @@ def open_source(source, name: str) -> Source:
             stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
         elif magic[:3] == b"BZh":
             stream = bz2.BZ2File(raw, "rb")
-        elif magic == b"PK\x03\x04":
+        elif magic in (b"PK\x03\x04", b"PK\x05\x06"):  # a file's header, or an empty archive's end
             if not raw.seekable():  # zipfile seeks to the directory at the end ("File is not a zip file")
                 if owns_raw:
                     raw.close()
