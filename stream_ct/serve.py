@@ -52,8 +52,8 @@ from stream_ct.registry import Artifact, Registry
 from stream_ct.retrain_worker import announcement, calibrated_monitor, retrain_request, served_target
 from stream_ct.rolling import RollingMetric
 from stream_ct.training import PRIMARY_METRIC, score
-from stream_ct.words import counted
 from stream_ct.triggers import Decision, TriggerPolicy
+from stream_ct.words import counted
 
 #: Records between two ``model_metrics`` events (the champion's and the online model's rolling metrics).
 METRICS_EVERY = 5000
