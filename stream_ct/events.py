@@ -2,8 +2,9 @@
 
 An event is a flat JSON object with ``type``, ``ts`` (epoch seconds), ``source`` (which
 process), ``consumer``, ``host``, ``pid``, ``run`` (one id per process start: a container's
-serve restarts as pid 1 on the same host) and the event's own fields. It is also appended to the audit log when
-one is configured, so a decision is on disk even when the broker is not reachable.
+serve restarts as pid 1 on the same host) and the event's own fields. It is also appended to
+the audit log when one is configured, so a decision is on disk even when the broker is not
+reachable.
 """
 
 from __future__ import annotations
