@@ -342,6 +342,23 @@ def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
     return estimator.fit(X, y, sample_weight=weights)
 
 
+def learned_otherwise(meta: dict[str, Any], version: int, task: str, target: str) -> str | None:
+    """Why a champion cannot be judged on this window, or None: it learned another task or
+    (with labels) another target, as when a definition changes them and keeps its name; its
+    metric on these labels would mean nothing (a soft-bin champion scored 0 on hard bins).
+
+    >>> learned_otherwise({"task": "multiclass", "target": "soft_bin"}, 3, "multiclass", "hard_bin")
+    'champion v3 learned soft_bin (multiclass), this definition hard_bin (multiclass): not comparable'
+    >>> learned_otherwise({"task": "anomaly", "target": "passed"}, 3, "anomaly", "soft_bin") is None
+    True
+    """
+    learned = (meta.get("task", task), meta.get("target", target) if task != "anomaly" else target)
+    if learned == (task, target):
+        return None
+    return (f"champion v{version} learned {learned[1]} ({learned[0]}), this definition {target} ({task}): "
+            "not comparable")
+
+
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
                     clock: StepClock | None = None, deleted_by_retention: dict[str, int] | None = None,
                     unusable_labels: int = 0, invalid_records: int = 0) -> Outcome:
@@ -397,9 +414,11 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                 # serve falls back from such a champion: judge as at bootstrap, else no retrain could replace it
                 champion_unusable = f"champion v{champion_version} unusable: {type(exc).__name__}: {exc}"
             else:
-                Xc = model_matrix(feature_matrix(labeled[split:], champion.meta["feature_names"]), labeled[split:],
-                                  champion.meta.get("categories"))
-                champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
+                champion_unusable = learned_otherwise(champion.meta, champion_version, task, target)
+                if champion_unusable is None:
+                    Xc = model_matrix(feature_matrix(labeled[split:], champion.meta["feature_names"]),
+                                      labeled[split:], champion.meta.get("categories"))
+                    champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
     groups = field_levels(labeled[split:], config.gates.fairness_by)
     with clock("gates"):
         gates = quality + run_gates(config, candidate, inputs[split:], y[split:], groups, candidate_metrics,

@@ -279,6 +279,26 @@ def test_an_unusable_champion_is_not_compared_and_the_other_gates_decide(promote
     assert gate["detail"].endswith("; the other gates decide")
 
 
+@pytest.mark.parametrize("learned, now", [
+    ({"task": "multiclass", "target": "soft_bin"}, {"task": "multiclass", "target": "hard_bin"}),
+    ({"task": "regression", "target": "test_time_ms"}, {"task": "classification", "target": "passed"})])
+def test_a_champion_of_another_target_or_task_is_not_compared(records, tmp_path, learned, now):
+    """A definition that changes its target keeps its name: the soft-bin champion was judged on
+    hard bins (accuracy 0, beaten by any candidate), and a regression champion of a definition
+    now a classification raised AttributeError (no predict_proba) at every retrain."""
+    reg = Registry(tmp_path)
+    for model in (learned, now):
+        cfg = ConsumerConfig.from_dict(dict(RAW, model=model, drift={"enabled": False},
+                                            gates=dict(RAW["gates"], min_metric=0.0, fairness_by="")))
+        outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), records, reg)
+    assert outcome.decision == "promoted" and reg.champion("yield") == 2
+    assert outcome.metrics["champion"] is None
+    gate = {g["name"]: g for g in outcome.gates}["beats_champion"]
+    assert gate["passed"] and gate["value"] is None
+    assert gate["detail"] == (f"champion v1 learned {learned['target']} ({learned['task']}), this definition "
+                              f"{now['target']} ({now['task']}): not comparable; the other gates decide")
+
+
 def test_no_matching_features_is_skipped(records, tmp_path):
     cfg = ConsumerConfig.from_dict(dict(RAW, features={"include": ["nothing:*"]}))
     outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), records, Registry(tmp_path))
