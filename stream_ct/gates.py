@@ -86,13 +86,14 @@ def secondary_metric(task: str, candidate: dict[str, float], min_f1: float, max_
 def fairness(task: str, scores: np.ndarray, y: np.ndarray, groups: np.ndarray, by: str, max_spread: float,
              min_rows: int) -> GateResult:
     """The primary metric's spread (max - min) across groups with at least ``min_rows`` rows
-    on which it is defined (AUC needs both classes, R² two rows); rows of group "" (records
-    without the field) are in no group."""
+    on which it is defined (AUC needs both classes, R² two rows and a target that varies: on
+    a constant one it is 0 for any error short of none); rows of group "" (records without the
+    field) are in no group."""
     key = PRIMARY_METRIC[task]
     per_group = {}
     for group in np.unique(groups[groups != ""]):
         mask = groups == group
-        if mask.sum() < min_rows:
+        if mask.sum() < min_rows or (task == "regression" and np.ptp(y[mask]) == 0):
             continue
         value = metrics_from_scores(task, scores[mask], y[mask])[key]
         if not np.isnan(value):  # else max/min of the groups would depend on their order

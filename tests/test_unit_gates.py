@@ -203,6 +203,17 @@ def test_records_without_the_field_form_no_group():
     assert r.passed and r.detail == "fewer than two fab groups with 100+ rows: nothing to compare"
 
 
+def test_fairness_leaves_out_a_group_whose_target_is_constant():
+    """A tester that logs the same test time for every part: R² is 0 there for any error short
+    of none, and the candidate was rejected ("r2 by tester: A 0.976, B 0.978, C 0.000")."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.normal(800, 20, 400), np.full(200, 900.0)])
+    s = y + np.concatenate([rng.normal(0, 3, 400), np.full(200, 0.5)])  # C predicted within 0.5 ms
+    g = np.array(["A"] * 200 + ["B"] * 200 + ["C"] * 200)
+    r = fairness("regression", s, y, g, "tester", 0.15, 100)
+    assert r.passed and r.detail == "r2 by tester: A 0.976, B 0.978; spread 0.0024 <= 0.1500"
+
+
 def test_fairness_regression_uses_r2_and_keeps_groups_regardless_of_classes():
     rng = np.random.default_rng(0)
     y = rng.normal(size=400)
