@@ -33,8 +33,9 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     """
     rows, d = X.shape
     why = f" (no record in the window has a usable {target})" if rows == 0 and task != "anomaly" else ""
+    kind = "rows" if task == "anomaly" else "labeled rows"  # an outlier model learns without labels
     results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
-                          f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}{why}")]
+                          f"{rows} {kind} {'>=' if rows >= min_rows else '<'} minimum {min_rows}{why}")]
     if rows == 0:  # no row to take features from: the schema is not what is wrong
         return results
     results.append(GateResult("quality:schema", d > 0, d, 1,
