@@ -390,6 +390,21 @@ def test_fit_weights_go_to_the_pipeline_final_step():
     np.testing.assert_allclose(est.kwargs["clf__sample_weight"], [0.25, 0.5, 1.0])
 
 
+@pytest.mark.parametrize("half_life", [0, 2000])
+def test_fit_of_a_window_past_10000_rows_with_a_bin_seen_once(half_life):
+    """scikit-learn's early stopping (on more than 10,000 rows) holds out a stratified tenth:
+    one part in a rare soft bin raised ValueError ("The least populated classes in y have only
+    1 member") and every retrain of such a window failed."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10_500, 3))
+    y = np.where(X[:, 0] > 0, 11.0, 12.0)
+    y[500] = 57.0
+    model = _fit(build_estimator("multiclass", "hist_gradient_boosting"), X, y, half_life)
+    assert set(model.classes_) == {11.0, 12.0, 57.0}
+    big = build_estimator("multiclass", "hist_gradient_boosting")
+    assert _fit(big, X, np.where(y == 57.0, 12.0, y), 0).n_iter_ < 150  # two or more of each: early stopping
+
+
 def flipped_history(n=3000, recent=600, seed=0):
     """Old rows follow the flipped rule, the most recent ``recent`` rows the current one."""
     rng = np.random.default_rng(seed)
