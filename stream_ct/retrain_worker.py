@@ -387,12 +387,14 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
         names = select_features(labeled, config.features.include, config.features.exclude)
         X = feature_matrix(labeled, names)
-        sentinels, values = count_sentinels(labeled, names)
         # a test with no measurement in the window (always a sentinel or invalid) carries nothing
         # to learn or to chart: left out of the features, and named in the registry record
         measured = np.isfinite(X).any(axis=0)
         never_measured = [n for n, m in zip(names, measured) if not m]
-        names, X = [n for n, m in zip(names, measured) if m], X[:, measured]
+        kept = [n for n, m in zip(names, measured) if m]
+        # sentinels are counted on the tests learned; on all when none is (the check says so)
+        sentinels, values = count_sentinels(labeled, kept or names)
+        names, X = kept, X[:, measured]
     r, q = config.retrain, config.quality
     split = int(len(labeled) * (1 - r.holdout_fraction))  # time-ordered: the newest rows are the holdout
     with clock("quality"):

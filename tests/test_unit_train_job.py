@@ -234,6 +234,20 @@ def test_a_test_never_measured_in_the_window_is_left_out_and_named(records, tmp_
     assert "900:OPEN_SHORT" not in meta["feature_names"] and len(meta["feature_names"]) == len(records[0]["tests"])
 
 
+def test_the_sentinels_of_tests_left_out_as_never_measured_do_not_skip_the_window(records, tmp_path):
+    """Three tests logged on every part only as 9.9e37 are left out of the features, yet their
+    sentinels were counted: 5.66 % > 5 %, and every retrain of such a floor was skipped."""
+    recs = copy.deepcopy(records)
+    for r in recs:
+        r["tests"].update({"900:A": 9.9e37, "901:B": 9.9e37, "902:C": 9.9e37})
+    cfg = ConsumerConfig.from_dict(dict(RAW, gates=dict(RAW["gates"], min_metric=0.999)))  # rejected: quick
+    outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), recs, Registry(tmp_path))
+    assert outcome.decision == "rejected"
+    sentinels = {g["name"]: g for g in outcome.gates}["quality:sentinels"]
+    assert sentinels["passed"] and sentinels["value"] == 0
+    assert Registry(tmp_path).meta("yield", 1)["data_window"]["never_measured"] == ["900:A", "901:B", "902:C"]
+
+
 def test_the_decision_reports_the_unusable_labels_and_invalid_records(tmp_path, monkeypatch):
     monkeypatch.setattr(retrain_worker, "train_in_child",
                         lambda *args: Outcome(1, "rejected", [], {}, rows=3000, unusable_labels=4, invalid_records=2))
