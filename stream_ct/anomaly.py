@@ -64,10 +64,11 @@ class AnomalyModel:
         tested = ~np.isnan(measured).all(axis=0)
         self.medians[tested] = np.nanmedian(measured[:, tested], axis=0)
         rows = [row for row in self._rows(X) if row]
+        # the trees score 0 until their first window is full: at most half the rows, so that they score
+        window = min(max(50, len(rows) // 4), 1000, max(1, len(rows) // 2))
         self.model = compose.Pipeline(preprocessing.MinMaxScaler(),
                                       anomaly.HalfSpaceTrees(n_trees=self.n_trees, height=self.height,
-                                                             window_size=max(50, min(len(rows) // 4, 1000)),
-                                                             seed=self.seed))
+                                                             window_size=window, seed=self.seed))
         for row in rows:
             self.model.learn_one(row)
         scores = np.array([self.model.score_one(row) for row in rows])

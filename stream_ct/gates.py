@@ -86,20 +86,26 @@ def secondary_metric(task: str, candidate: dict[str, float], min_f1: float, max_
 def fairness(task: str, scores: np.ndarray, y: np.ndarray, groups: np.ndarray, by: str, max_spread: float,
              min_rows: int) -> GateResult:
     """The primary metric's spread (max - min) across groups with at least ``min_rows`` rows
-    on which it is defined (AUC needs both classes, R² two rows); rows of group "" (records
-    without the field) are in no group."""
+    on which it is defined (AUC needs both classes, R² two rows and a target that varies: on
+    a constant one it is 0 for any error short of none); rows of group "" (records without the
+    field) are in no group."""
     key = PRIMARY_METRIC[task]
-    per_group = {}
+    per_group, undefined = {}, []
     for group in np.unique(groups[groups != ""]):
         mask = groups == group
         if mask.sum() < min_rows:
             continue
-        value = metrics_from_scores(task, scores[mask], y[mask])[key]
-        if not np.isnan(value):  # else max/min of the groups would depend on their order
+        constant = task == "regression" and np.ptp(y[mask]) == 0
+        value = np.nan if constant else metrics_from_scores(task, scores[mask], y[mask])[key]
+        if np.isnan(value):  # else max/min of the groups would depend on their order
+            undefined.append(str(group))
+        else:
             per_group[str(group)] = value
     if len(per_group) < 2:
+        cause = "one target value" if task == "regression" else "one class"
+        defined = f" and a defined {key} ({', '.join(undefined)}: {cause})" if undefined else ""
         why = (f"no holdout record carries a {by}" if not (groups != "").any()  # e.g. a typo in fairness_by
-               else f"fewer than two {by} groups with {min_rows}+ rows")
+               else f"fewer than two {by} groups with {min_rows}+ rows{defined}")
         return GateResult("fairness", True, 0.0, max_spread, f"{why}: nothing to compare")
     spread = max(per_group.values()) - min(per_group.values())
     ok = bool(spread <= max_spread)

@@ -28,12 +28,14 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
     rest its holdout. A classifier cannot be fitted on one class, so the labels check also
     fails when every row of the other class(es) falls in the holdout (all of a window's
     failing parts at its end, say), naming ``target`` and the one class the training split has;
-    for pass/fail, also when the holdout has one class (the AUC gate could not be measured).
+    for pass/fail, also when the holdout has one class (the AUC gate could not be measured), and
+    for regression when the holdout's target is constant (nor could the R² gate).
     """
     rows, d = X.shape
     why = f" (no record in the window has a usable {target})" if rows == 0 and task != "anomaly" else ""
+    kind = "rows" if task == "anomaly" else "labeled rows"  # an outlier model learns without labels
     results = [GateResult("quality:rows", rows >= min_rows, rows, min_rows,
-                          f"{rows} labeled rows {'>=' if rows >= min_rows else '<'} minimum {min_rows}{why}")]
+                          f"{rows} {kind} {'>=' if rows >= min_rows else '<'} minimum {min_rows}{why}")]
     if rows == 0:  # no row to take features from: the schema is not what is wrong
         return results
     results.append(GateResult("quality:schema", d > 0, d, 1,
@@ -85,6 +87,11 @@ def check_window(task: str, X: np.ndarray, y: np.ndarray, feature_names: list[st
         results.append(GateResult("quality:labels", ok, minority, min_minority, detail))
     elif task == "regression":
         ok = bool(np.nanstd(y) > 0)
-        results.append(GateResult("quality:labels", ok, float(np.nanstd(y)), 0.0,
-                                  "target varies" if ok else "target is constant"))
+        detail = "target varies" if ok else "target is constant"
+        held_out = y[train_rows:] if ok and train_rows is not None else None
+        if held_out is not None and len(np.unique(held_out)) == 1:
+            ok = False
+            detail = (f"holdout's {target} is constant (all {rows - train_rows} newest rows = {held_out[0]:g}); "
+                      "the R² gate needs it to vary (R² is 0 there for any error short of none)")
+        results.append(GateResult("quality:labels", ok, float(np.nanstd(y)), 0.0, detail))
     return results

@@ -30,6 +30,7 @@ import orjson
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
+from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from stream_ct.anomaly import AnomalyModel
@@ -333,13 +334,34 @@ class StepClock:
 
 
 def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
-    """Fit, with recency weights ``0.5 ** (age / half_life)`` when a half-life is set."""
+    """Fit, with recency weights ``0.5 ** (age / half_life)`` when a half-life is set. A
+    gradient-boosting classifier fits without early stopping when a class (a rare bin) has one
+    row: on more than 10,000 rows it holds out a stratified tenth, which needs two of each."""
+    if isinstance(estimator, HistGradientBoostingClassifier) and np.unique(y, return_counts=True)[1].min() < 2:
+        estimator.set_params(early_stopping=False)
     if half_life <= 0 or isinstance(estimator, AnomalyModel):  # river models take no weights
         return estimator.fit(X, y)
     weights = 0.5 ** (np.arange(len(y))[::-1] / half_life)
     if hasattr(estimator, "steps"):
         return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": weights})
     return estimator.fit(X, y, sample_weight=weights)
+
+
+def learned_otherwise(meta: dict[str, Any], version: int, task: str, target: str) -> str | None:
+    """Why a champion cannot be judged on this window, or None: it learned another task or
+    (with labels) another target, as when a definition changes them and keeps its name; its
+    metric on these labels would mean nothing (a soft-bin champion scored 0 on hard bins).
+
+    >>> learned_otherwise({"task": "multiclass", "target": "soft_bin"}, 3, "multiclass", "hard_bin")
+    'champion v3 learned soft_bin (multiclass), this definition hard_bin (multiclass): not comparable'
+    >>> learned_otherwise({"task": "anomaly", "target": "passed"}, 3, "anomaly", "soft_bin") is None
+    True
+    """
+    learned = (meta.get("task", task), meta.get("target", target) if task != "anomaly" else target)
+    if learned == (task, target):
+        return None
+    return (f"champion v{version} learned {learned[1]} ({learned[0]}), this definition {target} ({task}): "
+            "not comparable")
 
 
 def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], registry: Registry,
@@ -365,12 +387,14 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
         y = target_vector(labeled, target) if supervised else np.full(len(labeled), np.nan)
         names = select_features(labeled, config.features.include, config.features.exclude)
         X = feature_matrix(labeled, names)
-        sentinels, values = count_sentinels(labeled, names)
         # a test with no measurement in the window (always a sentinel or invalid) carries nothing
         # to learn or to chart: left out of the features, and named in the registry record
         measured = np.isfinite(X).any(axis=0)
         never_measured = [n for n, m in zip(names, measured) if not m]
-        names, X = [n for n, m in zip(names, measured) if m], X[:, measured]
+        kept = [n for n, m in zip(names, measured) if m]
+        # sentinels are counted on the tests learned; on all when none is (the check says so)
+        sentinels, values = count_sentinels(labeled, kept or names)
+        names, X = kept, X[:, measured]
     r, q = config.retrain, config.quality
     split = int(len(labeled) * (1 - r.holdout_fraction))  # time-ordered: the newest rows are the holdout
     with clock("quality"):
@@ -397,9 +421,11 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
                 # serve falls back from such a champion: judge as at bootstrap, else no retrain could replace it
                 champion_unusable = f"champion v{champion_version} unusable: {type(exc).__name__}: {exc}"
             else:
-                Xc = model_matrix(feature_matrix(labeled[split:], champion.meta["feature_names"]), labeled[split:],
-                                  champion.meta.get("categories"))
-                champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
+                champion_unusable = learned_otherwise(champion.meta, champion_version, task, target)
+                if champion_unusable is None:
+                    Xc = model_matrix(feature_matrix(labeled[split:], champion.meta["feature_names"]),
+                                      labeled[split:], champion.meta.get("categories"))
+                    champion_metrics = evaluate(task, champion.estimator, Xc, y[split:])
     groups = field_levels(labeled[split:], config.gates.fairness_by)
     with clock("gates"):
         gates = quality + run_gates(config, candidate, inputs[split:], y[split:], groups, candidate_metrics,

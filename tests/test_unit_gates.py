@@ -181,11 +181,19 @@ def test_fairness_small_group_counts_when_min_rows_allows():
     assert r.detail == "auc by tester: A 1.000, B 0.750, C 0.000; spread 1.0000 > 0.1500"
 
 
-def test_fairness_fewer_than_two_groups_passes():
+def test_fairness_fewer_than_two_groups_passes_naming_the_groups_without_a_metric():
+    """D has 150 rows of one class: the verdict said "fewer than two fab groups with 100+ rows"."""
     s, y, g = fairness_data()
     keep = g != "B"
     assert fairness("classification", s[keep], y[keep], g[keep], "fab", 0.15, 100) == GateResult(
-        "fairness", True, 0.0, 0.15, "fewer than two fab groups with 100+ rows: nothing to compare")
+        "fairness", True, 0.0, 0.15, "fewer than two fab groups with 100+ rows and a defined auc (D: one class): "
+                                     "nothing to compare")
+    keep = (g == "A") | (g == "C")
+    assert fairness("classification", s[keep], y[keep], g[keep], "fab", 0.15, 100).detail == (
+        "fewer than two fab groups with 100+ rows: nothing to compare")
+    y = np.concatenate([np.arange(200.0), np.full(200, 9.0)])
+    assert fairness("regression", y, y, np.repeat(["T1", "T2"], 200), "tester", 0.15, 100).detail == (
+        "fewer than two tester groups with 100+ rows and a defined r2 (T2: one target value): nothing to compare")
 
 
 def test_fairness_says_when_no_record_carries_its_field():
@@ -200,7 +208,19 @@ def test_records_without_the_field_form_no_group():
     s, y, g = fairness_data()
     g = np.where(g == "B", "", g)  # B's 200 rows carry no fab
     r = fairness("classification", s, y, g, "fab", max_spread=0.15, min_rows=100)
-    assert r.passed and r.detail == "fewer than two fab groups with 100+ rows: nothing to compare"
+    assert r.passed and r.detail == ("fewer than two fab groups with 100+ rows and a defined auc (D: one class): "
+                                     "nothing to compare")
+
+
+def test_fairness_leaves_out_a_group_whose_target_is_constant():
+    """A tester that logs the same test time for every part: R² is 0 there for any error short
+    of none, and the candidate was rejected ("r2 by tester: A 0.976, B 0.978, C 0.000")."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.normal(800, 20, 400), np.full(200, 900.0)])
+    s = y + np.concatenate([rng.normal(0, 3, 400), np.full(200, 0.5)])  # C predicted within 0.5 ms
+    g = np.array(["A"] * 200 + ["B"] * 200 + ["C"] * 200)
+    r = fairness("regression", s, y, g, "tester", 0.15, 100)
+    assert r.passed and r.detail == "r2 by tester: A 0.976, B 0.978; spread 0.0024 <= 0.1500"
 
 
 def test_fairness_regression_uses_r2_and_keeps_groups_regardless_of_classes():

@@ -213,6 +213,22 @@ def test_regression_constant_target_fails():
     assert r == GateResult("quality:labels", False, 0.0, 0.0, "target is constant")
 
 
+def test_an_outlier_window_counts_rows_not_labeled_rows():
+    """Outlier models learn without labels: a short window said '999 labeled rows < minimum 1000'."""
+    r = check(y=np.full(200, np.nan), task="anomaly", min_rows=500)["quality:rows"]
+    assert r == GateResult("quality:rows", False, 200, 500, "200 rows < minimum 500")
+
+
+def test_a_regression_holdout_of_one_value_fails_the_labels_check():
+    """The newest quarter all at one test time: R² there is 0 for any error short of none, and
+    the candidate was rejected as 'r2 0.0000 < floor 0.3000'."""
+    y = np.concatenate([np.arange(150.0), np.full(50, 820.0)])
+    r = check(y=y, task="regression", train_rows=150, target="test_time_ms")["quality:labels"]
+    assert (r.passed, r.detail) == (False, "holdout's test_time_ms is constant (all 50 newest rows = 820); the R² "
+                                           "gate needs it to vary (R² is 0 there for any error short of none)")
+    assert check(y=np.arange(200.0), task="regression", train_rows=150)["quality:labels"].passed
+
+
 def test_regression_varying_target_passes():
     y = np.arange(200, dtype=float)
     r = check(y=y, task="regression")["quality:labels"]

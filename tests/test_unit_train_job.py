@@ -234,6 +234,20 @@ def test_a_test_never_measured_in_the_window_is_left_out_and_named(records, tmp_
     assert "900:OPEN_SHORT" not in meta["feature_names"] and len(meta["feature_names"]) == len(records[0]["tests"])
 
 
+def test_the_sentinels_of_tests_left_out_as_never_measured_do_not_skip_the_window(records, tmp_path):
+    """Three tests logged on every part only as 9.9e37 are left out of the features, yet their
+    sentinels were counted: 5.66 % > 5 %, and every retrain of such a floor was skipped."""
+    recs = copy.deepcopy(records)
+    for r in recs:
+        r["tests"].update({"900:A": 9.9e37, "901:B": 9.9e37, "902:C": 9.9e37})
+    cfg = ConsumerConfig.from_dict(dict(RAW, gates=dict(RAW["gates"], min_metric=0.999)))  # rejected: quick
+    outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), recs, Registry(tmp_path))
+    assert outcome.decision == "rejected"
+    sentinels = {g["name"]: g for g in outcome.gates}["quality:sentinels"]
+    assert sentinels["passed"] and sentinels["value"] == 0
+    assert Registry(tmp_path).meta("yield", 1)["data_window"]["never_measured"] == ["900:A", "901:B", "902:C"]
+
+
 def test_the_decision_reports_the_unusable_labels_and_invalid_records(tmp_path, monkeypatch):
     monkeypatch.setattr(retrain_worker, "train_in_child",
                         lambda *args: Outcome(1, "rejected", [], {}, rows=3000, unusable_labels=4, invalid_records=2))
@@ -277,6 +291,26 @@ def test_an_unusable_champion_is_not_compared_and_the_other_gates_decide(promote
     assert gate["passed"] and gate["value"] is None
     assert gate["detail"].startswith(f"champion v1 unusable: {reason}")
     assert gate["detail"].endswith("; the other gates decide")
+
+
+@pytest.mark.parametrize("learned, now", [
+    ({"task": "multiclass", "target": "soft_bin"}, {"task": "multiclass", "target": "hard_bin"}),
+    ({"task": "regression", "target": "test_time_ms"}, {"task": "classification", "target": "passed"})])
+def test_a_champion_of_another_target_or_task_is_not_compared(records, tmp_path, learned, now):
+    """A definition that changes its target keeps its name: the soft-bin champion was judged on
+    hard bins (accuracy 0, beaten by any candidate), and a regression champion of a definition
+    now a classification raised AttributeError (no predict_proba) at every retrain."""
+    reg = Registry(tmp_path)
+    for model in (learned, now):
+        cfg = ConsumerConfig.from_dict(dict(RAW, model=model, drift={"enabled": False},
+                                            gates=dict(RAW["gates"], min_metric=0.0, fairness_by="")))
+        outcome = train_and_judge(retrain_request(cfg, "manual", 0, {0: 3000}), records, reg)
+    assert outcome.decision == "promoted" and reg.champion("yield") == 2
+    assert outcome.metrics["champion"] is None
+    gate = {g["name"]: g for g in outcome.gates}["beats_champion"]
+    assert gate["passed"] and gate["value"] is None
+    assert gate["detail"] == (f"champion v1 learned {learned['target']} ({learned['task']}), this definition "
+                              f"{now['target']} ({now['task']}): not comparable; the other gates decide")
 
 
 def test_no_matching_features_is_skipped(records, tmp_path):
@@ -368,6 +402,21 @@ def test_fit_weights_go_to_the_pipeline_final_step():
     _fit(est, np.zeros((3, 1)), np.zeros(3), 1)
     assert list(est.kwargs) == ["clf__sample_weight"]
     np.testing.assert_allclose(est.kwargs["clf__sample_weight"], [0.25, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("half_life", [0, 2000])
+def test_fit_of_a_window_past_10000_rows_with_a_bin_seen_once(half_life):
+    """scikit-learn's early stopping (on more than 10,000 rows) holds out a stratified tenth:
+    one part in a rare soft bin raised ValueError ("The least populated classes in y have only
+    1 member") and every retrain of such a window failed."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10_500, 3))
+    y = np.where(X[:, 0] > 0, 11.0, 12.0)
+    y[500] = 57.0
+    model = _fit(build_estimator("multiclass", "hist_gradient_boosting"), X, y, half_life)
+    assert set(model.classes_) == {11.0, 12.0, 57.0}
+    big = build_estimator("multiclass", "hist_gradient_boosting")
+    assert _fit(big, X, np.where(y == 57.0, 12.0, y), 0).n_iter_ < 150  # two or more of each: early stopping
 
 
 def flipped_history(n=3000, recent=600, seed=0):

@@ -144,6 +144,14 @@ def test_an_anomaly_model_scores_a_partly_measured_part_on_what_it_measured():
     assert scores[1] > model.threshold and scores[1] == scores[0]
 
 
+def test_an_anomaly_model_of_fewer_parts_than_its_window_still_scores():
+    """The trees score 0 until their first window (50 parts) is full: a model of 40 parts
+    scored every part 0, flagged none (a flag rate of 0 %: promoted) and missed a part 8 sd out."""
+    rng = np.random.default_rng(0)
+    model = build_estimator("anomaly", "half_space_trees", contamination=0.02).fit(rng.normal(size=(40, 3)))
+    assert model.threshold > 0 and model.score_samples(np.array([[8.0, 8.0, 8.0]]))[0] > model.threshold
+
+
 def test_an_anomaly_model_leaves_out_a_test_its_window_never_measured():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(2000, 3))
