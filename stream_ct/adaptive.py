@@ -25,7 +25,7 @@ from stream_ct.config import ConsumerConfig
 from stream_ct.decode import decode_batch
 from stream_ct.features import feature_matrix, select_features, target_vector
 from stream_ct.recording import read_recording
-from stream_ct.training import build_estimator, evaluate
+from stream_ct.training import build_estimator, evaluate, fit
 
 
 def flow_order(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -59,7 +59,7 @@ def adaptive_table(records: Sequence[dict[str, Any]], task: str, target: str, ks
     rows = []
     for k in sorted({min(k, len(order)) for k in ks}):
         X = feature_matrix(labeled, order[:k])
-        model = build_estimator(task, estimator).fit(X[:split], y[:split])
+        model = fit(build_estimator(task, estimator), X[:split], y[:split])
         rows.append({"k": k, "last_test": order[k - 1], "train_rows": split, "holdout_rows": len(labeled) - split,
                      **evaluate(task, model, X[split:], y[split:])})
     return rows

@@ -30,10 +30,8 @@ import orjson
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
-from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from stream_ct.anomaly import AnomalyModel
 from stream_ct.categories import field_categories, model_matrix
 from stream_ct.child_process import call_in_child
 from stream_ct.config import WORKER_REQUEST_LIMIT_S, ConsumerConfig, RegistrySection
@@ -54,7 +52,7 @@ from stream_ct.record import part_key
 from stream_ct.registry import IntegrityError, Registry, announcement, code_version
 from stream_ct.resends import without_resends
 from stream_ct.retests import latest_results
-from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate
+from stream_ct.training import PRIMARY_METRIC, build_estimator, evaluate, fit
 from stream_ct.words import counted
 
 #: Request ids a worker remembers as settled (a request read again after a refused commit is not trained twice).
@@ -333,20 +331,6 @@ class StepClock:
             self.seconds[step] = round(self.seconds.get(step, 0.0) + time.monotonic() - started, 3)
 
 
-def _fit(estimator, X: np.ndarray, y: np.ndarray, half_life: int):
-    """Fit, with recency weights ``0.5 ** (age / half_life)`` when a half-life is set. A
-    gradient-boosting classifier fits without early stopping when a class (a rare bin) has one
-    row: on more than 10,000 rows it holds out a stratified tenth, which needs two of each."""
-    if isinstance(estimator, HistGradientBoostingClassifier) and np.unique(y, return_counts=True)[1].min() < 2:
-        estimator.set_params(early_stopping=False)
-    if half_life <= 0 or isinstance(estimator, AnomalyModel):  # river models take no weights
-        return estimator.fit(X, y)
-    weights = 0.5 ** (np.arange(len(y))[::-1] / half_life)
-    if hasattr(estimator, "steps"):
-        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": weights})
-    return estimator.fit(X, y, sample_weight=weights)
-
-
 def learned_otherwise(meta: dict[str, Any], version: int, task: str, target: str) -> str | None:
     """Why a champion cannot be judged on this window, or None: it learned another task or
     (with labels) another target, as when a definition changes them and keeps its name; its
@@ -409,7 +393,7 @@ def train_and_judge(request: dict[str, Any], records: list[dict[str, Any]], regi
     inputs = model_matrix(X, labeled, categories)  # the test results, then the fields' level columns
     estimator = build_estimator(task, config.model.estimator, contamination=config.model.contamination)
     with clock("fit"):
-        candidate = _fit(estimator, inputs[:split], y[:split], r.recency_half_life)
+        candidate = fit(estimator, inputs[:split], y[:split], r.recency_half_life)
     with clock("holdout"):
         candidate_metrics = evaluate(task, candidate, inputs[split:], y[split:])
         champion_version = registry.champion(name)

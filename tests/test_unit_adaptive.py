@@ -67,3 +67,13 @@ def test_the_command_refuses_a_k_that_is_not_a_positive_number_of_tests(definiti
     err = capsys.readouterr().err
     assert f"argument --k: {k!r}: " in err
     assert ("1 or more" if k != "five" else "whole numbers of tests") in err
+
+
+def test_a_flow_of_more_than_10000_parts_with_a_bin_seen_once_is_tabled():
+    """The adaptive view fitted scikit-learn's gradient boosting itself: past 10,000 rows its
+    early stopping splits off a stratified tenth, and one part in a rare soft bin raised
+    ValueError ("The least populated classes in y have only 1 member")."""
+    records = [dict(r, soft_bin=1 + int(r["tests"]["0:KILLER"])) for r in flow_records(15_000)]
+    records[7]["soft_bin"] = 57
+    rows = adaptive_table(records, "multiclass", "soft_bin", ks=[1])
+    assert rows[0]["train_rows"] > 10_000 and rows[0]["accuracy"] > 0.99

@@ -25,10 +25,10 @@ from stream_ct.config import ConsumerConfig
 from stream_ct.events import EventLog
 from stream_ct.record import part_key
 from stream_ct.registry import Registry
-from stream_ct.retrain_worker import (Outcome, RetrainWorker, _fit, join_labels, retrain_request, stale_reason,
+from stream_ct.retrain_worker import (Outcome, RetrainWorker, join_labels, retrain_request, stale_reason,
                                       train_and_judge, train_in_child)
 from stream_ct.simulate import Simulator
-from stream_ct.training import build_estimator, evaluate
+from stream_ct.training import build_estimator, evaluate, fit
 from harness import register_copy
 
 # Gates relaxed where the result would depend on the machine (latency on a shared host) or on
@@ -385,13 +385,13 @@ class CapturePipeline(Capture):
 
 def test_fit_without_half_life_passes_no_weights():
     est = Capture()
-    assert _fit(est, np.zeros((4, 1)), np.zeros(4), 0) is est
+    assert fit(est, np.zeros((4, 1)), np.zeros(4), 0) is est
     assert est.kwargs == {}
 
 
 def test_fit_weights_halve_every_half_life():
     est = Capture()
-    _fit(est, np.zeros((9, 1)), np.zeros(9), 4)
+    fit(est, np.zeros((9, 1)), np.zeros(9), 4)
     w = est.kwargs["sample_weight"]
     np.testing.assert_allclose(w, 0.5 ** (np.arange(8, -1, -1) / 4))
     assert w[-1] == 1.0 and w[-5] == 0.5 and w[0] == 0.25  # the newest row weighs most
@@ -399,7 +399,7 @@ def test_fit_weights_halve_every_half_life():
 
 def test_fit_weights_go_to_the_pipeline_final_step():
     est = CapturePipeline()
-    _fit(est, np.zeros((3, 1)), np.zeros(3), 1)
+    fit(est, np.zeros((3, 1)), np.zeros(3), 1)
     assert list(est.kwargs) == ["clf__sample_weight"]
     np.testing.assert_allclose(est.kwargs["clf__sample_weight"], [0.25, 0.5, 1.0])
 
@@ -413,10 +413,10 @@ def test_fit_of_a_window_past_10000_rows_with_a_bin_seen_once(half_life):
     X = rng.normal(size=(10_500, 3))
     y = np.where(X[:, 0] > 0, 11.0, 12.0)
     y[500] = 57.0
-    model = _fit(build_estimator("multiclass", "hist_gradient_boosting"), X, y, half_life)
+    model = fit(build_estimator("multiclass", "hist_gradient_boosting"), X, y, half_life)
     assert set(model.classes_) == {11.0, 12.0, 57.0}
     big = build_estimator("multiclass", "hist_gradient_boosting")
-    assert _fit(big, X, np.where(y == 57.0, 12.0, y), 0).n_iter_ < 150  # two or more of each: early stopping
+    assert fit(big, X, np.where(y == 57.0, 12.0, y), 0).n_iter_ < 150  # two or more of each: early stopping
 
 
 def flipped_history(n=3000, recent=600, seed=0):
@@ -432,8 +432,8 @@ def flipped_history(n=3000, recent=600, seed=0):
 @pytest.mark.parametrize("kind", ["logistic_regression", "hist_gradient_boosting"])
 def test_recency_weights_make_old_flipped_labels_matter_less(kind):
     X, y, X_test, y_test = flipped_history()
-    plain = _fit(build_estimator("classification", kind), X, y, 0)
-    recent = _fit(build_estimator("classification", kind), X, y, 200)
+    plain = fit(build_estimator("classification", kind), X, y, 0)
+    recent = fit(build_estimator("classification", kind), X, y, 200)
     assert evaluate("classification", plain, X_test, y_test)["auc"] < 0.2  # learns the old, flipped rule
     assert evaluate("classification", recent, X_test, y_test)["auc"] > 0.75  # follows the recent rule
 
