@@ -320,3 +320,25 @@ def test_a_label_waits_again_when_its_partition_had_no_part_within_the_ttl(monke
     assert waiting.predictions == []  # read 4,000 s ago: past its TTL
     assert [(key, label) for _, key, label in waiting.labels] == [("L/W/7", 0.0)]
     assert 10 <= waiting.labels[0][0] < 20
+
+
+def test_a_part_that_met_its_early_label_does_not_wait_again(monkeypatch):
+    """The labels were read back from a TTL before the parts commit only: a part younger than
+    that whose label had come before it, earlier (an early label, joined when the part came),
+    waited again, filling the joiner until its TTL and joining a resent label a second time."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    part = {"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": None}
+    label = {"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": 1}
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
+        record, ts = (part, 6_500_000) if parts else (label, 6_000_000)  # the label came 500 s first
+        return TopicWindow([record], timestamps=[ts]) if ts >= since_ms else TopicWindow([])
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    now = time.time()
+    for labels_note in (None, (now, 10_000_000)):
+        waiting = awaiting.waiting_records("in", 0, 1, (now, 10_000_000), 3600, "passed",
+                                           labels=("in.labels", 1, labels_note))
+        assert waiting == ([], []), labels_note  # the part was predicted 3,500 s ago, and joined
