@@ -83,19 +83,20 @@ def waiting_records(topic: str, partition: int, committed_offset: int, note: tup
     note. A part whose label came before that offset was joined already and does not wait
     again; a label read before that offset whose part was not (it comes later) waits for it
     again (``early_labels``)."""
-    since_ms = _since_ms(note, ttl_s)
-    if since_ms is None or committed_offset <= 0:
-        return Waiting([], [])
     labels_note = labels[2] if labels is not None else None
+    # the parts' or the labels' (a partition without a part for longer than the TTL still has early labels)
+    since = [ms for ms in (_since_ms(note, ttl_s), _since_ms(labels_note, ttl_s)) if ms is not None]
+    if not since or committed_offset <= 0:
+        return Waiting([], [])
+    since_ms, ttl_ms = min(since), int(ttl_s * 1000)
     # with the labels' ages known, the parts up to a TTL before the oldest label too: those it may have joined
-    start_ms = since_ms - (int(ttl_s * 1000) if labels_note is not None else 0)
+    start_ms = since_ms - (ttl_ms if labels_note is not None else 0)
     floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
     window = read_topic(topic, start_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0,
                         floor_offsets=floor)
-    labels_since_ms = _since_ms(labels_note, ttl_s)
-    read = [] if labels is None else labels_read(
-        labels[0], labels[1], partition, since_ms if labels_since_ms is None else min(since_ms, labels_since_ms),
-        target, bootstrap)
+    # the labels up to a TTL before the oldest part too: those that came first and joined it when it came
+    read = [] if labels is None else labels_read(labels[0], labels[1], partition, since_ms - ttl_ms, target,
+                                                 bootstrap)
     joined, now = {key for _, key, _ in read}, time.time()
     aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
             if _unlabeled(rec.get(target)) and part_key(rec) not in joined)

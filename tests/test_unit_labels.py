@@ -293,3 +293,52 @@ def test_a_restored_label_joins_a_prediction_made_since_and_waits_in_time_order(
     clock.t = 1061.0
     j.add_prediction("new", "p-new")  # its label was added 61 s ago
     assert j.take_early_matches() == [] and j.counts["expired_labels"] == 2
+
+
+def test_a_label_waits_again_when_its_partition_had_no_part_within_the_ttl(monkeypatch):
+    """The read-back returned nothing when the partition's last part was read more than
+    ``ttl_seconds`` ago: labels read since, younger than the TTL by their own commit's note
+    and waiting for parts still to come, were lost (the parts' tester paused for an hour)."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    part = {"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": None}
+    labels = [{"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": 1},   # may have joined its part
+              {"lot_id": "L", "wafer_id": "W", "part_id": "7", "passed": 0}]   # its part comes later
+    stamps = [2_000_000, 5_000_000]
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
+        if parts:
+            return TopicWindow([part], timestamps=[1_000_000]) if since_ms <= 1_000_000 else TopicWindow([])
+        kept = [i for i, ts in enumerate(stamps) if ts >= since_ms]
+        return TopicWindow([labels[i] for i in kept], timestamps=[stamps[i] for i in kept])
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    now = time.time()
+    waiting = awaiting.waiting_records("in", 0, 1, (now - 4_000, 1_000_000), 3600, "passed",
+                                       labels=("in.labels", 2, (now - 10, 5_000_000)))
+    assert waiting.predictions == []  # read 4,000 s ago: past its TTL
+    assert [(key, label) for _, key, label in waiting.labels] == [("L/W/7", 0.0)]
+    assert 10 <= waiting.labels[0][0] < 20
+
+
+def test_a_part_that_met_its_early_label_does_not_wait_again(monkeypatch):
+    """The labels were read back from a TTL before the parts commit only: a part younger than
+    that whose label had come before it, earlier (an early label, joined when the part came),
+    waited again, filling the joiner until its TTL and joining a resent label a second time."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    part = {"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": None}
+    label = {"lot_id": "L", "wafer_id": "W", "part_id": "1", "passed": 1}
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
+        record, ts = (part, 6_500_000) if parts else (label, 6_000_000)  # the label came 500 s first
+        return TopicWindow([record], timestamps=[ts]) if ts >= since_ms else TopicWindow([])
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    now = time.time()
+    for labels_note in (None, (now, 10_000_000)):
+        waiting = awaiting.waiting_records("in", 0, 1, (now, 10_000_000), 3600, "passed",
+                                           labels=("in.labels", 1, labels_note))
+        assert waiting == ([], []), labels_note  # the part was predicted 3,500 s ago, and joined
