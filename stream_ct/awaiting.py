@@ -96,7 +96,7 @@ def waiting_records(topic: str, partition: int, committed_offset: int, note: tup
                         floor_offsets=floor)
     # the labels up to a TTL before the oldest part too: those that came first and joined it when it came
     read = [] if labels is None else labels_read(labels[0], labels[1], partition, since_ms - ttl_ms, target,
-                                                 bootstrap)
+                                                 bootstrap, capacity)
     joined, now = {key for _, key, _ in read}, time.time()
     aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
             if _unlabeled(rec.get(target)) and part_key(rec) not in joined)
@@ -133,14 +133,17 @@ def early_labels(read: list[tuple[int, str, float]], window: TopicWindow, parts_
 
 
 def labels_read(topic: str, committed_offset: int, partition: int, since_ms: int, target: str,
-                bootstrap: str | None = None) -> list[tuple[int, str, float]]:
+                bootstrap: str | None = None, capacity: int | None = None) -> list[tuple[int, str, float]]:
     """``(timestamp_ms, part key, label)`` of the labels with a usable ``target`` on
     ``partition`` of the labels ``topic``, from ``since_ms`` up to ``committed_offset``: the
-    labels the partition's previous owner had read, oldest first."""
+    labels the partition's previous owner had read, oldest first; of the last twice
+    ``capacity`` offsets only (those of the parts read back and the early labels kept: an
+    hour or two of a busy labels partition is millions of records held at once)."""
     if committed_offset <= 0:
         return []
+    floor = None if capacity is None else {str(partition): max(0, committed_offset - 2 * capacity)}
     window = read_topic(topic, since_ms, {str(partition): committed_offset}, bootstrap, parts=False,
-                        stall_timeout_s=30.0)
+                        stall_timeout_s=30.0, floor_offsets=floor)
     return [(ts, part_key(label), float(label[target])) for ts, label in zip(window.timestamps, window.records)
             if target in label and unjoinable(label) is None and usable_label(label[target])]
 

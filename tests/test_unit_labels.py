@@ -342,3 +342,23 @@ def test_a_part_that_met_its_early_label_does_not_wait_again(monkeypatch):
         waiting = awaiting.waiting_records("in", 0, 1, (now, 10_000_000), 3600, "passed",
                                            labels=("in.labels", 1, labels_note))
         assert waiting == ([], []), labels_note  # the part was predicted 3,500 s ago, and joined
+
+
+def test_the_labels_read_back_are_bounded_like_the_parts(monkeypatch):
+    """The labels read back reach twice the TTL back with no bound: an hour or two of a busy
+    labels partition, millions of records held at once. They stop at twice the joiner's
+    capacity before the committed offset (the parts read back and the early labels kept)."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    floors = {}
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, floor_offsets=None, **kw):
+        floors[topic] = floor_offsets
+        return TopicWindow([])
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    now = time.time()
+    awaiting.waiting_records("in", 3, 50_000, (now, 1_000_000), 3600, "passed", capacity=1_000,
+                             labels=("in.labels", 90_000, (now, 1_000_000)))
+    assert floors == {"in": {"3": 49_000}, "in.labels": {"3": 88_000}}
