@@ -71,44 +71,48 @@ class Waiting(NamedTuple):
     labels: list[tuple[float, str, float]]
 
 
-def waiting_records(topic: str, partition: int, committed_offset: int, note: tuple[float, int], ttl_s: float,
-                    target: str, bootstrap: str | None = None, capacity: int | None = None,
+def waiting_records(topic: str, partition: int, committed_offset: int, note: tuple[float, int] | None,
+                    ttl_s: float, target: str, bootstrap: str | None = None, capacity: int | None = None,
                     labels: tuple[str, int, tuple[float, int] | None] | None = None) -> Waiting:
     """The records of ``partition`` before ``committed_offset`` that came without their
-    ``target`` and were predicted less than ``ttl_s`` ago; of the last ``capacity`` offsets only
-    (the joiner's: more would be evicted on arrival, and an hour of a busy partition is
-    millions of records held at once).
+    ``target`` and were predicted less than ``ttl_s`` ago by the commit's ``note`` (None: a
+    commit without one, whose predictions' ages are not known); of the last ``capacity``
+    offsets only (the joiner's: more would be evicted on arrival, and an hour of a busy
+    partition is millions of records held at once).
 
     ``labels``: the labels topic, its committed offset on the same partition and that commit's
     note. A part whose label came before that offset was joined already and does not wait
     again; a label read before that offset whose part was not (it comes later) waits for it
-    again (``early_labels``)."""
+    again (``early_labels``), also on a partition where no part was committed yet."""
     labels_note = labels[2] if labels is not None else None
     # the parts' or the labels' (a partition without a part for longer than the TTL still has early labels)
     since = [ms for ms in (_since_ms(note, ttl_s), _since_ms(labels_note, ttl_s)) if ms is not None]
-    if not since or committed_offset <= 0:
+    if not since:
         return Waiting([], [])
     since_ms, ttl_ms = min(since), int(ttl_s * 1000)
     # with the labels' ages known, the parts up to a TTL before the oldest label too: those it may have joined
     start_ms = since_ms - (ttl_ms if labels_note is not None else 0)
     floor = None if capacity is None else {str(partition): max(0, committed_offset - capacity)}
-    window = read_topic(topic, start_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0,
-                        floor_offsets=floor)
+    window = TopicWindow([]) if committed_offset <= 0 else read_topic(
+        topic, start_ms, {str(partition): committed_offset}, bootstrap, stall_timeout_s=30.0, floor_offsets=floor)
     # the labels up to a TTL before the oldest part too: those that came first and joined it when it came
     read = [] if labels is None else labels_read(labels[0], labels[1], partition, since_ms - ttl_ms, target,
                                                  bootstrap, capacity)
     joined, now = {key for _, key, _ in read}, time.time()
-    aged = ((record_age_s(ts, note, now), rec) for ts, rec in zip(window.timestamps, window.records)
-            if _unlabeled(rec.get(target)) and part_key(rec) not in joined)
+    aged = () if note is None else ((record_age_s(ts, note, now), rec) for ts, rec in
+                                    zip(window.timestamps, window.records)
+                                    if _unlabeled(rec.get(target)) and part_key(rec) not in joined)
     predictions = [(age, rec) for age, rec in aged if age <= ttl_s]
     if labels_note is None:  # a commit from before these notes: the labels' ages are not known
         return Waiting(predictions, [])
     cut = capacity is not None and len(window.records) + window.invalid_records >= capacity
-    parts_from_ms = window.timestamps[0] if cut and window.timestamps else start_ms
+    # every part read here is in the window: none at all when none was committed
+    parts_from_ms = window.timestamps[0] if cut and window.timestamps else \
+        start_ms if committed_offset > 0 else -math.inf
     return Waiting(predictions, early_labels(read, window, parts_from_ms, labels_note, ttl_s, capacity, now))
 
 
-def early_labels(read: list[tuple[int, str, float]], window: TopicWindow, parts_from_ms: int,
+def early_labels(read: list[tuple[int, str, float]], window: TopicWindow, parts_from_ms: float,
                  note: tuple[float, int], ttl_s: float, capacity: int | None = None,
                  now: float | None = None) -> list[tuple[float, str, float]]:
     """``(age_s, part key, label)`` of the labels ``read`` whose part is not in ``window``,

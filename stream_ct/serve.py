@@ -661,8 +661,9 @@ class Server:
                 _read_back_failed(tp, exc)
                 continue
             note = read_note(committed.metadata) if committed is not None else None
-            if note is not None:
-                notes[tp] = (committed.offset, note, self._labels_committed(tp.partition))
+            labels = self._labels_committed(tp.partition)
+            if note is not None or (labels is not None and labels[2] is not None):  # labels may wait, no part
+                notes[tp] = (committed.offset if committed is not None else 0, note, labels)
         if notes:
             self.read_backs = [t for t in self.read_backs if t.is_alive()]
             thread = threading.Thread(target=self._read_back, args=(notes, self.champion), name="read-back",

@@ -21,6 +21,7 @@ from stream_ct.registry import Registry
 from stream_ct.replay import replay
 from stream_ct.retrain_worker import retrain_request, train_and_judge
 from stream_ct.config import ConsumerConfig
+from stream_ct.kafka_io import ensure_topics
 from stream_ct.record import part_key
 from stream_ct.simulate import Simulator
 
@@ -231,6 +232,31 @@ def test_labels_that_came_before_their_parts_wait_for_them_across_a_restart(tmp_
     assert before["joined"] == n // 2
     assert after["restored_labels"] == n // 2 and after["joined"] == n // 2, after
     assert after.get("restored_predictions", 0) == 0, after  # the first 1,000 were joined before the restart
+
+
+def test_labels_read_before_any_part_of_their_partition_wait_across_a_restart(tmp_path, kafka_bootstrap, topic):
+    """Serve reads 1,000 labels and no part, and stops; the parts come while it is down.
+    Nothing of the input partition was committed, so the restart read nothing back and the
+    labels joined none of their parts."""
+    n, now_ms = 1000, int(time.time() * 1000)
+    records = simulated("none", n, seed=29)
+    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
+             for i, r in enumerate(records)]
+    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
+                      now_ms - n * 10, [], None) for r in records]
+    label_topic = f"{topic}.labels"
+    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\n',
+                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
+    ensure_topics({topic: {"partitions": 1}, label_topic: {"partitions": 1}}, kafka_bootstrap)
+    replay(labels, label_topic, kafka_bootstrap)
+    for run in ("before", "after"):
+        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
+        assert serve.wait(120) == 0, serve.output()
+        if run == "before":
+            replay(parts, topic, kafka_bootstrap)
+    before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
+    assert before.get("joined", 0) == 0
+    assert after["restored_labels"] == n and after["joined"] == n, after
 
 
 def test_predictions_older_than_the_ttl_are_not_read_back_when_new_parts_come_first(tmp_path, kafka_bootstrap, topic):

@@ -362,3 +362,24 @@ def test_the_labels_read_back_are_bounded_like_the_parts(monkeypatch):
     awaiting.waiting_records("in", 3, 50_000, (now, 1_000_000), 3600, "passed", capacity=1_000,
                              labels=("in.labels", 90_000, (now, 1_000_000)))
     assert floors == {"in": {"3": 49_000}, "in.labels": {"3": 88_000}}
+
+
+def test_labels_of_a_partition_where_no_part_was_committed_wait_again(monkeypatch):
+    """Labels read before any part of their partition (a stream whose labels lead) were
+    committed with no parts commit beside them, and the restart read nothing back."""
+    from stream_ct import awaiting
+    from stream_ct.retrain_worker import TopicWindow
+
+    labels = [{"lot_id": "L", "wafer_id": "W", "part_id": str(i), "passed": i % 2} for i in range(3)]
+    read = []
+
+    def read_topic(topic, since_ms, end_offsets, bootstrap, parts=True, **kw):
+        read.append(topic)
+        return TopicWindow([] if parts else labels, timestamps=[] if parts else [1_000_000] * 3)
+
+    monkeypatch.setattr(awaiting, "read_topic", read_topic)
+    now = time.time()
+    waiting = awaiting.waiting_records("in", 0, 0, None, 3600, "passed", capacity=2,
+                                       labels=("in.labels", 3, (now - 5, 1_000_000)))
+    assert read == ["in.labels"] and waiting.predictions == []
+    assert [(key, y) for _, key, y in waiting.labels] == [("L/W/1", 1.0), ("L/W/2", 0.0)]  # the youngest 2
