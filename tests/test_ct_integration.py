@@ -179,29 +179,45 @@ def test_shadow_candidate_runs_beside_the_champion_before_promotion(tmp_path, ka
     assert (decision["version"] in deployed) == result["passed"]
 
 
+def _parts_and_labels(n: int, seed: int, now_ms: int, labels_at_ms: int) -> tuple[list[Message], list[Message]]:
+    """``n`` simulated parts without their label, 10 ms apart up to ``now_ms``, and a label
+    record of each stamped ``labels_at_ms``."""
+    records = simulated("none", n, seed=seed)
+    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
+             for i, r in enumerate(records)]
+    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
+                      labels_at_ms, [], None) for r in records]
+    return parts, labels
+
+
+def _serve_across_a_restart(tmp_path, bootstrap: str, topic: str, first: list, while_down: list):
+    """Serve (labels on ``<topic>.labels``; no champion, so the online model serves and learns)
+    reads what ``first`` sent and stops; ``while_down`` is sent; serve runs again. Both are
+    ``(topic, messages)`` pairs. Returns each run's ``labels`` counts and the second run."""
+    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{topic}.labels"\n',
+                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
+    ensure_topics({topic: {"partitions": 1}, f"{topic}.labels": {"partitions": 1}}, bootstrap)
+    for to, messages in first:
+        replay(messages, to, bootstrap)
+    for run in ("before", "after"):
+        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
+        assert serve.wait(120) == 0, serve.output()
+        for to, messages in (while_down if run == "before" else []):
+            replay(messages, to, bootstrap)
+    before, after = [e["labels"] for e in events_for(topic, bootstrap) if e["type"] == "serve_stopped"]
+    return before, after, serve
+
+
 def test_labels_that_come_while_serve_is_down_join_the_predictions_it_made_before(tmp_path, kafka_bootstrap, topic):
     """Serve stops with 1,000 of its 2,000 predictions waiting for their labels, which arrive
     while it is down. Its joiner lived in memory, so the restarted instance joined none of
     them; it now reads those parts back from before its committed offsets and joins every
     label. The 1,000 whose labels the first instance had read and joined do not wait again."""
     n, now_ms = 2000, int(time.time() * 1000)
-    records = simulated("none", n, seed=27)
-    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
-             for i, r in enumerate(records)]
-    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
-                      now_ms, [], None) for r in records]
-    label_topic = f"{topic}.labels"
-    # no champion (no worker; reference_size past the stream): the online model serves and learns
-    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\n',
-                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
-    replay(parts, topic, kafka_bootstrap)
-    replay(labels[:n // 2], label_topic, kafka_bootstrap)
-    for run in ("before", "after"):
-        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
-        assert serve.wait(120) == 0, serve.output()
-        if run == "before":
-            replay(labels[n // 2:], label_topic, kafka_bootstrap)
-    before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
+    parts, labels = _parts_and_labels(n, 27, now_ms, labels_at_ms=now_ms)
+    before, after, serve = _serve_across_a_restart(
+        tmp_path, kafka_bootstrap, topic, first=[(topic, parts), (f"{topic}.labels", labels[:n // 2])],
+        while_down=[(f"{topic}.labels", labels[n // 2:])])
     assert before["joined"] == n // 2
     assert after["restored_predictions"] == n // 2 and after["joined"] == n // 2, after
     assert "1,000 predictions and 0 labels made or read before a restart or rebalance wait again" in serve.output()
@@ -213,22 +229,10 @@ def test_labels_that_came_before_their_parts_wait_for_them_across_a_restart(tmp_
     restarted instance joined none of them; it now reads them back from before the labels'
     committed offsets and joins each to its part when that comes."""
     n, now_ms = 2000, int(time.time() * 1000)
-    records = simulated("none", n, seed=28)
-    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
-             for i, r in enumerate(records)]
-    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
-                      now_ms - n * 10, [], None) for r in records]
-    label_topic = f"{topic}.labels"
-    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\n',
-                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
-    replay(labels, label_topic, kafka_bootstrap)
-    replay(parts[:n // 2], topic, kafka_bootstrap)
-    for run in ("before", "after"):
-        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
-        assert serve.wait(120) == 0, serve.output()
-        if run == "before":
-            replay(parts[n // 2:], topic, kafka_bootstrap)
-    before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
+    parts, labels = _parts_and_labels(n, 28, now_ms, labels_at_ms=now_ms - n * 10)
+    before, after, _ = _serve_across_a_restart(
+        tmp_path, kafka_bootstrap, topic, first=[(f"{topic}.labels", labels), (topic, parts[:n // 2])],
+        while_down=[(topic, parts[n // 2:])])
     assert before["joined"] == n // 2
     assert after["restored_labels"] == n // 2 and after["joined"] == n // 2, after
     assert after.get("restored_predictions", 0) == 0, after  # the first 1,000 were joined before the restart
@@ -239,22 +243,9 @@ def test_labels_read_before_any_part_of_their_partition_wait_across_a_restart(tm
     Nothing of the input partition was committed, so the restart read nothing back and the
     labels joined none of their parts."""
     n, now_ms = 1000, int(time.time() * 1000)
-    records = simulated("none", n, seed=29)
-    parts = [Message(part_key(r).encode(), orjson.dumps(dict(r, passed=None)), now_ms - (n - i) * 10, [], None)
-             for i, r in enumerate(records)]
-    labels = [Message(part_key(r).encode(), orjson.dumps({k: r[k] for k in ("lot_id", "wafer_id", "part_id", "passed")}),
-                      now_ms - n * 10, [], None) for r in records]
-    label_topic = f"{topic}.labels"
-    config = write_config(tmp_path, topic, extra=f'\n[labels]\ntopic = "{label_topic}"\n',
-                          drift_enabled="false", reference_size=50_000, window_records=3000, cooldown=2000)
-    ensure_topics({topic: {"partitions": 1}, label_topic: {"partitions": 1}}, kafka_bootstrap)
-    replay(labels, label_topic, kafka_bootstrap)
-    for run in ("before", "after"):
-        serve = Service(["serve", str(config), "--exit-when-idle", "3"], tmp_path / f"serve-{run}.log", tmp_path)
-        assert serve.wait(120) == 0, serve.output()
-        if run == "before":
-            replay(parts, topic, kafka_bootstrap)
-    before, after = [e["labels"] for e in events_for(topic, kafka_bootstrap) if e["type"] == "serve_stopped"]
+    parts, labels = _parts_and_labels(n, 29, now_ms, labels_at_ms=now_ms - n * 10)
+    before, after, _ = _serve_across_a_restart(tmp_path, kafka_bootstrap, topic,
+                                               first=[(f"{topic}.labels", labels)], while_down=[(topic, parts)])
     assert before.get("joined", 0) == 0
     assert after["restored_labels"] == n and after["joined"] == n, after
 
