@@ -14,6 +14,8 @@ import sys
 from stream_ct.binary_record import add_encoding_argument
 from stream_ct.kafka_io import records_topic
 from stream_ct.record import MESSAGE_KEYS
+from stream_ct.replay import sigterm_as_interrupt
+from stream_ct.stdf.convert import convert, say
 from stream_ct.stdf.errors import StdfError
 
 EPILOG = """examples:
@@ -64,11 +66,6 @@ def add_key_argument(parser) -> None:
                              "need when several serve instances share the topic (docs/operate.md)")
 
 
-def _error(line: str) -> None:
-    """Print ``line`` on stderr, over the progress line a failed file leaves on a terminal."""
-    print(("\r\033[K" if sys.stderr.isatty() else "") + line, file=sys.stderr)
-
-
 def _missing(files: list[str]) -> str | None:
     """The error line for the first of ``files`` that is not there or is a directory; a pipe
     (``/dev/stdin``, a FIFO, ``<(zcat ...)``) is read like a file."""
@@ -90,18 +87,14 @@ def _overwrites(files: list[str], out: str) -> str | None:
 
 
 def run_convert(args) -> int:
-    from stream_ct.stdf.convert import convert
-
     if (problem := _missing(args.files) or _overwrites(args.files, args.out)):
         print(problem, file=sys.stderr)
         return 2
-    from stream_ct.replay import sigterm_as_interrupt
-
     try:
         with sigterm_as_interrupt():  # stopped as by Ctrl-C: the recording closed whole, the count said
             convert(args.files, args.out, progress=not args.quiet, encoding=args.encoding, key=args.key)
     except StdfError as exc:
-        _error(f"error: {exc}")
+        say(f"error: {exc}")
         return 2
     return 0
 
@@ -110,7 +103,6 @@ def run_publish(args) -> int:
     from kafka.errors import KafkaError
 
     from stream_ct.kafka_io import bootstrap_servers
-    from stream_ct.replay import sigterm_as_interrupt
     from stream_ct.stdf.publish import PublishError, publish
 
     if (problem := _missing(args.files)):
@@ -122,9 +114,9 @@ def run_publish(args) -> int:
             publish(args.files, args.topic, bootstrap, progress=not args.quiet, encoding=args.encoding,
                     key=args.key)
     except StdfError as exc:
-        _error(f"error: {exc}")
+        say(f"error: {exc}")
         return 2
     except (KafkaError, PublishError) as exc:
-        _error(f"error: Kafka at {bootstrap}: {exc} (is the broker running? try: stream-ct broker start)")
+        say(f"error: Kafka at {bootstrap}: {exc} (is the broker running? try: stream-ct broker start)")
         return 3
     return 0
