@@ -192,14 +192,19 @@ def ensure_topics(topics: dict[str, dict], bootstrap: str | None = None) -> list
     return [topic.name for topic in new]
 
 
+def topic_partitions(topic: str, bootstrap: str | None = None) -> int:
+    """How many partitions ``topic`` has (0 if it does not exist)."""
+    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
+    try:
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        consumer.close()
+
+
 def grow_partitions(topic: str, partitions: int, bootstrap: str | None = None) -> int:
     """Give an existing ``topic`` at least ``partitions`` partitions (Kafka never removes any);
     return how many it had (0 if it does not exist)."""
-    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
-    try:
-        had = len(consumer.partitions_for_topic(topic) or ())
-    finally:
-        consumer.close()
+    had = topic_partitions(topic, bootstrap)
     if 0 < had < partitions:
         admin = KafkaAdminClient(**connection_settings(bootstrap))
         try:

@@ -20,7 +20,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from stream_ct.kafka_io import (ACK_WAIT_S, bootstrap_servers, ensure_topics, grow_partitions, make_consumer,
-                                make_producer, records_topic)
+                                make_producer, records_topic, topic_partitions)
 from stream_ct.progress import Progress
 from stream_ct.recording import Message, numbered_recording, write_recording
 from stream_ct.words import counted, were
@@ -65,7 +65,7 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
             if progress:
                 progress.update(count)
     except KafkaTimeoutError as exc:  # kafka-python waited max_block_ms (60 s) for the topic's metadata
-        if count <= 1 and not _topic_exists(topic, bootstrap):
+        if count <= 1 and not topic_partitions(topic, bootstrap):
             raise ValueError(f"topic {topic!r} does not exist at {bootstrap_servers(bootstrap)}, which does not "
                              "create topics on first use: create it with --partitions N, or check --topic") from exc
         raise
@@ -77,14 +77,6 @@ def replay(messages: Iterable[Message], topic: str, bootstrap: str | None = None
     if failures:
         raise ValueError(f"Kafka rejected {len(failures)} of {count} records; first error: {failures[0]}")
     return count
-
-
-def _topic_exists(topic: str, bootstrap: str | None) -> bool:
-    consumer = make_consumer(group_id=None, bootstrap=bootstrap)
-    try:
-        return bool(consumer.partitions_for_topic(topic))
-    finally:
-        consumer.close()
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ import pytest
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.future import Future
 
+import stream_ct.kafka_io as kafka_io
 import stream_ct.replay as replay_module
 from stream_ct.cli import main
 from stream_ct.recording import Message, message_to_line, read_recording, write_recording
@@ -117,7 +118,7 @@ class NoAutoCreateProducer(StubProducer):
 def test_a_topic_the_broker_does_not_create_is_named_not_an_unreachable_broker(monkeypatch, tmp_path, capsys):
     """After 60 s it said 'cannot reach Kafka ... start a broker' (exit 3) of a broker that answered."""
     monkeypatch.setattr(replay_module, "make_producer", lambda bootstrap: NoAutoCreateProducer())
-    monkeypatch.setattr(replay_module, "make_consumer", lambda **kw: NoTopicConsumer())
+    monkeypatch.setattr(kafka_io, "make_consumer", lambda **kw: NoTopicConsumer())  # topic_partitions asks
     path = tmp_path / "rec.jsonl"
     write_recording(str(path), [Message(b"k", b"v", 1)] * 3)
     assert main(["replay", str(path), "--topic", "partz", "--bootstrap-servers", "10.1.2.3:9092"]) == 2
