@@ -767,6 +767,7 @@ def test_cli_reads_a_pipe_and_refuses_a_directory(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: is a directory, not an STDF file"
 
 
+@needs_data
 def test_cli_convert_refuses_to_write_over_its_input(tmp_path, capsys):
     """``--out`` naming the input emptied the STDF file before reading it ("empty file")."""
     stdf = tmp_path / "x.stdf"
